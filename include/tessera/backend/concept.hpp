@@ -1,0 +1,57 @@
+// The backend contract: what a type must provide to run tessera tensors and expressions.
+//
+// A backend B is a type used as Tensor<T, R, B>. Layers above the backends (expressions, autodiff,
+// nn, optim) call only the entries listed here, so a new backend is a new policy, not a rewrite.
+//
+// REQUIRED (static members of B):
+//   static constexpr const char* name;                     // "cpu", "cuda"
+//   static constexpr bool host_accessible;                 // may host code dereference data()?
+//   static void* allocate(std::size_t bytes);               // uninitialized, suitably aligned; throws
+//                                                           // std::bad_alloc (or a subclass) on failure
+//   static void  deallocate(void* p, std::size_t bytes) noexcept;
+//   static void  copy_to_host(void* host_dst, const void* src, std::size_t bytes);
+//   static void  copy_from_host(void* dst, const void* host_src, std::size_t bytes);
+//   static void  copy_device(void* dst, const void* src, std::size_t bytes);
+//   static void  fill_zero(void* dst, std::size_t bytes);
+//
+// REQUIRED (free functions found by overloading on a B{} tag; see backend/cpu/*.hpp):
+//   elementwise_assign(B, Tensor<T,R,B>& dst, const Expr& e)        one fused pass, dst = e
+//   gemm(B, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)   row-major GEMM
+//   reduce_into(B, Tensor<T,RO,B>& out, const Expr& in, axes mask, reducer, scale)
+//   arg_reduce_into<Largest>(B, Tensor<int64,R-1,B>& out, const Tensor<T,R,B>& in, axis)
+//   softmax_into(B, Tensor<T,R,B>& out, const Tensor<T,R,B>& in, axis, log)
+//
+// OPTIONAL (later issues; layers check for them and fall back or fail to compile with a message):
+//   conv2d / pooling forward and backward, batch-norm kernels, fused optimizer updates,
+//   random fills on the device.
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+namespace tessera {
+
+namespace detail {
+template <class B, class = void>
+struct has_backend_members : std::false_type {};
+template <class B>
+struct has_backend_members<
+    B, std::void_t<decltype(B::name), decltype(B::host_accessible), decltype(B::allocate(std::size_t{})),
+                   decltype(B::deallocate(nullptr, std::size_t{})),
+                   decltype(B::copy_to_host(nullptr, nullptr, std::size_t{})),
+                   decltype(B::copy_from_host(nullptr, nullptr, std::size_t{})),
+                   decltype(B::copy_device(nullptr, nullptr, std::size_t{})),
+                   decltype(B::fill_zero(nullptr, std::size_t{}))>> : std::true_type {};
+}  // namespace detail
+
+/// True when B provides the required static members of the backend contract.
+template <class B>
+inline constexpr bool is_backend_v = detail::has_backend_members<B>::value;
+
+#if defined(__cpp_concepts) && __cpp_concepts >= 201907L
+/// The same check as a C++20 concept.
+template <class B>
+concept Backend = is_backend_v<B>;
+#endif
+
+}  // namespace tessera

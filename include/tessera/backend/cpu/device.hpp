@@ -1,0 +1,134 @@
+// The CPU backend's device side: aligned host memory and the thread pool every CPU kernel uses.
+#pragma once
+
+#ifndef EIGEN_USE_THREADS
+#define EIGEN_USE_THREADS
+#endif
+#include <unsupported/Eigen/CXX11/ThreadPool>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+
+#include "tessera/core/config.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/instrument.hpp"
+
+namespace tessera {
+
+/// The CPU backend policy (Eigen 3.4 + optional BLAS). Satisfies backend/concept.hpp.
+struct cpu {
+  static constexpr const char* name = "cpu";
+  /// Elements can be read and written directly by host code.
+  static constexpr bool host_accessible = true;
+  /// Buffers are aligned for the widest SIMD loads (AVX-512).
+  static constexpr std::size_t alignment = 64;
+
+  /// Uninitialized storage for `bytes` bytes; throws std::bad_alloc on failure.
+  static void* allocate(std::size_t bytes) {
+    instrument::count_allocation();
+    if (bytes == 0) bytes = alignment;
+    void* p = ::operator new(bytes, std::align_val_t(alignment));
+    return p;
+  }
+  static void deallocate(void* p, std::size_t /*bytes*/) noexcept {
+    ::operator delete(p, std::align_val_t(alignment));
+  }
+  /// Host memory is device memory here, so the three copies are one memcpy.
+  static void copy_to_host(void* host_dst, const void* src, std::size_t bytes) { std::memcpy(host_dst, src, bytes); }
+  static void copy_from_host(void* dst, const void* host_src, std::size_t bytes) { std::memcpy(dst, host_src, bytes); }
+  static void copy_device(void* dst, const void* src, std::size_t bytes) { std::memmove(dst, src, bytes); }
+  static void fill_zero(void* dst, std::size_t bytes) { std::memset(dst, 0, bytes); }
+
+  /// Threads used by CPU kernels (default: all hardware threads).
+  static int num_threads();
+  /// Changes the thread count for later kernels; 0 restores the default. Not safe while kernels run.
+  static void set_num_threads(int n);
+};
+
+namespace detail {
+
+/// The process-wide pool behind tessera::cpu; rebuilt when the thread count changes.
+class CpuPool {
+ public:
+  static CpuPool& instance() {
+    static CpuPool pool;
+    return pool;
+  }
+  int threads() const { return threads_; }
+  void set_threads(int n) {
+    if (n <= 0) n = default_threads();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (n == threads_) return;
+    pool_.reset();
+    threads_ = n;
+    pool_ = std::make_unique<Eigen::ThreadPool>(n);
+  }
+  Eigen::ThreadPool& pool() { return *pool_; }
+  /// True on a pool worker: nested kernels then run inline instead of deadlocking the pool.
+  bool on_worker() const { return pool_->CurrentThreadId() != -1; }
+
+ private:
+  static int default_threads() {
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw == 0 ? 1 : static_cast<int>(hw);
+  }
+  CpuPool() : threads_(default_threads()) {
+    pool_ = std::make_unique<Eigen::ThreadPool>(threads_);
+  }
+  std::mutex mutex_;
+  int threads_;
+  std::unique_ptr<Eigen::ThreadPool> pool_;
+};
+
+/// Runs f(task) for task in [0, tasks) on the pool; the calling thread takes a share.
+template <class F>
+void parallel_tasks(index_t tasks, F&& f) {
+  if (tasks <= 0) return;
+  auto& pool = CpuPool::instance();
+  if (tasks == 1 || pool.threads() == 1 || pool.on_worker()) {
+    for (index_t t = 0; t < tasks; ++t) f(t);
+    return;
+  }
+  Eigen::Barrier barrier(static_cast<unsigned>(tasks - 1));
+  for (index_t t = 1; t < tasks; ++t) {
+    pool.pool().Schedule([&f, &barrier, t] {
+      f(t);
+      barrier.Notify();
+    });
+  }
+  f(index_t{0});
+  barrier.Wait();
+}
+
+/// Splits [0, n) into contiguous chunks (multiples of `grain`) over the pool's threads and runs
+/// f(begin, end) on each; small ranges (below `serial_below`) run inline.
+template <class F>
+void parallel_for(index_t n, index_t grain, index_t serial_below, F&& f) {
+  if (n <= 0) return;
+  const index_t threads = CpuPool::instance().threads();
+  if (n < serial_below || threads == 1) {
+    f(index_t{0}, n);
+    return;
+  }
+  grain = std::max<index_t>(grain, 1);
+  index_t chunk = (n + threads - 1) / threads;
+  chunk = (chunk + grain - 1) / grain * grain;
+  const index_t tasks = (n + chunk - 1) / chunk;
+  parallel_tasks(tasks, [&](index_t t) {
+    const index_t b = t * chunk;
+    const index_t e = std::min(n, b + chunk);
+    f(b, e);
+  });
+}
+
+}  // namespace detail
+
+inline int cpu::num_threads() { return detail::CpuPool::instance().threads(); }
+inline void cpu::set_num_threads(int n) { detail::CpuPool::instance().set_threads(n); }
+
+}  // namespace tessera

@@ -1,0 +1,89 @@
+// CPU kernel for one fused elementwise pass: coalesced iteration, SIMD inner loop, thread pool.
+#pragma once
+
+#include <vector>
+
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/core/instrument.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/evaluator.hpp"
+
+namespace tessera {
+
+namespace detail {
+
+/// Advances a multi-index over the outer (all but innermost) coalesced axes.
+inline void next_outer_index(index_t* idx, const IterPlan& plan) {
+  for (int k = plan.rank - 2; k >= 0; --k) {
+    if (++idx[k] < plan.dims[k]) return;
+    idx[k] = 0;
+  }
+}
+inline void outer_index_of(index_t row, index_t* idx, const IterPlan& plan) {
+  for (int k = plan.rank - 2; k >= 0; --k) {
+    idx[k] = row % plan.dims[k];
+    row /= plan.dims[k];
+  }
+}
+
+/// Writes ev(j) for j in [j0, j1) to out[j * out_stride].
+template <class T, class Ev>
+TESSERA_ALWAYS_INLINE void eval_row(const Ev& ev, T* out, index_t out_stride, index_t j0, index_t j1) {
+  index_t j = j0;
+  if constexpr (Ev::vectorizable && std::is_same_v<typename Ev::value_type, T>) {
+    using P = packet_t<T>;
+    constexpr index_t ps = packet_size_v<T>;
+    if (out_stride == 1) {
+      for (; j + 2 * ps <= j1; j += 2 * ps) {
+        const P p0 = ev.template packet<P>(j);
+        const P p1 = ev.template packet<P>(j + ps);
+        Eigen::internal::pstoreu(out + j, p0);
+        Eigen::internal::pstoreu(out + j + ps, p1);
+      }
+      for (; j + ps <= j1; j += ps) Eigen::internal::pstoreu(out + j, ev.template packet<P>(j));
+    }
+  }
+  for (; j < j1; ++j) out[j * out_stride] = static_cast<T>(ev.coeff(j));
+}
+
+}  // namespace detail
+
+/// One fused pass: dst[i] = expr[i] for every element of dst (expr broadcast to dst's shape).
+/// The caller has checked shapes and aliasing.
+template <class T, std::size_t R, class E>
+void elementwise_assign(cpu, Tensor<T, R, cpu>& dst, const E& expr) {
+  const index_t total = dst.size();
+  if (total == 0) return;
+  instrument::count_elementwise_pass();
+  std::vector<Shape<R>> operands;
+  operands.reserve(8);
+  operands.push_back(dst.strides());
+  detail::visit_leaves(expr, dst.shape(), [&](const void*, const Shape<R>& st) { operands.push_back(st); });
+  const detail::IterPlan plan = detail::make_plan(dst.shape(), operands);
+  const auto ev = detail::make_evaluator(expr, dst.shape(), plan);
+  index_t dst_strides[max_rank];
+  plan.map(dst.strides(), dst_strides);
+  T* const base = dst.data();
+  const index_t inner = plan.inner();
+  constexpr index_t grain = 64;
+
+  detail::parallel_for(total, grain, 32768, [&](index_t begin, index_t end) {
+    auto local = ev;
+    index_t idx[max_rank] = {};
+    index_t row = begin / inner;
+    index_t j = begin % inner;
+    detail::outer_index_of(row, idx, plan);
+    while (begin < end) {
+      local.seek(idx);
+      index_t off = 0;
+      for (int k = 0; k + 1 < plan.rank; ++k) off += idx[k] * dst_strides[k];
+      const index_t j1 = std::min(inner, j + (end - begin));
+      detail::eval_row(local, base + off, dst_strides[plan.rank - 1], j, j1);
+      begin += j1 - j;
+      j = 0;
+      detail::next_outer_index(idx, plan);
+    }
+  });
+}
+
+}  // namespace tessera

@@ -1,0 +1,237 @@
+// CPU kernels for reductions over any set of axes (reading a fused elementwise input) and for
+// argmax/argmin along one axis.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/cpu/elementwise.hpp"
+#include "tessera/core/instrument.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/evaluator.hpp"
+
+namespace tessera {
+
+namespace detail {
+
+/// Folds ev(j) for j in [j0, j1) into acc with the reducer (SIMD when both allow it).
+template <class Red, class T, class Ev>
+TESSERA_ALWAYS_INLINE T reduce_row(const Red& red, const Ev& ev, index_t j0, index_t j1, T acc) {
+  index_t j = j0;
+  if constexpr (Ev::vectorizable && std::is_same_v<typename Ev::value_type, T> && Red::template vectorizable<T>) {
+    using P = packet_t<T>;
+    constexpr index_t ps = packet_size_v<T>;
+    if (j1 - j >= 4 * ps) {
+      const P id = Eigen::internal::pset1<P>(Red::template identity<T>());
+      P a0 = id, a1 = id, a2 = id, a3 = id;
+      for (; j + 4 * ps <= j1; j += 4 * ps) {
+        a0 = red.packet(a0, ev.template packet<P>(j));
+        a1 = red.packet(a1, ev.template packet<P>(j + ps));
+        a2 = red.packet(a2, ev.template packet<P>(j + 2 * ps));
+        a3 = red.packet(a3, ev.template packet<P>(j + 3 * ps));
+      }
+      for (; j + ps <= j1; j += ps) a0 = red.packet(a0, ev.template packet<P>(j));
+      acc = red(acc, red.reduce_packet(red.packet(red.packet(a0, a1), red.packet(a2, a3))));
+    }
+  }
+  for (; j < j1; ++j) acc = red(acc, static_cast<T>(ev.coeff(j)));
+  return acc;
+}
+
+/// out[j] = red(out[j], ev(j)) for j in [j0, j1).
+template <class Red, class T, class Ev>
+TESSERA_ALWAYS_INLINE void accumulate_row(const Red& red, const Ev& ev, T* out, index_t j0, index_t j1) {
+  index_t j = j0;
+  if constexpr (Ev::vectorizable && std::is_same_v<typename Ev::value_type, T> && Red::template vectorizable<T>) {
+    using P = packet_t<T>;
+    constexpr index_t ps = packet_size_v<T>;
+    for (; j + ps <= j1; j += ps) {
+      Eigen::internal::pstoreu(out + j, red.packet(Eigen::internal::ploadu<P>(out + j), ev.template packet<P>(j)));
+    }
+  }
+  for (; j < j1; ++j) out[j] = red(out[j], static_cast<T>(ev.coeff(j)));
+}
+
+}  // namespace detail
+
+/// out = reduce(input) over the axes flagged in `reduced`, each result multiplied by `scale`
+/// (mean passes 1/count). `out` is contiguous with the kept extents (keepdims or not).
+template <class Red, class T, std::size_t RO, std::size_t RI, class E>
+void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<bool, RI>& reduced, const Red& red,
+                 T scale) {
+  instrument::count_materialization();
+  const Shape<RI> in_shape = input.shape();
+  const index_t n_out = out.size();
+  if (n_out == 0) return;
+  T* const obase = out.data();
+  auto finish = [&](T v) { return scale == T(1) ? v : static_cast<T>(v * scale); };
+  if (numel(in_shape) == 0) {
+    if (!Red::has_identity) {
+      throw shape_error(std::string(Red::name) + ": cannot reduce an empty extent of shape " + shape_to_string(in_shape));
+    }
+    std::fill(obase, obase + n_out, finish(Red::template identity<T>()));
+    return;
+  }
+
+  Shape<RI> out_st{};
+  index_t acc = 1;
+  for (std::size_t i = RI; i-- > 0;) {
+    if (reduced[i]) {
+      out_st[i] = 0;
+    } else {
+      out_st[i] = acc;
+      acc *= in_shape[i];
+    }
+  }
+  std::vector<Shape<RI>> operands{out_st};
+  detail::visit_leaves(input, in_shape, [&](const void*, const Shape<RI>& st) { operands.push_back(st); });
+  const detail::IterPlan plan = detail::make_plan(in_shape, operands, reduced.data());
+  const auto ev = detail::make_evaluator(input, in_shape, plan);
+  index_t ostr[max_rank];
+  plan.map(out_st, ostr);
+
+  // Outer axes (all but the innermost) split into kept and reduced ones.
+  int kept_axes[max_rank], red_axes[max_rank];
+  int n_kept = 0, n_red = 0;
+  index_t red_combos = 1, kept_combos = 1;
+  for (int k = 0; k + 1 < plan.rank; ++k) {
+    if (plan.reduced[k]) {
+      red_axes[n_red++] = k;
+      red_combos *= plan.dims[k];
+    } else {
+      kept_axes[n_kept++] = k;
+      kept_combos *= plan.dims[k];
+    }
+  }
+  auto set_axes = [&](index_t* idx, const int* axes, int n, index_t combo) {
+    for (int a = n - 1; a >= 0; --a) {
+      const int k = axes[a];
+      idx[k] = combo % plan.dims[k];
+      combo /= plan.dims[k];
+    }
+  };
+  auto out_offset = [&](const index_t* idx) {
+    index_t off = 0;
+    for (int a = 0; a < n_kept; ++a) off += idx[kept_axes[a]] * ostr[kept_axes[a]];
+    return off;
+  };
+  const index_t inner = plan.inner();
+  const index_t work = numel(in_shape);
+  const index_t serial_below = work < 32768 ? (index_t(1) << 62) : 0;
+  const int threads = cpu::num_threads();
+
+  if (plan.reduced[plan.rank - 1]) {
+    // Innermost axis reduced: each output folds a run of rows.
+    const index_t len = red_combos * inner;
+    auto fold = [&](auto& local, index_t* idx, index_t begin, index_t end) {
+      T a = Red::template identity<T>();
+      index_t r = begin / inner, j = begin % inner;
+      while (begin < end) {
+        set_axes(idx, red_axes, n_red, r);
+        local.seek(idx);
+        const index_t j1 = std::min(inner, j + (end - begin));
+        a = detail::reduce_row(red, local, j, j1, a);
+        begin += j1 - j;
+        j = 0;
+        ++r;
+      }
+      return a;
+    };
+    if (n_out >= threads || serial_below > 0 || threads == 1) {
+      detail::parallel_for(n_out, 1, serial_below > 0 ? serial_below : 1, [&](index_t b, index_t e) {
+        auto local = ev;
+        index_t idx[max_rank] = {};
+        for (index_t o = b; o < e; ++o) {
+          set_axes(idx, kept_axes, n_kept, o);
+          obase[out_offset(idx)] = finish(fold(local, idx, 0, len));
+        }
+      });
+    } else {
+      // Few outputs, long reductions: split each reduction across threads and combine partials.
+      for (index_t o = 0; o < n_out; ++o) {
+        std::vector<T> partial(static_cast<std::size_t>(threads), Red::template identity<T>());
+        index_t base_idx[max_rank] = {};
+        set_axes(base_idx, kept_axes, n_kept, o);
+        const index_t chunk = (len + threads - 1) / threads;
+        detail::parallel_tasks(threads, [&](index_t t) {
+          const index_t b = t * chunk, e = std::min(len, b + chunk);
+          if (b >= e) return;
+          auto local = ev;
+          index_t idx[max_rank];
+          std::copy(base_idx, base_idx + max_rank, idx);
+          partial[static_cast<std::size_t>(t)] = fold(local, idx, b, e);
+        });
+        T a = Red::template identity<T>();
+        for (T p : partial) a = red(a, p);
+        obase[out_offset(base_idx)] = finish(a);
+      }
+    }
+  } else {
+    // Innermost axis kept: accumulate whole rows into the output row.
+    const index_t total = kept_combos * inner;
+    detail::parallel_for(total, 64, serial_below > 0 ? serial_below : 1, [&](index_t begin, index_t end) {
+      auto local = ev;
+      index_t idx[max_rank] = {};
+      index_t ko = begin / inner, j = begin % inner;
+      while (begin < end) {
+        const index_t j1 = std::min(inner, j + (end - begin));
+        set_axes(idx, kept_axes, n_kept, ko);
+        T* orow = obase + out_offset(idx);
+        std::fill(orow + j, orow + j1, Red::template identity<T>());
+        for (index_t r = 0; r < red_combos; ++r) {
+          set_axes(idx, red_axes, n_red, r);
+          local.seek(idx);
+          detail::accumulate_row(red, local, orow, j, j1);
+        }
+        if (scale != T(1)) {
+          for (index_t q = j; q < j1; ++q) orow[q] = finish(orow[q]);
+        }
+        begin += j1 - j;
+        j = 0;
+        ++ko;
+      }
+    });
+  }
+}
+
+/// Index of the largest (Greater) or smallest (Less) element along `axis` of a contiguous input.
+template <bool Largest, class T, std::size_t R>
+void arg_reduce_into(cpu, Tensor<std::int64_t, (R > 0 ? R - 1 : 0), cpu>& out, const Tensor<T, R, cpu>& in,
+                     std::size_t axis) {
+  instrument::count_materialization();
+  index_t outer = 1, inner = 1;
+  for (std::size_t i = 0; i < axis; ++i) outer *= in.shape()[i];
+  for (std::size_t i = axis + 1; i < R; ++i) inner *= in.shape()[i];
+  const index_t n = in.shape()[axis];
+  if (n == 0) throw shape_error(std::string(Largest ? "argmax" : "argmin") + ": axis " + std::to_string(axis) +
+                                " of shape " + shape_to_string(in.shape()) + " is empty");
+  const T* src = in.data();
+  std::int64_t* dst = out.data();
+  detail::parallel_for(outer * inner, 16, 32768 / std::max<index_t>(n, 1), [&](index_t b, index_t e) {
+    for (index_t q = b; q < e; ++q) {
+      const index_t o = q / inner, i = q % inner;
+      const T* p = src + o * n * inner + i;
+      index_t best = 0;
+      T bv = p[0];
+      for (index_t k = 1; k < n; ++k) {
+        const T v = p[k * inner];
+        bool better;
+        if constexpr (std::is_floating_point_v<T>) {
+          if (bv != bv) break;  // NaN wins, as in NumPy
+          better = (v != v) || (Largest ? v > bv : v < bv);
+        } else {
+          better = Largest ? v > bv : v < bv;
+        }
+        if (better) {
+          bv = v;
+          best = k;
+        }
+      }
+      dst[q] = best;
+    }
+  });
+}
+
+}  // namespace tessera

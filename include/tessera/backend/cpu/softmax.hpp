@@ -1,0 +1,80 @@
+// CPU softmax / log_softmax along one axis of a contiguous tensor viewed as [outer, n, inner].
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/core/instrument.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera {
+
+/// out = softmax(in) (or log_softmax when `log`) along `axis`; both contiguous, same shape.
+template <class T, std::size_t R>
+void softmax_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& in, std::size_t axis, bool log) {
+  static_assert(std::is_floating_point_v<T>, "tessera::softmax needs a floating-point tensor");
+  instrument::count_materialization();
+  index_t outer = 1, inner = 1;
+  for (std::size_t i = 0; i < axis; ++i) outer *= in.shape()[i];
+  for (std::size_t i = axis + 1; i < R; ++i) inner *= in.shape()[i];
+  const index_t n = in.shape()[axis];
+  if (out.size() == 0 || n == 0) return;
+  using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using Map = Eigen::Map<Arr>;
+  using CMap = Eigen::Map<const Arr>;
+  const T* src = in.data();
+  T* dst = out.data();
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const index_t serial_below = std::max<index_t>(1, 32768 / std::max<index_t>(n * inner, 1));
+
+  if (inner == 1) {
+    // Softmax along the contiguous axis: one row at a time.
+    detail::parallel_for(outer, 1, serial_below, [&](index_t b, index_t e) {
+      for (index_t o = b; o < e; ++o) {
+        CMap x(src + o * n, n);
+        Map y(dst + o * n, n);
+        T m = x.maxCoeff();
+        if (!(std::abs(m) < std::numeric_limits<T>::infinity())) m = (m != m) ? m : T(0);
+        y = (x - m).exp();
+        const T s = y.sum();
+        if (log) {
+          y = x - (m + std::log(s));
+        } else {
+          y *= T(1) / s;
+        }
+      }
+    });
+    return;
+  }
+  // Softmax along a strided axis: vectorize across the `inner` positions.
+  detail::parallel_for(outer, 1, serial_below, [&](index_t b, index_t e) {
+    Arr m(inner), s(inner);
+    for (index_t o = b; o < e; ++o) {
+      const T* x0 = src + o * n * inner;
+      T* y0 = dst + o * n * inner;
+      m.setConstant(neg_inf);
+      for (index_t k = 0; k < n; ++k) m = m.max(CMap(x0 + k * inner, inner));
+      m = (m.abs() < std::numeric_limits<T>::infinity()).select(m, T(0));
+      s.setZero();
+      for (index_t k = 0; k < n; ++k) {
+        Map y(y0 + k * inner, inner);
+        y = (CMap(x0 + k * inner, inner) - m).exp();
+        s += y;
+      }
+      if (log) {
+        const Arr shift = m + s.log();
+        for (index_t k = 0; k < n; ++k) Map(y0 + k * inner, inner) = CMap(x0 + k * inner, inner) - shift;
+      } else {
+        const Arr inv = s.inverse();
+        for (index_t k = 0; k < n; ++k) Map(y0 + k * inner, inner) *= inv;
+      }
+    }
+  });
+}
+
+}  // namespace tessera

@@ -1,0 +1,25 @@
+// Basic configuration shared by every tessera header: index type, rank limit, macros.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tessera {
+
+/// Signed index type used for extents, strides and element offsets.
+using index_t = std::ptrdiff_t;
+
+/// Largest rank a tensor may have (bounds the fixed-size arrays used by evaluators).
+inline constexpr std::size_t max_rank = 8;
+
+}  // namespace tessera
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TESSERA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TESSERA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TESSERA_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TESSERA_LIKELY(x) (x)
+#define TESSERA_UNLIKELY(x) (x)
+#define TESSERA_ALWAYS_INLINE inline
+#endif

@@ -1,0 +1,27 @@
+// Exceptions thrown for errors a user can cause (bad shapes, bad indices, bad arguments).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace tessera {
+
+/// Extents that do not fit an operation: `matmul: [64, 784] x [128, 10]: inner extents ...`.
+class shape_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// An element index or axis outside a tensor's extents.
+class index_error : public std::out_of_range {
+ public:
+  using std::out_of_range::out_of_range;
+};
+
+/// A value argument that makes no sense for the operation (negative count, bad step...).
+class value_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+}  // namespace tessera

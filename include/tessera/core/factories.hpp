@@ -1,0 +1,174 @@
+// Tensor factories: zeros, ones, full, empty, eye, arange, linspace and seeded uniform/normal.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/random.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/backend/cpu/device.hpp"
+
+namespace tessera {
+
+namespace detail {
+template <std::size_t N>
+Shape<N> shape_of(const index_t (&a)[N]) {
+  Shape<N> s{};
+  for (std::size_t i = 0; i < N; ++i) s[i] = a[i];
+  return s;
+}
+}  // namespace detail
+
+/// Tensor of the given shape with unspecified elements (fastest; overwrite before reading).
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> empty(const Shape<R>& shape) {
+  return Tensor<T, R, B>::uninitialized(shape);
+}
+
+/// All zeros: zeros<float>(3, 4), zeros<float>({3, 4}) or zeros<float>(shape).
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> zeros(const Shape<R>& shape) {
+  return Tensor<T, R, B>(shape);
+}
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> zeros(const index_t (&shape)[R]) {
+  return Tensor<T, R, B>(detail::shape_of(shape));
+}
+template <class T, class B = cpu, class... I, std::enable_if_t<detail::all_integral_v<I...>, int> = 0>
+Tensor<T, sizeof...(I), B> zeros(I... extents) {
+  return Tensor<T, sizeof...(I), B>(Shape<sizeof...(I)>{static_cast<index_t>(extents)...});
+}
+
+/// Every element equal to `value`: full<float>({3, 4}, 0.5f).
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> full(const Shape<R>& shape, T value) {
+  static_assert(B::host_accessible, "tessera::full: device backends fill through their own factories");
+  auto t = Tensor<T, R, B>::uninitialized(shape);
+  std::fill_n(t.data(), t.size(), value);
+  return t;
+}
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> full(const index_t (&shape)[R], T value) {
+  return full<T, B>(detail::shape_of(shape), value);
+}
+
+/// All ones.
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> ones(const Shape<R>& shape) {
+  return full<T, B>(shape, T(1));
+}
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> ones(const index_t (&shape)[R]) {
+  return full<T, B>(detail::shape_of(shape), T(1));
+}
+template <class T, class B = cpu, class... I, std::enable_if_t<detail::all_integral_v<I...>, int> = 0>
+Tensor<T, sizeof...(I), B> ones(I... extents) {
+  return full<T, B>(Shape<sizeof...(I)>{static_cast<index_t>(extents)...}, T(1));
+}
+
+/// Same shape as `like`, filled with zeros / ones / value.
+template <class T, std::size_t R, class B>
+Tensor<T, R, B> zeros_like(const Tensor<T, R, B>& like) {
+  return Tensor<T, R, B>(like.shape());
+}
+template <class T, std::size_t R, class B>
+Tensor<T, R, B> ones_like(const Tensor<T, R, B>& like) {
+  return full<T, B>(like.shape(), T(1));
+}
+template <class T, std::size_t R, class B>
+Tensor<T, R, B> full_like(const Tensor<T, R, B>& like, T value) {
+  return full<T, B>(like.shape(), value);
+}
+
+/// n x n identity matrix.
+template <class T, class B = cpu>
+Tensor<T, 2, B> eye(index_t n) {
+  Tensor<T, 2, B> t(n, n);
+  for (index_t i = 0; i < n; ++i) t(i, i) = T(1);
+  return t;
+}
+
+/// start, start + step, ... below stop (NumPy's arange).
+template <class T, class B = cpu>
+Tensor<T, 1, B> arange(T start, T stop, T step = T(1)) {
+  if (step == T(0)) throw value_error("arange: step must not be zero");
+  const double span = (static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step);
+  const index_t n = span > 0 ? static_cast<index_t>(std::ceil(span)) : 0;
+  auto t = Tensor<T, 1, B>::uninitialized(Shape<1>{n});
+  for (index_t i = 0; i < n; ++i) t(i) = static_cast<T>(start + static_cast<T>(i) * step);
+  return t;
+}
+/// 0, 1, ..., stop - 1.
+template <class T, class B = cpu>
+Tensor<T, 1, B> arange(T stop) {
+  return arange<T, B>(T(0), stop, T(1));
+}
+
+/// `num` evenly spaced values from start to stop (inclusive unless endpoint is false).
+template <class T, class B = cpu>
+Tensor<T, 1, B> linspace(T start, T stop, index_t num, bool endpoint = true) {
+  static_assert(std::is_floating_point_v<T>, "tessera::linspace needs a floating-point type");
+  if (num < 0) throw value_error("linspace: num must be non-negative, got " + std::to_string(num));
+  auto t = Tensor<T, 1, B>::uninitialized(Shape<1>{num});
+  const index_t div = endpoint ? num - 1 : num;
+  const T step = div > 0 ? (stop - start) / static_cast<T>(div) : T(0);
+  for (index_t i = 0; i < num; ++i) t(i) = start + static_cast<T>(i) * step;
+  if (endpoint && num > 1) t(num - 1) = stop;
+  return t;
+}
+
+/// Uniform values in [low, high) from `gen`; reproducible for a seed, independent of thread count.
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> uniform(Generator& gen, const Shape<R>& shape, T low = T(0), T high = T(1)) {
+  static_assert(std::is_floating_point_v<T>, "tessera::uniform needs a floating-point type");
+  if (!(low <= high)) throw value_error("uniform: low must not exceed high");
+  auto t = Tensor<T, R, B>::uninitialized(shape);
+  const index_t n = t.size();
+  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>((n + 1) / 2));
+  T* p = t.data();
+  detail::parallel_for((n + 1) / 2, 256, 4096, [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i) {
+      const auto w = gen.at(first + static_cast<std::uint64_t>(i));
+      p[2 * i] = low + (high - low) * detail::unit_uniform<T>(w[0], w[1]);
+      if (2 * i + 1 < n) p[2 * i + 1] = low + (high - low) * detail::unit_uniform<T>(w[2], w[3]);
+    }
+  });
+  return t;
+}
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> uniform(Generator& gen, const index_t (&shape)[R], T low = T(0), T high = T(1)) {
+  return uniform<T, B>(gen, detail::shape_of(shape), low, high);
+}
+
+/// Normal values with the given mean and standard deviation (Box-Muller on Philox words).
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> normal(Generator& gen, const Shape<R>& shape, T mean = T(0), T stddev = T(1)) {
+  static_assert(std::is_floating_point_v<T>, "tessera::normal needs a floating-point type");
+  if (!(stddev >= T(0))) throw value_error("normal: stddev must be non-negative");
+  auto t = Tensor<T, R, B>::uninitialized(shape);
+  const index_t n = t.size();
+  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>((n + 1) / 2));
+  T* p = t.data();
+  detail::parallel_for((n + 1) / 2, 256, 4096, [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i) {
+      const auto w = gen.at(first + static_cast<std::uint64_t>(i));
+      // u1 in (0, 1] so log(u1) is finite.
+      const double u1 = 1.0 - detail::unit_uniform<double>(w[0], w[1]);
+      const double u2 = detail::unit_uniform<double>(w[2], w[3]);
+      const double r = std::sqrt(-2.0 * std::log(u1));
+      const double theta = 6.283185307179586476925 * u2;
+      p[2 * i] = mean + stddev * static_cast<T>(r * std::cos(theta));
+      if (2 * i + 1 < n) p[2 * i + 1] = mean + stddev * static_cast<T>(r * std::sin(theta));
+    }
+  });
+  return t;
+}
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> normal(Generator& gen, const index_t (&shape)[R], T mean = T(0), T stddev = T(1)) {
+  return normal<T, B>(gen, detail::shape_of(shape), mean, stddev);
+}
+
+}  // namespace tessera

@@ -1,0 +1,63 @@
+// Seeded random numbers: a counter-based Philox4x32-10 generator, so a tensor's values depend only
+// on the seed and the draw order, never on the thread count (and a GPU can produce the same stream).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+namespace tessera {
+
+/// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011).
+/// Each draw of n values consumes a range of counters; the generator remembers where it stopped.
+class Generator {
+ public:
+  using block = std::array<std::uint32_t, 4>;
+
+  explicit Generator(std::uint64_t seed = 0) : key_{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)} {}
+
+  /// The 4 random words of counter `index` (pure function of seed and index).
+  block at(std::uint64_t index) const {
+    block c{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), 0u, 0u};
+    std::uint32_t k0 = key_[0], k1 = key_[1];
+    for (int round = 0; round < 10; ++round) {
+      const std::uint64_t p0 = std::uint64_t{0xD2511F53u} * c[0];
+      const std::uint64_t p1 = std::uint64_t{0xCD9E8D57u} * c[2];
+      const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
+      const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+      c = {hi1 ^ c[1] ^ k0, lo1, hi0 ^ c[3] ^ k1, lo0};
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    return c;
+  }
+  /// Reserves `count` counters and returns the first; later draws continue after them.
+  std::uint64_t advance(std::uint64_t count) {
+    const std::uint64_t first = offset_;
+    offset_ += count;
+    return first;
+  }
+  std::uint64_t offset() const noexcept { return offset_; }
+  /// Restarts the stream (for reproducing a run or restoring a checkpoint).
+  void set_offset(std::uint64_t offset) noexcept { offset_ = offset; }
+
+ private:
+  std::array<std::uint32_t, 2> key_;
+  std::uint64_t offset_ = 0;
+};
+
+namespace detail {
+/// Uniform in [0, 1) from 24 (float) or 53 (double) random bits.
+template <class T>
+T unit_uniform(std::uint32_t w0, std::uint32_t w1) {
+  if constexpr (sizeof(T) <= 4) {
+    (void)w1;
+    return static_cast<T>(w0 >> 8) * T(1.0 / 16777216.0);
+  } else {
+    const std::uint64_t bits = (std::uint64_t{w0} << 21) ^ (std::uint64_t{w1} >> 11);
+    return static_cast<T>(bits & ((std::uint64_t{1} << 53) - 1)) * T(1.0 / 9007199254740992.0);
+  }
+}
+}  // namespace detail
+
+}  // namespace tessera

@@ -1,0 +1,111 @@
+// Evaluation entry points: expression -> new tensor, expression -> existing tensor (in place),
+// with the aliasing check that keeps `x = transpose(x)`-style assignments correct.
+#pragma once
+
+#include <type_traits>
+
+#include "tessera/backend/cpu/elementwise.hpp"
+#include "tessera/core/print.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/binary_ops.hpp"
+#include "tessera/expr/evaluator.hpp"
+
+namespace tessera {
+
+namespace detail {
+
+/// True when evaluating `expr` into `dst` elementwise could read an element after writing it.
+template <class T, std::size_t R, class B, class E>
+bool may_alias(const Tensor<T, R, B>& dst, const E& expr) {
+  bool hazard = false;
+  const void* id = dst.storage_id();
+  if (!id) return false;
+  if constexpr (is_materialized_v<E>) {
+    for_each_tensor(expr, [&](const auto& t) { hazard = hazard || t.storage_id() == id; });
+  } else {
+    // Elementwise leaves are safe when they read exactly the element being written.
+    for_each_tensor(expr, [&](const auto& t) {
+      if (t.storage_id() != id || hazard) return;
+      using TT = std::decay_t<decltype(t)>;
+      if constexpr (TT::rank == R && std::is_same_v<typename TT::value_type, T>) {
+        hazard = t.data() != dst.data() || t.shape() != dst.shape() || t.strides() != dst.strides();
+      } else {
+        hazard = true;
+      }
+    });
+  }
+  return hazard;
+}
+
+template <class T, std::size_t R, class B, class E>
+Tensor<T, R, B> evaluate_expression(const E& expr) {
+  auto out = Tensor<T, R, B>::uninitialized(expr.shape());
+  if constexpr (is_materialized_v<E>) {
+    expr.evaluate_into(out);
+  } else {
+    elementwise_assign(B{}, out, expr);
+  }
+  return out;
+}
+
+template <class T, std::size_t R, class B, class E>
+void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
+  static_assert(rank_v<E> <= R, "tessera: cannot assign an expression of higher rank");
+  const auto target = broadcast_shapes(dst.shape(), expr.shape(), "assign");
+  if (target != dst.shape()) {
+    throw shape_error("assign: cannot write a value of shape " + shape_to_string(expr.shape()) +
+                      " into a tensor of shape " + shape_to_string(dst.shape()));
+  }
+  if (may_alias(dst, expr)) {
+    const auto tmp = evaluate_expression<T, rank_v<E>, B>(expr);
+    elementwise_assign(B{}, dst, tmp);
+    return;
+  }
+  if constexpr (is_materialized_v<E> && rank_v<E> == R) {
+    if (dst.is_contiguous() && dst.shape() == expr.shape()) {
+      expr.evaluate_into(dst);
+      return;
+    }
+  }
+  elementwise_assign(B{}, dst, expr);
+}
+
+}  // namespace detail
+
+template <class T, std::size_t R, class B>
+Tensor<T, R, B> Tensor<T, R, B>::clone() const {
+  return detail::evaluate_expression<T, R, B>(*this);
+}
+
+template <class T, std::size_t R, class B>
+Tensor<T, R, B>& Tensor<T, R, B>::fill(T value) {
+  detail::assign_expression(*this, Scalar<T>(value));
+  return *this;
+}
+
+#define TESSERA_COMPOUND_ASSIGN(sym, op)                    \
+  template <class T, std::size_t R, class B>                \
+  template <class E>                                        \
+  Tensor<T, R, B>& Tensor<T, R, B>::operator sym(const E& rhs) { \
+    detail::assign_expression(*this, *this op rhs);         \
+    return *this;                                           \
+  }
+TESSERA_COMPOUND_ASSIGN(+=, +)
+TESSERA_COMPOUND_ASSIGN(-=, -)
+TESSERA_COMPOUND_ASSIGN(*=, *)
+TESSERA_COMPOUND_ASSIGN(/=, /)
+#undef TESSERA_COMPOUND_ASSIGN
+
+/// Evaluates an expression into a new tensor of its own shape and type.
+template <class E, std::enable_if_t<is_expr_v<E>, int> = 0>
+Tensor<value_type_t<E>, rank_v<E>, backend_t<E>> eval(const E& expr) {
+  return detail::evaluate_expression<value_type_t<E>, rank_v<E>, backend_t<E>>(expr);
+}
+
+/// Prints an unevaluated expression by evaluating it first.
+template <class E, std::enable_if_t<is_expr_v<E> && !detail::is_tensor_v<E>, int> = 0>
+std::ostream& operator<<(std::ostream& os, const E& expr) {
+  return os << eval(expr);
+}
+
+}  // namespace tessera

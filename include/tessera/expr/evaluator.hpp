@@ -1,0 +1,209 @@
+// Iteration plans and evaluators: how an expression tree is read element by element.
+//
+// An elementwise pass iterates over the output's extents. Every leaf is described by its strides
+// in that space (0 along broadcast axes). Axes that all operands traverse contiguously together
+// are merged ("coalesced"), so most passes become one long inner loop that vectorizes. Each node
+// turns into an evaluator: a small copyable object with seek(outer index) and coeff(j)/packet(j)
+// along the innermost axis. Evaluators are copied per thread.
+#pragma once
+
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "tessera/core/config.hpp"
+#include "tessera/core/expr_base.hpp"
+#include "tessera/core/shape.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera::detail {
+
+/// The coalesced iteration space of one pass.
+struct IterPlan {
+  int rank = 1;                      ///< coalesced rank (at least 1)
+  index_t dims[max_rank] = {1};      ///< coalesced extents, outermost first
+  int src_axis[max_rank] = {-1};     ///< original axis whose stride each coalesced axis uses (-1: none)
+  bool reduced[max_rank] = {false};  ///< for reductions: whether the coalesced axis is reduced
+
+  /// Coalesced strides of an operand given its strides in the original space.
+  template <std::size_t R>
+  void map(const Shape<R>& full, index_t* out) const {
+    for (int k = 0; k < rank; ++k) out[k] = src_axis[k] < 0 ? 0 : full[static_cast<std::size_t>(src_axis[k])];
+  }
+  index_t outer_count() const {
+    index_t n = 1;
+    for (int k = 0; k + 1 < rank; ++k) n *= dims[k];
+    return n;
+  }
+  index_t inner() const { return dims[rank - 1]; }
+};
+
+/// Builds the plan for `shape` read through every stride set in `operands`. When `reduced` is
+/// given, axes are merged only with axes of the same reduced/kept status.
+template <std::size_t R>
+IterPlan make_plan(const Shape<R>& shape, const std::vector<Shape<R>>& operands, const bool* reduced = nullptr) {
+  IterPlan plan;
+  int axes[max_rank + 1];
+  int n = 0;
+  for (std::size_t i = 0; i < R; ++i) {
+    if (shape[i] != 1) axes[n++] = static_cast<int>(i);
+  }
+  if (n == 0) {
+    plan.rank = 1;
+    plan.dims[0] = 1;
+    plan.src_axis[0] = -1;
+    plan.reduced[0] = false;
+    return plan;
+  }
+  // Walk from the innermost axis outwards, merging while every operand stays dense across the pair.
+  index_t gdims[max_rank];
+  int gsrc[max_rank];
+  bool gred[max_rank];
+  int g = 0;
+  gdims[0] = shape[static_cast<std::size_t>(axes[n - 1])];
+  gsrc[0] = axes[n - 1];
+  gred[0] = reduced ? reduced[axes[n - 1]] : false;
+  for (int k = n - 1; k-- > 0;) {
+    const auto a = static_cast<std::size_t>(axes[k]);
+    const bool red = reduced ? reduced[a] : false;
+    bool mergeable = red == gred[g];
+    for (const auto& st : operands) {
+      if (!mergeable) break;
+      mergeable = st[a] == st[static_cast<std::size_t>(gsrc[g])] * gdims[g];
+    }
+    if (mergeable) {
+      gdims[g] *= shape[a];
+    } else {
+      ++g;
+      gdims[g] = shape[a];
+      gsrc[g] = static_cast<int>(a);
+      gred[g] = red;
+    }
+  }
+  plan.rank = g + 1;
+  for (int k = 0; k <= g; ++k) {
+    plan.dims[k] = gdims[g - k];
+    plan.src_axis[k] = gsrc[g - k];
+    plan.reduced[k] = gred[g - k];
+  }
+  return plan;
+}
+
+template <class T>
+using packet_t = typename Eigen::internal::packet_traits<T>::type;
+template <class T>
+inline constexpr int packet_size_v = Eigen::internal::unpacket_traits<packet_t<T>>::size;
+/// Whether SIMD packets of T exist on this build (bool is always read element by element).
+template <class T>
+inline constexpr bool packet_capable_v = !std::is_same_v<T, bool> && Eigen::internal::packet_traits<T>::Vectorizable;
+
+/// Reads a strided buffer. Holds `keep` alive when it evaluated a materialized node.
+template <class T>
+struct LeafEval {
+  using value_type = T;
+  static constexpr bool vectorizable = packet_capable_v<T>;
+
+  const T* data = nullptr;
+  index_t strides[max_rank] = {};
+  int rank = 1;
+  const T* row = nullptr;
+  index_t inner = 0;
+  std::shared_ptr<T> keep;
+
+  void seek(const index_t* idx) {
+    index_t off = 0;
+    for (int k = 0; k + 1 < rank; ++k) off += idx[k] * strides[k];
+    row = data + off;
+    inner = strides[rank - 1];
+  }
+  TESSERA_ALWAYS_INLINE T coeff(index_t j) const { return row[j * inner]; }
+  template <class P>
+  TESSERA_ALWAYS_INLINE P packet(index_t j) const {
+    if (inner == 1) return Eigen::internal::ploadu<P>(row + j);
+    if (inner == 0) return Eigen::internal::pset1<P>(*row);
+    // Eigen's generic pgather silently ignores the stride for some packet types: gather by hand.
+    constexpr int ps = Eigen::internal::unpacket_traits<P>::size;
+    alignas(64) T buf[ps];
+    for (int k = 0; k < ps; ++k) buf[k] = row[(j + k) * inner];
+    return Eigen::internal::pload<P>(buf);
+  }
+};
+
+/// A scalar constant broadcast everywhere.
+template <class T>
+struct ConstEval {
+  using value_type = T;
+  static constexpr bool vectorizable = packet_capable_v<T>;
+  T value;
+  void seek(const index_t*) {}
+  TESSERA_ALWAYS_INLINE T coeff(index_t) const { return value; }
+  template <class P>
+  TESSERA_ALWAYS_INLINE P packet(index_t) const {
+    return Eigen::internal::pset1<P>(value);
+  }
+};
+
+template <class E>
+struct is_tensor : std::false_type {};
+template <class T, std::size_t R, class B>
+struct is_tensor<Tensor<T, R, B>> : std::true_type {};
+template <class E>
+inline constexpr bool is_tensor_v = is_tensor<std::decay_t<E>>::value;
+
+/// Nodes that compute into a buffer (matmul, reductions, softmax) rather than fuse.
+template <class E, class = void>
+struct is_materialized : std::false_type {};
+template <class E>
+struct is_materialized<E, std::void_t<decltype(&E::evaluate_into)>> : std::true_type {};
+template <class E>
+inline constexpr bool is_materialized_v = is_materialized<std::decay_t<E>>::value;
+
+/// Calls f(storage id, strides in `out`'s space) for every buffer an elementwise pass over `e` reads.
+template <class E, std::size_t RO, class F>
+void visit_leaves(const E& e, const Shape<RO>& out, F&& f) {
+  if constexpr (is_tensor_v<E>) {
+    f(e.storage_id(), broadcast_strides(e.shape(), e.strides(), out));
+  } else if constexpr (is_materialized_v<E>) {
+    f(static_cast<const void*>(nullptr), broadcast_strides(e.shape(), contiguous_strides(e.shape()), out));
+  } else {
+    e.visit_leaves(out, f);
+  }
+}
+
+/// Calls f(tensor) for every tensor the expression reads, also those inside materialized nodes.
+template <class E, class F>
+void for_each_tensor(const E& e, F&& f) {
+  if constexpr (is_tensor_v<E>) {
+    f(e);
+  } else {
+    e.for_each_tensor(f);
+  }
+}
+
+/// The evaluator of `e` for a pass over `out` described by `plan`.
+template <class E, std::size_t RO>
+auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
+  if constexpr (is_tensor_v<E>) {
+    LeafEval<value_type_t<E>> ev;
+    ev.data = e.data();
+    ev.rank = plan.rank;
+    plan.map(broadcast_strides(e.shape(), e.strides(), out), ev.strides);
+    return ev;
+  } else if constexpr (is_materialized_v<E>) {
+    using T = value_type_t<E>;
+    auto buffer = Tensor<T, rank_v<E>, backend_t<E>>::uninitialized(e.shape());
+    e.evaluate_into(buffer);
+    LeafEval<T> ev;
+    ev.data = buffer.data();
+    ev.rank = plan.rank;
+    ev.keep = buffer.storage();
+    plan.map(broadcast_strides(buffer.shape(), buffer.strides(), out), ev.strides);
+    return ev;
+  } else {
+    return e.evaluator(out, plan);
+  }
+}
+
+}  // namespace tessera::detail

@@ -1,0 +1,385 @@
+// Reductions (materialization points): sum, mean, prod, max, min, all, any over any set of axes,
+// with or without keepdims; var and logsumexp built on them; argmax/argmin along one axis.
+// The reduced input may be any elementwise expression: it is read in the reduction's own pass.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#include <Eigen/Core>
+
+#include "tessera/backend/cpu/reduce.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/assign.hpp"
+#include "tessera/expr/binary_ops.hpp"
+#include "tessera/expr/elementwise.hpp"
+#include "tessera/expr/unary_ops.hpp"
+
+namespace tessera {
+
+/// Tag asking a reduction to keep reduced axes with extent 1: `sum(x, {1}, keepdims)`.
+struct keepdims_t {
+  explicit constexpr keepdims_t() = default;
+};
+inline constexpr keepdims_t keepdims{};
+
+namespace ops {
+namespace pk = Eigen::internal;
+
+struct SumReducer {
+  static constexpr const char* name = "sum";
+  static constexpr bool has_identity = true;
+  template <class T>
+  static constexpr bool vectorizable = detail::packet_capable_v<T>;
+  template <class T>
+  static T identity() {
+    return T(0);
+  }
+  template <class T>
+  T operator()(T a, T b) const {
+    return static_cast<T>(a + b);
+  }
+  template <class P>
+  P packet(const P& a, const P& b) const {
+    return pk::padd(a, b);
+  }
+  template <class P>
+  auto reduce_packet(const P& p) const {
+    return pk::predux(p);
+  }
+};
+
+struct ProdReducer {
+  static constexpr const char* name = "prod";
+  static constexpr bool has_identity = true;
+  template <class T>
+  static constexpr bool vectorizable = detail::packet_capable_v<T> && std::is_floating_point_v<T>;
+  template <class T>
+  static T identity() {
+    return T(1);
+  }
+  template <class T>
+  T operator()(T a, T b) const {
+    return static_cast<T>(a * b);
+  }
+  template <class P>
+  P packet(const P& a, const P& b) const {
+    return pk::pmul(a, b);
+  }
+  template <class P>
+  auto reduce_packet(const P& p) const {
+    return pk::predux_mul(p);
+  }
+};
+
+/// NaN-propagating max/min, as NumPy's max/min; an empty extent is an error (no identity).
+template <bool Max>
+struct ExtremumReducer {
+  static constexpr const char* name = Max ? "max" : "min";
+  static constexpr bool has_identity = false;
+  template <class T>
+  static constexpr bool vectorizable = detail::packet_capable_v<T>;
+  template <class T>
+  static T identity() {
+    if constexpr (std::is_floating_point_v<T>) {
+      return Max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
+    } else {
+      return Max ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
+    }
+  }
+  template <class T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (a != a || b != b) return a + b;
+    }
+    return Max ? (a < b ? b : a) : (b < a ? b : a);
+  }
+  template <class P>
+  P packet(const P& a, const P& b) const {
+    if constexpr (Max) {
+      return pk::pmax<Eigen::PropagateNaN>(a, b);
+    } else {
+      return pk::pmin<Eigen::PropagateNaN>(a, b);
+    }
+  }
+  template <class P>
+  auto reduce_packet(const P& p) const {
+    if constexpr (Max) {
+      return pk::predux_max<Eigen::PropagateNaN>(p);
+    } else {
+      return pk::predux_min<Eigen::PropagateNaN>(p);
+    }
+  }
+};
+using MaxReducer = ExtremumReducer<true>;
+using MinReducer = ExtremumReducer<false>;
+
+template <bool And>
+struct LogicalReducer {
+  static constexpr const char* name = And ? "all" : "any";
+  static constexpr bool has_identity = true;
+  template <class T>
+  static constexpr bool vectorizable = false;
+  template <class T>
+  static T identity() {
+    return And;
+  }
+  bool operator()(bool a, bool b) const { return And ? (a && b) : (a || b); }
+  template <class P>
+  P packet(const P& a, const P&) const {
+    return a;
+  }
+  template <class P>
+  bool reduce_packet(const P&) const {
+    return And;
+  }
+};
+}  // namespace ops
+
+/// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
+template <class Red, class A, std::size_t RO>
+struct Reduce : ExprBase<Reduce<Red, A, RO>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = RO;
+  static constexpr std::size_t input_rank = rank_v<A>;
+
+  A arg;
+  std::array<bool, input_rank> reduced{};
+  value_type scale;   ///< multiplies each result (mean: 1 / count)
+  const char* name;   ///< "sum", "mean", "var", ...
+
+  Reduce(A a, const std::array<bool, input_rank>& red, value_type s, const char* op_name)
+      : arg(std::move(a)), reduced(red), scale(s), name(op_name) {
+    const auto in = arg.shape();
+    for (std::size_t i = 0, k = 0; i < input_rank; ++i) {
+      if (!reduced[i]) {
+        shape_[k++] = in[i];
+      } else if (RO == input_rank) {
+        shape_[k++] = 1;
+      }
+    }
+  }
+  const Shape<RO>& shape() const { return shape_; }
+  /// Number of input elements folded into each result.
+  index_t reduced_count() const {
+    index_t n = 1;
+    const auto in = arg.shape();
+    for (std::size_t i = 0; i < input_rank; ++i) n *= reduced[i] ? in[i] : 1;
+    return n;
+  }
+  void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
+    reduce_into(backend_type{}, out, arg, reduced, Red{}, scale);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+
+ private:
+  Shape<RO> shape_{};
+};
+
+namespace detail {
+template <std::size_t R, std::size_t N>
+std::array<bool, R> axes_mask(const index_t (&axes)[N], const char* op) {
+  std::array<bool, R> mask{};
+  for (std::size_t i = 0; i < N; ++i) {
+    const std::size_t a = normalize_axis(axes[i], R, op);
+    if (mask[a]) throw shape_error(std::string(op) + ": axis " + std::to_string(a) + " is listed twice");
+    mask[a] = true;
+  }
+  return mask;
+}
+template <std::size_t R>
+std::array<bool, R> all_axes() {
+  std::array<bool, R> mask{};
+  mask.fill(true);
+  return mask;
+}
+
+template <class Red, std::size_t RO, class A>
+Reduce<Red, A, RO> make_reduce(const A& a, const std::array<bool, rank_v<A>>& mask, const char* name, bool mean) {
+  using T = value_type_t<A>;
+  Reduce<Red, A, RO> r(a, mask, T(1), name);
+  if (mean) {
+    const index_t n = r.reduced_count();
+    r.scale = n == 0 ? std::numeric_limits<T>::quiet_NaN() : T(1) / static_cast<T>(n);
+  }
+  return r;
+}
+}  // namespace detail
+
+// The overload set every reduction offers: all axes, a list of axes, one axis, with keepdims.
+#define TESSERA_REDUCTION(fn, Red, is_mean, requirement, message)                                          \
+  /** fn over all elements: a rank-0 result. */                                                            \
+  template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>                                              \
+  auto fn(const A& a) {                                                                                    \
+    static_assert(requirement, message);                                                                   \
+    return detail::make_reduce<Red, 0>(a, detail::all_axes<rank_v<A>>(), #fn, is_mean);                   \
+  }                                                                                                        \
+  /** fn over the listed axes, dropping them. */                                                           \
+  template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>                               \
+  auto fn(const A& a, const index_t(&axes)[N]) {                                                           \
+    static_assert(requirement, message);                                                                   \
+    static_assert(N <= rank_v<A>, "tessera::" #fn ": more axes than the expression's rank");               \
+    return detail::make_reduce<Red, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, #fn), #fn, is_mean); \
+  }                                                                                                        \
+  /** fn over the listed axes, keeping them with extent 1. */                                              \
+  template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>                               \
+  auto fn(const A& a, const index_t(&axes)[N], keepdims_t) {                                               \
+    static_assert(requirement, message);                                                                   \
+    return detail::make_reduce<Red, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, #fn), #fn, is_mean); \
+  }                                                                                                        \
+  /** fn over one axis (negative counts from the end). */                                                  \
+  template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>         \
+  auto fn(const A& a, I axis) {                                                                            \
+    static_assert(rank_v<A> >= 1, "tessera::" #fn ": a rank-0 expression has no axis");                    \
+    const index_t axes[1] = {static_cast<index_t>(axis)};                                                  \
+    return fn(a, axes);                                                                                    \
+  }                                                                                                        \
+  template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>         \
+  auto fn(const A& a, I axis, keepdims_t k) {                                                              \
+    const index_t axes[1] = {static_cast<index_t>(axis)};                                                  \
+    return fn(a, axes, k);                                                                                 \
+  }
+
+TESSERA_REDUCTION(sum, ops::SumReducer, false, (!std::is_same_v<value_type_t<A>, bool>),
+                  "tessera::sum of a bool expression: cast<int64_t>() first")
+TESSERA_REDUCTION(prod, ops::ProdReducer, false, (!std::is_same_v<value_type_t<A>, bool>),
+                  "tessera::prod of a bool expression: cast first")
+TESSERA_REDUCTION(mean, ops::SumReducer, true, std::is_floating_point_v<value_type_t<A>>,
+                  "tessera::mean needs a floating-point expression; cast<float>() first")
+TESSERA_REDUCTION(max, ops::MaxReducer, false, (!std::is_same_v<value_type_t<A>, bool>),
+                  "tessera::max of a bool expression: use any()")
+TESSERA_REDUCTION(min, ops::MinReducer, false, (!std::is_same_v<value_type_t<A>, bool>),
+                  "tessera::min of a bool expression: use all()")
+TESSERA_REDUCTION(all, ops::LogicalReducer<true>, false, (std::is_same_v<value_type_t<A>, bool>),
+                  "tessera::all needs a bool expression")
+TESSERA_REDUCTION(any, ops::LogicalReducer<false>, false, (std::is_same_v<value_type_t<A>, bool>),
+                  "tessera::any needs a bool expression")
+#undef TESSERA_REDUCTION
+
+namespace detail {
+/// logsumexp = log(sum(exp(x - m))) + m with m the (finite) max: never overflows.
+template <class A, std::size_t RO>
+auto logsumexp_impl(const A& a, const std::array<bool, rank_v<A>>& mask) {
+  using T = value_type_t<A>;
+  static_assert(std::is_floating_point_v<T>, "tessera::logsumexp needs a floating-point expression");
+  constexpr std::size_t R = rank_v<A>;
+  const Tensor<T, R, backend_t<A>> m = detail::make_reduce<ops::MaxReducer, R>(a, mask, "max", false);
+  // Infinite maxima would turn x - m into NaN: shift by 0 there instead.
+  const Tensor<T, R, backend_t<A>> shift = where(abs(m) == std::numeric_limits<T>::infinity(), T(0), m);
+  auto s = detail::make_reduce<ops::SumReducer, RO>(exp(a - shift), mask, "logsumexp", false);
+  return log(s) + shift.reshape(s.shape());
+}
+/// var = sum((x - mean)^2) / (n - ddof).
+template <class A, std::size_t RO>
+auto var_impl(const A& a, const std::array<bool, rank_v<A>>& mask, index_t ddof) {
+  using T = value_type_t<A>;
+  static_assert(std::is_floating_point_v<T>, "tessera::var needs a floating-point expression");
+  constexpr std::size_t R = rank_v<A>;
+  const Tensor<T, R, backend_t<A>> mu = detail::make_reduce<ops::SumReducer, R>(a, mask, "mean", true);
+  auto r = detail::make_reduce<ops::SumReducer, RO>(square(a - mu), mask, "var", false);
+  const index_t n = r.reduced_count();
+  r.scale = n - ddof > 0 ? T(1) / static_cast<T>(n - ddof) : std::numeric_limits<T>::quiet_NaN();
+  return r;
+}
+}  // namespace detail
+
+/// log(sum(exp(x))) over all elements, computed stably.
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto logsumexp(const A& a) {
+  return detail::logsumexp_impl<A, 0>(a, detail::all_axes<rank_v<A>>());
+}
+/// logsumexp over the listed axes.
+template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto logsumexp(const A& a, const index_t (&axes)[N]) {
+  return detail::logsumexp_impl<A, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, "logsumexp"));
+}
+template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto logsumexp(const A& a, const index_t (&axes)[N], keepdims_t) {
+  return detail::logsumexp_impl<A, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, "logsumexp"));
+}
+template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>
+auto logsumexp(const A& a, I axis) {
+  const index_t axes[1] = {static_cast<index_t>(axis)};
+  return logsumexp(a, axes);
+}
+template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>
+auto logsumexp(const A& a, I axis, keepdims_t k) {
+  const index_t axes[1] = {static_cast<index_t>(axis)};
+  return logsumexp(a, axes, k);
+}
+
+/// Variance over all elements; ddof = 0 as NumPy (ddof = 1 for PyTorch's unbiased default).
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto var(const A& a, index_t ddof = 0) {
+  return detail::var_impl<A, 0>(a, detail::all_axes<rank_v<A>>(), ddof);
+}
+/// Variance over the listed axes.
+template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto var(const A& a, const index_t (&axes)[N], index_t ddof = 0) {
+  return detail::var_impl<A, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, "var"), ddof);
+}
+template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto var(const A& a, const index_t (&axes)[N], keepdims_t, index_t ddof = 0) {
+  return detail::var_impl<A, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, "var"), ddof);
+}
+
+/// Index of the largest (Largest) or smallest element along one axis, as int64.
+template <bool Largest, class A>
+struct ArgReduce : ExprBase<ArgReduce<Largest, A>> {
+  using value_type = std::int64_t;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = rank_v<A> - 1;
+  static constexpr const char* name = Largest ? "argmax" : "argmin";
+  A arg;
+  std::size_t axis;
+  ArgReduce(A a, index_t ax) : arg(std::move(a)), axis(normalize_axis(ax, rank_v<A>, name)) {
+    const auto in = arg.shape();
+    for (std::size_t i = 0, k = 0; i < rank_v<A>; ++i) {
+      if (i != axis) shape_[k++] = in[i];
+    }
+  }
+  const Shape<rank>& shape() const { return shape_; }
+  void evaluate_into(Tensor<std::int64_t, rank, backend_type>& out) const {
+    const auto in = eval(arg).contiguous();
+    arg_reduce_into<Largest>(backend_type{}, out, in, axis);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+
+ private:
+  Shape<rank> shape_{};
+};
+
+/// Position of the largest element along `axis` (first one on ties; NaN counts as largest).
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+ArgReduce<true, A> argmax(const A& a, index_t axis) {
+  static_assert(rank_v<A> >= 1, "tessera::argmax: a rank-0 expression has no axis");
+  return ArgReduce<true, A>(a, axis);
+}
+/// Position of the smallest element along `axis`.
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+ArgReduce<false, A> argmin(const A& a, index_t axis) {
+  static_assert(rank_v<A> >= 1, "tessera::argmin: a rank-0 expression has no axis");
+  return ArgReduce<false, A>(a, axis);
+}
+/// Flat (row-major) position of the largest element.
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto argmax(const A& a) {
+  return ArgReduce<true, Tensor<value_type_t<A>, 1, backend_t<A>>>(eval(a).flatten(), 0);
+}
+/// Flat (row-major) position of the smallest element.
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto argmin(const A& a) {
+  return ArgReduce<false, Tensor<value_type_t<A>, 1, backend_t<A>>>(eval(a).flatten(), 0);
+}
+
+}  // namespace tessera

@@ -1,0 +1,54 @@
+// softmax and log_softmax along one axis (materialization points), computed stably.
+#pragma once
+
+#include <type_traits>
+
+#include "tessera/backend/cpu/softmax.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/assign.hpp"
+#include "tessera/expr/evaluator.hpp"
+
+namespace tessera {
+
+/// exp(x - max) / sum(exp(x - max)) along `axis` (Log: x - max - log(sum(...))).
+template <class A, bool Log>
+struct Softmax : ExprBase<Softmax<A, Log>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = rank_v<A>;
+  static constexpr const char* name = Log ? "log_softmax" : "softmax";
+  static_assert(rank >= 1, "tessera::softmax: a rank-0 expression has no axis");
+  static_assert(std::is_floating_point_v<value_type>, "tessera::softmax needs a floating-point expression");
+
+  A arg;
+  std::size_t axis;
+  Softmax(A a, index_t ax) : arg(std::move(a)), axis(normalize_axis(ax, rank, name)) {}
+
+  Shape<rank> shape() const { return arg.shape(); }
+  void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
+    Tensor<value_type, rank, backend_type> in;
+    if constexpr (detail::is_tensor_v<A>) {
+      in = arg.contiguous();
+    } else {
+      in = eval(arg);
+    }
+    softmax_into(backend_type{}, out, in, axis, Log);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+};
+
+/// Softmax along `axis` (default: last).
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+Softmax<A, false> softmax(const A& a, index_t axis = -1) {
+  return Softmax<A, false>(a, axis);
+}
+/// log(softmax(x)) along `axis` without the intermediate overflow.
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+Softmax<A, true> log_softmax(const A& a, index_t axis = -1) {
+  return Softmax<A, true>(a, axis);
+}
+
+}  // namespace tessera

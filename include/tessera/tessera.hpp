@@ -1,0 +1,32 @@
+// tessera: tensors, lazy expression templates and an Eigen CPU backend. Include this one header.
+#pragma once
+
+#include "tessera/core/config.hpp"
+#include "tessera/core/dtype.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/shape.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/core/random.hpp"
+#include "tessera/core/factories.hpp"
+#include "tessera/core/print.hpp"
+
+#include "tessera/backend/concept.hpp"
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/cpu/elementwise.hpp"
+#include "tessera/backend/cpu/gemm.hpp"
+#include "tessera/backend/cpu/reduce.hpp"
+#include "tessera/backend/cpu/softmax.hpp"
+
+#include "tessera/expr/elementwise.hpp"
+#include "tessera/expr/unary_ops.hpp"
+#include "tessera/expr/binary_ops.hpp"
+#include "tessera/expr/assign.hpp"
+#include "tessera/expr/matmul.hpp"
+#include "tessera/expr/reduce.hpp"
+#include "tessera/expr/softmax.hpp"
+#include "tessera/expr/join.hpp"
+
+namespace tessera {
+/// Library version (matches the CMake package version).
+inline constexpr const char* version = "0.1.0";
+}  // namespace tessera

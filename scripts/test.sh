@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds tessera (installing missing packages first, see setup.sh) and runs every test.
+#
+#   scripts/test.sh [extra cmake configure arguments...]
+#
+# Benchmarks are not built unless asked for (-DTESSERA_BUILD_BENCHMARKS=ON); examples are.
+# Environment: as setup.sh (BUILD_DIR, BUILD_TYPE, JOBS, TESSERA_SKIP_APT).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${repo_root}"
+
+BUILD_DIR="${BUILD_DIR:-build}"
+JOBS="${JOBS:-2}"
+
+"${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_TESTS=ON -DTESSERA_BUILD_EXAMPLES=ON \
+  -DTESSERA_BUILD_BENCHMARKS=OFF "$@"
+ctest --test-dir "${BUILD_DIR}" -j "${JOBS}" --output-on-failure
