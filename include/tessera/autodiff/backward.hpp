@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <tuple>
 #include <type_traits>
@@ -13,6 +14,7 @@
 #include "tessera/core/expr_base.hpp"
 #include "tessera/expr/elementwise.hpp"
 #include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/shape_ops.hpp"
 
 namespace tessera::detail {
 
@@ -146,6 +148,61 @@ auto sum_contributions(const Acc& acc, const Tuple& t) {
       return sum_contributions<I, K + 1>(std::get<K>(t).adjoint, t);
     } else {
       return sum_contributions<I, K + 1>(acc + std::get<K>(t).adjoint, t);
+    }
+  }
+}
+
+/// Whether the adjoints of argument I may be added before reducing: adding adjoints of different
+/// shapes would broadcast (replicate) the smaller one, so each must then be reduced on its own.
+template <std::size_t I, class Tuple>
+bool contributions_align(const Tuple& t) {
+  bool ok = true, first = true;
+  std::array<index_t, max_rank> ref{};
+  auto padded = [](const auto& shape) {
+    std::array<index_t, max_rank> p{};
+    p.fill(1);
+    const std::size_t r = shape.size();
+    for (std::size_t i = 0; i < r; ++i) p[max_rank - r + i] = shape[i];
+    return p;
+  };
+  std::apply(
+      [&](const auto&... c) {
+        auto one = [&](const auto& ci) {
+          using C = std::decay_t<decltype(ci)>;
+          if constexpr (has_index<C>::value) {
+            if constexpr (C::index == I) {
+              const auto p = padded(ci.adjoint.shape());
+              if (first) {
+                ref = p;
+                first = false;
+              } else {
+                ok = ok && p == ref;
+              }
+            }
+          }
+        };
+        (one(c), ...);
+      },
+      t);
+  return ok;
+}
+
+/// The sum over every contribution to argument I of sum_to(adjoint, shape): always correct, one
+/// reduction per contribution (used when contributions_align is false, and for nested grad).
+template <std::size_t I, std::size_t K = 0, class Acc, class Tuple, std::size_t R>
+auto sum_fitted_contributions(const Acc& acc, const Tuple& t, const Shape<R>& shape) {
+  if constexpr (K == std::tuple_size_v<Tuple>) {
+    return acc;
+  } else {
+    using C = std::tuple_element_t<K, Tuple>;
+    if constexpr (!has_index<C>::value) {
+      return sum_fitted_contributions<I, K + 1>(acc, t, shape);
+    } else if constexpr (C::index != I) {
+      return sum_fitted_contributions<I, K + 1>(acc, t, shape);
+    } else if constexpr (std::is_same_v<Acc, NoContribution>) {
+      return sum_fitted_contributions<I, K + 1>(sum_to(std::get<K>(t).adjoint, shape), t, shape);
+    } else {
+      return sum_fitted_contributions<I, K + 1>(acc + sum_to(std::get<K>(t).adjoint, shape), t, shape);
     }
   }
 }

@@ -113,14 +113,30 @@ auto flatten_args(const A& a) {
 }
 
 /// Gradient of flat argument K as a lazy expression of its shape.
+/// (For nested grad.) Each contribution is reduced to the argument's shape before they are added.
 template <std::size_t K, class Arg, class Contributions>
 auto lazy_gradient(const Arg& arg, const Contributions& contributions) {
   using T = value_type_t<Arg>;
-  auto total = sum_contributions<K>(NoContribution{}, contributions);
+  auto total = sum_fitted_contributions<K>(NoContribution{}, contributions, arg.shape());
   if constexpr (std::is_same_v<decltype(total), NoContribution>) {
     return sum_to(Tensor<T, 0, backend_t<Arg>>(T(0)), arg.shape());
   } else {
-    return sum_to(total, arg.shape());
+    return total;
+  }
+}
+
+/// The evaluated gradient of flat argument K: the adjoints added lazily (one fused pass) when their
+/// shapes agree, else each reduced to the argument's shape separately.
+template <std::size_t K, class Arg, class Contributions>
+auto evaluate_gradient(const Arg& arg, const Contributions& contributions) {
+  using T = value_type_t<Arg>;
+  using G = Tensor<T, rank_v<Arg>, backend_t<Arg>>;
+  auto total = sum_contributions<K>(NoContribution{}, contributions);
+  if constexpr (std::is_same_v<decltype(total), NoContribution>) {
+    return G(arg.shape());
+  } else {
+    if (contributions_align<K>(contributions)) return G(sum_to(total, arg.shape()));
+    return G(sum_fitted_contributions<K>(NoContribution{}, contributions, arg.shape()));
   }
 }
 
@@ -139,7 +155,9 @@ auto evaluate_gradients(const Flat& flat, const Contributions& contributions, st
   constexpr bool all_present = (!std::is_same_v<std::tuple_element_t<K, decltype(sums)>, NoContribution> && ...);
   if constexpr (sizeof...(K) > 1 && all_present && same_types<Grads>::value) {
     const auto shape = std::get<0>(flat).shape();
-    const bool fusable = ((std::get<K>(sums).shape() == shape && std::get<K>(flat).shape() == shape) && ...);
+    const bool fusable = ((std::get<K>(sums).shape() == shape && std::get<K>(flat).shape() == shape &&
+                           contributions_align<K>(contributions)) &&
+                          ...);
     if (fusable) {
       using G0 = std::tuple_element_t<0, Grads>;
       Grads grads{(static_cast<void>(K), G0::uninitialized(shape))...};
@@ -148,7 +166,7 @@ auto evaluate_gradients(const Flat& flat, const Contributions& contributions, st
       return grads;
     }
   }
-  return Grads{eval(lazy_gradient<K>(std::get<K>(flat), contributions))...};
+  return Grads{evaluate_gradient<K>(std::get<K>(flat), contributions)...};
 }
 
 /// Rebuilds the argument structure from the flat gradients.

@@ -150,6 +150,10 @@ template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
 auto reshape(const A& a, Shape<R> s);
 template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
 auto sum_to(const A& a, const Shape<R>& target);
+template <class A, std::size_t R>
+struct BroadcastTo;
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
+BroadcastTo<A, R> broadcast_to(const A& a, const Shape<R>& target);
 
 /// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
 template <class Red, class A, std::size_t RO>
@@ -207,7 +211,8 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
   template <class G>
   auto input_adjoints(const G& g) const {
     using T = value_type;
-    const auto g_keep = reshape(sum_to(g, shape_), keep_shape());
+    // Broadcast back to the input's full shape (see SumTo::input_adjoints for why it must be full).
+    const auto g_keep = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
     if constexpr (std::is_same_v<Red, ops::SumReducer>) {
       return std::make_tuple(g_keep * scale);
     } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {

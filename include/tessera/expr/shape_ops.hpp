@@ -50,6 +50,8 @@ LeafEval<T> view_evaluator(const Tensor<T, R, B>& v, const Shape<RO>& out, const
 
 template <class A, std::size_t R>
 struct SumTo;
+template <class A, std::size_t R>
+struct BroadcastTo;
 
 /// A's elements read with a new shape (same count); free when A is a contiguous tensor.
 template <class A, std::size_t R>
@@ -179,7 +181,12 @@ struct SumTo : ExprBase<SumTo<A, R>> {
       }
       return;
     }
-    const Tensor<value_type, input_rank, backend_type> summed = detail::make_reduce<ops::SumReducer, input_rank>(arg, mask, "sum_to", false);
+    // Evaluate the input first and reduce the tensor: one more buffer, but the reduction kernel is
+    // shared by every sum_to of this tensor type instead of compiled again for each adjoint
+    // expression (autodiff creates many; this keeps compile times down).
+    const Tensor<value_type, input_rank, backend_type> value = arg;
+    const Tensor<value_type, input_rank, backend_type> summed =
+        detail::make_reduce<ops::SumReducer, input_rank>(value, mask, "sum_to", false);
     if constexpr (input_rank <= R) {
       out.assign(summed);
     } else {
@@ -191,10 +198,11 @@ struct SumTo : ExprBase<SumTo<A, R>> {
     detail::for_each_tensor(arg, f);
   }
   auto inputs() const { return std::tie(arg); }
-  /// Broadcasting back is implicit: g is broadcast-compatible with A's shape.
+  /// The adjoint of a sum is the adjoint broadcast back over the summed axes. (It must have A's full
+  /// shape: a smaller adjoint would lose how many elements each value was summed over.)
   template <class G>
   auto input_adjoints(const G& g) const {
-    return std::make_tuple(g);
+    return std::make_tuple(BroadcastTo<G, input_rank>(g, arg.shape()));
   }
 
  private:
@@ -209,6 +217,48 @@ struct SumTo : ExprBase<SumTo<A, R>> {
     return s;
   }
 };
+
+/// A read as if broadcast to `target` (no copy: broadcast operands are read with stride 0).
+/// Autodiff uses it to give an adjoint the full shape of the value it belongs to.
+template <class A, std::size_t R>
+struct BroadcastTo : ExprBase<BroadcastTo<A, R>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = R;
+  static constexpr const char* name = "broadcast_to";
+  static_assert(rank_v<A> <= R, "tessera::broadcast_to: the target rank must not be smaller than the expression's");
+  A arg;
+  Shape<R> target;
+  BroadcastTo(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {
+    if (broadcast_shapes(arg.shape(), target, "broadcast_to") != target) {
+      throw shape_error("broadcast_to: cannot broadcast " + shape_to_string(arg.shape()) + " to " + shape_to_string(target));
+    }
+  }
+  const Shape<R>& shape() const { return target; }
+  template <std::size_t RO, class F>
+  void visit_leaves(const Shape<RO>& out, F&& f) const {
+    detail::visit_leaves(arg, out, f);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+  template <std::size_t RO>
+  auto evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
+    return detail::make_evaluator(arg, out, plan);
+  }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(SumTo<G, rank_v<A>>(g, arg.shape()));
+  }
+};
+
+/// Lazy broadcast of any expression to a larger shape.
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int>>
+BroadcastTo<A, R> broadcast_to(const A& a, const Shape<R>& target) {
+  return BroadcastTo<A, R>(a, target);
+}
 
 /// Lazy reshape of any expression (one extent may be -1).
 template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int>>
