@@ -1,0 +1,79 @@
+// Forward-value cache for materialization points during differentiation.
+//
+// Outside autodiff, expressions are recomputed every time they are evaluated (ordinary lazy
+// semantics). While an autodiff sweep runs it opens a cache *epoch*: every materialization node
+// (matmul, reduction, softmax, ...) then computes its buffer once and every copy of that node
+// (nodes are copied into the backward expressions) reuses it. Elementwise nodes are never stored.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+
+#include "tessera/core/tensor.hpp"
+
+namespace tessera::detail {
+
+/// The epoch of the current thread's autodiff sweep; 0 when none is active.
+inline std::uint64_t& active_cache_epoch() {
+  thread_local std::uint64_t epoch = 0;
+  return epoch;
+}
+inline std::uint64_t new_cache_epoch() {
+  static std::atomic<std::uint64_t> counter{0};
+  return ++counter;
+}
+
+/// Makes `epoch` the active one for the scope's lifetime (restores the previous one after).
+class CacheEpochScope {
+ public:
+  explicit CacheEpochScope(std::uint64_t epoch) : previous_(active_cache_epoch()) { active_cache_epoch() = epoch; }
+  ~CacheEpochScope() { active_cache_epoch() = previous_; }
+  CacheEpochScope(const CacheEpochScope&) = delete;
+  CacheEpochScope& operator=(const CacheEpochScope&) = delete;
+
+ private:
+  std::uint64_t previous_;
+};
+
+/// Shared by all copies of one materialization node.
+template <class TensorType>
+struct CacheSlot {
+  std::uint64_t epoch = 0;
+  TensorType value;
+};
+
+template <class E>
+using materialized_tensor_t = Tensor<value_type_t<E>, rank_v<E>, backend_t<E>>;
+
+template <class E>
+std::shared_ptr<CacheSlot<materialized_tensor_t<E>>> make_cache_slot() {
+  return std::make_shared<CacheSlot<materialized_tensor_t<E>>>();
+}
+
+template <class E, class = void>
+struct has_cache_slot : std::false_type {};
+template <class E>
+struct has_cache_slot<E, std::void_t<decltype(std::declval<const E&>().cache)>> : std::true_type {};
+
+/// The buffer of a materialization node: computed, or reused within the active epoch.
+/// (Nodes without a `cache` member, e.g. users' own, are always computed.)
+template <class E>
+materialized_tensor_t<E> materialize(const E& e) {
+  const std::uint64_t epoch = active_cache_epoch();
+  if constexpr (has_cache_slot<E>::value) {
+    if (epoch != 0 && e.cache && e.cache->epoch == epoch) return e.cache->value;
+  }
+  auto out = materialized_tensor_t<E>::uninitialized(e.shape());
+  e.evaluate_into(out);
+  if constexpr (has_cache_slot<E>::value) {
+    if (epoch != 0 && e.cache) {
+      e.cache->value = out;
+      e.cache->epoch = epoch;
+    }
+  }
+  return out;
+}
+
+}  // namespace tessera::detail
