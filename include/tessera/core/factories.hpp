@@ -20,12 +20,26 @@ Shape<N> shape_of(const index_t (&a)[N]) {
   for (std::size_t i = 0; i < N; ++i) s[i] = a[i];
   return s;
 }
+/// low + (high - low) * u for u in [0, 1), kept below high (rounding could otherwise reach it).
+template <class T>
+T scale_uniform(T low, T high, T u) {
+  const T r = low + (high - low) * u;
+  return (r < high || !(low < high)) ? r : std::nextafter(high, low);
+}
 }  // namespace detail
 
 /// Tensor of the given shape with unspecified elements (fastest; overwrite before reading).
 template <class T, class B = cpu, std::size_t R>
 Tensor<T, R, B> empty(const Shape<R>& shape) {
   return Tensor<T, R, B>::uninitialized(shape);
+}
+template <class T, class B = cpu, std::size_t R>
+Tensor<T, R, B> empty(const index_t (&shape)[R]) {
+  return Tensor<T, R, B>::uninitialized(detail::shape_of(shape));
+}
+template <class T, class B = cpu, class... I, std::enable_if_t<detail::all_integral_v<I...>, int> = 0>
+Tensor<T, sizeof...(I), B> empty(I... extents) {
+  return Tensor<T, sizeof...(I), B>::uninitialized(Shape<sizeof...(I)>{static_cast<index_t>(extents)...});
 }
 
 /// All zeros: zeros<float>(3, 4), zeros<float>({3, 4}) or zeros<float>(shape).
@@ -79,6 +93,10 @@ Tensor<T, R, B> ones_like(const Tensor<T, R, B>& like) {
   return full<T, B>(like.shape(), T(1));
 }
 template <class T, std::size_t R, class B>
+Tensor<T, R, B> empty_like(const Tensor<T, R, B>& like) {
+  return Tensor<T, R, B>::uninitialized(like.shape());
+}
+template <class T, std::size_t R, class B>
 Tensor<T, R, B> full_like(const Tensor<T, R, B>& like, T value) {
   return full<T, B>(like.shape(), value);
 }
@@ -114,8 +132,9 @@ Tensor<T, 1, B> linspace(T start, T stop, index_t num, bool endpoint = true) {
   if (num < 0) throw value_error("linspace: num must be non-negative, got " + std::to_string(num));
   auto t = Tensor<T, 1, B>::uninitialized(Shape<1>{num});
   const index_t div = endpoint ? num - 1 : num;
-  const T step = div > 0 ? (stop - start) / static_cast<T>(div) : T(0);
-  for (index_t i = 0; i < num; ++i) t(i) = start + static_cast<T>(i) * step;
+  // In double and rounded once, as NumPy does, so float results do not depend on FMA contraction.
+  const double step = div > 0 ? (static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(div) : 0.0;
+  for (index_t i = 0; i < num; ++i) t(i) = static_cast<T>(static_cast<double>(start) + static_cast<double>(i) * step);
   if (endpoint && num > 1) t(num - 1) = stop;
   return t;
 }
@@ -132,8 +151,8 @@ Tensor<T, R, B> uniform(Generator& gen, const Shape<R>& shape, T low = T(0), T h
   detail::parallel_for((n + 1) / 2, 256, 4096, [&](index_t b, index_t e) {
     for (index_t i = b; i < e; ++i) {
       const auto w = gen.at(first + static_cast<std::uint64_t>(i));
-      p[2 * i] = low + (high - low) * detail::unit_uniform<T>(w[0], w[1]);
-      if (2 * i + 1 < n) p[2 * i + 1] = low + (high - low) * detail::unit_uniform<T>(w[2], w[3]);
+      p[2 * i] = detail::scale_uniform(low, high, detail::unit_uniform<T>(w[0], w[1]));
+      if (2 * i + 1 < n) p[2 * i + 1] = detail::scale_uniform(low, high, detail::unit_uniform<T>(w[2], w[3]));
     }
   });
   return t;

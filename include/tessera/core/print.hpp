@@ -4,8 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ostream>
-#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -19,55 +20,46 @@ namespace detail {
 inline constexpr index_t print_threshold = 1000;
 inline constexpr index_t print_edge = 3;
 
-/// How floating-point cells are written, chosen from all printed values as NumPy does
-/// (floatmode "maxprec"): fixed notation with just enough decimals (at most 8), or scientific
-/// when magnitudes are very large or small; cells are then aligned on the decimal point.
-struct FloatFormat {
-  bool scientific = false;
-  int decimals = 0;
-};
-
-inline std::string trim_zeros(std::string s) {
-  const auto dot = s.find('.');
-  if (dot == std::string::npos) return s;
-  std::size_t end = s.size();
-  while (end > dot + 1 && s[end - 1] == '0') --end;
-  return s.substr(0, end);
-}
-
+/// Fewest significant digits that read back as exactly v (NumPy's "unique" float mode).
 template <class T>
-std::string fixed_string(T v, int decimals) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, static_cast<double>(v));
-  return buf;
-}
-
-template <class T>
-std::string format_element(T v, const FloatFormat& fmt) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return v ? "True" : "False";
-  } else if constexpr (std::is_integral_v<T>) {
-    return std::to_string(v);
-  } else {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    char buf[512];
-    if (fmt.scientific) {
-      std::snprintf(buf, sizeof buf, "%.*e", fmt.decimals, static_cast<double>(v));
-      std::string out = buf;
-      if (fmt.decimals == 0) out.insert(out.find('e'), ".");  // NumPy writes 1.e-05
-      return out;
-    }
-    std::string out = trim_zeros(fixed_string(v, fmt.decimals));
-    if (out.find('.') == std::string::npos) out += '.';
-    return out;
+int unique_digits(T v) {
+  constexpr int max_digits = std::is_same_v<T, float> ? 9 : 17;
+  char buf[64];
+  for (int p = 1; p < max_digits; ++p) {
+    std::snprintf(buf, sizeof buf, "%.*e", p - 1, static_cast<double>(v));
+    if (static_cast<T>(std::strtod(buf, nullptr)) == v) return p;
   }
+  return max_digits;
 }
 
+/// Decimal exponent of v as %e writes it (v finite, nonzero).
+template <class T>
+int decimal_exponent(T v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*e", digits - 1, static_cast<double>(v));
+  return std::atoi(std::strchr(buf, 'e') + 1);
+}
+
+inline std::string nonfinite_string(double v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
+
+/// Formats the printed elements the way NumPy's str() does (floatmode "maxprec", precision 8):
+/// positional notation with each value's shortest round-trip digits (at most 8 decimals), padded
+/// so decimal points align; scientific when values are tiny, huge or far apart, with a common
+/// precision and exponent width. Integers and bools are right-aligned.
 template <class T, class Values>
-FloatFormat choose_float_format(const Values& values) {
-  FloatFormat fmt;
-  if constexpr (std::is_floating_point_v<T>) {
+std::vector<std::string> format_cells(const Values& values) {
+  std::vector<std::string> cells;
+  cells.reserve(values.size());
+  if constexpr (std::is_same_v<T, bool>) {
+    for (auto v : values) cells.push_back(v ? " True" : "False");
+  } else if constexpr (std::is_integral_v<T>) {
+    std::size_t width = 0;
+    for (auto v : values) {
+      cells.push_back(std::to_string(v));
+      width = std::max(width, cells.back().size());
+    }
+    for (auto& c : cells) c.insert(0, width - c.size(), ' ');
+  } else {
     double max_abs = 0, min_abs = 0;
     bool any = false;
     for (T v : values) {
@@ -77,35 +69,103 @@ FloatFormat choose_float_format(const Values& values) {
       min_abs = any ? std::min(min_abs, a) : a;
       any = true;
     }
-    constexpr int digits = 8;
-    fmt.scientific = any && (max_abs >= 1e8 || min_abs < 1e-4 || max_abs / min_abs > 1e3);
-    if (fmt.scientific) {
+    const bool scientific = any && (max_abs >= 1e8 || min_abs < 1e-4 || max_abs / min_abs > 1e3);
+    constexpr int precision = 8;
+    char buf[512];
+    if (scientific) {
+      int prec = 0, exp_digits = 2;
       for (T v : values) {
         if (!std::isfinite(v)) continue;
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%.*e", digits, static_cast<double>(v));
-        std::string m(buf);
-        const std::string mant = trim_zeros(m.substr(0, m.find('e')));
-        const auto dot = mant.find('.');
-        fmt.decimals = std::max(fmt.decimals, static_cast<int>(mant.size() - dot - 1));
+        prec = std::max(prec, std::min(unique_digits(v) - 1, precision));
+        if (v != 0) exp_digits = std::max(exp_digits, static_cast<int>(std::to_string(std::abs(decimal_exponent(v, 1))).size()));
+      }
+      for (T v : values) {
+        if (!std::isfinite(v)) {
+          cells.push_back(nonfinite_string(static_cast<double>(v)));
+          continue;
+        }
+        std::snprintf(buf, sizeof buf, "%.*e", prec, static_cast<double>(v));
+        std::string c = buf;
+        const auto e = c.find('e');
+        std::string mant = c.substr(0, e), exp = c.substr(e + 2);
+        if (prec == 0) mant += '.';
+        exp.insert(0, static_cast<std::size_t>(exp_digits) - std::min(exp.size(), std::size_t(exp_digits)), '0');
+        cells.push_back(mant + 'e' + c[e + 1] + exp);
       }
     } else {
       for (T v : values) {
-        if (!std::isfinite(v)) continue;
-        const std::string s = trim_zeros(fixed_string(static_cast<T>(v), digits));
-        fmt.decimals = std::max(fmt.decimals, static_cast<int>(s.size() - s.find('.') - 1));
+        if (!std::isfinite(v)) {
+          cells.push_back(nonfinite_string(static_cast<double>(v)));
+          continue;
+        }
+        int decimals = 0;
+        if (v != 0) {
+          const int p = unique_digits(v);
+          decimals = std::clamp(p - 1 - decimal_exponent(v, p), 0, precision);
+        }
+        std::snprintf(buf, sizeof buf, "%.*f", decimals, static_cast<double>(v));
+        std::string c = buf;
+        if (decimals == precision) {
+          while (c.back() == '0') c.pop_back();  // rounding to 8 decimals may leave zeros
+        }
+        if (c.find('.') == std::string::npos) c += '.';
+        cells.push_back(c);
       }
     }
+    // Align: integer parts right-aligned, fractions left-aligned; nan/inf right-aligned to the
+    // full width (NumPy's pad_left / pad_right).
+    std::size_t pad_left = 0, pad_right = 0, nonfinite = 0;
+    std::size_t k = 0;
+    for (T v : values) {
+      const std::string& c = cells[k++];
+      if (!std::isfinite(v)) {
+        nonfinite = std::max(nonfinite, c.size());
+        continue;
+      }
+      const std::size_t dot = c.find('.');
+      pad_left = std::max(pad_left, dot);
+      pad_right = std::max(pad_right, c.size() - dot);
+    }
+    pad_left = std::max(pad_left, nonfinite > pad_right ? nonfinite - pad_right : 0);
+    k = 0;
+    for (T v : values) {
+      std::string& c = cells[k++];
+      if (!std::isfinite(v)) {
+        c.insert(0, pad_left + pad_right > c.size() ? pad_left + pad_right - c.size() : 0, ' ');
+        continue;
+      }
+      const std::size_t dot = c.find('.');
+      c.insert(0, pad_left - dot, ' ');
+      c.append(pad_right - (c.size() - pad_left), ' ');
+    }
   }
-  return fmt;
+  return cells;
 }
 
-/// Pads a cell: integer part right-aligned, fraction left-aligned (NumPy's column alignment).
-inline std::string align_cell(const std::string& c, std::size_t int_width, std::size_t frac_width) {
-  const auto dot = c.find('.');
-  const std::size_t ip = dot == std::string::npos ? c.size() : dot;
-  const std::size_t fp = dot == std::string::npos ? 0 : c.size() - dot;
-  return std::string(int_width > ip ? int_width - ip : 0, ' ') + c + std::string(frac_width > fp ? frac_width - fp : 0, ' ');
+/// A single value as NumPy prints a 0-d array (Python's repr for floats: 1.0, 1e-05, 1.5e+16).
+template <class T>
+std::string format_scalar(T v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return v ? "True" : "False";
+  } else if constexpr (std::is_integral_v<T>) {
+    return std::to_string(v);
+  } else {
+    if (!std::isfinite(v)) return nonfinite_string(static_cast<double>(v));
+    if (v == 0) return std::signbit(v) ? "-0.0" : "0.0";
+    const int p = unique_digits(v);
+    const int e = decimal_exponent(v, p);
+    const double limit = std::is_same_v<T, float> ? 1e7 : 1e16;
+    char buf[512];
+    if (std::abs(static_cast<double>(v)) >= 1e-4 && std::abs(static_cast<double>(v)) < limit) {
+      const int decimals = std::max(p - 1 - e, 0);
+      std::snprintf(buf, sizeof buf, "%.*f", decimals, static_cast<double>(v));
+      std::string c = buf;
+      if (decimals == 0) c += ".0";
+      return c;
+    }
+    std::snprintf(buf, sizeof buf, "%.*e", p - 1, static_cast<double>(v));
+    return buf;
+  }
 }
 
 /// NumPy's default line width for str().
@@ -175,25 +235,16 @@ void visit_printed(const Tensor<T, R, B>& t, std::size_t axis, index_t offset, b
 template <class T, std::size_t R, class B>
 std::ostream& operator<<(std::ostream& os, const Tensor<T, R, B>& t) {
   static_assert(B::host_accessible, "tessera: printing needs a host tensor; copy with .to<cpu>()");
-  std::vector<T> values;
+  // bool goes through unsigned char: std::vector<bool> hands out proxies, not bools.
+  using Stored = std::conditional_t<std::is_same_v<T, bool>, unsigned char, T>;
   if constexpr (R == 0) {
-    values.push_back(t.data()[0]);
-    return os << detail::format_element(values[0], detail::choose_float_format<T>(values));
+    return os << detail::format_scalar(t.data()[0]);
   } else {
     if (t.size() == 0) return os << "[]";
     const bool summarize = t.size() > detail::print_threshold;
-    detail::visit_printed(t, 0, 0, summarize, [&](T v) { values.push_back(v); });
-    const detail::FloatFormat fmt = detail::choose_float_format<T>(values);
-    std::vector<std::string> cells;
-    std::size_t int_width = 0, frac_width = 0;
-    for (T v : values) {
-      cells.push_back(detail::format_element(v, fmt));
-      const auto& c = cells.back();
-      const auto dot = fmt.scientific ? std::string::npos : c.find('.');
-      int_width = std::max(int_width, dot == std::string::npos ? c.size() : dot);
-      frac_width = std::max(frac_width, dot == std::string::npos ? std::size_t{0} : c.size() - dot);
-    }
-    for (auto& c : cells) c = fmt.scientific ? std::string(int_width - c.size(), ' ') + c : detail::align_cell(c, int_width, frac_width);
+    std::vector<Stored> values;
+    detail::visit_printed(t, 0, 0, summarize, [&](T v) { values.push_back(static_cast<Stored>(v)); });
+    const std::vector<std::string> cells = detail::format_cells<T>(values);
     std::size_t cell = 0;
     detail::PrintBuffer buf;
     detail::print_axis(buf, t, 0, 0, cells, summarize, cell);

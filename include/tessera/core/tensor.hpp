@@ -228,7 +228,7 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   // ---- construction helpers used by factories and kernels -------------------------------------
   /// A contiguous tensor with uninitialized elements.
   static Tensor uninitialized(const shape_type& s) {
-    Tensor t;
+    Tensor t(no_storage);
     t.shape_ = s;
     t.check_extents();
     t.allocate_uninitialized();
@@ -236,7 +236,7 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   }
   /// A view on existing storage (used by view operations; callers guarantee the bounds).
   static Tensor view_of(std::shared_ptr<T> base, T* data, const shape_type& s, const shape_type& st) {
-    Tensor t;
+    Tensor t(no_storage);
     t.base_ = std::move(base);
     t.data_ = data;
     t.shape_ = s;
@@ -248,6 +248,11 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
  private:
   template <class, std::size_t, class>
   friend class Tensor;
+
+  /// Tag for the constructor that allocates nothing (even at rank 0); the caller sets everything.
+  struct no_storage_t {};
+  static constexpr no_storage_t no_storage{};
+  explicit Tensor(no_storage_t) {}
 
   template <class E>
   static constexpr bool assignable_v = rank_v<E> == Rank && std::is_same_v<value_type_t<E>, T>;

@@ -48,8 +48,8 @@ struct Pow {
       T r = 1;
       while (b) {
         if (b & 1) r *= a;
-        a *= a;
         b >>= 1;
+        if (b) a *= a;  // square only while bits remain (no needless, overflowing square)
       }
       return r;
     }

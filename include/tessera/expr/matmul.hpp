@@ -130,7 +130,7 @@ struct MatMul : ExprBase<MatMul<A, B>> {
     Shape<batch_rank> batch{}, sa{}, sb{};
     for (std::size_t i = 0; i < batch_rank; ++i) {
       const index_t ea = axis_or_one(a.shape(), rank_a2, i), eb = axis_or_one(b.shape(), rank_b2, i);
-      batch[i] = std::max(ea, eb);
+      batch[i] = ea == 1 ? eb : ea;  // broadcasting: an extent of 1 yields (also to 0)
       sa[i] = ea == 1 ? 0 : axis_or_one(a.strides(), rank_a2, i, 0);
       sb[i] = eb == 1 ? 0 : axis_or_one(b.strides(), rank_b2, i, 0);
     }
@@ -215,7 +215,7 @@ struct MatMul : ExprBase<MatMul<A, B>> {
                           std::to_string(ea) + " and " + std::to_string(eb) + " at axis " + std::to_string(i) +
                           " cannot be broadcast");
       }
-      shape_[k++] = std::max(ea, eb);
+      shape_[k++] = ea == 1 ? eb : ea;
     }
     if constexpr (rank_a >= 2) shape_[k++] = sa[rank_a - 2];
     if constexpr (rank_b >= 2) shape_[k++] = sb[rank_b - 1];

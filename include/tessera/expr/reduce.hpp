@@ -17,6 +17,7 @@
 #include "tessera/expr/cache.hpp"
 #include "tessera/expr/binary_ops.hpp"
 #include "tessera/expr/elementwise.hpp"
+#include "tessera/expr/cache.hpp"
 #include "tessera/expr/unary_ops.hpp"
 
 namespace tessera {
@@ -310,46 +311,155 @@ TESSERA_REDUCTION(any, ops::LogicalReducer<false>, false, (std::is_same_v<value_
                   "tessera::any needs a bool expression")
 #undef TESSERA_REDUCTION
 
-namespace detail {
-/// logsumexp = log(sum(exp(x - m))) + m with m the (finite) max: never overflows.
+/// log(sum(exp(x))) over a set of axes, computed as log(sum(exp(x - m))) + m with m the (finite)
+/// max so it never overflows; -inf over an empty extent. A materialization point: all the work
+/// happens when it is evaluated.
 template <class A, std::size_t RO>
-auto logsumexp_impl(const A& a, const std::array<bool, rank_v<A>>& mask) {
-  using T = value_type_t<A>;
-  static_assert(std::is_floating_point_v<T>, "tessera::logsumexp needs a floating-point expression");
-  constexpr std::size_t R = rank_v<A>;
-  const Tensor<T, R, backend_t<A>> m = detail::make_reduce<ops::MaxReducer, R>(a, mask, "max", false);
-  // Infinite maxima would turn x - m into NaN: shift by 0 there instead.
-  const Tensor<T, R, backend_t<A>> shift = where(abs(m) == std::numeric_limits<T>::infinity(), T(0), m);
-  auto s = detail::make_reduce<ops::SumReducer, RO>(exp(a - shift), mask, "logsumexp", false);
-  return log(s) + shift.reshape(s.shape());
-}
-/// var = sum((x - mean)^2) / (n - ddof).
+struct LogSumExp : ExprBase<LogSumExp<A, RO>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = RO;
+  static constexpr std::size_t input_rank = rank_v<A>;
+  static constexpr const char* name = "logsumexp";
+  static_assert(std::is_floating_point_v<value_type>, "tessera::logsumexp needs a floating-point expression");
+
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  A arg;
+  std::array<bool, input_rank> reduced{};
+
+  LogSumExp(A a, const std::array<bool, input_rank>& red) : arg(std::move(a)), reduced(red) {
+    const auto in = arg.shape();
+    for (std::size_t i = 0, k = 0; i < input_rank; ++i) {
+      if (!reduced[i]) {
+        shape_[k++] = in[i];
+      } else if (RO == input_rank) {
+        shape_[k++] = 1;
+      }
+    }
+  }
+  const Shape<RO>& shape() const { return shape_; }
+  Shape<input_rank> keep_shape() const {
+    auto s = arg.shape();
+    for (std::size_t i = 0; i < input_rank; ++i) {
+      if (reduced[i]) s[i] = 1;
+    }
+    return s;
+  }
+  void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
+    using T = value_type;
+    constexpr std::size_t R = input_rank;
+    const auto in = arg.shape();
+    for (std::size_t i = 0; i < R; ++i) {
+      if (reduced[i] && in[i] == 0) {
+        out.fill(-std::numeric_limits<T>::infinity());
+        return;
+      }
+    }
+    const Tensor<T, R, backend_type> m = detail::make_reduce<ops::MaxReducer, R>(arg, reduced, "logsumexp", false);
+    // Infinite maxima would turn x - m into NaN: shift by 0 there instead.
+    const Tensor<T, R, backend_type> shift = where(abs(m) == std::numeric_limits<T>::infinity(), T(0), m);
+    const Tensor<T, RO, backend_type> s = detail::make_reduce<ops::SumReducer, RO>(exp(arg - shift), reduced, "logsumexp", false);
+    out.assign(log(s) + shift.reshape(shape_));
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+
+ private:
+  Shape<RO> shape_{};
+};
+
+/// Degrees of freedom subtracted from the count in var(): `var(x, {1}, ddof(1))`.
+class Ddof {
+ public:
+  constexpr index_t value() const noexcept { return value_; }
+
+ private:
+  friend constexpr Ddof ddof(index_t) noexcept;
+  constexpr Ddof(index_t v, int) noexcept : value_(v) {}
+  index_t value_;
+};
+/// ddof(1) gives the unbiased variance (PyTorch's default); var's default is ddof(0), as NumPy.
+constexpr Ddof ddof(index_t v) noexcept { return Ddof(v, 0); }
+
+/// Variance sum((x - mean)^2) / (n - ddof) over a set of axes (a materialization point).
 template <class A, std::size_t RO>
-auto var_impl(const A& a, const std::array<bool, rank_v<A>>& mask, index_t ddof) {
-  using T = value_type_t<A>;
-  static_assert(std::is_floating_point_v<T>, "tessera::var needs a floating-point expression");
-  constexpr std::size_t R = rank_v<A>;
-  const Tensor<T, R, backend_t<A>> mu = detail::make_reduce<ops::SumReducer, R>(a, mask, "mean", true);
-  auto r = detail::make_reduce<ops::SumReducer, RO>(square(a - mu), mask, "var", false);
-  const index_t n = r.reduced_count();
-  r.scale = n - ddof > 0 ? T(1) / static_cast<T>(n - ddof) : std::numeric_limits<T>::quiet_NaN();
-  return r;
-}
-}  // namespace detail
+struct Variance : ExprBase<Variance<A, RO>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = RO;
+  static constexpr std::size_t input_rank = rank_v<A>;
+  static constexpr const char* name = "var";
+  static_assert(std::is_floating_point_v<value_type>, "tessera::var needs a floating-point expression");
+
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  A arg;
+  std::array<bool, input_rank> reduced{};
+  index_t ddof = 0;
+
+  Variance(A a, const std::array<bool, input_rank>& red, index_t d) : arg(std::move(a)), reduced(red), ddof(d) {
+    const auto in = arg.shape();
+    for (std::size_t i = 0, k = 0; i < input_rank; ++i) {
+      if (!reduced[i]) {
+        shape_[k++] = in[i];
+      } else if (RO == input_rank) {
+        shape_[k++] = 1;
+      }
+    }
+  }
+  const Shape<RO>& shape() const { return shape_; }
+  index_t count() const {
+    index_t n = 1;
+    const auto in = arg.shape();
+    for (std::size_t i = 0; i < input_rank; ++i) n *= reduced[i] ? in[i] : 1;
+    return n;
+  }
+  /// 1 / (n - ddof), NaN when not positive.
+  value_type scale() const {
+    const index_t n = count() - ddof;
+    return n > 0 ? value_type(1) / static_cast<value_type>(n) : std::numeric_limits<value_type>::quiet_NaN();
+  }
+  Shape<input_rank> keep_shape() const {
+    auto s = arg.shape();
+    for (std::size_t i = 0; i < input_rank; ++i) {
+      if (reduced[i]) s[i] = 1;
+    }
+    return s;
+  }
+  void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
+    constexpr std::size_t R = input_rank;
+    const Tensor<value_type, R, backend_type> mu = detail::make_reduce<ops::SumReducer, R>(arg, reduced, "var", true);
+    auto r = detail::make_reduce<ops::SumReducer, RO>(square(arg - mu), reduced, "var", false);
+    r.scale = scale();
+    out.assign(r);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+
+ private:
+  Shape<RO> shape_{};
+};
 
 /// log(sum(exp(x))) over all elements, computed stably.
 template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto logsumexp(const A& a) {
-  return detail::logsumexp_impl<A, 0>(a, detail::all_axes<rank_v<A>>());
+LogSumExp<A, 0> logsumexp(const A& a) {
+  return LogSumExp<A, 0>(a, detail::all_axes<rank_v<A>>());
 }
 /// logsumexp over the listed axes.
 template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto logsumexp(const A& a, const index_t (&axes)[N]) {
-  return detail::logsumexp_impl<A, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, "logsumexp"));
+LogSumExp<A, rank_v<A> - N> logsumexp(const A& a, const index_t (&axes)[N]) {
+  return LogSumExp<A, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, "logsumexp"));
 }
 template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto logsumexp(const A& a, const index_t (&axes)[N], keepdims_t) {
-  return detail::logsumexp_impl<A, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, "logsumexp"));
+LogSumExp<A, rank_v<A>> logsumexp(const A& a, const index_t (&axes)[N], keepdims_t) {
+  return LogSumExp<A, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, "logsumexp"));
 }
 template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>
 auto logsumexp(const A& a, I axis) {
@@ -362,19 +472,30 @@ auto logsumexp(const A& a, I axis, keepdims_t k) {
   return logsumexp(a, axes, k);
 }
 
-/// Variance over all elements; ddof = 0 as NumPy (ddof = 1 for PyTorch's unbiased default).
+/// Variance over all elements (ddof(0) by default, as NumPy; ddof(1) for PyTorch's unbiased).
 template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto var(const A& a, index_t ddof = 0) {
-  return detail::var_impl<A, 0>(a, detail::all_axes<rank_v<A>>(), ddof);
+Variance<A, 0> var(const A& a, Ddof d = ddof(0)) {
+  return Variance<A, 0>(a, detail::all_axes<rank_v<A>>(), d.value());
 }
 /// Variance over the listed axes.
 template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto var(const A& a, const index_t (&axes)[N], index_t ddof = 0) {
-  return detail::var_impl<A, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, "var"), ddof);
+Variance<A, rank_v<A> - N> var(const A& a, const index_t (&axes)[N], Ddof d = ddof(0)) {
+  return Variance<A, rank_v<A> - N>(a, detail::axes_mask<rank_v<A>>(axes, "var"), d.value());
 }
 template <class A, std::size_t N, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto var(const A& a, const index_t (&axes)[N], keepdims_t, index_t ddof = 0) {
-  return detail::var_impl<A, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, "var"), ddof);
+Variance<A, rank_v<A>> var(const A& a, const index_t (&axes)[N], keepdims_t, Ddof d = ddof(0)) {
+  return Variance<A, rank_v<A>>(a, detail::axes_mask<rank_v<A>>(axes, "var"), d.value());
+}
+/// Variance over one axis (like sum(x, axis)).
+template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>
+auto var(const A& a, I axis, Ddof d = ddof(0)) {
+  const index_t axes[1] = {static_cast<index_t>(axis)};
+  return var(a, axes, d);
+}
+template <class A, class I, std::enable_if_t<is_expr_v<A> && std::is_integral_v<I>, int> = 0>
+auto var(const A& a, I axis, keepdims_t k, Ddof d = ddof(0)) {
+  const index_t axes[1] = {static_cast<index_t>(axis)};
+  return var(a, axes, k, d);
 }
 
 /// Index of the largest (Largest) or smallest element along one axis, as int64.
@@ -427,15 +548,38 @@ ArgReduce<false, A> argmin(const A& a, index_t axis) {
   static_assert(rank_v<A> >= 1, "tessera::argmin: a rank-0 expression has no axis");
   return ArgReduce<false, A>(a, axis);
 }
+/// Flat (row-major) position of the largest (Largest) or smallest element of A, as int64.
+template <bool Largest, class A>
+struct ArgReduceAll : ExprBase<ArgReduceAll<Largest, A>> {
+  using value_type = std::int64_t;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = 0;
+  static constexpr const char* name = Largest ? "argmax" : "argmin";
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  A arg;
+  explicit ArgReduceAll(A a) : arg(std::move(a)) {}
+  Shape<0> shape() const { return {}; }
+  void evaluate_into(Tensor<std::int64_t, 0, backend_type>& out) const {
+    const auto flat = eval(arg).contiguous().flatten();
+    arg_reduce_into<Largest>(backend_type{}, out, flat, 0);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+};
+
 /// Flat (row-major) position of the largest element.
 template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto argmax(const A& a) {
-  return ArgReduce<true, Tensor<value_type_t<A>, 1, backend_t<A>>>(eval(a).flatten(), 0);
+ArgReduceAll<true, A> argmax(const A& a) {
+  return ArgReduceAll<true, A>(a);
 }
 /// Flat (row-major) position of the smallest element.
 template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
-auto argmin(const A& a) {
-  return ArgReduce<false, Tensor<value_type_t<A>, 1, backend_t<A>>>(eval(a).flatten(), 0);
+ArgReduceAll<false, A> argmin(const A& a) {
+  return ArgReduceAll<false, A>(a);
 }
 
 }  // namespace tessera

@@ -166,11 +166,11 @@ struct Softplus {
       simd_v<T> && pk::packet_traits<T>::HasExp && pk::packet_traits<T>::HasLog1p;
   template <class T>
   T operator()(T x) const {
-    return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-(x < T(0) ? -x : x)));
+    return (x > T(0) ? x : T(0)) + std::log1p(Exp{}(-(x < T(0) ? -x : x)));
   }
   template <class P>
   P packet(const P& x) const {
-    return pk::padd(pk::pmax(x, pk::pzero(x)), pk::plog1p(pk::pexp(pk::pnegate(pk::pabs(x)))));
+    return pk::padd(pk::pmax(x, pk::pzero(x)), pk::plog1p(Exp{}.packet(pk::pnegate(pk::pabs(x)))));
   }
 };
 

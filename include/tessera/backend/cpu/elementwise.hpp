@@ -26,6 +26,29 @@ inline void outer_index_of(index_t row, index_t* idx, const IterPlan& plan) {
   }
 }
 
+/// Splits [0, total) over the pool like parallel_for, with every split point at a multiple of 16
+/// within its row of length `inner`. SIMD and scalar code can round differently (tanh, exp), and
+/// the packet loop starts at the chunk start, so aligned splits make each element take the same
+/// path whatever the thread count: results do not depend on it.
+template <class F>
+void parallel_rows(index_t total, index_t inner, F&& f) {
+  const index_t threads = CpuPool::instance().threads();
+  if (total < 32768 || threads == 1) {
+    f(index_t{0}, total);
+    return;
+  }
+  constexpr index_t align = 16;
+  auto split = [&](index_t t) {
+    const index_t v = std::min(total, (total + threads - 1) / threads * t);
+    const index_t row = v / inner, col = v % inner;
+    return row * inner + col / align * align;
+  };
+  parallel_tasks(threads, [&](index_t t) {
+    const index_t b = split(t), e = t + 1 == threads ? total : split(t + 1);
+    if (b < e) f(b, e);
+  });
+}
+
 /// Writes ev(j) for j in [j0, j1) to out[j * out_stride].
 template <class T, class Ev>
 TESSERA_ALWAYS_INLINE void eval_row(const Ev& ev, T* out, index_t out_stride, index_t j0, index_t j1) {
@@ -65,9 +88,8 @@ void elementwise_assign(cpu, Tensor<T, R, cpu>& dst, const E& expr) {
   plan.map(dst.strides(), dst_strides);
   T* const base = dst.data();
   const index_t inner = plan.inner();
-  constexpr index_t grain = 64;
 
-  detail::parallel_for(total, grain, 32768, [&](index_t begin, index_t end) {
+  detail::parallel_rows(total, inner, [&](index_t begin, index_t end) {
     auto local = ev;
     index_t idx[max_rank] = {};
     index_t row = begin / inner;

@@ -139,34 +139,39 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
       }
       return a;
     };
-    if (n_out >= threads || serial_below > 0 || threads == 1) {
+    // Each result folds fixed blocks of the run and combines the block results in order, so the
+    // arithmetic (and the result) is the same whatever the thread count.
+    constexpr index_t block = 16384;
+    const index_t blocks = (len + block - 1) / block;
+    auto fold_blocks = [&](auto& local, index_t* idx, index_t b0, index_t b1, T a) {
+      for (index_t b = b0; b < b1; ++b) a = red(a, fold(local, idx, b * block, std::min(len, (b + 1) * block)));
+      return a;
+    };
+    if (n_out > 1 || blocks == 1 || threads == 1 || serial_below > 0) {
       detail::parallel_for(n_out, 1, serial_below > 0 ? serial_below : 1, [&](index_t b, index_t e) {
         auto local = ev;
         index_t idx[max_rank] = {};
         for (index_t o = b; o < e; ++o) {
           set_axes(idx, kept_axes, n_kept, o);
-          obase[out_offset(idx)] = finish(fold(local, idx, 0, len));
+          obase[out_offset(idx)] = finish(fold_blocks(local, idx, 0, blocks, Red::template identity<T>()));
         }
       });
     } else {
-      // Few outputs, long reductions: split each reduction across threads and combine partials.
-      for (index_t o = 0; o < n_out; ++o) {
-        std::vector<T> partial(static_cast<std::size_t>(threads), Red::template identity<T>());
-        index_t base_idx[max_rank] = {};
-        set_axes(base_idx, kept_axes, n_kept, o);
-        const index_t chunk = (len + threads - 1) / threads;
-        detail::parallel_tasks(threads, [&](index_t t) {
-          const index_t b = t * chunk, e = std::min(len, b + chunk);
-          if (b >= e) return;
-          auto local = ev;
-          index_t idx[max_rank];
-          std::copy(base_idx, base_idx + max_rank, idx);
-          partial[static_cast<std::size_t>(t)] = fold(local, idx, b, e);
-        });
-        T a = Red::template identity<T>();
-        for (T p : partial) a = red(a, p);
-        obase[out_offset(base_idx)] = finish(a);
-      }
+      // One long reduction: blocks in parallel, then their results in order.
+      std::vector<T> partial(static_cast<std::size_t>(blocks), Red::template identity<T>());
+      index_t base_idx[max_rank] = {};
+      detail::parallel_for(blocks, 1, 1, [&](index_t b0, index_t b1) {
+        auto local = ev;
+        index_t idx[max_rank];
+        std::copy(base_idx, base_idx + max_rank, idx);
+        for (index_t b = b0; b < b1; ++b) {
+          partial[static_cast<std::size_t>(b)] =
+              fold(local, idx, b * block, std::min(len, (b + 1) * block));
+        }
+      });
+      T a = Red::template identity<T>();
+      for (T p : partial) a = red(a, p);
+      obase[out_offset(base_idx)] = finish(a);
     }
   } else {
     // Innermost axis kept: accumulate whole rows into the output row.

@@ -31,6 +31,12 @@ void softmax_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& in, std:
   T* dst = out.data();
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const index_t serial_below = std::max<index_t>(1, 32768 / std::max<index_t>(n * inner, 1));
+  // exp with results below the smallest normal number flushed to 0, as tessera::exp does
+  // (Eigen's exp clamps its argument, which would leave exp(-inf) at ~1e-38).
+  auto exp_flushed = [](const auto& z) {
+    const T underflow = std::is_same_v<T, float> ? T(-87.33654) : T(-708.3964185322641);
+    return (z < underflow).select(T(0), z.exp());
+  };
 
   if (inner == 1) {
     // Softmax along the contiguous axis: one row at a time.
@@ -40,10 +46,10 @@ void softmax_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& in, std:
         Map y(dst + o * n, n);
         T m = x.maxCoeff();
         if (!(std::abs(m) < std::numeric_limits<T>::infinity())) m = (m != m) ? m : T(0);
-        y = (x - m).exp();
+        y = exp_flushed(x - m);
         const T s = y.sum();
         if (log) {
-          y = x - (m + std::log(s));
+          y = (x - m) - std::log(s);  // (x - m) first: exact, so the result keeps full precision
         } else {
           y *= T(1) / s;
         }
@@ -63,12 +69,12 @@ void softmax_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& in, std:
       s.setZero();
       for (index_t k = 0; k < n; ++k) {
         Map y(y0 + k * inner, inner);
-        y = (CMap(x0 + k * inner, inner) - m).exp();
+        y = exp_flushed(CMap(x0 + k * inner, inner) - m);
         s += y;
       }
       if (log) {
-        const Arr shift = m + s.log();
-        for (index_t k = 0; k < n; ++k) Map(y0 + k * inner, inner) = CMap(x0 + k * inner, inner) - shift;
+        const Arr log_s = s.log();
+        for (index_t k = 0; k < n; ++k) Map(y0 + k * inner, inner) = (CMap(x0 + k * inner, inner) - m) - log_s;
       } else {
         const Arr inv = s.inverse();
         for (index_t k = 0; k < n; ++k) Map(y0 + k * inner, inner) *= inv;

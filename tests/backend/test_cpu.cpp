@@ -1,0 +1,260 @@
+// The CPU backend (backend/cpu/*.hpp, backend/concept.hpp): results independent of the thread
+// count, the backend concept check, device memory entry points, and gemm() called directly with
+// transpose flags, leading dimensions, alpha and beta against a naive loop.
+#include <doctest/doctest.h>
+#include <tessera/tessera.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using tessera::index_t;
+using tessera::Shape;
+using tessera::Tensor;
+
+template <class T, std::size_t R>
+Tensor<T, R> random_tensor(const Shape<R>& shape, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(-2, 2);
+  Tensor<T, R> t(shape);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(dist(rng));
+  return t;
+}
+
+/// Bitwise equality of two contiguous tensors of one shape.
+template <class T, std::size_t R>
+bool identical(const Tensor<T, R>& a, const Tensor<T, R>& b) {
+  return a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous() &&
+         std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0;
+}
+
+/// Restores the default thread count when a test case ends, whatever happens in it.
+struct ThreadGuard {
+  ~ThreadGuard() { tessera::cpu::set_num_threads(0); }
+};
+
+/// The results compared across thread counts.
+template <class T>
+struct Results {
+  Tensor<T, 2> chain, broadcast_chain, matmul;
+  Tensor<T, 0> total;
+  Tensor<T, 1> rows, cols;
+};
+
+template <class T>
+Results<T> compute(const Tensor<T, 2>& x, const Tensor<T, 1>& row, const Tensor<T, 2>& w) {
+  Results<T> r;
+  r.chain = tessera::tanh(x * T(0.5)) + tessera::exp(-tessera::abs(x)) - tessera::sigmoid(x);
+  // x [rows, 77] + row [77] does not coalesce: each 77-element row is its own inner loop, so a
+  // thread's chunk can start and end in the middle of a row.
+  r.broadcast_chain = tessera::exp(x + row) * tessera::tanh(row);
+  r.total = tessera::sum(x);
+  r.rows = tessera::sum(x * x, {1});
+  r.cols = tessera::max(x, {0});
+  r.matmul = tessera::matmul(x.slice(0, 0, 300), w);
+  return r;
+}
+
+/// A naive C = alpha op(A) op(B) + beta C on row-major storage with leading dimensions.
+template <class T>
+void naive_gemm(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+                index_t ldb, T beta, T* c, index_t ldc) {
+  for (index_t i = 0; i < m; ++i) {
+    for (index_t j = 0; j < n; ++j) {
+      long double acc = 0;
+      for (index_t p = 0; p < k; ++p) {
+        const T av = ta ? a[p * lda + i] : a[i * lda + p];
+        const T bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+        acc += static_cast<long double>(av) * bv;
+      }
+      c[i * ldc + j] =
+          static_cast<T>(alpha * acc + (beta == T(0) ? 0.0L : static_cast<long double>(beta) * c[i * ldc + j]));
+    }
+  }
+}
+
+template <class T>
+std::vector<T> random_buffer(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(-8, 8);  // small integers: products exact in every type
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>(dist(rng));
+  return v;
+}
+
+/// Every transpose combination with padded leading dimensions (ld = needed + pad), alpha = 2,
+/// beta = 0 and beta = -1 (accumulate into C), writing an m x n block of a wider C whose padding
+/// must stay untouched. `call` runs the GEMM under test with gemm()'s signature.
+template <class T, class Call>
+void check_gemm(Call call, const char* what) {
+  const index_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {70, 80, 90}};
+  unsigned seed = 1;
+  for (const auto& s : shapes) {
+    const index_t m = s[0], n = s[1], k = s[2];
+    for (int flags = 0; flags < 4; ++flags) {
+      const bool ta = flags & 1, tb = flags & 2;
+      for (T beta : {T(0), T(-1)}) {
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        INFO(what);
+        const index_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+        const auto a = random_buffer<T>(static_cast<std::size_t>((ta ? k : m) * lda), seed++);
+        const auto b = random_buffer<T>(static_cast<std::size_t>((tb ? n : k) * ldb), seed++);
+        auto c = random_buffer<T>(static_cast<std::size_t>(m * ldc), seed++);
+        auto want = c;
+        call(ta, tb, m, n, k, T(2), a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        naive_gemm(ta, tb, m, n, k, T(2), a.data(), lda, b.data(), ldb, beta, want.data(), ldc);
+        CHECK(c == want);  // small integers: exact, padding included
+      }
+    }
+  }
+}
+
+struct LacksFillZero {
+  static constexpr const char* name = "lacks_fill_zero";
+  static constexpr bool host_accessible = true;
+  static void* allocate(std::size_t) { return nullptr; }
+  static void deallocate(void*, std::size_t) noexcept {}
+  static void copy_to_host(void*, const void*, std::size_t) {}
+  static void copy_from_host(void*, const void*, std::size_t) {}
+  static void copy_device(void*, const void*, std::size_t) {}
+};
+struct Complete : LacksFillZero {
+  static void fill_zero(void*, std::size_t) {}
+};
+struct Empty {};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("results do not depend on the thread count", T, float, double) {
+  ThreadGuard guard;
+  const auto x = random_tensor<T>(Shape<2>{1000, 77}, 1);
+  const auto row = random_tensor<T>(Shape<1>{77}, 2);
+  const auto w = random_tensor<T>(Shape<2>{77, 120}, 3);
+
+  tessera::cpu::set_num_threads(1);
+  CHECK(tessera::cpu::num_threads() == 1);
+  const Results<T> one = compute(x, row, w);
+  tessera::cpu::set_num_threads(2);
+  CHECK(tessera::cpu::num_threads() == 2);
+  const Results<T> two = compute(x, row, w);
+  tessera::cpu::set_num_threads(0);
+  CHECK(tessera::cpu::num_threads() >= 1);
+  const Results<T> dflt = compute(x, row, w);
+
+  for (const Results<T>* r : {&two, &dflt}) {
+    INFO((r == &two ? "2 threads" : "default threads") << std::string(" vs 1 thread"));
+    CHECK(identical(one.chain, r->chain));
+    CHECK(identical(one.broadcast_chain, r->broadcast_chain));
+    CHECK(identical(one.total, r->total));
+    CHECK(identical(one.rows, r->rows));
+    CHECK(identical(one.cols, r->cols));
+#ifndef TESSERA_HAS_CBLAS
+    CHECK(identical(one.matmul, r->matmul));
+#else
+    // OpenBLAS blocks the product differently per thread count: equal within rounding only.
+    CHECK(tessera::eval(tessera::all(tessera::abs(one.matmul - r->matmul) <=
+                                     (tessera::abs(one.matmul) + T(1)) * T(sizeof(T) == 4 ? 1e-4 : 1e-12)))());
+#endif
+  }
+  // And the values are right (identical but wrong would not do).
+  double total = 0;
+  for (index_t i = 0; i < x.size(); ++i) total += static_cast<double>(x.data()[i]);
+  CHECK(static_cast<double>(one.total()) == doctest::Approx(total).epsilon(1e-4));
+}
+
+TEST_CASE("set_num_threads(0) restores the default and 1 runs serially") {
+  ThreadGuard guard;
+  tessera::cpu::set_num_threads(0);
+  const int dflt = tessera::cpu::num_threads();
+  CHECK(dflt >= 1);
+  tessera::cpu::set_num_threads(3);
+  CHECK(tessera::cpu::num_threads() == 3);
+  tessera::cpu::set_num_threads(-5);  // non-positive: the default again
+  CHECK(tessera::cpu::num_threads() == dflt);
+  // A kernel inside a kernel (a matmul materialized inside a threaded elementwise pass) completes.
+  tessera::cpu::set_num_threads(2);
+  const auto a = random_tensor<float>(Shape<2>{300, 200}, 4);
+  const auto b = random_tensor<float>(Shape<2>{200, 150}, 5);
+  const Tensor<float, 2> y = tessera::relu(tessera::matmul(a, b)) + tessera::sum(a, {1}, tessera::keepdims);
+  CHECK(y.shape() == Shape<2>{300, 150});
+}
+
+TEST_CASE("the backend concept check") {
+  static_assert(tessera::is_backend_v<tessera::cpu>);
+  static_assert(!tessera::is_backend_v<Empty>);
+  static_assert(!tessera::is_backend_v<LacksFillZero>);
+  static_assert(tessera::is_backend_v<Complete>);
+  static_assert(!tessera::is_backend_v<int>);
+  CHECK(tessera::is_backend_v<tessera::cpu>);
+  CHECK_FALSE(tessera::is_backend_v<LacksFillZero>);
+  CHECK(std::string(tessera::cpu::name) == "cpu");
+  CHECK(tessera::cpu::host_accessible);
+}
+
+TEST_CASE("cpu memory entry points") {
+  tessera::instrument::reset();
+  for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{100}, std::size_t{1} << 20}) {
+    void* p = tessera::cpu::allocate(bytes);
+    REQUIRE(p != nullptr);
+    CHECK(reinterpret_cast<std::uintptr_t>(p) % tessera::cpu::alignment == 0);
+    tessera::cpu::deallocate(p, bytes);
+  }
+  CHECK(tessera::instrument::counters().allocations.load() == 4);
+  std::vector<int> src(10), dst(10, -1);
+  for (int i = 0; i < 10; ++i) src[static_cast<std::size_t>(i)] = i * i;
+  tessera::cpu::copy_from_host(dst.data(), src.data(), 10 * sizeof(int));
+  CHECK(dst == src);
+  tessera::cpu::fill_zero(dst.data(), 5 * sizeof(int));
+  CHECK(dst[4] == 0);
+  CHECK(dst[5] == 25);
+  tessera::cpu::copy_device(dst.data() + 1, dst.data(), 9 * sizeof(int));  // overlapping
+  CHECK(dst[1] == 0);
+  CHECK(dst[9] == 64);
+  tessera::cpu::copy_to_host(src.data(), dst.data(), 10 * sizeof(int));
+  CHECK(src == dst);
+  // Tensor buffers come from the backend: aligned.
+  Tensor<float, 2> t(3, 5);
+  CHECK(reinterpret_cast<std::uintptr_t>(t.data()) % tessera::cpu::alignment == 0);
+}
+
+TEST_CASE_TEMPLATE("gemm() with transpose flags, leading dimensions, alpha and beta", T, float, double, std::int32_t,
+                   std::int64_t) {
+  const auto blas_or_eigen = [](bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                                const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+    tessera::gemm(tessera::cpu{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  };
+  check_gemm<T>(blas_or_eigen, "gemm (BLAS for float/double when linked)");
+  // The Eigen fallback used when no CBLAS is linked, and for integers.
+  const auto eigen = [](bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+                        index_t ldb, T beta, T* c, index_t ldc) {
+    tessera::detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  };
+  check_gemm<T>(eigen, "eigen_gemm");
+}
+
+TEST_CASE("gemm() edge cases: k = 0 scales C by beta, m = 0 or n = 0 touch nothing") {
+  std::vector<double> c = {1, 2, 3, 4, 5, 6};
+  const double* none = nullptr;
+  tessera::gemm(tessera::cpu{}, false, false, 2, 3, 0, 1.0, none, 1, none, 3, 0.5, c.data(), 3);
+  CHECK(c == std::vector<double>{0.5, 1, 1.5, 2, 2.5, 3});
+  tessera::gemm(tessera::cpu{}, false, false, 2, 3, 0, 1.0, none, 1, none, 3, 0.0, c.data(), 3);
+  CHECK(c == std::vector<double>{0, 0, 0, 0, 0, 0});
+  std::vector<float> d = {7, 8};
+  tessera::gemm(tessera::cpu{}, false, false, 0, 2, 4, 1.f, static_cast<const float*>(nullptr), 4,
+                static_cast<const float*>(nullptr), 2, 0.f, d.data(), 2);
+  CHECK(d == std::vector<float>{7, 8});
+  // Each call is one materialization.
+  tessera::instrument::reset();
+  std::vector<float> a = {1, 2, 3, 4}, b = {5, 6, 7, 8}, out(4);
+  tessera::gemm(tessera::cpu{}, false, false, 2, 2, 2, 1.f, a.data(), 2, b.data(), 2, 0.f, out.data(), 2);
+  CHECK(tessera::instrument::counters().materializations.load() == 1);
+  CHECK(out == std::vector<float>{19, 22, 43, 50});
+}
