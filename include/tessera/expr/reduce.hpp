@@ -368,6 +368,14 @@ struct LogSumExp : ExprBase<LogSumExp<A, RO>> {
     detail::for_each_tensor(arg, f);
   }
 
+  auto inputs() const { return std::tie(arg); }
+  /// d logsumexp / dx = exp(x - logsumexp): the softmax over the reduced axes.
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    const auto g_full = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+    return std::make_tuple(g_full * exp(arg - reshape(*this, keep_shape())));
+  }
+
  private:
   Shape<RO> shape_{};
 };
@@ -441,6 +449,16 @@ struct Variance : ExprBase<Variance<A, RO>> {
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(arg, f);
+  }
+
+  auto inputs() const { return std::tie(arg); }
+  /// d var / dx = 2 (x - mean) / (n - ddof).
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    using T = value_type;
+    const auto g_full = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+    const auto mean = detail::make_reduce<ops::SumReducer, input_rank>(arg, reduced, "mean", true);
+    return std::make_tuple(g_full * (arg - mean) * (T(2) * scale()));
   }
 
  private:
@@ -560,6 +578,12 @@ struct ArgReduceAll : ExprBase<ArgReduceAll<Largest, A>> {
       std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   explicit ArgReduceAll(A a) : arg(std::move(a)) {}
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G&) const {
+    static_assert(detail::dependent_false_v<G>, "tessera::grad: argmax/argmin is not differentiable");
+    return std::make_tuple(NoAdjoint{});
+  }
   Shape<0> shape() const { return {}; }
   void evaluate_into(Tensor<std::int64_t, 0, backend_type>& out) const {
     const auto flat = eval(arg).contiguous().flatten();
