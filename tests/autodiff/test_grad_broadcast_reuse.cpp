@@ -52,3 +52,11 @@ TEST_CASE("numbers on either side") {
   const Tensor<double, 2> expected = 4.25 - 1.0 / (x * x);
   CHECK_TENSOR_NEAR(g, expected, 1e-14);
 }
+
+TEST_CASE("broadcast_to on a variable: the gradient sums over the broadcast axes") {
+  const Tensor<double, 2> row = {{0.5, -1.0, 2.0}};
+  const Tensor<double, 2> w = {{1.0, 2.0, 3.0}, {-4.0, 5.0, -6.0}};
+  const auto [g] = grad([&](const auto& r) { return sum(broadcast_to(r, Shape<2>{2, 3}) * w); }, row);
+  CHECK_TENSOR_EQ(g, (Tensor<double, 2>{{-3.0, 7.0, -3.0}}));
+  GRAD_CHECK([&](const auto& r) { return sum(exp(broadcast_to(r * r, Shape<3>{4, 2, 3})) * w); }, row, tight());
+}

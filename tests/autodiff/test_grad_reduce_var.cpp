@@ -17,9 +17,13 @@ TEST_CASE("var over every subset of axes") {
   reduce_subsets::check_every_subset(REDUCTION_OVER_AXES(var), [](const auto& x) { return var(x); }, x3);
 }
 
-TEST_CASE("var with ddof = 1") {
+TEST_CASE("var with ddof(1)") {
   const Tensor<double, 2> w = {{1.0, -2.0, 0.5, 3.0}, {-1.5, 0.25, 2.0, -0.75}};
-  GRAD_CHECK([&](const auto& x) { return sum(var(x, {1}, 1) * w) + var(x, 1); }, x3, grad_test::tight());
+  GRAD_CHECK([&](const auto& x) { return sum(var(x, {1}, ddof(1)) * w) + var(x, ddof(1)); }, x3, grad_test::tight());
+  // By hand: 2 (x - mean) / (n - 1).
+  const Tensor<double, 1> v = {2.0, -3.0, 0.5, 4.0};  // mean 0.875
+  const auto [g] = grad([](const auto& a) { return var(a, ddof(1)); }, v);
+  CHECK_TENSOR_NEAR(g, (Tensor<double, 1>{0.75, -2.5833333333333333, -0.25, 2.0833333333333333}), 1e-15);
 }
 
 TEST_CASE("var by hand: 2 (x - mean) / n") {
