@@ -11,6 +11,8 @@
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/core/instrument.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/unary_ops.hpp"
 
 namespace tessera {
 
@@ -39,15 +41,36 @@ void softmax_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& in, std:
   };
 
   if (inner == 1) {
-    // Softmax along the contiguous axis: one row at a time.
+    // Softmax along the contiguous axis: one row at a time, exp in SIMD packets (tessera's Exp,
+    // which flushes underflow to 0) summed as it is written.
+    namespace pk = Eigen::internal;
+    using P = detail::packet_t<T>;
+    constexpr index_t ps = detail::packet_size_v<T>;
+    const ops::Exp exp_op;
     detail::parallel_for(outer, 1, serial_below, [&](index_t b, index_t e) {
       for (index_t o = b; o < e; ++o) {
         CMap x(src + o * n, n);
         Map y(dst + o * n, n);
         T m = x.maxCoeff();
         if (!(std::abs(m) < std::numeric_limits<T>::infinity())) m = (m != m) ? m : T(0);
-        y = exp_flushed(x - m);
-        const T s = y.sum();
+        const T* xr = src + o * n;
+        T* yr = dst + o * n;
+        T s = 0;
+        index_t j = 0;
+        if constexpr (detail::packet_capable_v<T> && ops::Exp::vectorizable<T>) {
+          const P pm = pk::pset1<P>(m);
+          P acc = pk::pzero(pm);
+          for (; j + ps <= n; j += ps) {
+            const P v = exp_op.packet(pk::psub(pk::ploadu<P>(xr + j), pm));
+            pk::pstoreu(yr + j, v);
+            acc = pk::padd(acc, v);
+          }
+          s = pk::predux(acc);
+        }
+        for (; j < n; ++j) {
+          yr[j] = exp_op(xr[j] - m);
+          s += yr[j];
+        }
         if (log) {
           y = (x - m) - std::log(s);  // (x - m) first: exact, so the result keeps full precision
         } else {

@@ -1,0 +1,41 @@
+// Factories of each library's runners. tessera's are defined in tessera_workloads.cpp; LibTorch's
+// in libtorch_workloads.cpp, the only file that includes LibTorch headers (compiled only when
+// CMake finds Torch). Each factory copies its inputs in and allocates its outputs.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "harness.hpp"
+
+namespace tessera_bench {
+
+namespace tessera_impl {
+/// y = a * b + c * d - tanh(e), written into a preallocated y. Inputs: a, b, c, d, e.
+std::unique_ptr<Runner> elementwise_chain(const Inputs& in);
+/// c = a @ b. Inputs: a [m, k], b [k, n].
+std::unique_ptr<Runner> gemm(const Inputs& in);
+/// s = sum(x) over all elements. Inputs: x.
+std::unique_ptr<Runner> sum(const Inputs& in);
+/// y = softmax(x) along the last axis. Inputs: x [rows, cols].
+std::unique_ptr<Runner> softmax(const Inputs& in);
+}  // namespace tessera_impl
+
+namespace libtorch_impl {
+/// The same workloads written as a LibTorch user would: one eager op per operator.
+std::unique_ptr<Runner> elementwise_chain(const Inputs& in);
+/// The chain with out= / in-place ops into preallocated buffers (no allocation per run).
+std::unique_ptr<Runner> elementwise_chain_out(const Inputs& in);
+std::unique_ptr<Runner> gemm(const Inputs& in);
+std::unique_ptr<Runner> sum(const Inputs& in);
+std::unique_ptr<Runner> softmax(const Inputs& in);
+
+/// torch::set_num_threads(n).
+void set_num_threads(int n);
+/// torch::get_num_threads().
+int num_threads();
+/// LibTorch's version and parallel backend, on one line.
+std::string info();
+}  // namespace libtorch_impl
+
+}  // namespace tessera_bench

@@ -1,0 +1,149 @@
+// The workload table and the thread settings shared by every benchmark program.
+//
+// Adding a workload: write its runner in tessera_workloads.cpp and libtorch_workloads.cpp (declare
+// both in runners.hpp), then add a row below with its inputs, unit and tolerance. bench_core and
+// tessera_vs_libtorch pick it up from the table.
+#include <string>
+#include <utility>
+
+#include <Eigen/Core>
+#include <tessera/tessera.hpp>
+
+#include "runners.hpp"
+
+// OpenBLAS's own entry points (weak: absent from other BLAS libraries). LibTorch computes GEMM with
+// the same OpenBLAS but never sets its thread count, so the harness does it for both libraries.
+extern "C" {
+void openblas_set_num_threads(int) __attribute__((weak));
+int openblas_get_num_threads() __attribute__((weak));
+char* openblas_get_config() __attribute__((weak));
+}
+
+#ifdef TESSERA_BENCH_HAS_LIBTORCH
+#define TESSERA_BENCH_LIBTORCH_FACTORY(factory) RunnerFactory(libtorch_impl::factory)
+#else
+#define TESSERA_BENCH_LIBTORCH_FACTORY(factory) RunnerFactory()
+#endif
+
+namespace tessera_bench {
+
+namespace {
+
+/// `shape`-sized array of uniform values in [low, high), the same for a given seed on any thread count.
+HostArray uniform_array(std::vector<std::int64_t> shape, float low, float high, std::uint64_t seed) {
+  std::int64_t n = 1;
+  for (auto e : shape) n *= e;
+  tessera::Generator gen(seed);
+  const auto t = tessera::uniform<float>(gen, tessera::Shape<1>{n}, low, high);
+  return {std::move(shape), std::vector<float>(t.data(), t.data() + n)};
+}
+
+Workload elementwise_chain() {
+  const std::int64_t n = stream_elements;
+  Workload w;
+  w.name = "elementwise_chain";
+  w.bytes = 6.0 * double(n) * sizeof(float);  // a, b, c, d, e read; y written
+  w.tolerance = 1e-5;                         // |y| < 9; both tanh approximations are within ~1 ulp
+  w.floor_arrays = 6;
+  w.make_inputs = [n] {
+    Inputs in;
+    for (std::uint64_t seed = 1; seed <= 5; ++seed) in.push_back(uniform_array({n}, -2.0f, 2.0f, seed));
+    return in;
+  };
+  w.tessera = tessera_impl::elementwise_chain;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(elementwise_chain);
+#ifdef TESSERA_BENCH_HAS_LIBTORCH
+  w.variants.push_back({"libtorch_out", libtorch_impl::elementwise_chain_out});
+#endif
+  return w;
+}
+
+Workload gemm(std::int64_t n) {
+  Workload w;
+  w.name = "gemm_" + std::to_string(n);
+  w.unit = Unit::gflops;
+  w.flops = 2.0 * double(n) * double(n) * double(n);
+  w.tolerance = 1e-3;  // entries ~ sqrt(n) / 3; summation-order differences stay near 1e-5
+  w.make_inputs = [n] {
+    return Inputs{uniform_array({n, n}, -1.0f, 1.0f, 11), uniform_array({n, n}, -1.0f, 1.0f, 12)};
+  };
+  w.tessera = tessera_impl::gemm;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(gemm);
+  return w;
+}
+
+Workload sum() {
+  const std::int64_t n = stream_elements;
+  Workload w;
+  w.name = "sum";
+  w.bytes = double(n) * sizeof(float);
+  // The result is ~1e3; float partial sums of 2^24 values (in different orders) differ by ~1e-2.
+  w.tolerance = 0.1;
+  w.make_inputs = [n] { return Inputs{uniform_array({n}, -1.0f, 1.0f, 21)}; };
+  w.tessera = tessera_impl::sum;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(sum);
+  return w;
+}
+
+Workload softmax() {
+  const std::int64_t rows = 4096, cols = 1000;
+  Workload w;
+  w.name = "softmax";
+  w.bytes = 2.0 * double(rows * cols) * sizeof(float);
+  w.tolerance = 1e-6;  // outputs are ~1e-3
+  w.make_inputs = [=] { return Inputs{uniform_array({rows, cols}, -4.0f, 4.0f, 31)}; };
+  w.tessera = tessera_impl::softmax;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(softmax);
+  return w;
+}
+
+}  // namespace
+
+const std::vector<Workload>& workloads() {
+  static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024), gemm(2048), sum(), softmax()};
+  return table;
+}
+
+bool libtorch_available() {
+#ifdef TESSERA_BENCH_HAS_LIBTORCH
+  return true;
+#else
+  return false;
+#endif
+}
+
+int set_threads(int n) {
+  tessera::cpu::set_num_threads(n > 0 ? n : 0);
+  const int t = tessera::cpu::num_threads();
+  if (openblas_set_num_threads) openblas_set_num_threads(t);
+#ifdef TESSERA_BENCH_HAS_LIBTORCH
+  libtorch_impl::set_num_threads(t);
+#endif
+  return t;
+}
+
+int threads() { return tessera::cpu::num_threads(); }
+
+std::vector<std::pair<std::string, std::string>> library_info() {
+  std::string tessera_line = std::string(tessera::version) + ", threads " +
+                             std::to_string(tessera::cpu::num_threads()) + ", Eigen SIMD " +
+                             Eigen::SimdInstructionSetsInUse();
+#ifdef TESSERA_HAS_CBLAS
+  tessera_line += ", GEMM via cblas_sgemm";
+#else
+  tessera_line += ", GEMM via Eigen";
+#endif
+  std::vector<std::pair<std::string, std::string>> lines{{"tessera", tessera_line}};
+  if (openblas_get_config) {
+    lines.push_back({"openblas", std::string(openblas_get_config()) + ", threads " +
+                                     std::to_string(openblas_get_num_threads ? openblas_get_num_threads() : -1)});
+  }
+#ifdef TESSERA_BENCH_HAS_LIBTORCH
+  lines.push_back({"libtorch", libtorch_impl::info()});
+#endif
+  return lines;
+}
+
+}  // namespace tessera_bench
+
+#undef TESSERA_BENCH_LIBTORCH_FACTORY
