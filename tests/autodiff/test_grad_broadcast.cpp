@@ -72,20 +72,3 @@ TEST_CASE("a rank-0 tensor with a rank-2 tensor") {
   CHECK_TENSOR_NEAR(dm, expected_dm, 1e-15);
   GRAD_CHECK([&](const auto& x, const auto& y) { return sum(sin(y - x) * w) * x; }, s, m, tight());
 }
-
-TEST_CASE("size-1 axes on both sides: [1, 3, 1] * [2, 1, 4] -> [2, 3, 4]") {
-  const auto a = sample({1, 3, 1}, -1, 1, 12);
-  const auto b = sample({2, 1, 4}, -1, 1, 13);
-  const auto w = sample({2, 3, 4}, -2, 2, 14);
-  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(x * y * w + square(x - y)); }, a, b, tight());
-}
-
-TEST_CASE("a size-1 axis meeting another size-1 axis stays unsummed: [3, 1] * [3, 1]") {
-  const auto a = sample({3, 1}, -1, 1, 15);
-  const auto b = sample({1, 1}, -1, 1, 16);
-  const auto [da, db] = grad([](const auto& x, const auto& y) { return sum(x * y); }, a, b);
-  const Tensor<double, 2> expected_da = zeros_like(a) + b(0, 0);
-  const Tensor<double, 2> expected_db = {{a(0, 0) + a(1, 0) + a(2, 0)}};
-  CHECK_TENSOR_NEAR(da, expected_da, 1e-15);
-  CHECK_TENSOR_NEAR(db, expected_db, 1e-15);
-}
