@@ -262,6 +262,7 @@ Unary<ops::LogicalNot, A> operator!(const A& a) {
     static auto input_adjoint(const ops::Op&, const X& x, const G& g) { \
       using T = value_type_t<X>;                                  \
       (void)sizeof(T);                                            \
+      (void)x;                                                    \
       return expr;                                                \
     }                                                             \
   };
