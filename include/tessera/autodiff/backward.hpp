@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <limits>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -46,25 +47,30 @@ struct has_inputs<E, std::void_t<decltype(std::declval<const E&>().inputs())>> :
 template <class E>
 using inputs_t = decltype(std::declval<const E&>().inputs());
 
-/// Largest Var level inside E (-1 when none).
-template <class E, class = void>
-struct max_level {
+/// Largest Var level below Cap inside E (-1 when none).
+template <int Cap, class E, class = void>
+struct max_level_below {
   static constexpr int value = -1;
 };
-template <int L, std::size_t I, class X>
-struct max_level<Var<L, I, X>> {
-  static constexpr int value = L > max_level<X>::value ? L : max_level<X>::value;
+template <int Cap, int L, std::size_t I, class X>
+struct max_level_below<Cap, Var<L, I, X>> {
+  static constexpr int own = L < Cap ? L : -1;
+  static constexpr int value = own > max_level_below<Cap, X>::value ? own : max_level_below<Cap, X>::value;
 };
-template <class Tuple>
-struct max_level_of_tuple;
-template <class... A>
-struct max_level_of_tuple<std::tuple<A...>> {
-  static constexpr int value = std::max({-1, max_level<std::decay_t<A>>::value...});
+template <int Cap, class Tuple>
+struct max_level_below_tuple;
+template <int Cap, class... A>
+struct max_level_below_tuple<Cap, std::tuple<A...>> {
+  static constexpr int value = std::max({-1, max_level_below<Cap, std::decay_t<A>>::value...});
 };
+template <int Cap, class E>
+struct max_level_below<Cap, E, std::enable_if_t<has_inputs<E>::value && !is_var<E>::value>> {
+  static constexpr int value = max_level_below_tuple<Cap, inputs_t<E>>::value;
+};
+
+/// Largest Var level inside E (-1 when none).
 template <class E>
-struct max_level<E, std::enable_if_t<has_inputs<E>::value && !is_var<E>::value>> {
-  static constexpr int value = max_level_of_tuple<inputs_t<E>>::value;
-};
+using max_level = max_level_below<std::numeric_limits<int>::max(), E>;
 
 /// Whether E contains a Var of level L.
 template <int L, class E, class = void>

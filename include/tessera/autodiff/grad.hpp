@@ -268,9 +268,27 @@ auto lazy_gradients(const Contributions& c, std::index_sequence<K...>, const X&.
   return std::make_tuple(lazy_gradient<K>(x, c)...);
 }
 
-template <class... A>
+template <int Level, class F, class... A, std::size_t... K>
+auto call_with_vars(F& f, const std::tuple<const A&...>& args, std::index_sequence<K...>) {
+  constexpr auto offsets = var_offsets<A...>();
+  return f(wrap_arg<Level, offsets[K]>(std::get<K>(args))...);
+}
+
+/// Var level used only to ask, in an unevaluated context, what type f returns (see GradPlan).
+inline constexpr int probe_level = 1 << 20;
+
+/// The compile-time plan of one grad call of F on arguments A...
+///
+/// Its level must exceed every variable f's result can contain: those of outer grad calls that
+/// reach f through its arguments and those that f captures (a closure over an outer variable).
+/// The captured ones are only visible in f's result type, so f's return type is first deduced with
+/// the arguments at a probe level that is then ignored.
+template <class F, class... A>
 struct GradPlan {
-  static constexpr int level = grad_level<A...>();
+  using probe_result =
+      decltype(call_with_vars<probe_level>(std::declval<F&>(), std::declval<const std::tuple<const A&...>&>(),
+                                           std::index_sequence_for<A...>{}));
+  static constexpr int level = std::max(grad_level<A...>(), max_level_below<probe_level, probe_result>::value + 1);
   static constexpr bool match_tensors = has_parameter_struct_v<A...>;
   static constexpr auto offsets = var_offsets<A...>();
   static constexpr std::size_t vars = offsets[sizeof...(A)];
@@ -280,26 +298,20 @@ struct GradPlan {
 /// Evaluates the gradients of every argument from the contributions (level 0).
 template <bool MatchTensors, class Contributions, class... A>
 auto gradients_from(const Contributions& contributions, const std::tuple<const A&...>& args) {
-  using P = GradPlan<A...>;
+  constexpr std::size_t vars = var_offsets<A...>()[sizeof...(A)];
   auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
-  auto flat_grads = evaluate_gradients(flat, contributions, std::make_index_sequence<P::vars>{});
+  auto flat_grads = evaluate_gradients(flat, contributions, std::make_index_sequence<vars>{});
   auto grads = unflatten_args(args, flat_grads, std::index_sequence_for<A...>{});
   if constexpr (MatchTensors) route_tensor_contributions(contributions, grads, args);
   return grads;
 }
 
-template <class F, class... A, std::size_t... K>
-auto call_with_vars(F& f, const std::tuple<const A&...>& args, std::index_sequence<K...>) {
-  using P = GradPlan<A...>;
-  return f(wrap_arg<P::level, P::offsets[K]>(std::get<K>(args))...);
-}
-
 /// Value and gradients (evaluated at level 0, lazy at deeper levels) of f at args.
 template <class F, class... A>
 auto value_and_grad_impl(F& f, const A&... a) {
-  using P = GradPlan<A...>;
+  using P = GradPlan<F, A...>;
   const std::tuple<const A&...> args(a...);
-  auto out = call_with_vars(f, args, std::index_sequence_for<A...>{});
+  auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
   using Out = decltype(out);
   static_assert(is_expr_v<Out>, "tessera::grad: f must return a tessera expression");
   static_assert(rank_v<Out> == 0, "tessera::grad: f must return a scalar (rank-0) expression; use vjp for non-scalar outputs");
@@ -342,19 +354,20 @@ auto value_and_grad(F&& f, const A&... args) {
 /// pullback, which may be called several times. First order only.
 template <class F, class... A>
 auto vjp(F&& f, const A&... a) {
-  using P = detail::GradPlan<A...>;
-  static_assert(P::level == 0, "tessera::vjp: arguments must be tensors, tuples of tensors or parameter structs");
+  using P = detail::GradPlan<std::remove_reference_t<F>, A...>;
+  static_assert(P::level == 0,
+                "tessera::vjp: first order only: its arguments (and what f captures) must not be variables of an "
+                "enclosing grad");
   std::tuple<A...> args(a...);
-  auto out = std::apply([&](const auto&... x) { return detail::call_with_vars(f, std::tuple<const A&...>(x...), std::index_sequence_for<A...>{}); }, args);
+  auto out = std::apply([&](const auto&... x) { return detail::call_with_vars<0>(f, std::tuple<const A&...>(x...), std::index_sequence_for<A...>{}); }, args);
   using Out = decltype(out);
   using T = value_type_t<Out>;
   using OutTensor = Tensor<T, rank_v<Out>, backend_t<Out>>;
   const std::uint64_t epoch = detail::new_cache_epoch();
-  OutTensor value;
-  {
+  const OutTensor value = [&] {
     detail::CacheEpochScope scope(epoch);
-    value = out;
-  }
+    return OutTensor(out);  // constructed, not assigned: a materialized output is not copied
+  }();
   auto pullback = [out, args, epoch](const OutTensor& cotangent) {
     if (cotangent.shape() != out.shape()) {
       throw shape_error("vjp: cotangent of shape " + shape_to_string(cotangent.shape()) + " for an output of shape " +

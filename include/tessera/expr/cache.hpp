@@ -52,6 +52,13 @@ std::shared_ptr<CacheSlot<materialized_tensor_t<E>>> make_cache_slot() {
   return std::make_shared<CacheSlot<materialized_tensor_t<E>>>();
 }
 
+/// Nodes may offer `std::optional<Tensor> alias() const`: their value as an existing buffer when,
+/// at run time, computing it would only copy (e.g. a sum_to with nothing to sum).
+template <class E, class = void>
+struct has_alias : std::false_type {};
+template <class E>
+struct has_alias<E, std::void_t<decltype(std::declval<const E&>().alias())>> : std::true_type {};
+
 template <class E, class = void>
 struct has_cache_slot : std::false_type {};
 template <class E>
@@ -74,6 +81,16 @@ materialized_tensor_t<E> materialize(const E& e) {
     }
   }
   return out;
+}
+
+/// The value of a materialization node for reading only (an evaluator's or a view's operand): may
+/// be an existing buffer (see has_alias), so it must never be written to or handed to users.
+template <class E>
+materialized_tensor_t<E> read_only_value(const E& e) {
+  if constexpr (has_alias<E>::value) {
+    if (auto existing = e.alias()) return *existing;
+  }
+  return materialize(e);
 }
 
 }  // namespace tessera::detail

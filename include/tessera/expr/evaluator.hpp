@@ -194,7 +194,7 @@ auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
     return ev;
   } else if constexpr (is_materialized_v<E>) {
     using T = value_type_t<E>;
-    const auto buffer = materialize(e);
+    const auto buffer = read_only_value(e);
     LeafEval<T> ev;
     ev.data = buffer.data();
     ev.rank = plan.rank;

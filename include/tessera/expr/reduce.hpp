@@ -14,7 +14,6 @@
 #include "tessera/backend/cpu/reduce.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/assign.hpp"
-#include "tessera/expr/cache.hpp"
 #include "tessera/expr/binary_ops.hpp"
 #include "tessera/expr/elementwise.hpp"
 #include "tessera/expr/cache.hpp"
@@ -217,7 +216,9 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
     if constexpr (std::is_same_v<Red, ops::SumReducer>) {
       return std::make_tuple(g_keep * scale);
     } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {
-      const auto hit = cast<T>(arg == reshape(*this, keep_shape()));
+      // where (not cast of the comparison) so that second derivatives pass through: where's
+      // condition is a documented constant, a comparison is not differentiable.
+      const auto hit = where(arg == reshape(*this, keep_shape()), T(1), T(0));
       const auto ties = detail::make_reduce<ops::SumReducer, input_rank>(hit, reduced, "sum", false);
       return std::make_tuple(g_keep * hit / ties);
     } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tessera/core/tensor.hpp"
@@ -21,8 +22,8 @@ struct has_inner_expression : std::false_type {};
 template <class E>
 struct has_inner_expression<E, std::void_t<decltype(std::declval<const E&>().value_of_inner())>> : std::true_type {};
 
-/// The value of any expression as a tensor: tensors as they are, materialization nodes from their
-/// (cached) buffer, elementwise trees evaluated into a new contiguous tensor.
+/// The value of any expression as a tensor, for reading only: tensors as they are, materialization
+/// nodes from their (cached or aliased) buffer, elementwise trees evaluated into a new tensor.
 template <class E>
 auto value_of(const E& e) {
   if constexpr (is_tensor_v<E>) {
@@ -30,7 +31,7 @@ auto value_of(const E& e) {
   } else if constexpr (has_inner_expression<E>::value) {
     return e.value_of_inner();
   } else if constexpr (is_materialized_v<E>) {
-    return materialize(e);
+    return read_only_value(e);
   } else {
     return eval(e);
   }
@@ -169,6 +170,14 @@ struct SumTo : ExprBase<SumTo<A, R>> {
       any = any || mask[i];
     }
     return mask;
+  }
+  /// A tensor already of the target shape is its own sum: no copy, no pass (the adjoint of a full
+  /// reduction is such a rank-0 tensor).
+  std::optional<Tensor<value_type, R, backend_type>> alias() const {
+    if constexpr (detail::is_tensor_v<A> && input_rank == R) {
+      if (arg.shape() == target) return arg;
+    }
+    return std::nullopt;
   }
   void evaluate_into(Tensor<value_type, R, backend_type>& out) const {
     bool any = false;
