@@ -1,8 +1,6 @@
-// Multinomial logistic regression on Fashion-MNIST, trained with minibatch SGD.
-//
-// The gradient is written by hand here (dL/dlogits = softmax - onehot) because this program
-// predates tessera's autodiff; it exercises the core: matmul, broadcasting, fused elementwise
-// passes, reductions, softmax and argmax. Data: Debian's dataset-fashion-mnist package.
+// Multinomial logistic regression on Fashion-MNIST, trained with minibatch SGD. The loss is an
+// ordinary tessera expression; tessera::value_and_grad derives its gradient at compile time.
+// Data: Debian's dataset-fashion-mnist package.
 //
 //   softmax_regression [--data DIR] [--epochs N] [--batch B] [--lr X] [--threads T]
 #include <tessera/tessera.hpp>
@@ -132,14 +130,12 @@ int main(int argc, char** argv) try {
         std::copy_n(train.images.data() + src * features, features, xb.data() + r * features);
         yb(r) = train.labels(src);
       }
-      const Tensor<float, 2> logits = matmul(xb, W) + b;
-      const Tensor<float, 2> log_p = log_softmax(logits, 1);
-      const auto onehot = cast<float>(yb.reshape({opt.batch, 1}) == class_ids);
-      const Tensor<float, 0> loss = -sum(log_p * onehot) / static_cast<float>(opt.batch);
-      // d loss / d logits = (softmax - onehot) / batch, one fused pass.
-      const Tensor<float, 2> g = (exp(log_p) - onehot) * (1.0f / static_cast<float>(opt.batch));
-      const Tensor<float, 2> dW = matmul(xb.transpose(), g);
-      const Tensor<float, 1> db = sum(g, 0);
+      const Tensor<float, 2> onehot = cast<float>(yb.reshape({opt.batch, 1}) == class_ids);
+      auto cross_entropy = [&](const auto& weights, const auto& bias) {
+        return -sum(log_softmax(matmul(xb, weights) + bias, 1) * onehot) / static_cast<float>(opt.batch);
+      };
+      auto [loss, grads] = value_and_grad(cross_entropy, W, b);
+      auto& [dW, db] = grads;
       W -= dW * opt.lr;
       b -= db * opt.lr;
       loss_sum += loss() * static_cast<double>(opt.batch);

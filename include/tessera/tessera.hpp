@@ -25,6 +25,9 @@
 #include "tessera/expr/reduce.hpp"
 #include "tessera/expr/softmax.hpp"
 #include "tessera/expr/join.hpp"
+#include "tessera/expr/shape_ops.hpp"
+
+#include "tessera/autodiff/autodiff.hpp"
 
 namespace tessera {
 /// Library version (matches the CMake package version).

@@ -63,3 +63,17 @@ template <class T, std::size_t Rank, class Backend>
 class Tensor;
 
 }  // namespace tessera
+
+namespace tessera {
+/// The reverse-mode rule of an elementwise op, specialized beside the op's definition:
+/// unary ops give input_adjoint(op, x, g); binary ops lhs_adjoint(op, a, b, g) and
+/// rhs_adjoint(op, a, b, g). Each returns the input's adjoint as a lazy expression of the
+/// output adjoint g and the (lazy) inputs. Ops without a specialization cannot be differentiated.
+template <class Op>
+struct grad_rule;
+
+namespace detail {
+template <class... T>
+inline constexpr bool dependent_false_v = false;
+}  // namespace detail
+}  // namespace tessera

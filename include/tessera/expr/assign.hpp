@@ -39,13 +39,13 @@ bool may_alias(const Tensor<T, R, B>& dst, const E& expr) {
 
 template <class T, std::size_t R, class B, class E>
 Tensor<T, R, B> evaluate_expression(const E& expr) {
-  auto out = Tensor<T, R, B>::uninitialized(expr.shape());
   if constexpr (is_materialized_v<E>) {
-    expr.evaluate_into(out);
+    return materialize(expr);
   } else {
+    auto out = Tensor<T, R, B>::uninitialized(expr.shape());
     elementwise_assign(B{}, out, expr);
+    return out;
   }
-  return out;
 }
 
 template <class T, std::size_t R, class B, class E>
@@ -62,7 +62,7 @@ void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
     return;
   }
   if constexpr (is_materialized_v<E> && rank_v<E> == R) {
-    if (dst.is_contiguous() && dst.shape() == expr.shape()) {
+    if (dst.is_contiguous() && dst.shape() == expr.shape() && active_cache_epoch() == 0) {
       expr.evaluate_into(dst);
       return;
     }

@@ -202,4 +202,95 @@ auto operator|(const A& a, const B& b) {
   return logical_or(a, b);
 }
 
+// ---- grad rules ---------------------------------------------------------------------------------
+
+template <>
+struct grad_rule<ops::Add> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Add&, const A&, const B&, const G& g) { return g; }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Add&, const A&, const B&, const G& g) { return g; }
+};
+template <>
+struct grad_rule<ops::Sub> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Sub&, const A&, const B&, const G& g) { return g; }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Sub&, const A&, const B&, const G& g) { return -g; }
+};
+template <>
+struct grad_rule<ops::Mul> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Mul&, const A&, const B& b, const G& g) { return g * b; }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Mul&, const A& a, const B&, const G& g) { return g * a; }
+};
+template <>
+struct grad_rule<ops::Div> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Div&, const A&, const B& b, const G& g) { return g / b; }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Div&, const A& a, const B& b, const G& g) { return -(g * a / square(b)); }
+};
+/// d(a^b)/da = b a^(b-1); d(a^b)/db = a^b log a, taken as 0 where a == 0.
+template <>
+struct grad_rule<ops::Pow> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Pow&, const A& a, const B& b, const G& g) {
+    using T = value_type_t<A>;
+    return g * (b * pow(a, b - T(1)));
+  }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Pow&, const A& a, const B& b, const G& g) {
+    using T = value_type_t<A>;
+    return where(a == T(0), T(0), g * (pow(a, b) * log(a)));
+  }
+};
+/// Ties send the whole gradient to the left operand.
+template <>
+struct grad_rule<ops::Minimum> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Minimum&, const A& a, const B& b, const G& g) {
+    return where(a <= b, g, value_type_t<A>(0));
+  }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Minimum&, const A& a, const B& b, const G& g) {
+    return where(a <= b, value_type_t<A>(0), g);
+  }
+};
+template <>
+struct grad_rule<ops::Maximum> {
+  template <class A, class B, class G>
+  static auto lhs_adjoint(const ops::Maximum&, const A& a, const B& b, const G& g) {
+    return where(a >= b, g, value_type_t<A>(0));
+  }
+  template <class A, class B, class G>
+  static auto rhs_adjoint(const ops::Maximum&, const A& a, const B& b, const G& g) {
+    return where(a >= b, value_type_t<A>(0), g);
+  }
+};
+
+// Comparisons and logical ops have no derivative: differentiating through one does not compile.
+#define TESSERA_NO_GRAD(Op, str)                                                                   \
+  template <>                                                                                      \
+  struct grad_rule<ops::Op> {                                                                      \
+    template <class A, class B, class G>                                                           \
+    static auto lhs_adjoint(const ops::Op&, const A&, const B&, const G&) {                        \
+      static_assert(detail::dependent_false_v<A>, "tessera::grad: " str " is not differentiable"); \
+    }                                                                                              \
+    template <class A, class B, class G>                                                           \
+    static auto rhs_adjoint(const ops::Op&, const A&, const B&, const G&) {                        \
+      static_assert(detail::dependent_false_v<A>, "tessera::grad: " str " is not differentiable"); \
+    }                                                                                              \
+  };
+TESSERA_NO_GRAD(Less, "the comparison less (<)")
+TESSERA_NO_GRAD(LessEqual, "the comparison less_equal (<=)")
+TESSERA_NO_GRAD(Greater, "the comparison greater (>)")
+TESSERA_NO_GRAD(GreaterEqual, "the comparison greater_equal (>=)")
+TESSERA_NO_GRAD(Equal, "the comparison equal (==)")
+TESSERA_NO_GRAD(NotEqual, "the comparison not_equal (!=)")
+TESSERA_NO_GRAD(LogicalAnd, "logical_and")
+TESSERA_NO_GRAD(LogicalOr, "logical_or")
+#undef TESSERA_NO_GRAD
+
 }  // namespace tessera

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 #include "tessera/core/tensor.hpp"
@@ -41,7 +42,7 @@ class CacheEpochScope {
 template <class TensorType>
 struct CacheSlot {
   std::uint64_t epoch = 0;
-  TensorType value;
+  std::optional<TensorType> value;  // optional: an empty rank-0 tensor would allocate its scalar
 };
 
 template <class E>
@@ -51,6 +52,13 @@ template <class E>
 std::shared_ptr<CacheSlot<materialized_tensor_t<E>>> make_cache_slot() {
   return std::make_shared<CacheSlot<materialized_tensor_t<E>>>();
 }
+
+/// Nodes may offer `std::optional<Tensor> alias() const`: their value as an existing buffer when,
+/// at run time, computing it would only copy (e.g. a sum_to with nothing to sum).
+template <class E, class = void>
+struct has_alias : std::false_type {};
+template <class E>
+struct has_alias<E, std::void_t<decltype(std::declval<const E&>().alias())>> : std::true_type {};
 
 template <class E, class = void>
 struct has_cache_slot : std::false_type {};
@@ -63,7 +71,7 @@ template <class E>
 materialized_tensor_t<E> materialize(const E& e) {
   const std::uint64_t epoch = active_cache_epoch();
   if constexpr (has_cache_slot<E>::value) {
-    if (epoch != 0 && e.cache && e.cache->epoch == epoch) return e.cache->value;
+    if (epoch != 0 && e.cache && e.cache->epoch == epoch) return *e.cache->value;
   }
   auto out = materialized_tensor_t<E>::uninitialized(e.shape());
   e.evaluate_into(out);
@@ -74,6 +82,16 @@ materialized_tensor_t<E> materialize(const E& e) {
     }
   }
   return out;
+}
+
+/// The value of a materialization node for reading only (an evaluator's or a view's operand): may
+/// be an existing buffer (see has_alias), so it must never be written to or handed to users.
+template <class E>
+materialized_tensor_t<E> read_only_value(const E& e) {
+  if constexpr (has_alias<E>::value) {
+    if (auto existing = e.alias()) return *existing;
+  }
+  return materialize(e);
 }
 
 }  // namespace tessera::detail

@@ -12,6 +12,9 @@
 
 namespace tessera {
 
+/// Marks an input that receives no gradient (the condition of where, integer inputs).
+struct NoAdjoint {};
+
 /// A scalar constant inside an expression (rank 0, combines with any backend).
 template <class T>
 struct Scalar : ExprBase<Scalar<T>> {
@@ -130,6 +133,11 @@ struct Unary : ExprBase<Unary<Op, A>> {
     using AE = decltype(detail::make_evaluator(arg, out, plan));
     return detail::UnaryEval<Op, AE>{op, detail::make_evaluator(arg, out, plan)};
   }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(grad_rule<Op>::input_adjoint(op, arg, g));
+  }
 };
 
 /// Op applied elementwise to A and B after NumPy broadcasting.
@@ -165,6 +173,11 @@ struct Binary : ExprBase<Binary<Op, A, B>> {
     using AE = decltype(detail::make_evaluator(lhs, out, plan));
     using BE = decltype(detail::make_evaluator(rhs, out, plan));
     return detail::BinaryEval<Op, AE, BE>{op, detail::make_evaluator(lhs, out, plan), detail::make_evaluator(rhs, out, plan)};
+  }
+  auto inputs() const { return std::tie(lhs, rhs); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(grad_rule<Op>::lhs_adjoint(op, lhs, rhs, g), grad_rule<Op>::rhs_adjoint(op, lhs, rhs, g));
   }
 
  private:
@@ -214,6 +227,13 @@ struct Where : ExprBase<Where<C, A, B>> {
                                           detail::make_evaluator(if_true, out, plan),
                                           detail::make_evaluator(if_false, out, plan)};
   }
+  auto inputs() const { return std::tie(cond, if_true, if_false); }
+  /// The condition gets no gradient (a documented zero, as in JAX and PyTorch).
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    using T = value_type;
+    return std::make_tuple(NoAdjoint{}, where(cond, g, T(0)), where(cond, T(0), g));
+  }
 
  private:
   Shape<rank> shape_;
@@ -241,6 +261,18 @@ struct Cast : ExprBase<Cast<To, A>> {
   auto evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
     using AE = decltype(detail::make_evaluator(arg, out, plan));
     return detail::CastEval<To, AE>{detail::make_evaluator(arg, out, plan)};
+  }
+  auto inputs() const { return std::tie(arg); }
+  /// Between floating types the adjoint is cast back; from integer or bool inputs the derivative
+  /// does not exist, and autodiff reports the op below the cast if it depends on a variable.
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    using From = value_type_t<A>;
+    if constexpr (std::is_floating_point_v<From> && std::is_floating_point_v<To>) {
+      return std::make_tuple(Cast<From, G>(g));
+    } else {
+      return std::make_tuple(g);
+    }
   }
 };
 

@@ -17,6 +17,7 @@
 #include "tessera/core/expr_base.hpp"
 #include "tessera/core/shape.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/expr/cache.hpp"
 
 namespace tessera::detail {
 
@@ -193,8 +194,7 @@ auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
     return ev;
   } else if constexpr (is_materialized_v<E>) {
     using T = value_type_t<E>;
-    auto buffer = Tensor<T, rank_v<E>, backend_t<E>>::uninitialized(e.shape());
-    e.evaluate_into(buffer);
+    const auto buffer = read_only_value(e);
     LeafEval<T> ev;
     ev.data = buffer.data();
     ev.rank = plan.rank;

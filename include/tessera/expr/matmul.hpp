@@ -9,7 +9,9 @@
 #include "tessera/core/shape.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/assign.hpp"
+#include "tessera/expr/cache.hpp"
 #include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/shape_ops.hpp"
 
 namespace tessera {
 
@@ -63,6 +65,9 @@ struct MatMul : ExprBase<MatMul<A, B>> {
                 "tessera::matmul: operands have different element types; convert one with cast<T>()");
   static_assert(!std::is_same_v<value_type, bool>, "tessera::matmul is not defined for bool tensors");
 
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A lhs;
   B rhs;
   MatMul(A a, B b) : lhs(std::move(a)), rhs(std::move(b)) { compute_shape(); }
@@ -72,6 +77,37 @@ struct MatMul : ExprBase<MatMul<A, B>> {
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(lhs, f);
     detail::for_each_tensor(rhs, f);
+  }
+  auto inputs() const { return std::tie(lhs, rhs); }
+  /// dA = G B^T and dB = A^T G, with vectors treated as numpy.matmul does (batch axes summed by
+  /// the consumer's sum_to when an operand was broadcast).
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    const auto gg = sum_to(g, shape_);
+    const auto sa = lhs.shape();
+    const auto sb = rhs.shape();
+    if constexpr (rank_a == 1 && rank_b == 1) {
+      return std::make_tuple(gg * rhs, gg * lhs);
+    } else if constexpr (rank_a == 1) {
+      static_assert(rank_b == 2, "tessera::grad: matmul of a vector with a batch of matrices is not differentiable yet");
+      // y[n] = a[k] B[k, n]: da = B g, dB = a (outer) g
+      Shape<2> col{sa[0], 1};
+      Shape<rank + 1> grow{};
+      for (std::size_t i = 0; i + 1 < rank; ++i) grow[i] = shape_[i];
+      grow[rank - 1] = 1;
+      grow[rank] = shape_[rank - 1];
+      return std::make_tuple(matmul(rhs, gg), matmul(reshape(lhs, col), reshape(gg, grow)));
+    } else if constexpr (rank_b == 1) {
+      static_assert(rank_a == 2, "tessera::grad: matmul of a batch of matrices with a vector is not differentiable yet");
+      // y[m] = A[m, k] b[k]: dA = g (outer) b, db = A^T g
+      Shape<rank + 1> gcol{};
+      for (std::size_t i = 0; i < rank; ++i) gcol[i] = shape_[i];
+      gcol[rank] = 1;
+      Shape<2> row{1, sb[0]};
+      return std::make_tuple(matmul(reshape(gg, gcol), reshape(rhs, row)), matmul(transpose(lhs), gg));
+    } else {
+      return std::make_tuple(matmul(gg, transpose(rhs)), matmul(transpose(lhs), gg));
+    }
   }
 
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
@@ -127,12 +163,8 @@ struct MatMul : ExprBase<MatMul<A, B>> {
   using TB = Tensor<value_type, rank_b, backend_type>;
 
   template <class E>
-  static auto operand(const E& e) {
-    if constexpr (detail::is_tensor_v<E>) {
-      return e;
-    } else {
-      return eval(e);
-    }
+  static Tensor<value_type, rank_v<E>, backend_type> operand(const E& e) {
+    return detail::value_of(e);
   }
   static Tensor<value_type, rank_a2, backend_type> promote_a(const TA& a) {
     if constexpr (rank_a == 1) {

@@ -140,6 +140,21 @@ struct LogicalReducer {
 };
 }  // namespace ops
 
+template <class Red, class A, std::size_t RO>
+struct Reduce;
+namespace detail {
+template <class Red, std::size_t RO, class A>
+Reduce<Red, A, RO> make_reduce(const A& a, const std::array<bool, rank_v<A>>& mask, const char* name, bool mean);
+}  // namespace detail
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto reshape(const A& a, Shape<R> s);
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto sum_to(const A& a, const Shape<R>& target);
+template <class A, std::size_t R>
+struct BroadcastTo;
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
+BroadcastTo<A, R> broadcast_to(const A& a, const Shape<R>& target);
+
 /// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
 template <class Red, class A, std::size_t RO>
 struct Reduce : ExprBase<Reduce<Red, A, RO>> {
@@ -148,6 +163,9 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
   static constexpr std::size_t rank = RO;
   static constexpr std::size_t input_rank = rank_v<A>;
 
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::array<bool, input_rank> reduced{};
   value_type scale;   ///< multiplies each result (mean: 1 / count)
@@ -178,6 +196,36 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(arg, f);
+  }
+  /// The input's shape with reduced axes kept as 1 (how results broadcast back over the input).
+  Shape<input_rank> keep_shape() const {
+    auto s = arg.shape();
+    for (std::size_t i = 0; i < input_rank; ++i) {
+      if (reduced[i]) s[i] = 1;
+    }
+    return s;
+  }
+  auto inputs() const { return std::tie(arg); }
+  /// sum/mean/var: the adjoint broadcast back (times the scale); max/min: shared equally by the
+  /// elements equal to the result; prod: result / x.
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    using T = value_type;
+    // Broadcast back to the input's full shape (see SumTo::input_adjoints for why it must be full).
+    const auto g_keep = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+    if constexpr (std::is_same_v<Red, ops::SumReducer>) {
+      return std::make_tuple(g_keep * scale);
+    } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {
+      // where (not cast of the comparison) so that second derivatives pass through: where's
+      // condition is a documented constant, a comparison is not differentiable.
+      const auto hit = where(arg == reshape(*this, keep_shape()), T(1), T(0));
+      const auto ties = detail::make_reduce<ops::SumReducer, input_rank>(hit, reduced, "sum", false);
+      return std::make_tuple(g_keep * hit / ties);
+    } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
+      return std::make_tuple(g_keep * reshape(*this, keep_shape()) / arg);
+    } else {
+      static_assert(detail::dependent_false_v<G>, "tessera::grad: all/any are not differentiable");
+    }
   }
 
  private:
@@ -321,6 +369,14 @@ struct LogSumExp : ExprBase<LogSumExp<A, RO>> {
     detail::for_each_tensor(arg, f);
   }
 
+  auto inputs() const { return std::tie(arg); }
+  /// d logsumexp / dx = exp(x - logsumexp): the softmax over the reduced axes.
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    const auto g_full = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+    return std::make_tuple(g_full * exp(arg - reshape(*this, keep_shape())));
+  }
+
  private:
   Shape<RO> shape_{};
 };
@@ -396,6 +452,16 @@ struct Variance : ExprBase<Variance<A, RO>> {
     detail::for_each_tensor(arg, f);
   }
 
+  auto inputs() const { return std::tie(arg); }
+  /// d var / dx = 2 (x - mean) / (n - ddof).
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    using T = value_type;
+    const auto g_full = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+    const auto mean = detail::make_reduce<ops::SumReducer, input_rank>(arg, reduced, "mean", true);
+    return std::make_tuple(g_full * (arg - mean) * (T(2) * scale()));
+  }
+
  private:
   Shape<RO> shape_{};
 };
@@ -458,6 +524,9 @@ struct ArgReduce : ExprBase<ArgReduce<Largest, A>> {
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A> - 1;
   static constexpr const char* name = Largest ? "argmax" : "argmin";
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::size_t axis;
   ArgReduce(A a, index_t ax) : arg(std::move(a)), axis(normalize_axis(ax, rank_v<A>, name)) {
@@ -474,6 +543,12 @@ struct ArgReduce : ExprBase<ArgReduce<Largest, A>> {
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(arg, f);
+  }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G&) const {
+    static_assert(detail::dependent_false_v<G>, "tessera::grad: argmax/argmin is not differentiable");
+    return std::make_tuple(NoAdjoint{});
   }
 
  private:
@@ -504,6 +579,12 @@ struct ArgReduceAll : ExprBase<ArgReduceAll<Largest, A>> {
       std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   explicit ArgReduceAll(A a) : arg(std::move(a)) {}
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G&) const {
+    static_assert(detail::dependent_false_v<G>, "tessera::grad: argmax/argmin is not differentiable");
+    return std::make_tuple(NoAdjoint{});
+  }
   Shape<0> shape() const { return {}; }
   void evaluate_into(Tensor<std::int64_t, 0, backend_type>& out) const {
     const auto flat = eval(arg).contiguous().flatten();

@@ -6,7 +6,11 @@
 #include "tessera/backend/cpu/softmax.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/assign.hpp"
+#include "tessera/expr/cache.hpp"
 #include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/reduce.hpp"
+#include "tessera/expr/shape_ops.hpp"
+#include "tessera/expr/unary_ops.hpp"
 
 namespace tessera {
 
@@ -20,6 +24,9 @@ struct Softmax : ExprBase<Softmax<A, Log>> {
   static_assert(rank >= 1, "tessera::softmax: a rank-0 expression has no axis");
   static_assert(std::is_floating_point_v<value_type>, "tessera::softmax needs a floating-point expression");
 
+  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::size_t axis;
   Softmax(A a, index_t ax) : arg(std::move(a)), axis(normalize_axis(ax, rank, name)) {}
@@ -37,6 +44,18 @@ struct Softmax : ExprBase<Softmax<A, Log>> {
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(arg, f);
+  }
+  auto inputs() const { return std::tie(arg); }
+  /// softmax: y (G - sum(G y)); log_softmax: G - exp(y) sum(G), sums along the axis.
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    const auto gg = sum_to(g, arg.shape());
+    const auto ax = static_cast<index_t>(axis);
+    if constexpr (Log) {
+      return std::make_tuple(gg - exp(*this) * sum(gg, ax, keepdims));
+    } else {
+      return std::make_tuple(*this * (gg - sum(gg * *this, ax, keepdims)));
+    }
   }
 };
 

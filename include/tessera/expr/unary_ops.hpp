@@ -252,4 +252,65 @@ Unary<ops::LogicalNot, A> operator!(const A& a) {
   return logical_not(a);
 }
 
+// ---- grad rules: the adjoint of x given the adjoint g of op(x) --------------------------------------
+// Written with unqualified calls so they find tessera's lazy functions by argument lookup.
+
+#define TESSERA_UNARY_GRAD(Op, expr)                              \
+  template <>                                                     \
+  struct grad_rule<ops::Op> {                                     \
+    template <class X, class G>                                   \
+    static auto input_adjoint(const ops::Op&, const X& x, const G& g) { \
+      using T = value_type_t<X>;                                  \
+      (void)sizeof(T);                                            \
+      (void)x;                                                    \
+      return expr;                                                \
+    }                                                             \
+  };
+
+TESSERA_UNARY_GRAD(Negate, -g)
+TESSERA_UNARY_GRAD(Square, g * (x * T(2)))
+TESSERA_UNARY_GRAD(Exp, g * exp(x))
+TESSERA_UNARY_GRAD(Log, g / x)
+TESSERA_UNARY_GRAD(Log1p, g / (x + T(1)))
+TESSERA_UNARY_GRAD(Sqrt, g * (rsqrt(x) * T(0.5)))
+TESSERA_UNARY_GRAD(Rsqrt, g * (rsqrt(x) / x * T(-0.5)))
+TESSERA_UNARY_GRAD(Sin, g * cos(x))
+TESSERA_UNARY_GRAD(Cos, -(g * sin(x)))
+TESSERA_UNARY_GRAD(Tanh, g * (T(1) - square(tanh(x))))
+TESSERA_UNARY_GRAD(Erf, g * (exp(-square(x)) * T(1.1283791670955125738961589)))
+TESSERA_UNARY_GRAD(Abs, g * sign(x))
+TESSERA_UNARY_GRAD(Sigmoid, g * (sigmoid(x) * (T(1) - sigmoid(x))))
+TESSERA_UNARY_GRAD(Relu, where(x > T(0), g, T(0)))
+TESSERA_UNARY_GRAD(Softplus, g * sigmoid(x))
+// d/dx x*Phi(x) = Phi(x) + x * phi(x)
+TESSERA_UNARY_GRAD(Gelu, g * ((T(1) + erf(x * T(0.70710678118654752440))) * T(0.5) +
+                              x * exp(square(x) * T(-0.5)) * T(0.39894228040143267794)))
+#undef TESSERA_UNARY_GRAD
+
+/// sign is piecewise constant: its derivative is taken as 0 everywhere (as in JAX and PyTorch).
+template <>
+struct grad_rule<ops::Sign> {
+  template <class X, class G>
+  static auto input_adjoint(const ops::Sign&, const X&, const G& g) {
+    return g * value_type_t<X>(0);
+  }
+};
+
+/// clamp passes the gradient where lo <= x <= hi (inclusive, as PyTorch).
+template <class T>
+struct grad_rule<ops::Clamp<T>> {
+  template <class X, class G>
+  static auto input_adjoint(const ops::Clamp<T>& op, const X& x, const G& g) {
+    return where(logical_and(x >= op.lo, x <= op.hi), g, T(0));
+  }
+};
+
+template <>
+struct grad_rule<ops::LogicalNot> {
+  template <class X, class G>
+  static auto input_adjoint(const ops::LogicalNot&, const X&, const G&) {
+    static_assert(detail::dependent_false_v<X>, "tessera::grad: logical_not is not differentiable");
+  }
+};
+
 }  // namespace tessera

@@ -109,3 +109,40 @@ void elementwise_assign(cpu, Tensor<T, R, cpu>& dst, const E& expr) {
 }
 
 }  // namespace tessera
+
+namespace tessera {
+
+/// One pass writing several outputs of the same shape: dsts[k] = exprs[k] (autodiff writes all
+/// same-shaped gradients this way). Every dst must be contiguous; the caller checks shapes.
+template <class T, std::size_t R, class... E, std::size_t... K>
+void elementwise_assign_multi(cpu, const std::array<Tensor<T, R, cpu>*, sizeof...(E)>& dsts, const std::tuple<E...>& exprs,
+                              std::index_sequence<K...>) {
+  const Shape<R> shape = dsts[0]->shape();
+  const index_t total = numel(shape);
+  if (total == 0) return;
+  instrument::count_elementwise_pass();
+  std::vector<Shape<R>> operands{dsts[0]->strides()};
+  (detail::visit_leaves(std::get<K>(exprs), shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); }), ...);
+  const detail::IterPlan plan = detail::make_plan(shape, operands);
+  const auto evs = std::make_tuple(detail::make_evaluator(std::get<K>(exprs), shape, plan)...);
+  const index_t inner = plan.inner();
+  detail::parallel_for(total, 64, 32768, [&](index_t begin, index_t end) {
+    auto local = evs;
+    index_t idx[max_rank] = {};
+    index_t row = begin / inner;
+    index_t j = begin % inner;
+    detail::outer_index_of(row, idx, plan);
+    while (begin < end) {
+      (std::get<K>(local).seek(idx), ...);
+      const index_t off = row * inner;  // contiguous destinations
+      const index_t j1 = std::min(inner, j + (end - begin));
+      (detail::eval_row(std::get<K>(local), dsts[K]->data() + off, 1, j, j1), ...);
+      begin += j1 - j;
+      j = 0;
+      ++row;
+      detail::next_outer_index(idx, plan);
+    }
+  });
+}
+
+}  // namespace tessera

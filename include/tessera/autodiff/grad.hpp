@@ -1,0 +1,383 @@
+// grad, value_and_grad and vjp: reverse-mode differentiation of a C++ callable built from tessera
+// expressions. The sweep (backward.hpp) is resolved at compile time from the expression's type;
+// at run time one forward evaluation fills the cache of materialization points, then the
+// gradients are evaluated -- all same-shaped gradients in one fused pass.
+//
+// Arguments may be tensors, std::tuples of tensors (nested), or parameter structs: any struct
+// with `auto parameters()` (and a const overload) returning std::tie(member tensors...). Tensors and
+// tuples reach f as Var leaves (expressions), so f must be generic (auto parameters) and use free
+// functions (transpose(x), reshape(x, ...)) rather than tensor methods on them; struct members
+// reach f unchanged and their gradients are matched by storage (first order only).
+#pragma once
+
+#include <array>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "tessera/autodiff/backward.hpp"
+#include "tessera/autodiff/var.hpp"
+#include "tessera/backend/cpu/elementwise.hpp"
+#include "tessera/core/factories.hpp"
+#include "tessera/expr/assign.hpp"
+#include "tessera/expr/cache.hpp"
+#include "tessera/expr/shape_ops.hpp"
+
+namespace tessera {
+
+namespace detail {
+
+template <class A, class = void>
+struct has_parameters : std::false_type {};
+template <class A>
+struct has_parameters<A, std::void_t<decltype(std::declval<A&>().parameters())>> : std::true_type {};
+
+template <class A>
+struct is_std_tuple : std::false_type {};
+template <class... T>
+struct is_std_tuple<std::tuple<T...>> : std::true_type {};
+
+/// How many Var leaves an argument becomes.
+template <class A>
+struct var_count {
+  static constexpr std::size_t value = has_parameters<A>::value ? 0 : 1;
+};
+template <class... T>
+struct var_count<std::tuple<T...>> {
+  static constexpr std::size_t value = (std::size_t{0} + ... + var_count<T>::value);
+};
+
+template <class... A>
+constexpr std::array<std::size_t, sizeof...(A) + 1> var_offsets() {
+  std::array<std::size_t, sizeof...(A) + 1> off{};
+  std::size_t k = 0, acc = 0;
+  ((off[k++] = acc, acc += var_count<A>::value), ...);
+  off[k] = acc;
+  return off;
+}
+
+/// The value f receives for an argument whose first Var index is I.
+template <int L, std::size_t I, class A>
+auto wrap_arg(const A& a);
+template <int L, std::size_t I, class... T, std::size_t... K>
+auto wrap_tuple(const std::tuple<T...>& t, std::index_sequence<K...>) {
+  constexpr auto off = var_offsets<T...>();
+  return std::make_tuple(wrap_arg<L, I + off[K]>(std::get<K>(t))...);
+}
+template <int L, std::size_t I, class A>
+auto wrap_arg(const A& a) {
+  if constexpr (is_std_tuple<A>::value) {
+    return wrap_tuple<L, I>(a, std::make_index_sequence<std::tuple_size_v<A>>{});
+  } else if constexpr (has_parameters<A>::value) {
+    return a;
+  } else {
+    static_assert(is_expr_v<A>, "tessera::grad: arguments must be tensors, std::tuples of them, or parameter structs");
+    return Var<L, I, A>(a);
+  }
+}
+
+/// Level of a grad call: one deeper than the deepest variable among its arguments.
+template <class A>
+struct arg_level {
+  static constexpr int value = [] {
+    if constexpr (is_expr_v<A>) {
+      return max_level<A>::value;
+    } else {
+      return -1;
+    }
+  }();
+};
+template <class... T>
+struct arg_level<std::tuple<T...>> {
+  static constexpr int value = std::max({-1, arg_level<T>::value...});
+};
+template <class... A>
+constexpr int grad_level() {
+  return std::max({-1, arg_level<A>::value...}) + 1;
+}
+
+template <class... A>
+inline constexpr bool has_parameter_struct_v = (has_parameters<A>::value || ...);
+
+/// Flat list (in Var index order) of the tensors or expressions behind the Var leaves.
+template <class A>
+auto flatten_args(const A& a) {
+  if constexpr (is_std_tuple<A>::value) {
+    return std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, a);
+  } else if constexpr (has_parameters<A>::value) {
+    return std::tuple<>{};
+  } else {
+    return std::tuple<A>(a);
+  }
+}
+
+/// Gradient of flat argument K as a lazy expression of its shape.
+/// (For nested grad.) Each contribution is reduced to the argument's shape before they are added.
+template <std::size_t K, class Arg, class Contributions>
+auto lazy_gradient(const Arg& arg, const Contributions& contributions) {
+  using T = value_type_t<Arg>;
+  auto total = sum_fitted_contributions<K>(NoContribution{}, contributions, arg.shape());
+  if constexpr (std::is_same_v<decltype(total), NoContribution>) {
+    return sum_to(Tensor<T, 0, backend_t<Arg>>(T(0)), arg.shape());
+  } else {
+    return total;
+  }
+}
+
+/// The evaluated gradient of flat argument K: the adjoints added lazily (one fused pass) when their
+/// shapes agree, else each reduced to the argument's shape separately.
+template <std::size_t K, class Arg, class Contributions>
+auto evaluate_gradient(const Arg& arg, const Contributions& contributions) {
+  using T = value_type_t<Arg>;
+  using G = Tensor<T, rank_v<Arg>, backend_t<Arg>>;
+  auto total = sum_contributions<K>(NoContribution{}, contributions);
+  if constexpr (std::is_same_v<decltype(total), NoContribution>) {
+    return G(arg.shape());
+  } else {
+    if (contributions_align<K>(contributions)) return G(sum_to(total, arg.shape()));
+    return G(sum_fitted_contributions<K>(NoContribution{}, contributions, arg.shape()));
+  }
+}
+
+template <class T>
+struct same_types;
+template <class T0, class... T>
+struct same_types<std::tuple<T0, T...>> : std::bool_constant<(std::is_same_v<T0, T> && ...)> {};
+template <>
+struct same_types<std::tuple<>> : std::false_type {};
+
+/// Evaluates the gradient of every flat argument; same-shaped ones in a single fused pass.
+template <class Flat, class Contributions, std::size_t... K>
+auto evaluate_gradients(const Flat& flat, const Contributions& contributions, std::index_sequence<K...>) {
+  auto sums = std::make_tuple(sum_contributions<K>(NoContribution{}, contributions)...);
+  using Grads = std::tuple<decltype(eval(std::get<K>(flat)))...>;
+  constexpr bool all_present = (!std::is_same_v<std::tuple_element_t<K, decltype(sums)>, NoContribution> && ...);
+  if constexpr (sizeof...(K) > 1 && all_present && same_types<Grads>::value) {
+    const auto shape = std::get<0>(flat).shape();
+    const bool fusable = ((std::get<K>(sums).shape() == shape && std::get<K>(flat).shape() == shape &&
+                           contributions_align<K>(contributions)) &&
+                          ...);
+    if (fusable) {
+      using G0 = std::tuple_element_t<0, Grads>;
+      Grads grads{(static_cast<void>(K), G0::uninitialized(shape))...};
+      std::array<G0*, sizeof...(K)> dsts{&std::get<K>(grads)...};
+      elementwise_assign_multi(backend_t<G0>{}, dsts, sums, std::index_sequence<K...>{});
+      return grads;
+    }
+  }
+  return Grads{evaluate_gradient<K>(std::get<K>(flat), contributions)...};
+}
+
+/// Rebuilds the argument structure from the flat gradients.
+template <std::size_t I, class A, class Flat>
+auto unflatten(const A& a, Flat& flat_grads);
+template <std::size_t I, class... T, std::size_t... K, class Flat>
+auto unflatten_tuple(const std::tuple<T...>& t, Flat& flat_grads, std::index_sequence<K...>) {
+  constexpr auto off = var_offsets<T...>();
+  return std::make_tuple(unflatten<I + off[K]>(std::get<K>(t), flat_grads)...);
+}
+template <std::size_t I, class A, class Flat>
+auto unflatten(const A& a, Flat& flat_grads) {
+  if constexpr (is_std_tuple<A>::value) {
+    return unflatten_tuple<I>(a, flat_grads, std::make_index_sequence<std::tuple_size_v<A>>{});
+  } else if constexpr (has_parameters<A>::value) {
+    // Filled in by route_tensor_contributions.
+    A g = a;
+    std::apply([](auto&... p) { ((p = zeros_like(p)), ...); }, g.parameters());
+    return g;
+  } else {
+    return std::get<I>(flat_grads);
+  }
+}
+
+/// Adds a plain-tensor contribution to the gradient of the parameter it reads (by storage).
+template <class Leaf, class Adj, class Param, class Grad>
+bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& param, Grad& grad) {
+  using LT = value_type_t<Leaf>;
+  if constexpr (!std::is_same_v<LT, value_type_t<Param>> || !std::is_same_v<backend_t<Leaf>, backend_t<Param>>) {
+    return false;
+  } else {
+    if (leaf.storage_id() != param.storage_id()) return false;
+    if constexpr (rank_v<Leaf> == rank_v<Param>) {
+      if (leaf.data() == param.data() && leaf.shape() == param.shape() && leaf.strides() == param.strides()) {
+        grad += sum_to(adjoint, leaf.shape());
+        return true;
+      }
+    }
+    // A view of the parameter: accumulate through the same view of the (contiguous) gradient.
+    if (!param.is_contiguous()) {
+      throw value_error("tessera::grad: a view of a non-contiguous parameter cannot receive a gradient");
+    }
+    for (std::size_t i = 0; i < rank_v<Leaf>; ++i) {
+      if (leaf.strides()[i] == 0 && leaf.shape()[i] > 1) {
+        throw value_error("tessera::grad: a broadcast_to view of a parameter cannot receive a gradient; "
+                          "broadcast inside the expression instead");
+      }
+    }
+    auto view = Leaf::view_of(grad.storage(), grad.data() + (leaf.data() - param.data()), leaf.shape(), leaf.strides());
+    view += sum_to(adjoint, leaf.shape());
+    return true;
+  }
+}
+
+template <class C, class Params, class GParams, std::size_t... P>
+void add_to_matching(const C& c, const Params& params, GParams& gparams, bool& done, std::index_sequence<P...>) {
+  ((done = done || add_if_same_storage(c.leaf, c.adjoint, std::get<P>(params), std::get<P>(gparams))), ...);
+}
+
+/// Adds one plain-tensor contribution to the parameter (of any struct argument) it reads.
+template <class C, class Grads, class Args, std::size_t... K>
+void route_one(const C& c, Grads& grads, const Args& args, std::index_sequence<K...>) {
+  bool done = false;
+  auto visit_arg = [&](const auto& arg, auto& g) {
+    using Arg = std::decay_t<decltype(arg)>;
+    if constexpr (has_parameters<Arg>::value) {
+      Arg copy = arg;  // parameters() is non-const; the copy shares the tensors
+      auto params = copy.parameters();
+      auto gparams = g.parameters();
+      constexpr std::size_t n = std::tuple_size_v<decltype(params)>;
+      add_to_matching(c, params, gparams, done, std::make_index_sequence<n>{});
+    }
+  };
+  (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
+}
+
+template <class Contributions, class Grads, class Args>
+void route_tensor_contributions(const Contributions& contributions, Grads& grads, const Args& args) {
+  std::apply(
+      [&](const auto&... c) {
+        auto one = [&](const auto& ci) {
+          if constexpr (!has_index<std::decay_t<decltype(ci)>>::value) {
+            route_one(ci, grads, args, std::make_index_sequence<std::tuple_size_v<Args>>{});
+          }
+        };
+        (one(c), ...);
+      },
+      contributions);
+}
+
+template <class... A, class Flat, std::size_t... K>
+auto unflatten_args(const std::tuple<const A&...>& args, Flat& flat_grads, std::index_sequence<K...>) {
+  constexpr auto off = var_offsets<A...>();
+  return std::make_tuple(unflatten<off[K]>(std::get<K>(args), flat_grads)...);
+}
+
+template <class Contributions, std::size_t... K, class... X>
+auto lazy_gradients(const Contributions& c, std::index_sequence<K...>, const X&... x) {
+  return std::make_tuple(lazy_gradient<K>(x, c)...);
+}
+
+template <int Level, class F, class... A, std::size_t... K>
+auto call_with_vars(F& f, const std::tuple<const A&...>& args, std::index_sequence<K...>) {
+  constexpr auto offsets = var_offsets<A...>();
+  return f(wrap_arg<Level, offsets[K]>(std::get<K>(args))...);
+}
+
+/// Var level used only to ask, in an unevaluated context, what type f returns (see GradPlan).
+inline constexpr int probe_level = 1 << 20;
+
+/// The compile-time plan of one grad call of F on arguments A...
+///
+/// Its level must exceed every variable f's result can contain: those of outer grad calls that
+/// reach f through its arguments and those that f captures (a closure over an outer variable).
+/// The captured ones are only visible in f's result type, so f's return type is first deduced with
+/// the arguments at a probe level that is then ignored.
+template <class F, class... A>
+struct GradPlan {
+  using probe_result =
+      decltype(call_with_vars<probe_level>(std::declval<F&>(), std::declval<const std::tuple<const A&...>&>(),
+                                           std::index_sequence_for<A...>{}));
+  static constexpr int level = std::max(grad_level<A...>(), max_level_below<probe_level, probe_result>::value + 1);
+  static constexpr bool match_tensors = has_parameter_struct_v<A...>;
+  static constexpr auto offsets = var_offsets<A...>();
+  static constexpr std::size_t vars = offsets[sizeof...(A)];
+  static_assert(!(match_tensors && level > 0), "tessera::grad: parameter structs are supported for first-order gradients only");
+};
+
+/// Evaluates the gradients of every argument from the contributions (level 0).
+template <bool MatchTensors, class Contributions, class... A>
+auto gradients_from(const Contributions& contributions, const std::tuple<const A&...>& args) {
+  constexpr std::size_t vars = var_offsets<A...>()[sizeof...(A)];
+  auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
+  auto flat_grads = evaluate_gradients(flat, contributions, std::make_index_sequence<vars>{});
+  auto grads = unflatten_args(args, flat_grads, std::index_sequence_for<A...>{});
+  if constexpr (MatchTensors) route_tensor_contributions(contributions, grads, args);
+  return grads;
+}
+
+/// Value and gradients (evaluated at level 0, lazy at deeper levels) of f at args.
+template <class F, class... A>
+auto value_and_grad_impl(F& f, const A&... a) {
+  using P = GradPlan<F, A...>;
+  const std::tuple<const A&...> args(a...);
+  auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
+  using Out = decltype(out);
+  static_assert(is_expr_v<Out>, "tessera::grad: f must return a tessera expression");
+  static_assert(rank_v<Out> == 0, "tessera::grad: f must return a scalar (rank-0) expression; use vjp for non-scalar outputs");
+  using T = value_type_t<Out>;
+  static_assert(std::is_floating_point_v<T>, "tessera::grad: f must return a floating-point value");
+  if constexpr (P::level == 0) {
+    CacheEpochScope scope(new_cache_epoch());
+    Tensor<T, 0, backend_t<Out>> value = out;
+    const auto contributions = backward<0, P::match_tensors>(out, Tensor<T, 0, backend_t<Out>>(T(1)));
+    return std::make_pair(value, gradients_from<P::match_tensors>(contributions, args));
+  } else {
+    auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
+    const auto contributions = backward<P::level, false>(out, Tensor<T, 0, backend_t<Out>>(T(1)));
+    auto flat_grads = std::apply(
+        [&](const auto&... x) {
+          return lazy_gradients(contributions, std::make_index_sequence<P::vars>{}, x...);
+        },
+        flat);
+    auto grads = unflatten_args(args, flat_grads, std::index_sequence_for<A...>{});
+    return std::make_pair(out, grads);
+  }
+}
+
+}  // namespace detail
+
+/// Gradients of a scalar-valued f at args, in the structure of args: `auto [dA, dB] = grad(f, A, B);`.
+template <class F, class... A>
+auto grad(F&& f, const A&... args) {
+  return detail::value_and_grad_impl(f, args...).second;
+}
+
+/// {f(args), gradients}.
+template <class F, class... A>
+auto value_and_grad(F&& f, const A&... args) {
+  return detail::value_and_grad_impl(f, args...);
+}
+
+/// The output of f at args (any rank) and its pullback: a function from a cotangent of the output's
+/// shape to the gradients of the arguments (in their structure). Forward buffers are kept for the
+/// pullback, which may be called several times. First order only.
+template <class F, class... A>
+auto vjp(F&& f, const A&... a) {
+  using P = detail::GradPlan<std::remove_reference_t<F>, A...>;
+  static_assert(P::level == 0,
+                "tessera::vjp: first order only: its arguments (and what f captures) must not be variables of an "
+                "enclosing grad");
+  std::tuple<A...> args(a...);
+  auto out = std::apply([&](const auto&... x) { return detail::call_with_vars<0>(f, std::tuple<const A&...>(x...), std::index_sequence_for<A...>{}); }, args);
+  using Out = decltype(out);
+  using T = value_type_t<Out>;
+  using OutTensor = Tensor<T, rank_v<Out>, backend_t<Out>>;
+  const std::uint64_t epoch = detail::new_cache_epoch();
+  const OutTensor value = [&] {
+    detail::CacheEpochScope scope(epoch);
+    return OutTensor(out);  // constructed, not assigned: a materialized output is not copied
+  }();
+  auto pullback = [out, args, epoch](const OutTensor& cotangent) {
+    if (cotangent.shape() != out.shape()) {
+      throw shape_error("vjp: cotangent of shape " + shape_to_string(cotangent.shape()) + " for an output of shape " +
+                        shape_to_string(out.shape()));
+    }
+    detail::CacheEpochScope scope(epoch);
+    const auto contributions = detail::backward<0, P::match_tensors>(out, cotangent);
+    return std::apply([&](const auto&... x) { return detail::gradients_from<P::match_tensors>(contributions, std::tuple<const A&...>(x...)); }, args);
+  };
+  return std::make_pair(value, pullback);
+}
+
+}  // namespace tessera

@@ -1,0 +1,306 @@
+// Lazy shape nodes on expressions: reshape, transpose (last two axes) and sum_to (reduce a
+// broadcast value back to a shape). Autodiff builds its backward expressions from them; users can
+// call transpose(e) / reshape(e, shape) on any expression (tensors have the view methods too).
+#pragma once
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/assign.hpp"
+#include "tessera/expr/cache.hpp"
+#include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/reduce.hpp"
+
+namespace tessera {
+
+namespace detail {
+template <class E, class = void>
+struct has_inner_expression : std::false_type {};
+template <class E>
+struct has_inner_expression<E, std::void_t<decltype(std::declval<const E&>().value_of_inner())>> : std::true_type {};
+
+/// The value of any expression as a tensor, for reading only: tensors as they are, materialization
+/// nodes from their (cached or aliased) buffer, elementwise trees evaluated into a new tensor.
+template <class E>
+auto value_of(const E& e) {
+  if constexpr (is_tensor_v<E>) {
+    return e;
+  } else if constexpr (has_inner_expression<E>::value) {
+    return e.value_of_inner();
+  } else if constexpr (is_materialized_v<E>) {
+    return read_only_value(e);
+  } else {
+    return eval(e);
+  }
+}
+
+/// Leaf evaluator over a tensor produced on demand (views of evaluated expressions).
+template <class T, std::size_t R, class B, std::size_t RO>
+LeafEval<T> view_evaluator(const Tensor<T, R, B>& v, const Shape<RO>& out, const IterPlan& plan) {
+  LeafEval<T> ev;
+  ev.data = v.data();
+  ev.rank = plan.rank;
+  ev.keep = v.storage();
+  plan.map(broadcast_strides(v.shape(), v.strides(), out), ev.strides);
+  return ev;
+}
+}  // namespace detail
+
+template <class A, std::size_t R>
+struct SumTo;
+template <class A, std::size_t R>
+struct BroadcastTo;
+
+/// A's elements read with a new shape (same count); free when A is a contiguous tensor.
+template <class A, std::size_t R>
+struct Reshaped : ExprBase<Reshaped<A, R>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = R;
+  static constexpr const char* name = "reshape";
+  A arg;
+  Shape<R> target;
+  Reshaped(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {
+    if (numel(target) != numel(arg.shape())) {
+      throw shape_error("reshape: cannot reshape " + shape_to_string(arg.shape()) + " into " + shape_to_string(target));
+    }
+  }
+  const Shape<R>& shape() const { return target; }
+  Tensor<value_type, R, backend_type> view() const { return detail::value_of(arg).contiguous().reshape(target); }
+  template <std::size_t RO, class F>
+  void visit_leaves(const Shape<RO>& out, F&& f) const {
+    f(static_cast<const void*>(nullptr), broadcast_strides(target, contiguous_strides(target), out));
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+  template <std::size_t RO>
+  detail::LeafEval<value_type> evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
+    return detail::view_evaluator(view(), out, plan);
+  }
+  Tensor<value_type, R, backend_type> value_of_inner() const { return view(); }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(Reshaped<SumTo<G, R>, rank_v<A>>(SumTo<G, R>(g, target), arg.shape()));
+  }
+};
+
+/// A with its last two axes swapped (the matrix transpose of every matrix in a batch).
+template <class A>
+struct SwapLastAxes : ExprBase<SwapLastAxes<A>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = rank_v<A>;
+  static constexpr const char* name = "transpose";
+  static_assert(rank >= 2, "tessera::transpose: needs an expression of rank 2 or more");
+  A arg;
+  explicit SwapLastAxes(A a) : arg(std::move(a)) {}
+  Shape<rank> shape() const {
+    auto s = arg.shape();
+    std::swap(s[rank - 1], s[rank - 2]);
+    return s;
+  }
+  /// A transposed view of A's value: no copy when A is a tensor.
+  Tensor<value_type, rank, backend_type> view() const {
+    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
+      return detail::value_of(arg).transpose(-1, -2);
+    } else {
+      return detail::value_of(arg).contiguous().transpose(-1, -2);
+    }
+  }
+  template <std::size_t RO, class F>
+  void visit_leaves(const Shape<RO>& out, F&& f) const {
+    const auto v = view();  // strides depend on A's layout, so look at the value itself
+    f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+  template <std::size_t RO>
+  detail::LeafEval<value_type> evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
+    return detail::view_evaluator(view(), out, plan);
+  }
+  Tensor<value_type, rank, backend_type> value_of_inner() const { return view(); }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(SwapLastAxes<SumTo<G, rank>>(SumTo<G, rank>(g, shape())));
+  }
+};
+
+/// Sums a value that was broadcast back to `target` (the adjoint of broadcasting): axes where the
+/// target has extent 1 (or that it lacks) are summed; size-1 axes of A are broadcast.
+template <class A, std::size_t R>
+struct SumTo : ExprBase<SumTo<A, R>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = R;
+  static constexpr std::size_t input_rank = rank_v<A>;
+  static constexpr const char* name = "sum_to";
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  A arg;
+  Shape<R> target;
+  SumTo(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {
+    const auto in = arg.shape();
+    // Mutually broadcast-compatible, right-aligned.
+    for (std::size_t k = 0; k < input_rank && k < R; ++k) {
+      const index_t e = in[input_rank - 1 - k], t = target[R - 1 - k];
+      if (e != t && e != 1 && t != 1) {
+        throw shape_error("sum_to: cannot reduce " + shape_to_string(in) + " to " + shape_to_string(target));
+      }
+    }
+  }
+  const Shape<R>& shape() const { return target; }
+  /// Which input axes are summed.
+  std::array<bool, input_rank> reduced_axes(bool& any) const {
+    std::array<bool, input_rank> mask{};
+    const auto in = arg.shape();
+    any = false;
+    for (std::size_t i = 0; i < input_rank; ++i) {
+      const bool lead = i + R < input_rank;
+      const index_t t = lead ? 1 : target[i + R - input_rank];
+      mask[i] = (lead || t == 1) && in[i] != 1;
+      any = any || mask[i];
+    }
+    return mask;
+  }
+  /// A tensor already of the target shape is its own sum: no copy, no pass (the adjoint of a full
+  /// reduction is such a rank-0 tensor).
+  std::optional<Tensor<value_type, R, backend_type>> alias() const {
+    if constexpr (detail::is_tensor_v<A> && input_rank == R) {
+      if (arg.shape() == target) return arg;
+    }
+    return std::nullopt;
+  }
+  void evaluate_into(Tensor<value_type, R, backend_type>& out) const {
+    bool any = false;
+    const auto mask = reduced_axes(any);
+    if (!any) {
+      if constexpr (input_rank <= R) {
+        out.assign(arg);
+      } else {
+        out.assign(Reshaped<A, R>(arg, target_like_input()));
+      }
+      return;
+    }
+    // Evaluate the input first and reduce the tensor: one more buffer, but the reduction kernel is
+    // shared by every sum_to of this tensor type instead of compiled again for each adjoint
+    // expression (autodiff creates many; this keeps compile times down).
+    const Tensor<value_type, input_rank, backend_type> value = arg;
+    const Tensor<value_type, input_rank, backend_type> summed =
+        detail::make_reduce<ops::SumReducer, input_rank>(value, mask, "sum_to", false);
+    if constexpr (input_rank <= R) {
+      out.assign(summed);
+    } else {
+      out.assign(summed.reshape(target_like_input()));
+    }
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+  auto inputs() const { return std::tie(arg); }
+  /// The adjoint of a sum is the adjoint broadcast back over the summed axes. (It must have A's full
+  /// shape: a smaller adjoint would lose how many elements each value was summed over.)
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(BroadcastTo<G, input_rank>(g, arg.shape()));
+  }
+
+ private:
+  /// The last R extents of the (reduced) input: its shape with the leading 1s dropped.
+  Shape<R> target_like_input() const {
+    Shape<R> s{};
+    const auto in = arg.shape();
+    for (std::size_t i = 0; i < R; ++i) {
+      const index_t e = in[input_rank - R + i];
+      s[i] = (target[i] == 1) ? 1 : e;
+    }
+    return s;
+  }
+};
+
+/// A read as if broadcast to `target` (no copy: broadcast operands are read with stride 0).
+/// Autodiff uses it to give an adjoint the full shape of the value it belongs to.
+template <class A, std::size_t R>
+struct BroadcastTo : ExprBase<BroadcastTo<A, R>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = R;
+  static constexpr const char* name = "broadcast_to";
+  static_assert(rank_v<A> <= R, "tessera::broadcast_to: the target rank must not be smaller than the expression's");
+  A arg;
+  Shape<R> target;
+  BroadcastTo(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {
+    if (broadcast_shapes(arg.shape(), target, "broadcast_to") != target) {
+      throw shape_error("broadcast_to: cannot broadcast " + shape_to_string(arg.shape()) + " to " + shape_to_string(target));
+    }
+  }
+  const Shape<R>& shape() const { return target; }
+  template <std::size_t RO, class F>
+  void visit_leaves(const Shape<RO>& out, F&& f) const {
+    detail::visit_leaves(arg, out, f);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+  template <std::size_t RO>
+  auto evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
+    return detail::make_evaluator(arg, out, plan);
+  }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    return std::make_tuple(SumTo<G, rank_v<A>>(g, arg.shape()));
+  }
+};
+
+/// Lazy broadcast of any expression to a larger shape.
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int>>
+BroadcastTo<A, R> broadcast_to(const A& a, const Shape<R>& target) {
+  return BroadcastTo<A, R>(a, target);
+}
+
+/// Lazy reshape of any expression (one extent may be -1).
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int>>
+auto reshape(const A& a, Shape<R> s) {
+  index_t known = 1;
+  int infer = -1;
+  for (std::size_t i = 0; i < R; ++i) {
+    if (s[i] == -1) {
+      infer = static_cast<int>(i);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0 && known != 0) s[static_cast<std::size_t>(infer)] = numel(a.shape()) / known;
+  return Reshaped<A, R>(a, s);
+}
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int> = 0>
+Reshaped<A, R> reshape(const A& a, const index_t (&s)[R]) {
+  Shape<R> sh{};
+  for (std::size_t i = 0; i < R; ++i) sh[i] = s[i];
+  return reshape(a, sh);
+}
+
+/// Lazy transpose of the last two axes of any expression of rank >= 2.
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+SwapLastAxes<A> transpose(const A& a) {
+  return SwapLastAxes<A>(a);
+}
+
+/// Lazy sum of a broadcast value back to `target` (see SumTo).
+template <class A, std::size_t R, std::enable_if_t<is_expr_v<A>, int>>
+auto sum_to(const A& a, const Shape<R>& target) {
+  return SumTo<A, R>(a, target);
+}
+
+}  // namespace tessera

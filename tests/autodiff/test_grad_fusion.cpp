@@ -1,0 +1,114 @@
+// What grad costs, counted by the instrument counters (the tests are built with TESSERA_INSTRUMENT):
+// the backward of an elementwise chain is ONE fused pass writing every gradient, and a
+// materialization node used several times is computed once.
+#include <doctest/doctest.h>
+
+#include <tessera/tessera.hpp>
+
+#include "autodiff/grad_test_support.hpp"
+
+using namespace tessera;
+using grad_test::sample;
+
+namespace {
+
+struct Counts {
+  long passes, materializations, allocations;
+};
+Counts counts() {
+  const auto& c = instrument::counters();
+  return {c.elementwise_passes.load(), c.materializations.load(), c.allocations.load()};
+}
+/// Counts of running `body` from zero.
+template <class F>
+Counts measure(F&& body) {
+  instrument::reset();
+  body();
+  return counts();
+}
+
+// Ten elementwise ops over five same-shaped inputs, then one reduction.
+const auto chain = [](const auto& a, const auto& b, const auto& c, const auto& d, const auto& e) {
+  return sum(tanh(a * b + c) * exp(d) - e * a / (1.0 + b * b));
+};
+
+}  // namespace
+
+TEST_CASE("the backward of a 10-op elementwise chain of 5 inputs is one elementwise pass") {
+  const auto a = sample({64, 48}, -1, 1, 91), b = sample({64, 48}, -1, 1, 92), c = sample({64, 48}, -1, 1, 93);
+  const auto d = sample({64, 48}, -1, 1, 94), e = sample({64, 48}, -1, 1, 95);
+
+  // The forward value alone: the sum reads the fused chain in its own pass (one materialization).
+  const Counts forward = measure([&] { const Tensor<double, 0> v = chain(a, b, c, d, e); });
+  CHECK(forward.passes == 0);
+  CHECK(forward.materializations == 1);
+
+  // value_and_grad = the forward value + the gradient phase.
+  Tensor<double, 0> value;
+  std::tuple<Tensor<double, 2>, Tensor<double, 2>, Tensor<double, 2>, Tensor<double, 2>, Tensor<double, 2>> grads;
+  const Counts both = measure([&] { std::tie(value, grads) = value_and_grad(chain, a, b, c, d, e); });
+  const long gradient_passes = both.passes - forward.passes;
+  const long gradient_materializations = both.materializations - forward.materializations;
+  MESSAGE("forward: " << forward.passes << " passes, " << forward.materializations << " materializations; "
+          << "value_and_grad: " << both.passes << " passes, " << both.materializations << " materializations");
+  CHECK(gradient_passes == 1);           // all five gradients in ONE fused pass
+  CHECK(gradient_materializations == 0); // nothing in the chain's backward needs a buffer
+
+  // The same split measured with vjp: its pullback is the gradient phase alone.
+  auto [out, pullback] = vjp(chain, a, b, c, d, e);
+  const Counts backward_only = measure([&] { pullback(Tensor<double, 0>(1.0)); });
+  CHECK(backward_only.passes == 1);
+  CHECK(backward_only.materializations == 0);
+
+  // And the one pass computed the right gradients.
+  const auto [da, db, dc, dd, de] = grads;
+  const Tensor<double, 2> t = tanh(a * b + c);
+  const Tensor<double, 2> dt = (1.0 - t * t) * exp(d);  // d/d(a*b + c)
+  const Tensor<double, 2> q = 1.0 + b * b;
+  CHECK_TENSOR_NEAR(da, eval(dt * b - e / q), 1e-13);
+  CHECK_TENSOR_NEAR(db, eval(dt * a + e * a * 2.0 * b / (q * q)), 1e-13);
+  CHECK_TENSOR_NEAR(dc, dt, 1e-13);
+  CHECK_TENSOR_NEAR(dd, eval(t * exp(d)), 1e-13);
+  CHECK_TENSOR_NEAR(de, eval(-a / q), 1e-13);
+  CHECK(value() == doctest::Approx(Tensor<double, 0>(chain(a, b, c, d, e))()).epsilon(1e-12));
+}
+
+TEST_CASE("a matmul of constants used twice in f is computed once during grad") {
+  const auto A = sample({16, 8}, -1, 1, 96), B = sample({8, 12}, -1, 1, 97), X = sample({16, 12}, -1, 1, 98);
+  const auto f = [&](const auto& x) {
+    const auto m = matmul(A, B);
+    return sum(m * x * m);
+  };
+  // Outside autodiff a lazy node is recomputed at every use: 2 GEMMs + the sum.
+  const Counts plain = measure([&] { const Tensor<double, 0> v = f(X); });
+  CHECK(plain.materializations == 3);
+  // During grad its buffer is cached: 1 GEMM + the sum, and the backward (x's adjoint m * m)
+  // reads the cached buffer twice without computing it again.
+  const Counts with_grad = measure([&] { value_and_grad(f, X); });
+  CHECK(with_grad.materializations == 2);
+  const auto [g] = grad(f, X);
+  const Tensor<double, 2> m = matmul(A, B);
+  CHECK_TENSOR_NEAR(g, eval(m * m), 1e-14);
+}
+
+TEST_CASE("a matmul of variables used three times is computed once during grad") {
+  const auto A = sample({16, 8}, -1, 1, 99), B = sample({8, 12}, -1, 1, 100);
+  const auto one_node = [](const auto& p, const auto& q) {
+    const auto m = matmul(p, q);
+    return sum(m * m) + sum(tanh(m));
+  };
+  const auto three_nodes = [](const auto& p, const auto& q) {
+    return sum(matmul(p, q) * matmul(p, q)) + sum(tanh(matmul(p, q)));
+  };
+  const Counts one = measure([&] { value_and_grad(one_node, A, B); });
+  const Counts three = measure([&] { value_and_grad(three_nodes, A, B); });
+  MESSAGE("one node: " << one.materializations << " materializations, three nodes: " << three.materializations);
+  // The backward is the same for both (two GEMMs per use); the forward computes one GEMM per node.
+  CHECK(three.materializations - one.materializations >= 2);
+  // 1 forward GEMM + 2 sums + 2 backward GEMMs for each of the 3 uses.
+  CHECK(one.materializations == 1 + 2 + 6);
+  const auto [da1, db1] = grad(one_node, A, B);
+  const auto [da3, db3] = grad(three_nodes, A, B);
+  CHECK_TENSOR_NEAR(da1, da3, 1e-13);
+  CHECK_TENSOR_NEAR(db1, db3, 1e-13);
+}

@@ -1,0 +1,79 @@
+// Gradient checks of matmul in every rank combination autodiff supports: matrix x matrix,
+// vector x matrix, matrix x vector, vector x vector, batched, and batches broadcast against a
+// matrix on either side or against each other.
+#include <doctest/doctest.h>
+
+#include <tessera/tessera.hpp>
+
+#include "autodiff/grad_test_support.hpp"
+
+using namespace tessera;
+using grad_test::sample;
+using grad_test::tight;
+
+// The output is weighted by a fixed tensor of its shape so every element gets its own adjoint.
+TEST_CASE("matrix x matrix") {
+  const auto a = sample({3, 4}, -1, 1, 1);
+  const auto b = sample({4, 5}, -1, 1, 2);
+  const auto w = sample({3, 5}, -2, 2, 3);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b, tight());
+}
+
+TEST_CASE("matrix x matrix by hand: dA = G B^T, dB = A^T G") {
+  const auto a = sample({3, 4}, -1, 1, 1);
+  const auto b = sample({4, 5}, -1, 1, 2);
+  const auto w = sample({3, 5}, -2, 2, 3);
+  const auto [da, db] = grad([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b);
+  const Tensor<double, 2> expected_da = matmul(w, b.transpose());
+  const Tensor<double, 2> expected_db = matmul(a.transpose(), w);
+  CHECK_TENSOR_NEAR(da, expected_da, 1e-14);
+  CHECK_TENSOR_NEAR(db, expected_db, 1e-14);
+}
+
+TEST_CASE("vector x matrix") {
+  const auto v = sample({4}, -1, 1, 4);
+  const auto b = sample({4, 5}, -1, 1, 5);
+  const auto w = sample({5}, -2, 2, 6);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, v, b, tight());
+}
+
+TEST_CASE("matrix x vector") {
+  const auto a = sample({3, 4}, -1, 1, 7);
+  const auto v = sample({4}, -1, 1, 8);
+  const auto w = sample({3}, -2, 2, 9);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, v, tight());
+}
+
+TEST_CASE("vector x vector (a rank-0 result)") {
+  const auto u = sample({5}, -1, 1, 10);
+  const auto v = sample({5}, -1, 1, 11);
+  GRAD_CHECK([](const auto& x, const auto& y) { return square(matmul(x, y)); }, u, v, tight());
+}
+
+TEST_CASE("batched [b, m, k] x [b, k, n]") {
+  const auto a = sample({2, 3, 4}, -1, 1, 12);
+  const auto b = sample({2, 4, 5}, -1, 1, 13);
+  const auto w = sample({2, 3, 5}, -2, 2, 14);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b, tight());
+}
+
+TEST_CASE("batch broadcast [b, m, k] x [k, n]: the matrix's gradient sums over the batch") {
+  const auto a = sample({2, 3, 4}, -1, 1, 15);
+  const auto b = sample({4, 5}, -1, 1, 16);
+  const auto w = sample({2, 3, 5}, -2, 2, 17);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b, tight());
+}
+
+TEST_CASE("batch broadcast [m, k] x [b, k, n]") {
+  const auto a = sample({3, 4}, -1, 1, 18);
+  const auto b = sample({2, 4, 5}, -1, 1, 19);
+  const auto w = sample({2, 3, 5}, -2, 2, 20);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b, tight());
+}
+
+TEST_CASE("batch broadcast against each other [2, 1, m, k] x [3, k, n]") {
+  const auto a = sample({2, 1, 3, 4}, -1, 1, 21);
+  const auto b = sample({3, 4, 5}, -1, 1, 22);
+  const auto w = sample({2, 3, 3, 5}, -2, 2, 23);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b, tight());
+}
