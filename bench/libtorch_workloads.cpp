@@ -1,6 +1,7 @@
 // LibTorch's side of every workload, and the only translation unit that includes LibTorch headers
 // (they are heavy, and kept away from tessera's names). Compiled only when CMake finds Torch.
-// Each run() executes under c10::InferenceMode, as a LibTorch user serving a model would.
+// Each forward-only run() executes under c10::InferenceMode, as a LibTorch user serving a model
+// would; mlp_grad runs with autograd, as in training.
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/nn/functional/loss.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 #include <torch/version.h>
@@ -115,6 +117,33 @@ class Softmax final : public Runner {
   torch::Tensor x_, y_;
 };
 
+class MlpGrad final : public Runner {
+ public:
+  explicit MlpGrad(const Inputs& in) : x_(to_tensor(in.at(0))), labels_(to_tensor(in.at(1)).to(torch::kLong)) {
+    for (std::size_t i = 2; i < 8; ++i) params_.push_back(to_tensor(in.at(i)).requires_grad_(true));
+  }
+  void run() override {
+    for (auto& p : params_) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
+    const auto h1 = torch::relu(torch::addmm(params_[1], x_, params_[0]));
+    const auto h2 = torch::relu(torch::addmm(params_[3], h1, params_[2]));
+    const auto logits = torch::addmm(params_[5], h2, params_[4]);
+    loss_ = torch::nn::functional::cross_entropy(logits, labels_);
+    loss_.backward();
+  }
+  std::vector<float> result() const override {
+    std::vector<float> out{loss_.item<float>()};
+    for (const auto& p : params_) {
+      const auto g = to_vector(p.grad());
+      out.insert(out.end(), g.begin(), g.end());
+    }
+    return out;
+  }
+
+ private:
+  torch::Tensor x_, labels_, loss_;
+  std::vector<torch::Tensor> params_;  // w1, b1, w2, b2, w3, b3
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -122,6 +151,7 @@ std::unique_ptr<Runner> elementwise_chain_out(const Inputs& in) { return std::ma
 std::unique_ptr<Runner> gemm(const Inputs& in) { return std::make_unique<Gemm>(in); }
 std::unique_ptr<Runner> sum(const Inputs& in) { return std::make_unique<Sum>(in); }
 std::unique_ptr<Runner> softmax(const Inputs& in) { return std::make_unique<Softmax>(in); }
+std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<MlpGrad>(in); }
 
 void set_num_threads(int n) { torch::set_num_threads(n); }
 int num_threads() { return torch::get_num_threads(); }

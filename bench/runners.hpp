@@ -19,6 +19,10 @@ std::unique_ptr<Runner> gemm(const Inputs& in);
 std::unique_ptr<Runner> sum(const Inputs& in);
 /// y = softmax(x) along the last axis. Inputs: x [rows, cols].
 std::unique_ptr<Runner> softmax(const Inputs& in);
+/// Loss and parameter gradients of a ReLU MLP with softmax cross-entropy (mean over the batch).
+/// Inputs: x [batch, in], labels [batch] (class numbers as floats), then w1, b1, w2, b2, w3, b3 with
+/// w [in, out]. Result: the loss, then the gradients of w1, b1, ..., b3 flattened in that order.
+std::unique_ptr<Runner> mlp_grad(const Inputs& in);
 }  // namespace tessera_impl
 
 namespace libtorch_impl {
@@ -29,6 +33,8 @@ std::unique_ptr<Runner> elementwise_chain_out(const Inputs& in);
 std::unique_ptr<Runner> gemm(const Inputs& in);
 std::unique_ptr<Runner> sum(const Inputs& in);
 std::unique_ptr<Runner> softmax(const Inputs& in);
+/// Autograd (not under InferenceMode): forward, cross_entropy, backward into fresh .grad tensors.
+std::unique_ptr<Runner> mlp_grad(const Inputs& in);
 
 /// torch::set_num_threads(n).
 void set_num_threads(int n);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
 
 #include <tessera/tessera.hpp>
 
@@ -95,11 +96,62 @@ class Softmax final : public Runner {
   tessera::Tensor<float, 2> x_, y_;
 };
 
+class MlpGrad final : public Runner {
+ public:
+  explicit MlpGrad(const Inputs& in)
+      : x_(to_tensor<2>(in.at(0))),
+        w1_(to_tensor<2>(in.at(2))),
+        b1_(to_tensor<1>(in.at(3))),
+        w2_(to_tensor<2>(in.at(4))),
+        b2_(to_tensor<1>(in.at(5))),
+        w3_(to_tensor<2>(in.at(6))),
+        b3_(to_tensor<1>(in.at(7))) {
+    // One-hot targets, made once (tessera has no integer-label cross-entropy before the nn layer).
+    const auto& labels = in.at(1).values;
+    onehot_ = tessera::zeros<float>(tessera::Shape<2>{x_.shape(0), w3_.shape(1)});
+    for (std::size_t i = 0; i < labels.size(); ++i) onehot_(static_cast<tessera::index_t>(i), static_cast<tessera::index_t>(labels[i])) = 1.0f;
+  }
+  void run() override {
+    const auto& y = onehot_;
+    const float inv_batch = 1.0f / static_cast<float>(x_.shape(0));
+    const auto& x = x_;
+    auto loss = [&](const auto& w1, const auto& b1, const auto& w2, const auto& b2, const auto& w3, const auto& b3) {
+      const auto h1 = tessera::relu(tessera::matmul(x, w1) + b1);
+      const auto h2 = tessera::relu(tessera::matmul(h1, w2) + b2);
+      const auto logits = tessera::matmul(h2, w3) + b3;
+      return -tessera::sum(y * tessera::log_softmax(logits, -1)) * inv_batch;
+    };
+    std::tie(loss_, grads_) = tessera::value_and_grad(loss, w1_, b1_, w2_, b2_, w3_, b3_);
+  }
+  std::vector<float> result() const override {
+    std::vector<float> out{loss_.item()};
+    std::apply([&](const auto&... g) { (append(out, g), ...); }, grads_);
+    return out;
+  }
+
+ private:
+  template <std::size_t R>
+  static void append(std::vector<float>& out, const tessera::Tensor<float, R>& g) {
+    out.insert(out.end(), g.data(), g.data() + g.size());
+  }
+  tessera::Tensor<float, 2> x_, onehot_, w1_;
+  tessera::Tensor<float, 1> b1_;
+  tessera::Tensor<float, 2> w2_;
+  tessera::Tensor<float, 1> b2_;
+  tessera::Tensor<float, 2> w3_;
+  tessera::Tensor<float, 1> b3_;
+  tessera::Tensor<float, 0> loss_;
+  std::tuple<tessera::Tensor<float, 2>, tessera::Tensor<float, 1>, tessera::Tensor<float, 2>, tessera::Tensor<float, 1>,
+             tessera::Tensor<float, 2>, tessera::Tensor<float, 1>>
+      grads_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
 std::unique_ptr<Runner> gemm(const Inputs& in) { return std::make_unique<Gemm>(in); }
 std::unique_ptr<Runner> sum(const Inputs& in) { return std::make_unique<Sum>(in); }
 std::unique_ptr<Runner> softmax(const Inputs& in) { return std::make_unique<Softmax>(in); }
+std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<MlpGrad>(in); }
 
 }  // namespace tessera_bench::tessera_impl

@@ -3,6 +3,8 @@
 // Adding a workload: write its runner in tessera_workloads.cpp and libtorch_workloads.cpp (declare
 // both in runners.hpp), then add a row below with its inputs, unit and tolerance. bench_core and
 // tessera_vs_libtorch pick it up from the table.
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 
@@ -97,10 +99,47 @@ Workload softmax() {
   return w;
 }
 
+/// Labels 0..classes-1 as floats, the same for a given seed.
+HostArray label_array(std::int64_t n, int classes, std::uint64_t seed) {
+  HostArray h = uniform_array({n}, 0.0f, static_cast<float>(classes), seed);
+  for (auto& v : h.values) v = std::min(static_cast<float>(classes - 1), std::floor(v));
+  return h;
+}
+
+/// Loss and gradients of a 784-512-512-10 ReLU MLP, batch 128, softmax cross-entropy: the
+/// forward and backward of one training step (the optimizer update is the nn issue's).
+Workload mlp_grad() {
+  const std::int64_t batch = 128, in = 784, hidden = 512, classes = 10;
+  Workload w;
+  w.name = "mlp_grad";
+  // Forward 2*b*(in*h + h*h + h*c); backward twice that (input and weight gradients; the first
+  // layer's input gradient is not needed, LibTorch skips it too).
+  const double fwd = 2.0 * double(batch) * double(in * hidden + hidden * hidden + hidden * classes);
+  w.flops = fwd + 2.0 * fwd - 2.0 * double(batch) * double(in * hidden);
+  w.tolerance = 1e-4;  // gradients ~1e-2; float sums of up to 512 terms in different orders
+  w.make_inputs = [=] {
+    // PyTorch's default Linear initialization: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    auto layer = [](std::int64_t fan_in, std::int64_t fan_out, std::uint64_t seed, Inputs& out) {
+      const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+      out.push_back(uniform_array({fan_in, fan_out}, -bound, bound, seed));
+      out.push_back(uniform_array({fan_out}, -bound, bound, seed + 1));
+    };
+    Inputs inputs{uniform_array({batch, in}, 0.0f, 1.0f, 41), label_array(batch, int(classes), 42)};
+    layer(in, hidden, 43, inputs);
+    layer(hidden, hidden, 45, inputs);
+    layer(hidden, classes, 47, inputs);
+    return inputs;
+  };
+  w.tessera = tessera_impl::mlp_grad;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(mlp_grad);
+  return w;
+}
+
 }  // namespace
 
 const std::vector<Workload>& workloads() {
-  static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024), gemm(2048), sum(), softmax()};
+  static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024), gemm(2048),
+                                           sum(),               softmax(), mlp_grad()};
   return table;
 }
 

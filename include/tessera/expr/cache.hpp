@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 #include "tessera/core/tensor.hpp"
@@ -41,7 +42,7 @@ class CacheEpochScope {
 template <class TensorType>
 struct CacheSlot {
   std::uint64_t epoch = 0;
-  TensorType value;
+  std::optional<TensorType> value;  // optional: an empty rank-0 tensor would allocate its scalar
 };
 
 template <class E>
@@ -70,7 +71,7 @@ template <class E>
 materialized_tensor_t<E> materialize(const E& e) {
   const std::uint64_t epoch = active_cache_epoch();
   if constexpr (has_cache_slot<E>::value) {
-    if (epoch != 0 && e.cache && e.cache->epoch == epoch) return e.cache->value;
+    if (epoch != 0 && e.cache && e.cache->epoch == epoch) return *e.cache->value;
   }
   auto out = materialized_tensor_t<E>::uninitialized(e.shape());
   e.evaluate_into(out);
