@@ -63,8 +63,9 @@ auto private_double_copy(const A& a) {
 template <class A, class G>
 auto perturbation_pairs(A& x, const G& g) {
   if constexpr (has_parameters<A>::value) {
-    G gc = g;
-    return std::make_pair(x.parameters(), gc.parameters());
+    G gc = g;  // parameters() is non-const; copy the (shared) tensor handles out of the copy
+    auto grads = std::apply([](const auto&... t) { return std::make_tuple(t...); }, gc.parameters());
+    return std::make_pair(x.parameters(), grads);
   } else {
     return std::make_pair(std::tie(x), std::make_tuple(g));
   }
