@@ -1,4 +1,4 @@
-// tessera: tensors, lazy expression templates and an Eigen CPU backend. Include this one header.
+// tessera: tensors, lazy expression templates, autodiff, layers and optimizers. Include this one header.
 #pragma once
 
 #include "tessera/core/config.hpp"
@@ -28,6 +28,9 @@
 #include "tessera/expr/shape_ops.hpp"
 
 #include "tessera/autodiff/autodiff.hpp"
+
+#include "tessera/nn/nn.hpp"
+#include "tessera/optim/optim.hpp"
 
 namespace tessera {
 /// Library version (matches the CMake package version).

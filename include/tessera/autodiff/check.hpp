@@ -24,38 +24,67 @@ struct GradCheckOptions {
 struct GradCheckResult {
   bool passed = true;
   double max_error = 0;
-  std::size_t argument = 0;  ///< which tensor argument the worst element belongs to
+  std::size_t argument = 0;  ///< which argument the worst element belongs to
+  std::size_t tensor = 0;    ///< which of its parameters, for a parameter struct (module); else 0
   index_t element = 0;       ///< its flat (row-major) index
   double analytic = 0;
   double numeric = 0;
   std::string message() const {
     std::ostringstream os;
     os << (passed ? "gradient check passed" : "gradient check FAILED") << ": worst error " << max_error
-       << " at argument " << argument << ", element " << element << " (analytic " << analytic << ", numeric "
+       << " at argument " << argument << ", tensor " << tensor << ", element " << element << " (analytic " << analytic << ", numeric "
        << numeric << ")";
     return os.str();
   }
 };
 
 namespace detail {
-template <class T, std::size_t R, class B>
-Tensor<double, R, B> to_double(const Tensor<T, R, B>& t) {
-  return cast<double>(t);
+
+/// A private double-precision copy of an argument: tensors are cast, parameter structs (modules)
+/// get their parameters cloned so that perturbing them never touches the caller's tensors.
+template <class A>
+auto private_double_copy(const A& a) {
+  if constexpr (has_parameters<A>::value) {
+    A copy = a;
+    std::apply(
+        [](auto&... p) {
+          static_assert((std::is_same_v<value_type_t<std::decay_t<decltype(p)>>, double> && ...),
+                        "tessera::check_gradients: give parameter structs (modules) double parameters");
+          ((p = p.clone()), ...);
+        },
+        copy.parameters());
+    return copy;
+  } else {
+    return eval(cast<double>(a));
+  }
+}
+
+/// The tensors of an argument to perturb, paired with their analytic gradients.
+template <class A, class G>
+auto perturbation_pairs(A& x, const G& g) {
+  if constexpr (has_parameters<A>::value) {
+    G gc = g;  // parameters() is non-const; copy the (shared) tensor handles out of the copy
+    auto grads = std::apply([](const auto&... t) { return std::make_tuple(t...); }, gc.parameters());
+    return std::make_pair(x.parameters(), grads);
+  } else {
+    return std::make_pair(std::tie(x), std::make_tuple(g));
+  }
+}
+
+template <class Xs, class Gs, class Fn, std::size_t... P>
+void for_each_pair(Xs& xs, const Gs& gs, Fn&& fn, std::index_sequence<P...>) {
+  (fn(P, std::get<P>(xs), std::get<P>(gs)), ...);
 }
 
 template <class F, class Args, std::size_t... K>
 GradCheckResult check_gradients_impl(F& f, const Args& targs, const GradCheckOptions& opt, std::index_sequence<K...>) {
-  // Fresh double copies, so perturbing them never touches the caller's tensors.
-  auto args = std::make_tuple(eval(to_double(std::get<K>(targs)))...);
+  auto args = std::make_tuple(private_double_copy(std::get<K>(targs))...);
   const auto analytic = std::apply([&](const auto&... x) { return grad(f, x...); }, args);
   auto value_at = [&]() {
     return std::apply([&](const auto&... x) { return Tensor<double, 0>(f(x...))(); }, args);
   };
   GradCheckResult result;
-  auto check_arg = [&](auto k_const) {
-    constexpr std::size_t k = decltype(k_const)::value;
-    auto& x = std::get<k>(args);
-    const auto& g = std::get<k>(analytic);
+  auto check_tensor = [&](std::size_t k, std::size_t tensor, auto& x, const auto& g) {
     auto xf = x.flatten();  // contiguous: a view that writes through to x
     const auto gf = eval(g).flatten();
     for (index_t i = 0; i < xf.size(); ++i) {
@@ -68,16 +97,22 @@ GradCheckResult check_gradients_impl(F& f, const Args& targs, const GradCheckOpt
       const double numeric = (up - down) / (2 * opt.step);
       const double a = gf(i);
       const double err = std::abs(a - numeric) / std::max({1.0, std::abs(a), std::abs(numeric)});
-      if (!(err <= result.max_error) || (i == 0 && k == 0 && result.max_error == 0 && err == 0)) {
-        if (!(err <= result.max_error)) {
-          result.max_error = err;
-          result.argument = k;
-          result.element = i;
-          result.analytic = a;
-          result.numeric = numeric;
-        }
+      if (!(err <= result.max_error)) {
+        result.max_error = err;
+        result.argument = k;
+        result.tensor = tensor;
+        result.element = i;
+        result.analytic = a;
+        result.numeric = numeric;
       }
     }
+  };
+  auto check_arg = [&](auto k_const) {
+    constexpr std::size_t k = decltype(k_const)::value;
+    auto [xs, gs] = perturbation_pairs(std::get<k>(args), std::get<k>(analytic));
+    constexpr std::size_t n = std::tuple_size_v<decltype(xs)>;
+    for_each_pair(xs, gs, [&](std::size_t t, auto& x, const auto& g) { check_tensor(k, t, x, g); },
+                  std::make_index_sequence<n>{});
   };
   (check_arg(std::integral_constant<std::size_t, K>{}), ...);
   result.passed = result.max_error <= opt.tolerance;
@@ -89,7 +124,8 @@ struct is_grad_check_options : std::is_same<std::decay_t<T>, GradCheckOptions> {
 }  // namespace detail
 
 /// Checks grad(f, args...) against central finite differences computed in double precision.
-/// Arguments are tensors (copied to double); a GradCheckOptions may follow them.
+/// Arguments are tensors (copied to double) or modules with double parameters (copied); a
+/// GradCheckOptions may follow them.
 template <class F, class... A>
 GradCheckResult check_gradients(F&& f, const A&... args) {
   if constexpr (sizeof...(A) > 0 && detail::is_grad_check_options<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>::value) {

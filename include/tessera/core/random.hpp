@@ -46,6 +46,15 @@ class Generator {
   std::uint64_t offset_ = 0;
 };
 
+/// The generator layers draw their initial weights from when none is given (PyTorch's global
+/// generator). Not synchronized: construct models from one thread, or pass generators explicitly.
+inline Generator& default_generator() {
+  static Generator gen(0);
+  return gen;
+}
+/// Restarts the default generator from `seed` (torch.manual_seed).
+inline void manual_seed(std::uint64_t seed) { default_generator() = Generator(seed); }
+
 namespace detail {
 /// Uniform in [0, 1) from 24 (float) or 53 (double) random bits.
 template <class T>
