@@ -16,6 +16,7 @@
 #include "tessera/backend/cpu/gemm.hpp"
 #include "tessera/backend/cpu/reduce.hpp"
 #include "tessera/backend/cpu/softmax.hpp"
+#include "tessera/backend/cpu/conv.hpp"
 
 #include "tessera/expr/elementwise.hpp"
 #include "tessera/expr/unary_ops.hpp"
@@ -26,6 +27,7 @@
 #include "tessera/expr/softmax.hpp"
 #include "tessera/expr/join.hpp"
 #include "tessera/expr/shape_ops.hpp"
+#include "tessera/expr/conv.hpp"
 
 #include "tessera/autodiff/autodiff.hpp"
 

@@ -72,6 +72,27 @@ emit("bce_target", bt)
 emit("bce_mean", F.binary_cross_entropy_with_logits(p * 3, bt))
 emit("bce_none", F.binary_cross_entropy_with_logits(p * 3, bt, reduction="none"))
 
+# Convolutions: (stride, padding, dilation, groups) cases on a [2, 4, 7, 6] input.
+cx = torch.randn(2, 4, 7, 6)
+emit("conv_x", cx)
+conv_cases = {
+    "basic": dict(stride=1, padding=0, dilation=1, groups=1, out=3, k=(3, 3)),
+    "pad_stride": dict(stride=2, padding=1, dilation=1, groups=1, out=5, k=(3, 2)),
+    "dilated": dict(stride=1, padding=2, dilation=2, groups=1, out=2, k=(3, 3)),
+    "groups": dict(stride=(1, 2), padding=(1, 0), dilation=1, groups=2, out=4, k=(2, 3)),
+}
+for name, c in conv_cases.items():
+    w = torch.randn(c["out"], 4 // c["groups"], *c["k"])
+    b = torch.randn(c["out"])
+    emit(f"conv_{name}_w", w)
+    emit(f"conv_{name}_b", b)
+    emit(f"conv_{name}_y", F.conv2d(cx, w, b, stride=c["stride"], padding=c["padding"], dilation=c["dilation"],
+                                     groups=c["groups"]))
+emit("pool_max_2", F.max_pool2d(cx, 2))
+emit("pool_max_3_s2_p1", F.max_pool2d(cx, 3, stride=2, padding=1))
+emit("pool_avg_2", F.avg_pool2d(cx, 2))
+emit("pool_avg_3_s2_p1", F.avg_pool2d(cx, 3, stride=2, padding=1))
+
 # Optimizers: one parameter of 5 elements, 4 steps with given gradients.
 p0 = torch.randn(5)
 grads = [torch.randn(5) for _ in range(4)]

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tessera/nn/activation.hpp"
+#include "tessera/nn/conv.hpp"
 #include "tessera/nn/init.hpp"
 #include "tessera/nn/linear.hpp"
 #include "tessera/nn/loss.hpp"

@@ -1,0 +1,284 @@
+// conv2d, max_pool2d and avg_pool2d (NCHW) as materialization nodes, with their backward nodes as
+// grad rules: the data and filter gradients of a convolution, the pooling gradient.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "tessera/backend/cpu/conv.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/cache.hpp"
+#include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/shape_ops.hpp"
+
+namespace tessera {
+
+/// A size given once for both spatial axes (`3`) or per axis (`{3, 1}`).
+struct Size2 {
+  index_t h, w;
+  Size2(index_t v) : h(v), w(v) {}  // NOLINT: implicit, so `{.padding = 1}` reads naturally
+  Size2(index_t h_, index_t w_) : h(h_), w(w_) {}
+};
+
+/// Options of conv2d (torch.nn.functional.conv2d's, same meaning).
+struct Conv2dOptions {
+  Size2 stride = 1;
+  Size2 padding = 0;
+  Size2 dilation = 1;
+  index_t groups = 1;
+};
+
+/// Options of the pooling ops; stride defaults to the kernel size, as in PyTorch.
+struct Pool2dOptions {
+  std::optional<Size2> stride = std::nullopt;
+  Size2 padding = 0;
+  Size2 dilation = 1;  ///< max pooling only
+};
+
+namespace detail {
+
+template <class T, class B, class E>
+Tensor<T, 4, B> contiguous_value(const E& e) {
+  return value_of(e).contiguous();
+}
+
+template <class G>
+using adjoint_tensor_t = Tensor<value_type_t<G>, 4, backend_t<G>>;
+
+/// The cache slot every node of this file carries (its buffer is kept during an autodiff sweep).
+template <class T, class B>
+struct CachedNode4 {
+  std::shared_ptr<CacheSlot<Tensor<T, 4, B>>> cache = std::make_shared<CacheSlot<Tensor<T, 4, B>>>();
+};
+
+}  // namespace detail
+
+template <class X, class W>
+struct Conv2dInputGrad;
+template <class X, class G>
+struct Conv2dWeightGrad;
+
+/// y = conv2d(x, w): x [N, C, H, W], w [O, C / groups, kh, kw] -> [N, O, Ho, Wo].
+template <class X, class W>
+struct Conv2d : ExprBase<Conv2d<X, W>>, detail::CachedNode4<value_type_t<X>, common_backend_t<backend_t<X>, backend_t<W>>> {
+  using value_type = value_type_t<X>;
+  using backend_type = common_backend_t<backend_t<X>, backend_t<W>>;
+  static constexpr std::size_t rank = 4;
+  static constexpr const char* name = "conv2d";
+  static_assert(rank_v<X> == 4 && rank_v<W> == 4, "tessera::conv2d: input [N, C, H, W] and weight [O, C/groups, kh, kw]");
+  static_assert(std::is_same_v<value_type_t<X>, value_type_t<W>>, "tessera::conv2d: input and weight element types differ");
+  static_assert(std::is_floating_point_v<value_type>, "tessera::conv2d needs floating-point tensors");
+
+  X input;
+  W weight;
+  Conv2dGeometry geometry;
+
+  Conv2d(X x, W w, const Conv2dGeometry& g) : input(std::move(x)), weight(std::move(w)), geometry(g) {
+    const auto s = input.shape();
+    const auto k = weight.shape();
+    const std::string where = "conv2d: input " + shape_to_string(s) + ", weight " + shape_to_string(k);
+    if (g.groups < 1 || s[1] % g.groups != 0 || k[0] % g.groups != 0) {
+      throw shape_error(where + ": " + std::to_string(g.groups) + " groups must divide the input and output channels");
+    }
+    if (k[1] * g.groups != s[1]) {
+      throw shape_error(where + ": the weight expects " + std::to_string(k[1] * g.groups) + " input channels, the input has " +
+                        std::to_string(s[1]));
+    }
+    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_h < 0 || g.pad_w < 0) {
+      throw value_error(where + ": stride and dilation must be positive and padding non-negative");
+    }
+    shape_ = {s[0], k[0], Conv2dGeometry::out_extent(s[2], k[2], g.stride_h, g.pad_h, g.dilation_h, "conv2d"),
+              Conv2dGeometry::out_extent(s[3], k[3], g.stride_w, g.pad_w, g.dilation_w, "conv2d")};
+  }
+  const Shape<4>& shape() const { return shape_; }
+  void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    conv2d_forward(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
+                   detail::contiguous_value<value_type, backend_type>(weight), out, geometry);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(input, f);
+    detail::for_each_tensor(weight, f);
+  }
+  auto inputs() const { return std::tie(input, weight); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    const auto gg = sum_to(g, shape_);
+    using GG = std::decay_t<decltype(gg)>;
+    return std::make_tuple(Conv2dInputGrad<W, GG>(weight, gg, input.shape(), geometry),
+                           Conv2dWeightGrad<X, GG>(input, gg, weight.shape(), geometry));
+  }
+
+ private:
+  Shape<4> shape_{};
+};
+
+/// The gradient of conv2d with respect to its input: a transposed convolution of dy by w.
+template <class W, class G>
+struct Conv2dInputGrad : ExprBase<Conv2dInputGrad<W, G>>, detail::CachedNode4<value_type_t<W>, backend_t<W>> {
+  using value_type = value_type_t<W>;
+  using backend_type = backend_t<W>;
+  static constexpr std::size_t rank = 4;
+  static constexpr const char* name = "conv2d_input_grad";
+  W weight;
+  G dy;
+  Shape<4> input_shape;
+  Conv2dGeometry geometry;
+  Conv2dInputGrad(W w, G g, const Shape<4>& in, const Conv2dGeometry& geo)
+      : weight(std::move(w)), dy(std::move(g)), input_shape(in), geometry(geo) {}
+  const Shape<4>& shape() const { return input_shape; }
+  void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    conv2d_backward_data(backend_type{}, detail::contiguous_value<value_type, backend_type>(weight),
+                         detail::contiguous_value<value_type, backend_type>(dy), out, geometry);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(weight, f);
+    detail::for_each_tensor(dy, f);
+  }
+  auto inputs() const { return std::tie(weight, dy); }
+  template <class GG>
+  auto input_adjoints(const GG&) const {
+    static_assert(detail::dependent_false_v<GG>, "tessera::grad: second derivatives through conv2d are not implemented");
+    return std::make_tuple(NoAdjoint{}, NoAdjoint{});
+  }
+};
+
+/// The gradient of conv2d with respect to its weight: dy correlated with the input's columns.
+template <class X, class G>
+struct Conv2dWeightGrad : ExprBase<Conv2dWeightGrad<X, G>>, detail::CachedNode4<value_type_t<X>, backend_t<X>> {
+  using value_type = value_type_t<X>;
+  using backend_type = backend_t<X>;
+  static constexpr std::size_t rank = 4;
+  static constexpr const char* name = "conv2d_weight_grad";
+  X input;
+  G dy;
+  Shape<4> weight_shape;
+  Conv2dGeometry geometry;
+  Conv2dWeightGrad(X x, G g, const Shape<4>& w, const Conv2dGeometry& geo)
+      : input(std::move(x)), dy(std::move(g)), weight_shape(w), geometry(geo) {}
+  const Shape<4>& shape() const { return weight_shape; }
+  void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    conv2d_backward_filter(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
+                           detail::contiguous_value<value_type, backend_type>(dy), out, geometry);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(input, f);
+    detail::for_each_tensor(dy, f);
+  }
+  auto inputs() const { return std::tie(input, dy); }
+  template <class GG>
+  auto input_adjoints(const GG&) const {
+    static_assert(detail::dependent_false_v<GG>, "tessera::grad: second derivatives through conv2d are not implemented");
+    return std::make_tuple(NoAdjoint{}, NoAdjoint{});
+  }
+};
+
+/// Lazy 2-D convolution (cross-correlation, as in every deep-learning library), NCHW.
+template <class X, class W, std::enable_if_t<is_expr_v<X> && is_expr_v<W>, int> = 0>
+Conv2d<X, W> conv2d(const X& x, const W& w, const Conv2dOptions& o = {}) {
+  return Conv2d<X, W>(x, w,
+                      Conv2dGeometry{o.stride.h, o.stride.w, o.padding.h, o.padding.w, o.dilation.h, o.dilation.w, o.groups});
+}
+
+template <bool Max, class X, class G>
+struct Pool2dGrad;
+
+/// Max (Max = true) or average pooling over kh x kw windows, NCHW.
+template <bool Max, class X>
+struct Pool2d : ExprBase<Pool2d<Max, X>>, detail::CachedNode4<value_type_t<X>, backend_t<X>> {
+  using value_type = value_type_t<X>;
+  using backend_type = backend_t<X>;
+  static constexpr std::size_t rank = 4;
+  static constexpr const char* name = Max ? "max_pool2d" : "avg_pool2d";
+  static_assert(rank_v<X> == 4, "tessera: pooling needs an [N, C, H, W] input");
+  static_assert(std::is_floating_point_v<value_type>, "tessera: pooling needs floating-point tensors");
+  X input;
+  index_t kh, kw;
+  Conv2dGeometry geometry;
+  Pool2d(X x, index_t kernel_h, index_t kernel_w, const Conv2dGeometry& g)
+      : input(std::move(x)), kh(kernel_h), kw(kernel_w), geometry(g) {
+    const auto s = input.shape();
+    if (kh < 1 || kw < 1 || g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1) {
+      throw value_error(std::string(name) + ": kernel, stride and dilation must be positive");
+    }
+    if (g.pad_h < 0 || g.pad_w < 0 || 2 * g.pad_h > kh || 2 * g.pad_w > kw) {
+      throw value_error(std::string(name) + ": padding must be between 0 and half the kernel");
+    }
+    shape_ = {s[0], s[1], Conv2dGeometry::out_extent(s[2], kh, g.stride_h, g.pad_h, g.dilation_h, name),
+              Conv2dGeometry::out_extent(s[3], kw, g.stride_w, g.pad_w, g.dilation_w, name)};
+  }
+  const Shape<4>& shape() const { return shape_; }
+  void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    pool2d_forward<Max>(backend_type{}, detail::contiguous_value<value_type, backend_type>(input), out, kh, kw, geometry);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(input, f);
+  }
+  auto inputs() const { return std::tie(input); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    const auto gg = sum_to(g, shape_);
+    return std::make_tuple(Pool2dGrad<Max, X, std::decay_t<decltype(gg)>>(input, gg, kh, kw, geometry));
+  }
+
+ private:
+  Shape<4> shape_{};
+};
+
+/// The gradient of pooling with respect to its input (max: to each window's first maximum).
+template <bool Max, class X, class G>
+struct Pool2dGrad : ExprBase<Pool2dGrad<Max, X, G>>, detail::CachedNode4<value_type_t<X>, backend_t<X>> {
+  using value_type = value_type_t<X>;
+  using backend_type = backend_t<X>;
+  static constexpr std::size_t rank = 4;
+  static constexpr const char* name = Max ? "max_pool2d_grad" : "avg_pool2d_grad";
+  X input;
+  G dy;
+  index_t kh, kw;
+  Conv2dGeometry geometry;
+  Pool2dGrad(X x, G g, index_t h, index_t w, const Conv2dGeometry& geo)
+      : input(std::move(x)), dy(std::move(g)), kh(h), kw(w), geometry(geo) {}
+  auto shape() const { return input.shape(); }
+  void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    pool2d_backward<Max>(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
+                         detail::contiguous_value<value_type, backend_type>(dy), out, kh, kw, geometry);
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(input, f);
+    detail::for_each_tensor(dy, f);
+  }
+  auto inputs() const { return std::tie(input, dy); }
+  template <class GG>
+  auto input_adjoints(const GG&) const {
+    static_assert(detail::dependent_false_v<GG>, "tessera::grad: second derivatives through pooling are not implemented");
+    return std::make_tuple(NoAdjoint{}, NoAdjoint{});
+  }
+};
+
+namespace detail {
+inline Conv2dGeometry pool_geometry(index_t kh, index_t kw, const Pool2dOptions& o) {
+  const Size2 stride = o.stride ? *o.stride : Size2(kh, kw);
+  return Conv2dGeometry{stride.h, stride.w, o.padding.h, o.padding.w, o.dilation.h, o.dilation.w, 1};
+}
+}  // namespace detail
+
+/// Lazy max pooling over `kernel` windows (stride = kernel unless given).
+template <class X, std::enable_if_t<is_expr_v<X>, int> = 0>
+Pool2d<true, X> max_pool2d(const X& x, Size2 kernel, const Pool2dOptions& o = {}) {
+  return Pool2d<true, X>(x, kernel.h, kernel.w, detail::pool_geometry(kernel.h, kernel.w, o));
+}
+/// Lazy average pooling (padding counts as zeros in the average, PyTorch's default).
+template <class X, std::enable_if_t<is_expr_v<X>, int> = 0>
+Pool2d<false, X> avg_pool2d(const X& x, Size2 kernel, const Pool2dOptions& o = {}) {
+  if (o.dilation.h != 1 || o.dilation.w != 1) throw value_error("avg_pool2d: dilation is not supported");
+  return Pool2d<false, X>(x, kernel.h, kernel.w, detail::pool_geometry(kernel.h, kernel.w, o));
+}
+
+}  // namespace tessera

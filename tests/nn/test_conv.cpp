@@ -1,0 +1,111 @@
+// conv2d and pooling: forward against PyTorch (stride, padding, dilation, groups), gradients by
+// finite differences, the layers, and a small CNN that overfits 64 random images.
+#include <doctest/doctest.h>
+
+#include <tessera/tessera.hpp>
+
+#include "autodiff/grad_test_support.hpp"
+#include "nn/fixture_support.hpp"
+
+using namespace tessera;
+namespace fx = torch_fixtures;
+
+namespace {
+Tensor<double, 4> bias4(const fx::Array& b) { return fixture::d1(b).reshape({1, index_t(b.values.size()), 1, 1}); }
+}  // namespace
+
+TEST_CASE("conv2d matches PyTorch for stride, padding, dilation and groups") {
+  const auto x = fixture::d4(fx::conv_x);
+  const Tensor<double, 4> basic = conv2d(x, fixture::d4(fx::conv_basic_w)) + bias4(fx::conv_basic_b);
+  CHECK_TENSOR_NEAR(basic, fixture::d4(fx::conv_basic_y), 1e-13);
+  const Tensor<double, 4> strided =
+      conv2d(x, fixture::d4(fx::conv_pad_stride_w), {.stride = 2, .padding = 1}) + bias4(fx::conv_pad_stride_b);
+  CHECK_TENSOR_NEAR(strided, fixture::d4(fx::conv_pad_stride_y), 1e-13);
+  const Tensor<double, 4> dilated =
+      conv2d(x, fixture::d4(fx::conv_dilated_w), {.stride = 1, .padding = 2, .dilation = 2}) + bias4(fx::conv_dilated_b);
+  CHECK_TENSOR_NEAR(dilated, fixture::d4(fx::conv_dilated_y), 1e-13);
+  const Tensor<double, 4> grouped =
+      conv2d(x, fixture::d4(fx::conv_groups_w), {.stride = {1, 2}, .padding = {1, 0}, .dilation = 1, .groups = 2}) +
+      bias4(fx::conv_groups_b);
+  CHECK_TENSOR_NEAR(grouped, fixture::d4(fx::conv_groups_y), 1e-13);
+}
+
+TEST_CASE("pooling matches PyTorch") {
+  const auto x = fixture::d4(fx::conv_x);
+  CHECK_TENSOR_EQ(eval(max_pool2d(x, 2)), fixture::d4(fx::pool_max_2));
+  CHECK_TENSOR_EQ(eval(max_pool2d(x, 3, {.stride = 2, .padding = 1})), fixture::d4(fx::pool_max_3_s2_p1));
+  CHECK_TENSOR_NEAR(eval(avg_pool2d(x, 2)), fixture::d4(fx::pool_avg_2), 1e-15);
+  CHECK_TENSOR_NEAR(eval(avg_pool2d(x, 3, {.stride = 2, .padding = 1})), fixture::d4(fx::pool_avg_3_s2_p1), 1e-15);
+}
+
+TEST_CASE("conv2d: input and weight gradients check against finite differences") {
+  Generator gen(4);
+  const auto x = normal<double>(gen, {2, 4, 6, 5});
+  const auto w = normal<double>(gen, {6, 2, 3, 2});
+  const auto r = normal<double>(gen, {2, 6, 3, 4});  // random cotangent for the grouped, strided case
+  GRAD_CHECK([](const auto& a, const auto& b) { return sum(square(conv2d(a, b, {.padding = 1, .groups = 2}))); }, x, w,
+             grad_test::tight());
+  GRAD_CHECK([&](const auto& a, const auto& b) {
+    return sum(conv2d(a, b, {.stride = 2, .padding = {1, 2}, .dilation = {1, 2}, .groups = 2}) * r);
+  }, x, w, grad_test::tight());
+}
+
+TEST_CASE("pooling: gradients check against finite differences") {
+  Generator gen(5);
+  const auto x = normal<double>(gen, {2, 3, 7, 6});  // distinct values: no ties inside a window
+  GRAD_CHECK([](const auto& a) { return sum(square(max_pool2d(a, 2))); }, x, grad_test::tight());
+  GRAD_CHECK([](const auto& a) { return sum(square(max_pool2d(a, 3, {.stride = 2, .padding = 1}))); }, x, grad_test::tight());
+  GRAD_CHECK([](const auto& a) { return sum(square(avg_pool2d(a, 3, {.stride = 2, .padding = 1}))); }, x, grad_test::tight());
+  GRAD_CHECK([](const auto& a) { return sum(square(nn::GlobalAvgPool2d{}(a))); }, x, grad_test::tight());
+}
+
+TEST_CASE("conv2d and pooling reject bad shapes and options with clear messages") {
+  const Tensor<float, 4> x(Shape<4>{1, 3, 5, 5});
+  const Tensor<float, 4> w(Shape<4>{4, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(conv2d(x, w), "conv2d: input [1, 3, 5, 5], weight [4, 2, 3, 3]: the weight expects 2 input channels, the input has 3",
+                       shape_error);
+  const Tensor<float, 4> big(Shape<4>{4, 3, 7, 7});
+  CHECK_THROWS_WITH_AS(conv2d(x, big),
+                       "conv2d: window of 7 (kernel 7, dilation 1) does not fit an input of 5 with padding 0", shape_error);
+  CHECK_THROWS_AS(conv2d(x, Tensor<float, 4>(Shape<4>{4, 1, 3, 3}), {.groups = 2}), shape_error);
+  CHECK_THROWS_AS(conv2d(x, Tensor<float, 4>(Shape<4>{4, 3, 3, 3}), {.stride = 0}), value_error);
+  CHECK_THROWS_AS(max_pool2d(x, 2, {.stride = std::nullopt, .padding = 2}), value_error);
+  CHECK_THROWS_AS(nn::Conv2d<>(3, 4, 3, {.groups = 2}), value_error);
+}
+
+TEST_CASE("Conv2d layer: PyTorch's initialization bound, parameters, forward with bias") {
+  Generator gen(6);
+  nn::Conv2d<double> conv(4, 6, 3, {.padding = 1, .generator = &gen});
+  CHECK(conv.weight.shape() == Shape<4>{6, 4, 3, 3});
+  const double bound = 1.0 / 6.0;  // 1 / sqrt(4 * 3 * 3)
+  CHECK(Tensor<double, 0>(max(abs(conv.weight)))() <= bound);
+  CHECK(nn::parameter_count(conv) == 6 * 4 * 9 + 6);
+  const auto x = normal<double>(gen, {2, 4, 5, 5});
+  const Tensor<double, 4> y = conv(x);
+  const Tensor<double, 4> expected = conv2d(x, conv.weight, {.padding = 1}) + conv.bias.reshape({1, 6, 1, 1});
+  CHECK_TENSOR_NEAR(y, expected, 1e-15);
+  GRAD_CHECK([&](const auto& m) { return sum(square(m(x))); }, conv, grad_test::tight());
+}
+
+TEST_CASE("a small CNN overfits 64 random 28x28 images to 100% training accuracy") {
+  Generator gen(7);
+  auto model = nn::sequential(nn::Conv2d<float>(1, 8, 3, {.padding = 1, .generator = &gen}), nn::ReLU{}, nn::MaxPool2d(2),
+                              nn::Conv2d<float>(8, 16, 3, {.padding = 1, .generator = &gen}), nn::ReLU{}, nn::MaxPool2d(2),
+                              nn::Flatten{}, nn::Linear<float>(16 * 7 * 7, 10, {.bias = true, .generator = &gen}));
+  const auto images = uniform<float>(gen, {64, 1, 28, 28});
+  Tensor<std::int64_t, 1> labels(Shape<1>{64});
+  for (index_t i = 0; i < 64; ++i) labels(i) = i % 10;
+  optim::Adam<float> opt({.lr = 3e-3});
+  auto loss = [&](const auto& m) { return nn::cross_entropy(m(images), labels); };
+  float last = 0;
+  for (int step = 0; step < 80; ++step) {
+    auto [l, g] = value_and_grad(loss, model);
+    last = l();
+    opt.step(model, std::get<0>(g));
+  }
+  const Tensor<std::int64_t, 1> predicted = argmax(model(images), 1);
+  index_t correct = 0;
+  for (index_t i = 0; i < 64; ++i) correct += predicted(i) == labels(i);
+  MESSAGE("loss after 80 Adam steps " << last << ", training accuracy " << correct << "/64");
+  CHECK(correct == 64);
+}
