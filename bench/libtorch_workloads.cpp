@@ -1,7 +1,7 @@
 // LibTorch's side of every workload, and the only translation unit that includes LibTorch headers
 // (they are heavy, and kept away from tessera's names). Compiled only when CMake finds Torch.
 // Each forward-only run() executes under c10::InferenceMode, as a LibTorch user serving a model
-// would; mlp_grad runs with autograd, as in training.
+// would; mlp_grad and the training steps run with autograd and torch::optim, as in training.
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -10,7 +10,12 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/nn/functional/conv.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/nn/functional/linear.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 #include <torch/version.h>
@@ -144,6 +149,94 @@ class MlpGrad final : public Runner {
   std::vector<torch::Tensor> params_;  // w1, b1, w2, b2, w3, b3
 };
 
+namespace F = torch::nn::functional;
+
+/// Parameters from inputs [first, first + n), each requiring gradients.
+std::vector<torch::Tensor> parameters_from(const Inputs& in, std::size_t first, std::size_t n) {
+  std::vector<torch::Tensor> params;
+  for (std::size_t i = first; i < first + n; ++i) params.push_back(to_tensor(in.at(i)).requires_grad_(true));
+  return params;
+}
+
+/// The losses of the first two runs (see tessera's LossLog).
+struct LossLog {
+  std::vector<float> first_two;
+  void record(const torch::Tensor& loss) {
+    if (first_two.size() < 2) first_two.push_back(loss.item<float>());
+  }
+};
+
+class MlpTrainStep final : public Runner {
+ public:
+  explicit MlpTrainStep(const Inputs& in)
+      : x_(to_tensor(in.at(0))),
+        labels_(to_tensor(in.at(1)).to(torch::kLong)),
+        params_(parameters_from(in, 2, 6)),
+        opt_(params_, torch::optim::SGDOptions(0.01).momentum(0.9)) {}
+  void run() override {
+    for (auto& p : params_) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none=True)
+    auto h = torch::relu(F::linear(x_, params_[0], params_[1]));
+    h = torch::relu(F::linear(h, params_[2], params_[3]));
+    const auto loss = F::cross_entropy(F::linear(h, params_[4], params_[5]), labels_);
+    loss.backward();
+    opt_.step();
+    log_.record(loss);
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  torch::Tensor x_, labels_;
+  std::vector<torch::Tensor> params_;
+  torch::optim::SGD opt_;
+  LossLog log_;
+};
+
+class CnnTrainStep final : public Runner {
+ public:
+  explicit CnnTrainStep(const Inputs& in)
+      : x_(to_tensor(in.at(0))),
+        labels_(to_tensor(in.at(1)).to(torch::kLong)),
+        params_(parameters_from(in, 2, 8)),
+        opt_(params_, torch::optim::AdamOptions(1e-3)) {}
+  void run() override {
+    for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+    auto h = F::max_pool2d(torch::relu(F::conv2d(x_, params_[0], F::Conv2dFuncOptions().bias(params_[1]).padding(1))),
+                           F::MaxPool2dFuncOptions(2));
+    h = F::max_pool2d(torch::relu(F::conv2d(h, params_[2], F::Conv2dFuncOptions().bias(params_[3]).padding(1))),
+                      F::MaxPool2dFuncOptions(2));
+    h = torch::relu(F::linear(h.flatten(1), params_[4], params_[5]));
+    const auto loss = F::cross_entropy(F::linear(h, params_[6], params_[7]), labels_);
+    loss.backward();
+    opt_.step();
+    log_.record(loss);
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  torch::Tensor x_, labels_;
+  std::vector<torch::Tensor> params_;
+  torch::optim::Adam opt_;
+  LossLog log_;
+};
+
+class Adam10mStep final : public Runner {
+ public:
+  explicit Adam10mStep(const Inputs& in)
+      : params_{to_tensor(in.at(0)).requires_grad_(true)}, opt_(params_, torch::optim::AdamOptions(1e-3)) {
+    params_[0].mutable_grad() = to_tensor(in.at(1));
+  }
+  void run() override {
+    opt_.step();
+    if (first_.empty()) first_ = to_vector(params_[0].detach());
+  }
+  std::vector<float> result() const override { return first_; }
+
+ private:
+  std::vector<torch::Tensor> params_;
+  torch::optim::Adam opt_;
+  std::vector<float> first_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -152,6 +245,9 @@ std::unique_ptr<Runner> gemm(const Inputs& in) { return std::make_unique<Gemm>(i
 std::unique_ptr<Runner> sum(const Inputs& in) { return std::make_unique<Sum>(in); }
 std::unique_ptr<Runner> softmax(const Inputs& in) { return std::make_unique<Softmax>(in); }
 std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<MlpGrad>(in); }
+std::unique_ptr<Runner> mlp_train_step(const Inputs& in) { return std::make_unique<MlpTrainStep>(in); }
+std::unique_ptr<Runner> cnn_train_step(const Inputs& in) { return std::make_unique<CnnTrainStep>(in); }
+std::unique_ptr<Runner> adam_10m_step(const Inputs& in) { return std::make_unique<Adam10mStep>(in); }
 
 void set_num_threads(int n) { torch::set_num_threads(n); }
 int num_threads() { return torch::get_num_threads(); }

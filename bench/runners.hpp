@@ -23,6 +23,14 @@ std::unique_ptr<Runner> softmax(const Inputs& in);
 /// Inputs: x [batch, in], labels [batch] (class numbers as floats), then w1, b1, w2, b2, w3, b3 with
 /// w [in, out]. Result: the loss, then the gradients of w1, b1, ..., b3 flattened in that order.
 std::unique_ptr<Runner> mlp_grad(const Inputs& in);
+/// One SGD-momentum training step of the 784-512-512-10 MLP. Inputs: x, labels, then w1, b1, w2, b2,
+/// w3, b3 in PyTorch's layout (w [out, in]). Result: the losses of the first two runs.
+std::unique_ptr<Runner> mlp_train_step(const Inputs& in);
+/// One Adam training step of the CNN of the nn issue. Inputs: x [64, 1, 28, 28], labels, then
+/// conv1 w, b, conv2 w, b, fc1 w, b, fc2 w, b. Result: the losses of the first two runs.
+std::unique_ptr<Runner> cnn_train_step(const Inputs& in);
+/// One Adam step over one parameter of 10M elements. Inputs: p, g. Result: p after the first run.
+std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
 }  // namespace tessera_impl
 
 namespace libtorch_impl {
@@ -35,6 +43,10 @@ std::unique_ptr<Runner> sum(const Inputs& in);
 std::unique_ptr<Runner> softmax(const Inputs& in);
 /// Autograd (not under InferenceMode): forward, cross_entropy, backward into fresh .grad tensors.
 std::unique_ptr<Runner> mlp_grad(const Inputs& in);
+/// torch::optim::SGD / Adam over autograd, as a LibTorch training loop is written.
+std::unique_ptr<Runner> mlp_train_step(const Inputs& in);
+std::unique_ptr<Runner> cnn_train_step(const Inputs& in);
+std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
 
 /// torch::set_num_threads(n).
 void set_num_threads(int n);

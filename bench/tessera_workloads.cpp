@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 
 #include <tessera/tessera.hpp>
@@ -146,6 +147,116 @@ class MlpGrad final : public Runner {
       grads_;
 };
 
+/// Keeps the losses of the first two runs (the second one sees the first update), so results can
+/// be compared however many timed rounds each library ran.
+struct LossLog {
+  std::vector<float> first_two;
+  void record(float loss) {
+    if (first_two.size() < 2) first_two.push_back(loss);
+  }
+};
+
+template <class M>
+void load_parameters(M& model, const Inputs& in, std::size_t first) {
+  std::size_t k = first;
+  tessera::nn::for_each_parameter(model, [&](const std::string& name, auto& p) {
+    const HostArray& h = in.at(k++);
+    if (static_cast<std::size_t>(p.size()) != h.values.size()) {
+      throw std::invalid_argument("tessera runner: input for " + name + " has the wrong size");
+    }
+    std::memcpy(p.data(), h.values.data(), h.values.size() * sizeof(float));
+  });
+}
+
+tessera::Tensor<std::int64_t, 1> to_labels(const HostArray& h) {
+  tessera::Tensor<std::int64_t, 1> t(tessera::Shape<1>{static_cast<tessera::index_t>(h.values.size())});
+  for (std::size_t i = 0; i < h.values.size(); ++i) t(static_cast<tessera::index_t>(i)) = static_cast<std::int64_t>(h.values[i]);
+  return t;
+}
+
+class MlpTrainStep final : public Runner {
+ public:
+  explicit MlpTrainStep(const Inputs& in)
+      : x_(to_tensor<2>(in.at(0))),
+        labels_(to_labels(in.at(1))),
+        model_(tessera::nn::sequential(tessera::nn::Linear<float>(784, 512), tessera::nn::ReLU{},
+                                       tessera::nn::Linear<float>(512, 512), tessera::nn::ReLU{},
+                                       tessera::nn::Linear<float>(512, 10))),
+        opt_({.lr = 0.01, .momentum = 0.9}) {
+    load_parameters(model_, in, 2);
+  }
+  void run() override {
+    auto loss = [&](const auto& m) { return tessera::nn::cross_entropy(m(x_), labels_); };
+    auto [l, g] = tessera::value_and_grad(loss, model_);
+    opt_.step(model_, std::get<0>(g));
+    log_.record(l.item());
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  tessera::Tensor<float, 2> x_;
+  tessera::Tensor<std::int64_t, 1> labels_;
+  decltype(tessera::nn::sequential(tessera::nn::Linear<float>(1, 1), tessera::nn::ReLU{}, tessera::nn::Linear<float>(1, 1),
+                                   tessera::nn::ReLU{}, tessera::nn::Linear<float>(1, 1))) model_;
+  tessera::optim::SGD<float> opt_;
+  LossLog log_;
+};
+
+/// conv 1->32 3x3 pad 1, ReLU, maxpool 2, conv 32->64 3x3 pad 1, ReLU, maxpool 2, flatten,
+/// linear 3136->128, ReLU, linear 128->10.
+inline auto make_cnn() {
+  namespace nn = tessera::nn;
+  return nn::sequential(nn::Conv2d<float>(1, 32, 3, {.padding = 1}), nn::ReLU{}, nn::MaxPool2d(2),
+                        nn::Conv2d<float>(32, 64, 3, {.padding = 1}), nn::ReLU{}, nn::MaxPool2d(2), nn::Flatten{},
+                        nn::Linear<float>(3136, 128), nn::ReLU{}, nn::Linear<float>(128, 10));
+}
+
+class CnnTrainStep final : public Runner {
+ public:
+  explicit CnnTrainStep(const Inputs& in)
+      : x_(to_tensor<4>(in.at(0))), labels_(to_labels(in.at(1))), model_(make_cnn()), opt_({.lr = 1e-3}) {
+    load_parameters(model_, in, 2);
+  }
+  void run() override {
+    auto loss = [&](const auto& m) { return tessera::nn::cross_entropy(m(x_), labels_); };
+    auto [l, g] = tessera::value_and_grad(loss, model_);
+    opt_.step(model_, std::get<0>(g));
+    log_.record(l.item());
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  tessera::Tensor<float, 4> x_;
+  tessera::Tensor<std::int64_t, 1> labels_;
+  decltype(make_cnn()) model_;
+  tessera::optim::Adam<float> opt_;
+  LossLog log_;
+};
+
+/// A module with one flat parameter (the Adam workload).
+struct FlatParameter : tessera::nn::Module<FlatParameter> {
+  tessera::Tensor<float, 1> w;
+  auto members() { return std::make_tuple(tessera::nn::param("w", w)); }
+};
+
+class Adam10mStep final : public Runner {
+ public:
+  explicit Adam10mStep(const Inputs& in) {
+    p_.w = to_tensor<1>(in.at(0));
+    g_.w = to_tensor<1>(in.at(1));
+  }
+  void run() override {
+    opt_.step(p_, g_);
+    if (first_.empty()) first_ = to_vector(p_.w);
+  }
+  std::vector<float> result() const override { return first_; }
+
+ private:
+  FlatParameter p_, g_;
+  tessera::optim::Adam<float> opt_;
+  std::vector<float> first_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -153,5 +264,8 @@ std::unique_ptr<Runner> gemm(const Inputs& in) { return std::make_unique<Gemm>(i
 std::unique_ptr<Runner> sum(const Inputs& in) { return std::make_unique<Sum>(in); }
 std::unique_ptr<Runner> softmax(const Inputs& in) { return std::make_unique<Softmax>(in); }
 std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<MlpGrad>(in); }
+std::unique_ptr<Runner> mlp_train_step(const Inputs& in) { return std::make_unique<MlpTrainStep>(in); }
+std::unique_ptr<Runner> cnn_train_step(const Inputs& in) { return std::make_unique<CnnTrainStep>(in); }
+std::unique_ptr<Runner> adam_10m_step(const Inputs& in) { return std::make_unique<Adam10mStep>(in); }
 
 }  // namespace tessera_bench::tessera_impl

@@ -135,11 +135,72 @@ Workload mlp_grad() {
   return w;
 }
 
+/// PyTorch-default-initialized parameters [out, in, k...] and [out] of a layer, in PyTorch's layout.
+void pytorch_layer(std::vector<std::int64_t> weight_shape, std::uint64_t seed, Inputs& out) {
+  std::int64_t fan_in = 1;
+  for (std::size_t i = 1; i < weight_shape.size(); ++i) fan_in *= weight_shape[i];
+  const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+  const std::int64_t outputs = weight_shape[0];
+  out.push_back(uniform_array(std::move(weight_shape), -bound, bound, seed));
+  out.push_back(uniform_array({outputs}, -bound, bound, seed + 1));
+}
+
+/// The MLP of mlp_grad trained for a step: forward, backward and SGD (lr 0.01, momentum 0.9).
+Workload mlp_train_step() {
+  Workload w;
+  w.name = "mlp_train_step";
+  w.tolerance = 1e-4;  // the losses of the first two steps (~2.3)
+  w.make_inputs = [] {
+    Inputs in{uniform_array({128, 784}, 0.0f, 1.0f, 51), label_array(128, 10, 52)};
+    pytorch_layer({512, 784}, 53, in);
+    pytorch_layer({512, 512}, 55, in);
+    pytorch_layer({10, 512}, 57, in);
+    return in;
+  };
+  w.tessera = tessera_impl::mlp_train_step;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(mlp_train_step);
+  return w;
+}
+
+/// A training step of the nn issue's CNN on a batch of 64 28x28 images with Adam (lr 1e-3).
+Workload cnn_train_step() {
+  Workload w;
+  w.name = "cnn_train_step";
+  w.tolerance = 1e-4;
+  w.make_inputs = [] {
+    Inputs in{uniform_array({64, 1, 28, 28}, 0.0f, 1.0f, 61), label_array(64, 10, 62)};
+    pytorch_layer({32, 1, 3, 3}, 63, in);
+    pytorch_layer({64, 32, 3, 3}, 65, in);
+    pytorch_layer({128, 3136}, 67, in);
+    pytorch_layer({10, 128}, 69, in);
+    return in;
+  };
+  w.tessera = tessera_impl::cnn_train_step;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(cnn_train_step);
+  return w;
+}
+
+/// One Adam step (lr 1e-3) over a parameter of 10M floats with a given gradient.
+Workload adam_10m_step() {
+  const std::int64_t n = 10'000'000;
+  Workload w;
+  w.name = "adam_10M_step";
+  w.bytes = 7.0 * double(n) * sizeof(float);  // p, g, m, v read; p, m, v written
+  w.tolerance = 1e-6;
+  // Gradients away from 0, so that the first step (lr * sign(g), as Adam's first step is) cannot
+  // flip on rounding differences.
+  w.make_inputs = [n] { return Inputs{uniform_array({n}, -1.0f, 1.0f, 71), uniform_array({n}, 0.1f, 1.0f, 72)}; };
+  w.tessera = tessera_impl::adam_10m_step;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(adam_10m_step);
+  return w;
+}
+
 }  // namespace
 
 const std::vector<Workload>& workloads() {
-  static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024), gemm(2048),
-                                           sum(),               softmax(), mlp_grad()};
+  static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024),       gemm(2048),
+                                           sum(),               softmax(), mlp_grad(),       mlp_train_step(),
+                                           cnn_train_step(),    adam_10m_step()};
   return table;
 }
 
