@@ -16,6 +16,17 @@
 
 namespace tessera {
 
+template <class A, class B>
+struct MatMul;
+
+namespace detail {
+/// Whether E is a product of two matrices (no batch axes, no vectors).
+template <class E>
+struct is_matmul_2d : std::false_type {};
+template <class A, class B>
+struct is_matmul_2d<MatMul<A, B>> : std::bool_constant<rank_v<A> == 2 && rank_v<B> == 2> {};
+}  // namespace detail
+
 namespace detail {
 template <class E, class = void>
 struct has_inner_expression : std::false_type {};
@@ -130,7 +141,14 @@ struct SwapLastAxes : ExprBase<SwapLastAxes<A>> {
   auto inputs() const { return std::tie(arg); }
   template <class G>
   auto input_adjoints(const G& g) const {
-    return std::make_tuple(SwapLastAxes<SumTo<G, rank>>(SumTo<G, rank>(g, shape())));
+    if constexpr (detail::is_matmul_2d<G>::value && rank == 2) {
+      // (A B)^T = B^T A^T: compute the product transposed rather than transposing its result
+      // (y = x W^T gives dW = G^T x straight from GEMM, without a strided copy).
+      if (g.shape() != shape()) throw shape_error("transpose: internal error: adjoint of the wrong shape");
+      return std::make_tuple(matmul(transpose(g.rhs), transpose(g.lhs)));
+    } else {
+      return std::make_tuple(SwapLastAxes<SumTo<G, rank>>(SumTo<G, rank>(g, shape())));
+    }
   }
 };
 
@@ -171,11 +189,12 @@ struct SumTo : ExprBase<SumTo<A, R>> {
     }
     return mask;
   }
-  /// A tensor already of the target shape is its own sum: no copy, no pass (the adjoint of a full
-  /// reduction is such a rank-0 tensor).
+  /// A tensor (or a materialized node's buffer) already of the target shape is its own sum: no
+  /// copy, no pass (the adjoint of a full reduction is such a rank-0 tensor; a matmul's adjoint of
+  /// a matmul operand is such a node).
   std::optional<Tensor<value_type, R, backend_type>> alias() const {
-    if constexpr (detail::is_tensor_v<A> && input_rank == R) {
-      if (arg.shape() == target) return arg;
+    if constexpr (input_rank == R && (detail::is_tensor_v<A> || detail::is_materialized_v<A>)) {
+      if (arg.shape() == target) return detail::value_of(arg);  // a materialized node: its buffer
     }
     return std::nullopt;
   }
