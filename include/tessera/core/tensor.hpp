@@ -300,7 +300,8 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   }
   void allocate_zeroed() {
     allocate_uninitialized();
-    Backend::fill_zero(data_, static_cast<std::size_t>(size()) * sizeof(T));
+    const index_t n = size();
+    if (n > 0) Backend::fill_zero(data_, static_cast<std::size_t>(n) * sizeof(T));  // (n < 0 threw before)
   }
 
   template <std::size_t D, class L>
