@@ -45,9 +45,6 @@ Tensor<T, 4, B> contiguous_value(const E& e) {
   return value_of(e).contiguous();
 }
 
-template <class G>
-using adjoint_tensor_t = Tensor<value_type_t<G>, 4, backend_t<G>>;
-
 /// The cache slot every node of this file carries (its buffer is kept during an autodiff sweep).
 template <class T, class B>
 struct CachedNode4 {
