@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 #include <tessera/tessera.hpp>
 
+#include "core/core_test_support.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -10,49 +12,14 @@
 #include <string>
 #include <vector>
 
-namespace doctest {
-template <class T>
-struct StringMaker<std::vector<T>> {
-  static String convert(const std::vector<T>& v) {
-    std::ostringstream os;
-    os.precision(17);
-    os << '{';
-    for (std::size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << static_cast<T>(v[i]);
-    os << '}';
-    return os.str().c_str();
-  }
-};
-}  // namespace doctest
-
 namespace {
+
+using namespace core_test;
 
 using tessera::Generator;
 using tessera::index_t;
 using tessera::Shape;
 using tessera::Tensor;
-
-/// Elements in row-major order, read through shape() and strides() by hand (no library evaluation).
-template <class T, std::size_t R>
-std::vector<T> elements(const Tensor<T, R>& t) {
-  std::vector<T> out;
-  if (t.size() == 0) return out;
-  std::array<index_t, R> idx{};
-  for (index_t n = 0; n < t.size(); ++n) {
-    index_t off = 0;
-    for (std::size_t k = 0; k < R; ++k) off += idx[k] * t.strides()[k];
-    out.push_back(t.data()[off]);
-    for (std::size_t k = R; k-- > 0;) {
-      if (++idx[k] < t.shape()[k]) break;
-      idx[k] = 0;
-    }
-  }
-  return out;
-}
-
-template <class T, std::size_t R>
-std::string shape_of(const Tensor<T, R>& t) {
-  return tessera::shape_to_string(t.shape());
-}
 
 template <class T>
 struct Moments {
