@@ -17,6 +17,8 @@
 #include "tessera/backend/cpu/reduce.hpp"
 #include "tessera/backend/cpu/softmax.hpp"
 #include "tessera/backend/cpu/conv.hpp"
+#include "tessera/backend/cpu/embedding.hpp"
+#include "tessera/backend/cpu/normalization.hpp"
 
 #include "tessera/expr/elementwise.hpp"
 #include "tessera/expr/unary_ops.hpp"
@@ -28,6 +30,8 @@
 #include "tessera/expr/join.hpp"
 #include "tessera/expr/shape_ops.hpp"
 #include "tessera/expr/conv.hpp"
+#include "tessera/expr/embedding.hpp"
+#include "tessera/expr/normalization.hpp"
 
 #include "tessera/autodiff/autodiff.hpp"
 

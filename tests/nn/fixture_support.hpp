@@ -24,6 +24,7 @@ tessera::Tensor<T, R> tensor(const torch_fixtures::Array& a) {
 // Short names (also keep commas out of assertion macros' arguments).
 inline tessera::Tensor<double, 1> d1(const torch_fixtures::Array& a) { return tensor<double, 1>(a); }
 inline tessera::Tensor<double, 2> d2(const torch_fixtures::Array& a) { return tensor<double, 2>(a); }
+inline tessera::Tensor<double, 3> d3(const torch_fixtures::Array& a) { return tensor<double, 3>(a); }
 inline tessera::Tensor<double, 4> d4(const torch_fixtures::Array& a) { return tensor<double, 4>(a); }
 inline tessera::Tensor<float, 2> f2(const torch_fixtures::Array& a) { return tensor<float, 2>(a); }
 

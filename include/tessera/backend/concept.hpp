@@ -21,9 +21,12 @@
 //   arg_reduce_into<Largest>(B, Tensor<int64,R-1,B>& out, const Tensor<T,R,B>& in, axis)
 //   softmax_into(B, Tensor<T,R,B>& out, const Tensor<T,R,B>& in, axis, log)
 //
-// OPTIONAL (later issues; layers check for them and fall back or fail to compile with a message):
-//   conv2d / pooling forward and backward, batch-norm kernels, fused optimizer updates,
-//   random fills on the device.
+// OPTIONAL (an op whose entry a backend lacks fails to compile where it is used):
+//   conv2d_forward / conv2d_backward_data / conv2d_backward_filter(B, ...)     backend/cpu/conv.hpp
+//   pool2d_forward<Max> / pool2d_backward<Max>(B, ...)                          backend/cpu/conv.hpp
+//   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
+//   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp
+//   later: fused optimizer updates and random fills on the device.
 #pragma once
 
 #include <cstddef>

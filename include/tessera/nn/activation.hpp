@@ -16,6 +16,7 @@ namespace tessera::nn {
 
 /// max(x, 0).
 struct ReLU : Stateless<ReLU> {
+  static constexpr const char* type_name = "ReLU";
   template <class X>
   auto operator()(const X& x) const {
     return relu(x);
@@ -24,6 +25,7 @@ struct ReLU : Stateless<ReLU> {
 
 /// x for x > 0, negative_slope * x otherwise.
 struct LeakyReLU : Stateless<LeakyReLU> {
+  static constexpr const char* type_name = "LeakyReLU";
   double negative_slope = 0.01;
   LeakyReLU() = default;
   explicit LeakyReLU(double slope) : negative_slope(slope) {}
@@ -36,6 +38,7 @@ struct LeakyReLU : Stateless<LeakyReLU> {
 
 /// x * Phi(x) (the exact, erf-based GELU, PyTorch's default).
 struct GELU : Stateless<GELU> {
+  static constexpr const char* type_name = "GELU";
   template <class X>
   auto operator()(const X& x) const {
     return gelu(x);
@@ -44,6 +47,7 @@ struct GELU : Stateless<GELU> {
 
 /// x * sigmoid(x) (also called swish).
 struct SiLU : Stateless<SiLU> {
+  static constexpr const char* type_name = "SiLU";
   template <class X>
   auto operator()(const X& x) const {
     return x * sigmoid(x);
@@ -51,6 +55,7 @@ struct SiLU : Stateless<SiLU> {
 };
 
 struct Sigmoid : Stateless<Sigmoid> {
+  static constexpr const char* type_name = "Sigmoid";
   template <class X>
   auto operator()(const X& x) const {
     return sigmoid(x);
@@ -58,6 +63,7 @@ struct Sigmoid : Stateless<Sigmoid> {
 };
 
 struct Tanh : Stateless<Tanh> {
+  static constexpr const char* type_name = "Tanh";
   template <class X>
   auto operator()(const X& x) const {
     return tanh(x);
@@ -66,6 +72,7 @@ struct Tanh : Stateless<Tanh> {
 
 /// softmax along `axis` (default: the last).
 struct Softmax : Stateless<Softmax> {
+  static constexpr const char* type_name = "Softmax";
   index_t axis = -1;
   Softmax() = default;
   explicit Softmax(index_t a) : axis(a) {}
@@ -77,6 +84,7 @@ struct Softmax : Stateless<Softmax> {
 
 /// [N, d1, d2, ...] -> [N, d1 * d2 * ...] (Keras Flatten; torch.nn.Flatten with its defaults).
 struct Flatten : Stateless<Flatten> {
+  static constexpr const char* type_name = "Flatten";
   template <class X>
   auto operator()(const X& x) const {
     static_assert(rank_v<X> >= 1, "tessera::nn::Flatten: the input needs a batch axis");

@@ -27,6 +27,7 @@ struct Conv2dLayerOptions {
 /// 2-D convolution layer: weight [out, in / groups, kh, kw], bias [out].
 template <class T = float, class B = cpu>
 struct Conv2d : Module<Conv2d<T, B>> {
+  static constexpr const char* type_name = "Conv2d";
   Tensor<T, 4, B> weight;
   Tensor<T, 1, B> bias;  ///< zeros and not a parameter when options.bias is false
 
@@ -62,6 +63,7 @@ struct Conv2d : Module<Conv2d<T, B>> {
 
 /// Max pooling over kernel windows (stride = kernel unless given).
 struct MaxPool2d : Stateless<MaxPool2d> {
+  static constexpr const char* type_name = "MaxPool2d";
   Size2 kernel;
   Pool2dOptions options;
   explicit MaxPool2d(Size2 k, Pool2dOptions o = {}) : kernel(k), options(o) {}
@@ -73,6 +75,7 @@ struct MaxPool2d : Stateless<MaxPool2d> {
 
 /// Average pooling over kernel windows (padding counts as zeros, PyTorch's default).
 struct AvgPool2d : Stateless<AvgPool2d> {
+  static constexpr const char* type_name = "AvgPool2d";
   Size2 kernel;
   Pool2dOptions options;
   explicit AvgPool2d(Size2 k, Pool2dOptions o = {}) : kernel(k), options(o) {}
@@ -84,6 +87,7 @@ struct AvgPool2d : Stateless<AvgPool2d> {
 
 /// [N, C, H, W] -> [N, C]: the mean over each channel's plane (Keras GlobalAveragePooling2D).
 struct GlobalAvgPool2d : Stateless<GlobalAvgPool2d> {
+  static constexpr const char* type_name = "GlobalAvgPool2d";
   template <class X>
   auto operator()(const X& x) const {
     static_assert(rank_v<X> == 4, "tessera::nn::GlobalAvgPool2d: the input must be [batch, channels, height, width]");

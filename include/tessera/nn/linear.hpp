@@ -26,6 +26,7 @@ struct LinearOptions {
 /// Applies y = x W^T + b over the last axis of x ([..., in] -> [..., out]).
 template <class T = float, class B = cpu>
 struct Linear : Module<Linear<T, B>> {
+  static constexpr const char* type_name = "Linear";
   Tensor<T, 2, B> weight;  ///< [out, in]
   Tensor<T, 1, B> bias;    ///< [out]; zeros and not a parameter when options.bias is false
 

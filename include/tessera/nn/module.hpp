@@ -36,6 +36,7 @@ template <class TensorType>
 struct BufferMember {
   std::string_view name;
   TensorType& tensor;
+  bool present = true;  ///< false: not used and not reported (BatchNorm without running statistics)
 };
 /// A submodule, with its name (Sequential names its layers "0", "1", ...).
 template <class M>
@@ -49,8 +50,8 @@ ParameterMember<Tensor<T, R, B>> param(std::string_view name, Tensor<T, R, B>& t
   return {name, t, present};
 }
 template <class T, std::size_t R, class B>
-BufferMember<Tensor<T, R, B>> buffer(std::string_view name, Tensor<T, R, B>& t) {
-  return {name, t};
+BufferMember<Tensor<T, R, B>> buffer(std::string_view name, Tensor<T, R, B>& t, bool present = true) {
+  return {name, t, present};
 }
 template <class M>
 ChildMember<M> child(std::string name, M& m) {
@@ -104,7 +105,7 @@ void for_each_buffer(M& m, F&& f, const std::string& prefix = "") {
         auto one = [&](auto& mb) {
           using Mb = std::decay_t<decltype(mb)>;
           if constexpr (detail::is_buffer_member<Mb>::value) {
-            f(detail::join_name(prefix, mb.name), mb.tensor);
+            if (mb.present) f(detail::join_name(prefix, mb.name), mb.tensor);
           } else if constexpr (detail::is_child_member<Mb>::value) {
             for_each_buffer(mb.module, f, detail::join_name(prefix, mb.name));
           }

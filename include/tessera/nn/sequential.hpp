@@ -15,6 +15,7 @@ namespace tessera::nn {
 /// Layers L... applied in order; their members are named "0", "1", ... as in torch.nn.Sequential.
 template <class... L>
 struct Sequential : Module<Sequential<L...>> {
+  static constexpr const char* type_name = "Sequential";
   static_assert(sizeof...(L) > 0, "tessera::nn::Sequential needs at least one layer");
   std::tuple<L...> layers;
 

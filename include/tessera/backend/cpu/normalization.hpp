@@ -1,0 +1,63 @@
+// Batch normalization's forward pass on the CPU: per-channel statistics and the normalized output
+// in one kernel (its backward is an ordinary fused expression, see expr/normalization.hpp).
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera {
+
+/// What batch_norm_forward computes besides y.
+struct BatchNormForwardArgs {
+  index_t batch = 0, channels = 0, inner = 0;  ///< x viewed as [batch, channels, inner]
+  double eps = 1e-5;
+  bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
+};
+
+/// y = (x - mean) * invstd * gamma + beta per channel of contiguous x viewed as [N, C, S].
+/// Training: writes the batch mean and 1/sqrt(biased variance + eps) into `mean` and `invstd`, and
+/// the biased variance into `var`. Evaluation: reads `mean` and `invstd`.
+template <class T>
+void batch_norm_forward(cpu, const T* x, const T* gamma, const T* beta, T* y, T* mean, T* invstd, T* var,
+                        const BatchNormForwardArgs& a) {
+  const index_t N = a.batch, C = a.channels, S = a.inner;
+  const double count = double(N) * double(S);
+  detail::parallel_for(C, 1, 2, [&](index_t c0, index_t c1) {
+    for (index_t c = c0; c < c1; ++c) {
+      if (a.training) {
+        // Two passes (mean, then squared deviations) in double: no cancellation for large means.
+        double s = 0;
+        for (index_t n = 0; n < N; ++n) {
+          const T* p = x + (n * C + c) * S;
+          for (index_t i = 0; i < S; ++i) s += double(p[i]);
+        }
+        const double m = s / count;
+        double ss = 0;
+        for (index_t n = 0; n < N; ++n) {
+          const T* p = x + (n * C + c) * S;
+          for (index_t i = 0; i < S; ++i) {
+            const double d = double(p[i]) - m;
+            ss += d * d;
+          }
+        }
+        const double v = ss / count;
+        mean[c] = T(m);
+        var[c] = T(v);
+        invstd[c] = T(1.0 / std::sqrt(v + a.eps));
+      }
+      const T scale = invstd[c] * gamma[c];
+      const T shift = beta[c] - mean[c] * scale;
+      for (index_t n = 0; n < N; ++n) {
+        const T* p = x + (n * C + c) * S;
+        T* q = y + (n * C + c) * S;
+        for (index_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+      }
+    }
+  });
+}
+
+}  // namespace tessera

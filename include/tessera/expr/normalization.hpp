@@ -1,0 +1,196 @@
+// batch_norm: per-channel normalization of x [N, C, ...] by batch statistics (training) or by
+// running statistics (evaluation), as torch.nn.functional.batch_norm.
+//
+// The forward is a materialization node computed by the backend in one kernel, which also updates
+// the running statistics: as in PyTorch, every evaluation of a training-mode forward updates them
+// once (an autodiff sweep evaluates each node once). The node allocates the per-channel mean and
+// 1/std it saves when it is built and fills them when it is evaluated; its grad rule is the
+// closed-form batch-norm backward written with ordinary ops over those buffers:
+//
+//   xhat = (x - mean) * invstd
+//   dbeta = sum(dy), dgamma = sum(dy * xhat)            (over every axis but the channel axis)
+//   dx = gamma * invstd * (dy - centring * (dbeta + xhat * dgamma))
+//
+// where centring is 1/count in training (the statistics depend on x) and 0 in evaluation.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "tessera/backend/cpu/normalization.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/binary_ops.hpp"
+#include "tessera/expr/cache.hpp"
+#include "tessera/expr/evaluator.hpp"
+#include "tessera/expr/reduce.hpp"
+#include "tessera/expr/shape_ops.hpp"
+#include "tessera/expr/unary_ops.hpp"
+
+namespace tessera {
+
+/// A batch-norm layer's running statistics (torch's running_mean, running_var and
+/// num_batches_tracked). Tensors are handles: a copy updates the same storage.
+template <class T, class B = cpu>
+struct RunningStats {
+  Tensor<T, 1, B> mean;
+  Tensor<T, 1, B> var;
+  Tensor<std::int64_t, 0, B> batches;  ///< training batches seen (may be empty: not counted)
+};
+
+/// Options of batch_norm (torch.nn.functional.batch_norm's).
+struct BatchNormOptions {
+  bool training = true;
+  double momentum = 0.1;  ///< running = (1 - momentum) * running + momentum * batch statistic
+  double eps = 1e-5;
+};
+
+namespace detail {
+
+/// What every copy of one batch_norm node shares: the statistics it saves for its backward.
+template <class T, class B>
+struct BatchNormState {
+  Tensor<T, 1, B> mean, invstd, var;  ///< [C]; var is the biased batch variance (training only)
+  Tensor<T, 0, B> centring;           ///< 1 / count in training, 0 in evaluation
+  RunningStats<T, B> running;         ///< empty tensors: not tracked
+  BatchNormOptions options;
+};
+
+template <std::size_t R>
+std::array<bool, R> all_but_channel_axis() {
+  std::array<bool, R> mask{};
+  for (std::size_t i = 0; i < R; ++i) mask[i] = i != 1;
+  return mask;
+}
+template <std::size_t R>
+Shape<R> channel_shape(index_t channels) {
+  Shape<R> s;
+  for (auto& e : s) e = 1;
+  s[1] = channels;
+  return s;
+}
+
+}  // namespace detail
+
+/// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1).
+template <class X, class G, class Bt>
+struct BatchNorm : ExprBase<BatchNorm<X, G, Bt>> {
+  using value_type = value_type_t<X>;
+  using backend_type = backend_t<X>;
+  static constexpr std::size_t rank = rank_v<X>;
+  static constexpr const char* name = "batch_norm";
+  static_assert(rank >= 2, "tessera::batch_norm: the input must be [batch, channels, ...]");
+  static_assert(rank_v<G> == 1 && rank_v<Bt> == 1, "tessera::batch_norm: gamma and beta must be [channels]");
+  static_assert(std::is_floating_point_v<value_type>, "tessera::batch_norm needs floating-point tensors");
+  static_assert(std::is_same_v<value_type_t<G>, value_type> && std::is_same_v<value_type_t<Bt>, value_type>,
+                "tessera::batch_norm: input, gamma and beta element types differ");
+  using State = detail::BatchNormState<value_type, backend_type>;
+
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  X input;
+  G gamma;
+  Bt beta;
+  std::shared_ptr<State> state;
+
+  BatchNorm(X x, G g, Bt b, const RunningStats<value_type, backend_type>& running, const BatchNormOptions& o)
+      : input(std::move(x)), gamma(std::move(g)), beta(std::move(b)), state(std::make_shared<State>()) {
+    const auto s = input.shape();
+    const index_t C = s[1];
+    const std::string where = "batch_norm: input " + shape_to_string(s);
+    if (gamma.shape()[0] != C || beta.shape()[0] != C) {
+      throw shape_error(where + ": gamma " + shape_to_string(gamma.shape()) + " and beta " + shape_to_string(beta.shape()) +
+                        " must have one entry per channel (" + std::to_string(C) + ")");
+    }
+    const bool tracked = running.mean.size() != 0 || running.var.size() != 0;
+    if (tracked && (running.mean.shape() != Shape<1>{C} || running.var.shape() != Shape<1>{C})) {
+      throw shape_error(where + ": running mean " + shape_to_string(running.mean.shape()) + " and variance " +
+                        shape_to_string(running.var.shape()) + " must have one entry per channel (" + std::to_string(C) + ")");
+    }
+    if (!o.training && !tracked) throw value_error(where + ": evaluation mode needs running statistics");
+    if (!(o.eps > 0) || o.momentum < 0 || o.momentum > 1) {
+      throw value_error(where + ": eps must be positive and momentum in [0, 1]");
+    }
+    index_t count = s[0];
+    for (std::size_t i = 2; i < rank; ++i) count *= s[i];
+    if (o.training && count <= 1) {
+      throw value_error(where + ": training needs more than one value per channel (got " + std::to_string(count) + ")");
+    }
+    state->mean = Tensor<value_type, 1, backend_type>(Shape<1>{C});
+    state->invstd = Tensor<value_type, 1, backend_type>(Shape<1>{C});
+    state->var = Tensor<value_type, 1, backend_type>(Shape<1>{C});
+    state->centring = Tensor<value_type, 0, backend_type>(o.training ? value_type(1) / value_type(count) : value_type(0));
+    state->running = running;
+    state->options = o;
+  }
+
+  Shape<rank> shape() const { return input.shape(); }
+
+  void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
+    const auto x = detail::value_of(input).contiguous();
+    const Tensor<value_type, 1, backend_type> g = detail::value_of(gamma).contiguous();
+    const Tensor<value_type, 1, backend_type> b = detail::value_of(beta).contiguous();
+    const auto s = x.shape();
+    BatchNormForwardArgs args;
+    args.batch = s[0];
+    args.channels = s[1];
+    args.inner = 1;
+    for (std::size_t i = 2; i < rank; ++i) args.inner *= s[i];
+    args.eps = state->options.eps;
+    args.training = state->options.training;
+    State& st = *state;
+    if (!args.training) {
+      // Evaluation: the running statistics, copied so the backward sees these even if they change.
+      st.mean.assign(st.running.mean);
+      st.invstd.assign(rsqrt(st.running.var + value_type(args.eps)));
+    }
+    batch_norm_forward(backend_type{}, x.data(), g.data(), b.data(), out.data(), st.mean.data(), st.invstd.data(),
+                       st.var.data(), args);
+    if (args.training && st.running.mean.size() != 0) {
+      const auto m = value_type(st.options.momentum);
+      const auto count = value_type(double(args.batch) * double(args.inner));
+      // Running variance is the unbiased estimate, as in PyTorch.
+      st.running.mean.assign((value_type(1) - m) * st.running.mean + m * st.mean);
+      st.running.var.assign((value_type(1) - m) * st.running.var + (m * count / (count - value_type(1))) * st.var);
+      if (st.running.batches.size() != 0) st.running.batches.assign(st.running.batches + std::int64_t(1));
+    }
+  }
+
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(input, f);
+    detail::for_each_tensor(gamma, f);
+    detail::for_each_tensor(beta, f);
+  }
+  auto inputs() const { return std::tie(input, gamma, beta); }
+
+  template <class Gr>
+  auto input_adjoints(const Gr& g) const {
+    const auto dy = sum_to(g, shape());
+    const index_t C = input.shape()[1];
+    const auto cs = detail::channel_shape<rank>(C);
+    const auto mask = detail::all_but_channel_axis<rank>();
+    const auto invstd = reshape(state->invstd, cs);
+    const auto xhat = (input - reshape(state->mean, cs)) * invstd;
+    // Built once: every copy of a reduction node shares its buffer, so dx, dgamma and dbeta read
+    // the two per-channel sums computed once.
+    const auto dbeta = detail::make_reduce<ops::SumReducer, 1>(dy, mask, "sum", false);
+    const auto dgamma = detail::make_reduce<ops::SumReducer, 1>(dy * xhat, mask, "sum", false);
+    auto dx = (reshape(gamma, cs) * invstd) * (dy - state->centring * (reshape(dbeta, cs) + xhat * reshape(dgamma, cs)));
+    return std::make_tuple(std::move(dx), dgamma, dbeta);
+  }
+};
+
+/// Lazy batch normalization of x [N, C, ...] over every axis but the channel axis (1).
+/// `running` may hold empty tensors in training (statistics not tracked); evaluation needs them.
+template <class X, class G, class Bt, std::enable_if_t<is_expr_v<X> && is_expr_v<G> && is_expr_v<Bt>, int> = 0>
+BatchNorm<X, G, Bt> batch_norm(const X& x, const G& gamma, const Bt& beta,
+                               const RunningStats<value_type_t<X>, backend_t<X>>& running = {},
+                               const BatchNormOptions& options = {}) {
+  return BatchNorm<X, G, Bt>(x, gamma, beta, running, options);
+}
+
+}  // namespace tessera

@@ -1,0 +1,55 @@
+// Embedding: a trainable lookup table [num_embeddings, embedding_dim] indexed by integer tensors.
+#pragma once
+
+#include <string>
+#include <tuple>
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/random.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/embedding.hpp"
+#include "tessera/nn/init.hpp"
+#include "tessera/nn/module.hpp"
+
+namespace tessera::nn {
+
+struct EmbeddingOptions {
+  index_t padding_idx = -1;        ///< >= 0: this row starts at zero and receives no gradient
+  Generator* generator = nullptr;  ///< nullptr: default_generator()
+};
+
+/// torch.nn.Embedding: weight from N(0, 1); ids of any shape -> ids.shape() + [embedding_dim].
+template <class T = float, class B = cpu>
+struct Embedding : Module<Embedding<T, B>> {
+  static constexpr const char* type_name = "Embedding";
+  Tensor<T, 2, B> weight;
+
+  Embedding(index_t num_embeddings, index_t embedding_dim, EmbeddingOptions o = {})
+      : weight(Shape<2>{num_embeddings, embedding_dim}), padding_idx_(o.padding_idx) {
+    if (num_embeddings <= 0 || embedding_dim <= 0) {
+      throw value_error("Embedding: sizes must be positive, got " + std::to_string(num_embeddings) + " x " +
+                        std::to_string(embedding_dim));
+    }
+    if (padding_idx_ >= num_embeddings || padding_idx_ < -1) {
+      throw value_error("Embedding: padding_idx " + std::to_string(padding_idx_) + " is not a row of the table");
+    }
+    init::normal_(weight, o.generator ? *o.generator : default_generator(), 0.0, 1.0);
+    if (padding_idx_ >= 0) {
+      T* row = weight.data() + padding_idx_ * embedding_dim;
+      for (index_t j = 0; j < embedding_dim; ++j) row[j] = T(0);
+    }
+  }
+  auto members() { return std::make_tuple(param("weight", weight)); }
+  index_t num_embeddings() const { return weight.shape()[0]; }
+  index_t embedding_dim() const { return weight.shape()[1]; }
+
+  template <class I>
+  auto operator()(const I& ids) const {
+    return embedding(weight, ids, padding_idx_);
+  }
+
+ private:
+  index_t padding_idx_;
+};
+
+}  // namespace tessera::nn

@@ -1,0 +1,152 @@
+// BatchNorm1d/2d and LayerNorm: forward and running statistics against PyTorch, train/eval mode,
+// gradients (against PyTorch and by finite differences in double), parameter/buffer names, errors.
+#include <doctest/doctest.h>
+
+#include <tessera/tessera.hpp>
+
+#include "autodiff/grad_test_support.hpp"
+#include "nn/fixture_support.hpp"
+
+using namespace tessera;
+namespace fx = torch_fixtures;
+
+namespace {
+template <class M>
+std::vector<std::string> buffer_names(M& m) {
+  std::vector<std::string> names;
+  nn::for_each_buffer(m, [&](const std::string& n, const auto&) { names.push_back(n); });
+  return names;
+}
+template <class M>
+std::vector<std::string> parameter_names(M& m) {
+  std::vector<std::string> names;
+  nn::for_each_parameter(m, [&](const std::string& n, const auto&) { names.push_back(n); });
+  return names;
+}
+nn::BatchNorm2d<double> fixture_bn2d() {
+  nn::BatchNorm2d<double> bn(3, {.momentum = 0.2});
+  bn.weight.assign(fixture::d1(fx::bn2d_weight));
+  bn.bias.assign(fixture::d1(fx::bn2d_bias));
+  return bn;
+}
+}  // namespace
+
+TEST_CASE("BatchNorm2d in training matches PyTorch: output and running statistics over two steps") {
+  auto bn = fixture_bn2d();
+  const Tensor<double, 4> y1 = bn(fixture::d4(fx::bn2d_x1));
+  CHECK_TENSOR_NEAR(y1, fixture::d4(fx::bn2d_y1), 1e-12);
+  CHECK_TENSOR_NEAR(bn.running_mean, fixture::d1(fx::bn2d_running_mean1), 1e-12);
+  CHECK_TENSOR_NEAR(bn.running_var, fixture::d1(fx::bn2d_running_var1), 1e-12);
+  const Tensor<double, 4> y2 = bn(fixture::d4(fx::bn2d_x2));
+  CHECK_TENSOR_NEAR(y2, fixture::d4(fx::bn2d_y2), 1e-12);
+  CHECK_TENSOR_NEAR(bn.running_mean, fixture::d1(fx::bn2d_running_mean2), 1e-12);
+  CHECK_TENSOR_NEAR(bn.running_var, fixture::d1(fx::bn2d_running_var2), 1e-12);
+  CHECK(bn.num_batches_tracked() == 2);
+  CHECK(parameter_names(bn) == std::vector<std::string>{"weight", "bias"});
+  CHECK(buffer_names(bn) == std::vector<std::string>{"running_mean", "running_var", "num_batches_tracked"});
+
+  SUBCASE("evaluation uses the running statistics and leaves them alone") {
+    bn.eval();
+    const Tensor<double, 4> ye = bn(fixture::d4(fx::bn2d_x1));
+    CHECK_TENSOR_NEAR(ye, fixture::d4(fx::bn2d_eval_y), 1e-12);
+    CHECK_TENSOR_NEAR(bn.running_mean, fixture::d1(fx::bn2d_running_mean2), 0.0);
+    CHECK(bn.num_batches_tracked() == 2);
+  }
+}
+
+TEST_CASE("BatchNorm2d gradients in training match PyTorch, and one sweep updates the statistics once") {
+  auto bn = fixture_bn2d();
+  const Tensor<double, 4> warmup = bn(fixture::d4(fx::bn2d_x1));  // PyTorch's second step
+  (void)warmup;
+  const auto x = fixture::d4(fx::bn2d_x2);
+  const auto r = fixture::d4(fx::bn2d_r);
+  auto [value, grads] = value_and_grad([&](const auto& in, const auto& m) { return sum(m(in) * r); }, x, bn);
+  CHECK(std::isfinite(value()));
+  CHECK_TENSOR_NEAR(std::get<0>(grads), fixture::d4(fx::bn2d_dx2), 1e-12);
+  CHECK_TENSOR_NEAR(std::get<1>(grads).weight, fixture::d1(fx::bn2d_dweight2), 1e-12);
+  CHECK_TENSOR_NEAR(std::get<1>(grads).bias, fixture::d1(fx::bn2d_dbias2), 1e-12);
+  CHECK_TENSOR_NEAR(bn.running_mean, fixture::d1(fx::bn2d_running_mean2), 1e-12);
+  CHECK(bn.num_batches_tracked() == 2);
+}
+
+TEST_CASE("batch norm gradients by finite differences: training, evaluation, ranks 2 to 4, inside a model") {
+  Generator gen(11);
+  const auto x4 = normal<double>(gen, {3, 2, 2, 3});
+  const auto w4 = normal<double>(gen, {3, 2, 2, 3});
+  nn::BatchNorm2d<double> bn2(2);
+  bn2.weight.assign(normal<double>(gen, {2}));
+  bn2.bias.assign(normal<double>(gen, {2}));
+  // A non-linear function of the output, so the centring terms of the backward matter.
+  GRAD_CHECK([&](const auto& in, const auto& m) { return sum(square(m(in)) * w4); }, x4, bn2, grad_test::tight());
+  bn2.eval();
+  bn2.running_var.assign(uniform<double>(gen, {2}, 0.5, 2.0));
+  GRAD_CHECK([&](const auto& in, const auto& m) { return sum(sin(m(in)) * w4); }, x4, bn2, grad_test::tight());
+
+  nn::BatchNorm1d<double> bn1(3);
+  const auto x2 = normal<double>(gen, {5, 3});
+  const auto x3 = normal<double>(gen, {2, 3, 4});
+  GRAD_CHECK([&](const auto& in) { return sum(exp(bn1(in) * 0.3) * in); }, x2, grad_test::tight());
+  GRAD_CHECK([&](const auto& in) { return sum(tanh(bn1(in)) * in); }, x3, grad_test::tight());
+
+  // Linear -> BatchNorm1d -> ReLU -> Linear, differentiated with respect to every parameter.
+  auto model = nn::sequential(nn::Linear<double>(4, 6, {.bias = true, .generator = &gen}), nn::BatchNorm1d<double>(6),
+                              nn::Tanh{}, nn::Linear<double>(6, 2, {.bias = true, .generator = &gen}));
+  const auto xm = normal<double>(gen, {8, 4});
+  GRAD_CHECK([&](const auto& m) { return sum(square(m(xm))); }, model, grad_test::tight());
+}
+
+TEST_CASE("BatchNorm1d matches PyTorch on [N, C] and [N, C, L]") {
+  nn::BatchNorm1d<double> bn(4);
+  const Tensor<double, 2> y = bn(fixture::d2(fx::bn1d_x));
+  CHECK_TENSOR_NEAR(y, fixture::d2(fx::bn1d_y), 1e-12);
+  CHECK_TENSOR_NEAR(bn.running_var, fixture::d1(fx::bn1d_running_var), 1e-12);
+  nn::BatchNorm1d<double> bn3(2);
+  const Tensor<double, 3> y3 = bn3(fixture::d3(fx::bn1d3_x));
+  CHECK_TENSOR_NEAR(y3, fixture::d3(fx::bn1d3_y), 1e-12);
+}
+
+TEST_CASE("BatchNorm options: no affine parameters, no running statistics") {
+  nn::BatchNorm2d<double> plain(2, {.affine = false});
+  CHECK(parameter_names(plain).empty());
+  CHECK(nn::parameter_count(plain) == 0);
+  nn::BatchNorm2d<double> untracked(2, {.track_running_stats = false});
+  CHECK(buffer_names(untracked).empty());
+  Generator gen(3);
+  const auto x = normal<double>(gen, {4, 2, 3, 3});
+  untracked.eval();  // without running statistics, evaluation normalizes by the batch
+  const Tensor<double, 4> y = untracked(x);
+  const Tensor<double, 1> m = mean(y, {0, 2, 3});
+  CHECK(Tensor<double, 0>(max(abs(m)))() < 1e-12);
+}
+
+TEST_CASE("BatchNorm errors: wrong channel count, one value per channel in training, bad options") {
+  nn::BatchNorm2d<float> bn(3);
+  CHECK_THROWS_AS(bn(zeros<float>({2, 4, 3, 3})), shape_error);
+  const auto single_sample = [] { return nn::BatchNorm1d<float>(3)(zeros<float>({1, 3})); };
+  CHECK_THROWS_WITH_AS(single_sample(), doctest::Contains("more than one value per channel"), value_error);
+  CHECK_THROWS_AS(nn::BatchNorm2d<float>(0), value_error);
+  CHECK_THROWS_AS(nn::BatchNorm2d<float>(3, {.eps = 0}), value_error);
+  CHECK_THROWS_AS(nn::BatchNorm2d<float>(3, {.momentum = 1.5}), value_error);
+}
+
+TEST_CASE("LayerNorm matches PyTorch over the last axis and the last two axes") {
+  const auto x = fixture::d3(fx::ln_x);
+  nn::LayerNorm<double> ln1(4);
+  ln1.weight.assign(fixture::d1(fx::ln1_weight));
+  ln1.bias.assign(fixture::d1(fx::ln1_bias));
+  const Tensor<double, 3> y1 = ln1(x);
+  CHECK_TENSOR_NEAR(y1, fixture::d3(fx::ln1_y), 1e-12);
+
+  nn::LayerNorm<double, 2> ln2(Shape<2>{3, 4}, {.eps = 1e-3});
+  ln2.weight.assign(fixture::d2(fx::ln2_weight));
+  ln2.bias.assign(fixture::d2(fx::ln2_bias));
+  const Tensor<double, 3> y2 = ln2(x);
+  CHECK_TENSOR_NEAR(y2, fixture::d3(fx::ln2_y), 1e-12);
+  CHECK(parameter_names(ln2) == std::vector<std::string>{"weight", "bias"});
+  CHECK(nn::parameter_count(ln2) == 24);
+
+  GRAD_CHECK([&](const auto& in, const auto& m) { return sum(square(m(in)) * in); }, x, ln1, grad_test::tight());
+  GRAD_CHECK([&](const auto& in, const auto& m) { return sum(sin(m(in)) * in); }, x, ln2, grad_test::tight());
+  CHECK_THROWS_AS(ln1(zeros<double>({2, 5})), shape_error);
+  CHECK_THROWS_AS(nn::LayerNorm<double>(0), value_error);
+}
