@@ -311,20 +311,23 @@ template <class F, class... A>
 auto value_and_grad_impl(F& f, const A&... a) {
   using P = GradPlan<F, A...>;
   const std::tuple<const A&...> args(a...);
-  auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
-  using Out = decltype(out);
+  using Out = typename P::probe_result;
   static_assert(is_expr_v<Out>, "tessera::grad: f must return a tessera expression");
   static_assert(rank_v<Out> == 0, "tessera::grad: f must return a scalar (rank-0) expression; use vjp for non-scalar outputs");
   using T = value_type_t<Out>;
   static_assert(std::is_floating_point_v<T>, "tessera::grad: f must return a floating-point value");
   if constexpr (P::level == 0) {
+    // The sweep's epoch is open while f runs, so what f evaluates eagerly (nn::cut blocks) is
+    // cached for the forward and backward that follow.
     CacheEpochScope scope(new_cache_epoch());
-    Tensor<T, 0, backend_t<Out>> value = out;
-    const auto contributions = backward<0, P::match_tensors>(out, Tensor<T, 0, backend_t<Out>>(T(1)));
+    auto out = call_with_vars<0>(f, args, std::index_sequence_for<A...>{});
+    Tensor<T, 0, backend_t<decltype(out)>> value = out;
+    const auto contributions = backward<0, P::match_tensors>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
     return std::make_pair(value, gradients_from<P::match_tensors>(contributions, args));
   } else {
+    auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
     auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
-    const auto contributions = backward<P::level, false>(out, Tensor<T, 0, backend_t<Out>>(T(1)));
+    const auto contributions = backward<P::level, false>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
     auto flat_grads = std::apply(
         [&](const auto&... x) {
           return lazy_gradients(contributions, std::make_index_sequence<P::vars>{}, x...);
@@ -359,15 +362,13 @@ auto vjp(F&& f, const A&... a) {
                 "tessera::vjp: first order only: its arguments (and what f captures) must not be variables of an "
                 "enclosing grad");
   std::tuple<A...> args(a...);
+  const std::uint64_t epoch = detail::new_cache_epoch();
+  detail::CacheEpochScope forward_scope(epoch);  // open while f runs, as in value_and_grad
   auto out = std::apply([&](const auto&... x) { return detail::call_with_vars<0>(f, std::tuple<const A&...>(x...), std::index_sequence_for<A...>{}); }, args);
   using Out = decltype(out);
   using T = value_type_t<Out>;
   using OutTensor = Tensor<T, rank_v<Out>, backend_t<Out>>;
-  const std::uint64_t epoch = detail::new_cache_epoch();
-  const OutTensor value = [&] {
-    detail::CacheEpochScope scope(epoch);
-    return OutTensor(out);  // constructed, not assigned: a materialized output is not copied
-  }();
+  const OutTensor value(out);  // constructed, not assigned: a materialized output is not copied
   auto pullback = [out, args, epoch](const OutTensor& cotangent) {
     if (cotangent.shape() != out.shape()) {
       throw shape_error("vjp: cotangent of shape " + shape_to_string(cotangent.shape()) + " for an output of shape " +

@@ -3,6 +3,7 @@
 
 #include "tessera/nn/activation.hpp"
 #include "tessera/nn/conv.hpp"
+#include "tessera/nn/cut.hpp"
 #include "tessera/nn/dropout.hpp"
 #include "tessera/nn/embedding.hpp"
 #include "tessera/nn/init.hpp"
