@@ -38,6 +38,8 @@
 #include "tessera/nn/nn.hpp"
 #include "tessera/optim/optim.hpp"
 
+#include "tessera/data/data.hpp"
+
 namespace tessera {
 /// Library version (matches the CMake package version).
 inline constexpr const char* version = "0.1.0";

@@ -1,4 +1,4 @@
-// Exceptions thrown for errors a user can cause (bad shapes, bad indices, bad arguments).
+// Exceptions thrown for errors a user can cause (bad shapes, bad indices, bad arguments, bad files).
 #pragma once
 
 #include <stdexcept>
@@ -22,6 +22,13 @@ class index_error : public std::out_of_range {
 class value_error : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;
+};
+
+/// A file that cannot be read or written, or whose contents are malformed; the message names the
+/// file and the problem: `data/train.idx.gz: truncated: expected 47040016 bytes of data, got 1024`.
+class io_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace tessera

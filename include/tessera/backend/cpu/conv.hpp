@@ -193,6 +193,14 @@ void conv2d_backward_filter(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, 
   }
 }
 
+namespace detail {
+/// Kernel 2x2, stride 2, no padding, no dilation: max pooling's fast path.
+inline bool is_plain_2x2_pool(index_t kh, index_t kw, const Conv2dGeometry& g) {
+  return kh == 2 && kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 &&
+         g.dilation_w == 1;
+}
+}  // namespace detail
+
 /// Max (Max = true) or average pooling forward, NCHW. Average counts padding (PyTorch's default
 /// count_include_pad = true); max ignores it.
 template <bool Max, class T>
@@ -200,6 +208,31 @@ void pool2d_forward(cpu, const Tensor<T, 4, cpu>& x, Tensor<T, 4, cpu>& y, index
   const auto s = x.shape();
   const index_t H = s[2], W = s[3], Ho = y.shape()[2], Wo = y.shape()[3];
   const T inv = T(1) / T(kh * kw);
+  if constexpr (Max) {
+    if (detail::is_plain_2x2_pool(kh, kw, g)) {
+      // The common case (kernel 2, stride 2, no padding): no bounds checks, same comparison order
+      // (hence the same NaN and tie behaviour) as the general loop below.
+      detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) {
+          const T* in = x.data() + p * H * W;
+          T* out = y.data() + p * Ho * Wo;
+          for (index_t oh = 0; oh < Ho; ++oh) {
+            const T* r0 = in + 2 * oh * W;
+            const T* r1 = r0 + W;
+            for (index_t ow = 0; ow < Wo; ++ow) {
+              T m = r0[2 * ow];
+              const T b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+              if (b > m || b != b) m = b;
+              if (c > m || c != c) m = c;
+              if (d > m || d != d) m = d;
+              out[oh * Wo + ow] = m;
+            }
+          }
+        }
+      });
+      return;
+    }
+  }
   detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p) {
       const T* in = x.data() + p * H * W;
@@ -237,6 +270,34 @@ void pool2d_backward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& d
   const index_t H = s[2], W = s[3], Ho = dy.shape()[2], Wo = dy.shape()[3];
   const T inv = T(1) / T(kh * kw);
   std::fill(dx.data(), dx.data() + dx.size(), T(0));
+  if constexpr (Max) {
+    if (detail::is_plain_2x2_pool(kh, kw, g)) {
+      detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
+        for (index_t p = p0; p < p1; ++p) {
+          const T* in = x.data() + p * H * W;
+          const T* gout = dy.data() + p * Ho * Wo;
+          T* gin = dx.data() + p * H * W;
+          for (index_t oh = 0; oh < Ho; ++oh) {
+            for (index_t ow = 0; ow < Wo; ++ow) {
+              // The window's first maximum, chosen exactly as the general loop chooses it.
+              index_t best = 2 * oh * W + 2 * ow;
+              T acc = in[best];
+              const index_t cand[3] = {best + 1, best + W, best + W + 1};
+              for (index_t k : cand) {
+                const T v = in[k];
+                if (v > acc || (v != v && acc == acc)) {
+                  acc = v;
+                  best = k;
+                }
+              }
+              gin[best] += gout[oh * Wo + ow];
+            }
+          }
+        }
+      });
+      return;
+    }
+  }
   detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p) {
       const T* in = x.data() + p * H * W;

@@ -1,0 +1,7 @@
+// Data: datasets, the DataLoader, batch transforms and the IDX reader.
+#pragma once
+
+#include "tessera/data/dataset.hpp"
+#include "tessera/data/idx.hpp"
+#include "tessera/data/loader.hpp"
+#include "tessera/data/transforms.hpp"

@@ -1,0 +1,218 @@
+// DataLoader: batches of a dataset, optionally shuffled (seeded) and transformed, prepared by a
+// background thread a few batches ahead so the model never waits for data.
+//
+//   data::DataLoader loader(train, {.batch_size = 128, .shuffle = true, .seed = 1});
+//   for (int epoch = 0; epoch < 3; ++epoch)
+//     for (auto& [images, labels] : loader) { ... }      // each loop is one epoch
+//
+// Determinism: the order of epoch e is a function of (seed, e) only, and a transform gets its own
+// generator per batch derived from (seed, e, batch index), so results do not depend on prefetching
+// or thread timing. An exception thrown while preparing a batch is rethrown by the loop.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/random.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera::data {
+
+struct LoaderOptions {
+  index_t batch_size = 32;
+  bool shuffle = false;
+  bool drop_last = false;     ///< drop a last batch smaller than batch_size
+  std::uint64_t seed = 0;     ///< shuffling and transforms
+  index_t prefetch = 2;       ///< batches prepared ahead by the background thread; 0: none (inline)
+};
+
+/// A transform that does nothing.
+namespace detail {
+/// splitmix64 of (a, b): independent generator keys for each (seed, epoch, batch).
+inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t z = a + 0x9E3779B97F4A7C15ull * (b + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+}  // namespace detail
+
+struct NoTransform {
+  template <class Batch>
+  void operator()(Batch&, Generator&) const {}
+};
+
+template <class Dataset, class Transform = NoTransform>
+class DataLoader {
+ public:
+  using Batch = decltype(std::declval<const Dataset&>().batch(std::declval<const std::vector<index_t>&>()));
+
+  /// Keeps a reference to `dataset`, which must outlive the loader.
+  DataLoader(const Dataset& dataset, LoaderOptions options = {}, Transform transform = {})
+      : dataset_(&dataset), options_(options), transform_(std::move(transform)) {
+    if (options_.batch_size <= 0) throw value_error("DataLoader: batch_size must be positive");
+    if (options_.prefetch < 0) throw value_error("DataLoader: prefetch must not be negative");
+  }
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  /// Batches per epoch.
+  index_t size() const {
+    const index_t n = dataset_->size(), b = options_.batch_size;
+    return options_.drop_last ? n / b : (n + b - 1) / b;
+  }
+  const LoaderOptions& options() const noexcept { return options_; }
+  /// Epochs started so far (the next one shuffles with this number).
+  std::uint64_t epochs_started() const noexcept { return next_epoch_; }
+  /// Continue from a given epoch number (when resuming training).
+  void set_epoch(std::uint64_t e) noexcept { next_epoch_ = e; }
+
+  /// The sample order of epoch e.
+  std::vector<index_t> order(std::uint64_t e) const {
+    std::vector<index_t> idx(static_cast<std::size_t>(dataset_->size()));
+    std::iota(idx.begin(), idx.end(), index_t{0});
+    if (options_.shuffle && idx.size() > 1) {
+      Generator gen(detail::mix(options_.seed, e));
+      // Fisher-Yates with 64-bit draws (modulo bias below 2^-30 for any real dataset size).
+      const std::uint64_t first = gen.advance(idx.size());
+      for (std::size_t i = idx.size() - 1; i > 0; --i) {
+        const auto w = gen.at(first + i);
+        const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
+        std::swap(idx[i], idx[static_cast<std::size_t>(r % (i + 1))]);
+      }
+    }
+    return idx;
+  }
+
+ private:
+  /// One epoch in progress: the order, the queue and the producer thread.
+  class EpochRun {
+   public:
+    EpochRun(const DataLoader& loader, std::uint64_t epoch) : loader_(loader), epoch_(epoch), order_(loader.order(epoch)) {
+      total_ = loader.size();
+      if (loader.options_.prefetch > 0 && total_ > 0) worker_ = std::thread([this] { produce(); });
+    }
+    ~EpochRun() {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stop_ = true;
+      }
+      changed_.notify_all();
+      if (worker_.joinable()) worker_.join();
+    }
+    EpochRun(const EpochRun&) = delete;
+    EpochRun& operator=(const EpochRun&) = delete;
+
+    /// The next batch, or nothing at the end of the epoch.
+    std::optional<Batch> next() {
+      if (consumed_ == total_) return std::nullopt;
+      if (!worker_.joinable()) return make(consumed_++);
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return !queue_.empty() || error_; });
+      if (queue_.empty()) std::rethrow_exception(error_);  // batches made before the error come first
+      Batch b = std::move(queue_.front());
+      queue_.pop_front();
+      ++consumed_;
+      lock.unlock();
+      changed_.notify_all();
+      return b;
+    }
+
+   private:
+    Batch make(index_t k) const {
+      const index_t bs = loader_.options_.batch_size;
+      const index_t begin = k * bs, end = std::min<index_t>(begin + bs, static_cast<index_t>(order_.size()));
+      std::vector<index_t> idx(order_.begin() + begin, order_.begin() + end);
+      Batch b = loader_.dataset_->batch(idx);
+      Generator gen(detail::mix(detail::mix(loader_.options_.seed, epoch_), static_cast<std::uint64_t>(k)));
+      loader_.transform_(b, gen);
+      return b;
+    }
+    void produce() {
+      for (index_t k = 0; k < total_; ++k) {
+        {
+          std::unique_lock<std::mutex> lock(mutex_);
+          changed_.wait(lock, [&] { return stop_ || index_t(queue_.size()) < loader_.options_.prefetch; });
+          if (stop_) return;
+        }
+        try {
+          Batch b = make(k);
+          std::lock_guard<std::mutex> lock(mutex_);
+          queue_.push_back(std::move(b));
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          error_ = std::current_exception();
+          changed_.notify_all();
+          return;
+        }
+        changed_.notify_all();
+      }
+    }
+
+    const DataLoader& loader_;
+    std::uint64_t epoch_;
+    std::vector<index_t> order_;
+    index_t total_ = 0, consumed_ = 0;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<Batch> queue_;
+    std::exception_ptr error_;
+    bool stop_ = false;
+    std::thread worker_;  // last: started after everything it uses is constructed
+  };
+
+ public:
+  /// Iterates one epoch; obtained from begin().
+  class iterator {
+   public:
+    using value_type = Batch;
+    iterator() = default;
+    explicit iterator(std::shared_ptr<EpochRun> run) : run_(std::move(run)) { advance(); }
+    Batch& operator*() { return *current_; }
+    Batch* operator->() { return &*current_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return !current_ && !o.current_; }
+    bool operator!=(const iterator& o) const { return !(*this == o); }
+
+   private:
+    void advance() {
+      current_ = run_ ? run_->next() : std::nullopt;
+      if (!current_) run_.reset();  // joins the producer at the end of the epoch
+    }
+    std::shared_ptr<EpochRun> run_;
+    std::optional<Batch> current_;
+  };
+
+  /// Starts the next epoch (leaving a loop early stops its producer).
+  iterator begin() { return iterator(std::make_shared<EpochRun>(*this, next_epoch_++)); }
+  iterator end() { return iterator(); }
+
+ private:
+  const Dataset* dataset_;
+  LoaderOptions options_;
+  Transform transform_;
+  std::uint64_t next_epoch_ = 0;
+};
+
+template <class Dataset>
+DataLoader(const Dataset&, LoaderOptions) -> DataLoader<Dataset>;
+template <class Dataset, class Transform>
+DataLoader(const Dataset&, LoaderOptions, Transform) -> DataLoader<Dataset, Transform>;
+
+}  // namespace tessera::data
