@@ -28,7 +28,7 @@ using namespace tessera;
 struct Options {
   std::string data = "/usr/share/datasets/fashion-mnist";
   int epochs = 2;
-  index_t batch = 128;
+  index_t batch = 64;
   double lr = 2e-3;
   int threads = 0;  // 0: all cores
   std::uint64_t seed = 1;
