@@ -6,16 +6,12 @@
 #include <tessera/tessera.hpp>
 
 #include "autodiff/grad_test_support.hpp"
+#include "nn/module_names.hpp"
 
 using namespace tessera;
+using nn_test::parameter_names;
 
 namespace {
-template <class M>
-std::vector<std::string> parameter_names(M& m) {
-  std::vector<std::string> names;
-  nn::for_each_parameter(m, [&](const std::string& n, const auto&) { names.push_back(n); });
-  return names;
-}
 auto make_block(Generator& gen) {
   return nn::sequential(nn::Linear<double>(5, 5, {.bias = true, .generator = &gen}), nn::Tanh{},
                         nn::Linear<double>(5, 5, {.bias = true, .generator = &gen}));

@@ -5,18 +5,14 @@
 #include <tessera/tessera.hpp>
 
 #include "autodiff/grad_test_support.hpp"
+#include "nn/module_names.hpp"
 #include "nn/fixture_support.hpp"
 
 using namespace tessera;
+using nn_test::parameter_names;
 namespace fx = torch_fixtures;
 
 namespace {
-template <class M>
-std::vector<std::string> parameter_names(M& m) {
-  std::vector<std::string> names;
-  nn::for_each_parameter(m, [&](const std::string& n, const auto&) { names.push_back(n); });
-  return names;
-}
 /// A user-defined module: an encoder and a head (any module).
 template <class Head>
 struct Net : nn::Module<Net<Head>> {

@@ -5,24 +5,15 @@
 #include <tessera/tessera.hpp>
 
 #include "autodiff/grad_test_support.hpp"
+#include "nn/module_names.hpp"
 #include "nn/fixture_support.hpp"
 
 using namespace tessera;
+using nn_test::buffer_names;
+using nn_test::parameter_names;
 namespace fx = torch_fixtures;
 
 namespace {
-template <class M>
-std::vector<std::string> buffer_names(M& m) {
-  std::vector<std::string> names;
-  nn::for_each_buffer(m, [&](const std::string& n, const auto&) { names.push_back(n); });
-  return names;
-}
-template <class M>
-std::vector<std::string> parameter_names(M& m) {
-  std::vector<std::string> names;
-  nn::for_each_parameter(m, [&](const std::string& n, const auto&) { names.push_back(n); });
-  return names;
-}
 nn::BatchNorm2d<double> fixture_bn2d() {
   nn::BatchNorm2d<double> bn(3, {.momentum = 0.2});
   bn.weight.assign(fixture::d1(fx::bn2d_weight));
