@@ -5,8 +5,6 @@
 //   softmax_regression [--data DIR] [--epochs N] [--batch B] [--lr X] [--threads T]
 #include <tessera/tessera.hpp>
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,53 +20,18 @@ namespace {
 
 using tessera::index_t;
 
-// Reads a gzip-compressed IDX file (the MNIST format: big-endian magic, extents, then bytes).
-std::vector<unsigned char> read_idx(const std::string& path, int expected_dims, std::vector<index_t>& dims) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error(path + ": cannot open (install dataset-fashion-mnist or pass --data)");
-  auto read_exact = [&](void* dst, unsigned n) {
-    if (gzread(f, dst, n) != static_cast<int>(n)) {
-      gzclose(f);
-      throw std::runtime_error(path + ": truncated file");
-    }
-  };
-  auto be32 = [](const unsigned char* b) {
-    return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) | b[3];
-  };
-  unsigned char header[4];
-  read_exact(header, 4);
-  if (header[0] != 0 || header[1] != 0 || header[2] != 0x08 || header[3] != expected_dims) {
-    gzclose(f);
-    throw std::runtime_error(path + ": not an unsigned-byte IDX file with " + std::to_string(expected_dims) + " dims");
-  }
-  index_t total = 1;
-  dims.clear();
-  for (int i = 0; i < expected_dims; ++i) {
-    unsigned char b[4];
-    read_exact(b, 4);
-    dims.push_back(static_cast<index_t>(be32(b)));
-    total *= dims.back();
-  }
-  std::vector<unsigned char> data(static_cast<std::size_t>(total));
-  read_exact(data.data(), static_cast<unsigned>(total));
-  gzclose(f);
-  return data;
-}
-
 struct Split {
   tessera::Tensor<float, 2> images;        // [n, 784], scaled to [0, 1]
   tessera::Tensor<std::int64_t, 1> labels;  // [n]
 };
 
 Split load_split(const std::string& dir, const std::string& prefix) {
-  std::vector<index_t> idims, ldims;
-  const auto pixels = read_idx(dir + "/" + prefix + "-images-idx3-ubyte.gz", 3, idims);
-  const auto labels = read_idx(dir + "/" + prefix + "-labels-idx1-ubyte.gz", 1, ldims);
-  if (idims[0] != ldims[0]) throw std::runtime_error(dir + ": image and label counts differ");
-  Split s{tessera::Tensor<float, 2>(idims[0], idims[1] * idims[2]), tessera::Tensor<std::int64_t, 1>(ldims[0])};
-  std::transform(pixels.begin(), pixels.end(), s.images.data(), [](unsigned char p) { return p / 255.0f; });
-  std::copy(labels.begin(), labels.end(), s.labels.data());
-  return s;
+  // tessera::data::read_idx validates the files and names the file in any error (io_error).
+  const auto pixels = tessera::data::read_idx<float, 3>(dir + "/" + prefix + "-images-idx3-ubyte.gz");
+  const auto labels = tessera::data::read_idx<std::int64_t, 1>(dir + "/" + prefix + "-labels-idx1-ubyte.gz");
+  const index_t n = pixels.shape(0);
+  if (labels.shape(0) != n) throw std::runtime_error(dir + ": image and label counts differ");
+  return Split{tessera::reshape(pixels * (1.0f / 255.0f), tessera::Shape<2>{n, pixels.shape(1) * pixels.shape(2)}), labels};
 }
 
 struct Options {
