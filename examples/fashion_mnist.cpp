@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     const std::int64_t total_steps = std::int64_t(steps) * o.epochs;
     optim::CosineWithWarmup schedule(opt, std::min<std::int64_t>(100, total_steps / 10), total_steps);
 
-    double train_seconds = 0;
+    double train_seconds = 0, test_accuracy = 0;
     for (int epoch = 1; epoch <= o.epochs; ++epoch) {
       const auto start = std::chrono::steady_clock::now();
       double loss_sum = 0;
@@ -151,13 +151,12 @@ int main(int argc, char** argv) {
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       train_seconds += seconds;
-      const double test_acc = accuracy(model, test, normalize);
+      test_accuracy = accuracy(model, test, normalize);  // the last epoch's is the result
       std::printf("%sepoch %d/%d  %.1fs  %.0f samples/s  train loss %.4f  train acc %.4f  test acc %.4f\n", terminal ? "\r" : "",
                   epoch, o.epochs, seconds, double(seen) / seconds, loss_sum / double(seen), double(correct) / double(seen),
-                  test_acc);
+                  test_accuracy);
       std::fflush(stdout);
     }
-    const double test_accuracy = accuracy(model, test, normalize);
     std::printf("{\"test_accuracy\": %.4f, \"train_seconds\": %.1f, \"epochs\": %d}\n", test_accuracy, train_seconds, o.epochs);
     return 0;
   } catch (const std::exception& e) {
