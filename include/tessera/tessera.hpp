@@ -1,4 +1,5 @@
-// tessera: tensors, lazy expression templates, autodiff, layers and optimizers. Include this one header.
+// tessera: tensors, lazy expression templates, autodiff, layers, optimizers, data, training and
+// checkpoints. Include this one header.
 #pragma once
 
 #include "tessera/core/config.hpp"
@@ -39,6 +40,10 @@
 #include "tessera/optim/optim.hpp"
 
 #include "tessera/data/data.hpp"
+
+#include "tessera/io/io.hpp"
+
+#include "tessera/train/train.hpp"
 
 namespace tessera {
 /// Library version (matches the CMake package version).

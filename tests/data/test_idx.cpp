@@ -125,6 +125,11 @@ TEST_CASE("hostile IDX files raise io_error naming the file and the problem") {
   // Extents whose product is far beyond any real file: refused before allocating.
   write_bytes(path, header(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu}));
   CHECK(read_error<2>(path).find("implausibly large") != std::string::npos);
+  // Plausible extents that a tiny file cannot hold (fuzzer find: 28 bytes asking for 277 GB).
+  write_bytes(path, header(0x08, {513, 50331648}));
+  CHECK(read_error<2>(path).find("the header claims 25820135424 elements but the file has only 12 bytes") != std::string::npos);
+  write_bytes(path, header(0x08, {513, 50331648}), true);
+  CHECK(read_error<2>(path).find("the header claims") != std::string::npos);
 
   // A gzip stream with its compressed body damaged.
   Tensor<float, 1> big(Shape<1>{4096});

@@ -38,6 +38,8 @@ class Generator {
     return first;
   }
   std::uint64_t offset() const noexcept { return offset_; }
+  /// The seed this generator was made from.
+  std::uint64_t seed() const noexcept { return (std::uint64_t{key_[1]} << 32) | key_[0]; }
   /// Restarts the stream (for reproducing a run or restoring a checkpoint).
   void set_offset(std::uint64_t offset) noexcept { offset_ = offset; }
 

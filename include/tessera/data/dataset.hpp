@@ -84,4 +84,38 @@ class TensorDataset {
 template <class... Tensors>
 TensorDataset(Tensors...) -> TensorDataset<Tensors...>;
 
+/// The samples of another dataset at given indices, in that order (k-fold splits, train/validation
+/// splits). Keeps a reference to the dataset, which must outlive it.
+template <class Dataset>
+class Subset {
+ public:
+  using Batch = decltype(std::declval<const Dataset&>().batch(std::declval<const std::vector<index_t>&>()));
+
+  Subset(const Dataset& dataset, std::vector<index_t> indices) : dataset_(&dataset), indices_(std::move(indices)) {
+    for (std::size_t k = 0; k < indices_.size(); ++k) {
+      if (indices_[k] < 0 || indices_[k] >= dataset.size()) {
+        throw index_error("Subset: index " + std::to_string(indices_[k]) + " (position " + std::to_string(k) +
+                          ") is outside [0, " + std::to_string(dataset.size()) + ")");
+      }
+    }
+  }
+  index_t size() const noexcept { return static_cast<index_t>(indices_.size()); }
+  const std::vector<index_t>& indices() const noexcept { return indices_; }
+
+  Batch batch(const std::vector<index_t>& idx) const {
+    std::vector<index_t> mapped(idx.size());
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      if (idx[k] < 0 || idx[k] >= size()) {
+        throw index_error("Subset: sample " + std::to_string(idx[k]) + " is outside [0, " + std::to_string(size()) + ")");
+      }
+      mapped[k] = indices_[static_cast<std::size_t>(idx[k])];
+    }
+    return dataset_->batch(mapped);
+  }
+
+ private:
+  const Dataset* dataset_;
+  std::vector<index_t> indices_;
+};
+
 }  // namespace tessera::data

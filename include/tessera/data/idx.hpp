@@ -9,6 +9,7 @@
 // naming the file and the problem. It never reads past what the header promises.
 #pragma once
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <array>
@@ -150,6 +151,13 @@ Tensor<T, R> read_idx(const std::string& path, IdxInfo* info = nullptr) {
     // Refuse sizes that cannot be real before allocating anything (hostile headers).
     if (e != 0 && count > (std::uint64_t{1} << 40) / e) throw io_error(path + ": extents are implausibly large");
     count *= e;
+  }
+  // Nor allocate more than the file can hold: deflate compresses at most ~1032:1, so a header
+  // claiming more data than that is a lie (found by fuzzing: a 28-byte file asking for 277 GB).
+  struct ::stat st {};
+  if (::stat(path.c_str(), &st) == 0 && count * element_size > std::uint64_t(st.st_size) * 1040u + 1024u) {
+    throw io_error(path + ": the header claims " + std::to_string(count) + " elements but the file has only " +
+                   std::to_string(st.st_size) + " bytes");
   }
   if (info) {
     info->type_code = code;

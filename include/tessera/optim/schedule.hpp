@@ -26,6 +26,11 @@ class StepLR {
     opt_.set_lr(base_ * std::pow(gamma_, double(count_ / size_)));
   }
   std::int64_t count() const noexcept { return count_; }
+  /// Continues as if step() had been called n times (resuming from a checkpoint).
+  void set_count(std::int64_t n) {
+    count_ = n;
+    opt_.set_lr(base_ * std::pow(gamma_, double(count_ / size_)));
+  }
 
  private:
   Opt& opt_;
@@ -42,6 +47,12 @@ class ExponentialLR {
   ExponentialLR(Opt& opt, double gamma) : opt_(opt), base_(opt.lr()), gamma_(gamma) {}
   void step() {
     ++count_;
+    opt_.set_lr(base_ * std::pow(gamma_, double(count_)));
+  }
+  std::int64_t count() const noexcept { return count_; }
+  /// Continues as if step() had been called n times (resuming from a checkpoint).
+  void set_count(std::int64_t n) {
+    count_ = n;
     opt_.set_lr(base_ * std::pow(gamma_, double(count_)));
   }
 
@@ -73,6 +84,12 @@ class CosineWithWarmup {
     return min_ + 0.5 * (base_ - min_) * (1 + std::cos(M_PI * progress));
   }
   void step() { opt_.set_lr(lr_at(++count_)); }
+  std::int64_t count() const noexcept { return count_; }
+  /// Continues as if step() had been called n times (resuming from a checkpoint).
+  void set_count(std::int64_t n) {
+    count_ = n;
+    opt_.set_lr(lr_at(count_));
+  }
 
  private:
   Opt& opt_;

@@ -1,0 +1,327 @@
+// fit / evaluate / predict, in the spirit of Keras's Model.fit and TF.Learn's estimators.
+//
+//   auto loss = [](const auto& logits, const auto& labels) { return nn::cross_entropy(logits, labels); };
+//   train::History h = train::fit(model, optimizer, loss, train_loader, test_loader,
+//                                 {.epochs = 3, .callbacks = {&checkpoint, &early_stop}});
+//   train::Evaluation e = train::evaluate(model, loss, test_loader, {.top_k = 5});
+//   Tensor<float, 2> logits = train::predict(model, test_loader);
+//
+// The loaders yield (inputs, labels) batches (data::DataLoader does). Gradients come from
+// tessera::value_and_grad, so the loss and model are any differentiable expressions. With integer
+// labels and [batch, classes] outputs the metrics include accuracy (argmax); otherwise only loss.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "tessera/autodiff/grad.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/tensor.hpp"
+#include "tessera/train/callbacks.hpp"
+
+namespace tessera::train {
+
+/// Per-epoch metrics of a fit run: history["loss"][e], history["val_accuracy"][e], ...
+struct History {
+  std::vector<int> epochs;                              ///< 0-based epoch numbers run
+  std::map<std::string, std::vector<double>> metrics;   ///< one value per epoch in `epochs`
+
+  const std::vector<double>& operator[](const std::string& name) const {
+    const auto it = metrics.find(name);
+    if (it == metrics.end()) throw value_error("History: no metric \"" + name + "\"");
+    return it->second;
+  }
+  bool has(const std::string& name) const { return metrics.count(name) != 0; }
+};
+
+struct FitOptions {
+  int epochs = 1;                 ///< train until this many epochs are done (Keras's `epochs`)
+  int initial_epoch = 0;          ///< epochs already done (resuming): the loader continues from there
+  std::int64_t initial_step = 0;  ///< batches already done (resuming; from io::TrainingProgress)
+  int verbose = 1;                ///< 0: silent; 1: progress bar on a terminal, else a line per epoch
+  std::vector<Callback*> callbacks;
+};
+
+struct EvaluateOptions {
+  index_t top_k = 0;              ///< also report top-k accuracy when k > 1
+  bool confusion_matrix = false;  ///< also count a [classes, classes] confusion matrix
+};
+
+/// What evaluate returns.
+struct Evaluation {
+  double loss = 0;            ///< mean over samples
+  double accuracy = 0;        ///< classification only
+  double top_k_accuracy = 0;  ///< when top_k > 1
+  index_t samples = 0;
+  /// confusion(true class, predicted class) counts, when asked for.
+  Tensor<std::int64_t, 2> confusion;
+  /// As a Logs map with Keras's names ("loss", "accuracy", "top_5_accuracy"), for callbacks.
+  Logs logs(const std::string& prefix = "") const {
+    Logs l{{prefix + "loss", loss}};
+    if (classification) l[prefix + "accuracy"] = accuracy;
+    if (top_k > 1) l[prefix + "top_" + std::to_string(top_k) + "_accuracy"] = top_k_accuracy;
+    return l;
+  }
+  bool classification = false;
+  index_t top_k = 0;
+};
+
+namespace detail {
+
+template <class Batch>
+const auto& batch_inputs(const Batch& b) {
+  return std::get<0>(b);
+}
+template <class Batch>
+const auto& batch_labels(const Batch& b) {
+  static_assert(std::tuple_size_v<std::decay_t<Batch>> >= 2, "tessera::train: batches must be (inputs, labels, ...)");
+  return std::get<1>(b);
+}
+
+/// The tensor type a model's output evaluates to.
+template <class Model, class X>
+using output_tensor_t = Tensor<value_type_t<decltype(std::declval<Model&>()(std::declval<const X&>()))>,
+                               rank_v<decltype(std::declval<Model&>()(std::declval<const X&>()))>,
+                               backend_t<decltype(std::declval<Model&>()(std::declval<const X&>()))>>;
+
+template <class Out, class Labels>
+inline constexpr bool is_classification_v =
+    rank_v<Out> == 2 && rank_v<Labels> == 1 && std::is_integral_v<value_type_t<Labels>>;
+
+/// Counts correct argmax predictions (and top-k hits, and confusion counts) of one batch.
+template <class T, class L>
+void count_hits(const Tensor<T, 2>& logits_in, const Tensor<L, 1>& labels, index_t k, index_t& correct, index_t& top_k_hits,
+                Tensor<std::int64_t, 2>* confusion) {
+  const Tensor<T, 2> logits = logits_in.contiguous();
+  const index_t n = logits.shape()[0], classes = logits.shape()[1];
+  if (labels.shape()[0] != n) throw shape_error("train: outputs and labels differ in batch size");
+  const T* p = logits.data();
+  for (index_t i = 0; i < n; ++i, p += classes) {
+    const auto y = static_cast<index_t>(labels(i));
+    index_t best = 0, above = 0;
+    for (index_t c = 1; c < classes; ++c) {
+      if (p[c] > p[best]) best = c;
+    }
+    if (best == y) ++correct;
+    if (k > 1 && y >= 0 && y < classes) {
+      for (index_t c = 0; c < classes; ++c) above += p[c] > p[y] ? 1 : 0;
+      if (above < k) ++top_k_hits;
+    }
+    if (confusion) {
+      if (y < 0 || y >= classes) {
+        throw index_error("evaluate: label " + std::to_string(y) + " outside [0, " + std::to_string(classes) + ")");
+      }
+      (*confusion)(y, best) += 1;
+    }
+  }
+}
+
+template <class L, class = void>
+inline constexpr bool has_set_epoch_v = false;
+template <class L>
+inline constexpr bool has_set_epoch_v<L, std::void_t<decltype(std::declval<L&>().set_epoch(std::uint64_t{}))>> = true;
+
+/// Restores a module's training mode when leaving a scope.
+template <class Model>
+class ModeGuard {
+ public:
+  ModeGuard(Model& m, bool training) : m_(m), was_(m.is_training()) { m.train(training); }
+  ~ModeGuard() { m_.train(was_); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  Model& m_;
+  bool was_;
+};
+
+}  // namespace detail
+
+/// Loss (mean over samples), accuracy, top-k accuracy and confusion matrix of `model` on `loader`,
+/// in evaluation mode (the model's mode is restored afterwards).
+template <class Model, class Loss, class Loader>
+Evaluation evaluate(Model& model, Loss&& loss, Loader& loader, const EvaluateOptions& o = {}) {
+  detail::ModeGuard<Model> eval_mode(model, false);
+  Evaluation e;
+  e.top_k = o.top_k;
+  double loss_sum = 0;
+  index_t correct = 0, top_hits = 0;
+  for (auto& batch : loader) {
+    const auto& x = detail::batch_inputs(batch);
+    const auto& y = detail::batch_labels(batch);
+    using Out = detail::output_tensor_t<Model, std::decay_t<decltype(x)>>;
+    const Out out = model(x);
+    const index_t n = out.shape()[0];
+    loss_sum += double(Tensor<value_type_t<Out>, 0, backend_t<Out>>(loss(out, y))()) * double(n);
+    e.samples += n;
+    if constexpr (detail::is_classification_v<Out, std::decay_t<decltype(y)>>) {
+      e.classification = true;
+      if (o.confusion_matrix && e.confusion.size() == 0) e.confusion = zeros<std::int64_t>({out.shape()[1], out.shape()[1]});
+      detail::count_hits(out, y, o.top_k, correct, top_hits, o.confusion_matrix ? &e.confusion : nullptr);
+    }
+  }
+  if (e.samples == 0) throw value_error("evaluate: the loader yielded no samples");
+  e.loss = loss_sum / double(e.samples);
+  e.accuracy = double(correct) / double(e.samples);
+  e.top_k_accuracy = double(top_hits) / double(e.samples);
+  return e;
+}
+
+/// The model's outputs for every batch of `loader` (inputs only), stacked along the first axis,
+/// in evaluation mode.
+template <class Model, class Loader>
+auto predict(Model& model, Loader& loader) {
+  detail::ModeGuard<Model> eval_mode(model, false);
+  using X = std::decay_t<decltype(detail::batch_inputs(*loader.begin()))>;
+  using Out = detail::output_tensor_t<Model, X>;
+  std::vector<Out> parts;
+  index_t rows = 0;
+  for (auto& batch : loader) {
+    parts.push_back(Out(model(detail::batch_inputs(batch))).contiguous());
+    rows += parts.back().shape()[0];
+  }
+  if (parts.empty()) throw value_error("predict: the loader yielded no batches");
+  auto shape = parts[0].shape();
+  const index_t row = shape[0] == 0 ? 0 : parts[0].size() / shape[0];
+  shape[0] = rows;
+  auto out = Out::uninitialized(shape);
+  auto* dst = out.data();
+  for (const auto& p : parts) {
+    std::copy(p.data(), p.data() + p.shape()[0] * row, dst);
+    dst += p.shape()[0] * row;
+  }
+  return out;
+}
+
+/// The model's outputs for inputs `x` (first axis: samples), `batch_size` samples at a time.
+template <class Model, class T, std::size_t R, class B>
+auto predict(Model& model, const Tensor<T, R, B>& x, index_t batch_size = 256) {
+  if (batch_size <= 0) throw value_error("predict: batch_size must be positive");
+  detail::ModeGuard<Model> eval_mode(model, false);
+  using Out = detail::output_tensor_t<Model, Tensor<T, R, B>>;
+  std::vector<Out> parts;
+  index_t rows = 0;
+  for (index_t b = 0; b < x.shape()[0]; b += batch_size) {
+    const Tensor<T, R, B> xb = x.slice(0, b, std::min(x.shape()[0], b + batch_size));
+    parts.push_back(Out(model(xb)).contiguous());
+    rows += parts.back().shape()[0];
+  }
+  if (parts.empty()) throw value_error("predict: no samples");
+  auto shape = parts[0].shape();
+  const index_t row = shape[0] == 0 ? 0 : parts[0].size() / shape[0];
+  shape[0] = rows;
+  auto out = Out::uninitialized(shape);
+  auto* dst = out.data();
+  for (const auto& p : parts) {
+    std::copy(p.data(), p.data() + p.shape()[0] * row, dst);
+    dst += p.shape()[0] * row;
+  }
+  return out;
+}
+
+struct NoValidation {};
+
+/// Trains `model` with `optimizer` on the batches of `train_loader` for the epochs
+/// [options.initial_epoch, options.epochs), minimizing loss(outputs, labels). After each epoch
+/// the model is evaluated on `validation` (metrics "val_loss", "val_accuracy") unless it is
+/// NoValidation. Returns the per-epoch metrics.
+template <class Model, class Opt, class Loss, class Loader, class Validation,
+          std::enable_if_t<!std::is_same_v<std::decay_t<Validation>, FitOptions>, int> = 0>
+History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Validation& validation,
+            const FitOptions& o = {}) {
+  if (o.initial_epoch < 0 || o.epochs < o.initial_epoch || o.initial_step < 0) {
+    throw value_error("fit: need 0 <= initial_epoch <= epochs and initial_step >= 0 (got initial_epoch " +
+                      std::to_string(o.initial_epoch) + ", epochs " + std::to_string(o.epochs) + ")");
+  }
+  std::vector<Callback*> callbacks;
+  ProgressBar progress;
+  if (o.verbose > 0) callbacks.push_back(&progress);
+  for (auto* c : o.callbacks) {
+    if (!c) throw value_error("fit: null callback");
+    callbacks.push_back(c);
+  }
+
+  TrainingContext ctx;
+  ctx.epochs = o.epochs;
+  ctx.epoch = o.initial_epoch;
+  ctx.step = o.initial_step;
+  ctx.steps_per_epoch = train_loader.size();
+  ctx.learning_rate = [&optimizer] { return optimizer.lr(); };
+  ctx.set_learning_rate = [&optimizer](double lr) { optimizer.set_lr(lr); };
+  if constexpr (detail::has_set_epoch_v<Loader>) {
+    train_loader.set_epoch(static_cast<std::uint64_t>(o.initial_epoch));
+  }
+
+  History history;
+  for (auto* c : callbacks) c->on_train_begin(ctx);
+  for (int epoch = o.initial_epoch; epoch < o.epochs && !ctx.stop_training; ++epoch) {
+    ctx.epoch = epoch;
+    ctx.batch = 0;
+    ctx.samples = 0;
+    ctx.epoch_seconds = 0;
+    model.train();
+    for (auto* c : callbacks) c->on_epoch_begin(ctx);
+    const auto start = std::chrono::steady_clock::now();
+    double loss_sum = 0;
+    index_t correct = 0, unused_top = 0;
+    bool classification = false;
+    Logs running;
+    for (auto& batch : train_loader) {
+      const auto& x = detail::batch_inputs(batch);
+      const auto& y = detail::batch_labels(batch);
+      using Out = detail::output_tensor_t<Model, std::decay_t<decltype(x)>>;
+      Out outputs;
+      auto [value, grads] = value_and_grad(
+          [&](const auto& m) {
+            auto out = m(x);
+            // Evaluated inside the sweep's cache epoch: the loss reuses this buffer.
+            outputs = Out(out);
+            return loss(out, y);
+          },
+          model);
+      optimizer.step(model, std::get<0>(grads));
+      const index_t n = outputs.shape()[0];
+      loss_sum += double(value()) * double(n);
+      ctx.samples += n;
+      if constexpr (detail::is_classification_v<Out, std::decay_t<decltype(y)>>) {
+        classification = true;
+        detail::count_hits(outputs, y, 0, correct, unused_top, nullptr);
+      }
+      ++ctx.batch;
+      ++ctx.step;
+      ctx.epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      running["loss"] = loss_sum / double(ctx.samples);
+      if (classification) running["accuracy"] = double(correct) / double(ctx.samples);
+      for (auto* c : callbacks) c->on_batch_end(ctx, running);
+    }
+    if (ctx.samples == 0) throw value_error("fit: the training loader yielded no samples");
+    Logs logs = running;
+    // "seconds": the epoch's training time, without the validation pass.
+    ctx.epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    logs["seconds"] = ctx.epoch_seconds;
+    if constexpr (!std::is_same_v<Validation, NoValidation>) {
+      for (const auto& [k, v] : evaluate(model, loss, validation).logs("val_")) logs[k] = v;
+    }
+    logs["lr"] = optimizer.lr();
+    for (auto* c : callbacks) c->on_epoch_end(ctx, logs);
+    history.epochs.push_back(epoch);
+    for (const auto& [k, v] : logs) history.metrics[k].push_back(v);
+  }
+  for (auto* c : callbacks) c->on_train_end(ctx);
+  return history;
+}
+
+/// fit without validation data.
+template <class Model, class Opt, class Loss, class Loader>
+History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, const FitOptions& o = {}) {
+  NoValidation none;
+  return fit(model, optimizer, std::forward<Loss>(loss), train_loader, none, o);
+}
+
+}  // namespace tessera::train

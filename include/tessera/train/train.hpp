@@ -1,0 +1,6 @@
+// Training workflow: fit / evaluate / predict, callbacks and progress, cross-validation and grid search.
+#pragma once
+
+#include "tessera/train/callbacks.hpp"
+#include "tessera/train/fit.hpp"
+#include "tessera/train/model_selection.hpp"
