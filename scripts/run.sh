@@ -14,5 +14,5 @@ BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
 
 TESSERA_EXTRA_PACKAGES="dataset-fashion-mnist ${TESSERA_EXTRA_PACKAGES:-}" BUILD_TARGETS=fashion_mnist \
-  "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_EXAMPLES=ON
+  "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_EXAMPLES=ON -DTESSERA_EXAMPLES_OPTIMIZE=
 exec "${BUILD_DIR}/examples/fashion_mnist" "$@"

@@ -13,6 +13,7 @@ cd "${repo_root}"
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
 
+# Examples at -O1 (TESSERA_EXAMPLES_OPTIMIZE): half the compile time; their smoke tests are short.
 "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_TESTS=ON -DTESSERA_BUILD_EXAMPLES=ON \
-  -DTESSERA_BUILD_BENCHMARKS=OFF "$@"
+  -DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_EXAMPLES_OPTIMIZE=-O1 "$@"
 ctest --test-dir "${BUILD_DIR}" -j "${JOBS}" --output-on-failure

@@ -11,6 +11,7 @@
 // labels and [batch, classes] outputs the metrics include accuracy (argmax); otherwise only loss.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -127,6 +128,21 @@ inline constexpr bool has_set_epoch_v = false;
 template <class L>
 inline constexpr bool has_set_epoch_v<L, std::void_t<decltype(std::declval<L&>().set_epoch(std::uint64_t{}))>> = true;
 
+/// Contiguous batches [n_i, ...] stacked into one tensor [rows, ...].
+template <class Out>
+Out stack_rows(const std::vector<Out>& parts, index_t rows) {
+  auto shape = parts.at(0).shape();
+  const index_t row = shape[0] == 0 ? 0 : parts[0].size() / shape[0];
+  shape[0] = rows;
+  auto out = Out::uninitialized(shape);
+  auto* dst = out.data();
+  for (const auto& p : parts) {
+    std::copy(p.data(), p.data() + p.shape()[0] * row, dst);
+    dst += p.shape()[0] * row;
+  }
+  return out;
+}
+
 /// Restores a module's training mode when leaving a scope.
 template <class Model>
 class ModeGuard {
@@ -187,16 +203,7 @@ auto predict(Model& model, Loader& loader) {
     rows += parts.back().shape()[0];
   }
   if (parts.empty()) throw value_error("predict: the loader yielded no batches");
-  auto shape = parts[0].shape();
-  const index_t row = shape[0] == 0 ? 0 : parts[0].size() / shape[0];
-  shape[0] = rows;
-  auto out = Out::uninitialized(shape);
-  auto* dst = out.data();
-  for (const auto& p : parts) {
-    std::copy(p.data(), p.data() + p.shape()[0] * row, dst);
-    dst += p.shape()[0] * row;
-  }
-  return out;
+  return detail::stack_rows(parts, rows);
 }
 
 /// The model's outputs for inputs `x` (first axis: samples), `batch_size` samples at a time.
@@ -213,16 +220,7 @@ auto predict(Model& model, const Tensor<T, R, B>& x, index_t batch_size = 256) {
     rows += parts.back().shape()[0];
   }
   if (parts.empty()) throw value_error("predict: no samples");
-  auto shape = parts[0].shape();
-  const index_t row = shape[0] == 0 ? 0 : parts[0].size() / shape[0];
-  shape[0] = rows;
-  auto out = Out::uninitialized(shape);
-  auto* dst = out.data();
-  for (const auto& p : parts) {
-    std::copy(p.data(), p.data() + p.shape()[0] * row, dst);
-    dst += p.shape()[0] * row;
-  }
-  return out;
+  return detail::stack_rows(parts, rows);
 }
 
 struct NoValidation {};

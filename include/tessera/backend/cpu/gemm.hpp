@@ -30,14 +30,61 @@ namespace tessera {
 
 namespace detail {
 #ifdef TESSERA_HAS_CBLAS
-/// Keeps OpenBLAS's thread count equal to tessera's.
-inline void sync_blas_threads() {
-  static int applied = 0;
-  const int want = cpu::num_threads();
-  if (openblas_set_num_threads && applied != want) {
-    openblas_set_num_threads(want);
-    applied = want;
+/// OpenBLAS runs single-threaded inside tessera: tessera splits large products over its own pool
+/// instead. OpenBLAS's worker threads wait for work by spinning on sched_yield; beside tessera's
+/// pool (and a DataLoader thread) on a 2-core machine they took a quarter of a CNN training
+/// step's samples, and the step did not get faster from 1 to 2 threads.
+inline void single_threaded_blas() {
+  static const bool done = [] {
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+
+template <class T>
+void cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+                index_t ldb, T beta, T* c, index_t ldc) {
+  constexpr int row_major = 101, no_trans = 111, trans = 112;
+  const int ta = trans_a ? trans : no_trans, tb = trans_b ? trans : no_trans;
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(row_major, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+  } else {
+    cblas_dgemm(row_major, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
   }
+}
+
+/// C = alpha op(A) op(B) + beta C with the rows (or, when C is wider than tall, the columns) of C
+/// split into one block per pool thread, each a single-threaded BLAS call. Every element is
+/// computed by the same BLAS kernel path whatever the split, so results do not depend on the
+/// thread count as long as the blocks keep the kernel's panel alignment (multiples of 64).
+template <class T>
+void parallel_cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                         const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+  single_threaded_blas();
+  const int threads = cpu::num_threads();
+  const bool split_rows = m >= n;
+  const index_t extent = split_rows ? m : n;
+  // Small products, or too few rows/columns to share: one call.
+  if (threads <= 1 || double(m) * double(n) * double(k) < double(1 << 21) || extent < 128) {
+    cblas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  index_t chunk = (extent + threads - 1) / threads;
+  chunk = (chunk + 63) / 64 * 64;
+  const index_t tasks = (extent + chunk - 1) / chunk;
+  parallel_tasks(tasks, [&](index_t t) {
+    const index_t b0 = t * chunk, b1 = std::min(extent, b0 + chunk);
+    if (split_rows) {
+      // Rows [b0, b1) of C come from rows [b0, b1) of op(A).
+      const T* a_block = trans_a ? a + b0 : a + b0 * lda;
+      cblas_gemm(trans_a, trans_b, b1 - b0, n, k, alpha, a_block, lda, b, ldb, beta, c + b0 * ldc, ldc);
+    } else {
+      // Columns [b0, b1) of C come from columns [b0, b1) of op(B).
+      const T* b_block = trans_b ? b + b0 * ldb : b + b0;
+      cblas_gemm(trans_a, trans_b, m, b1 - b0, k, alpha, a, lda, b_block, ldb, beta, c + b0, ldc);
+    }
+  });
 }
 #endif
 
@@ -97,14 +144,7 @@ void gemm(cpu, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T al
   }
 #ifdef TESSERA_HAS_CBLAS
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    detail::sync_blas_threads();
-    constexpr int row_major = 101, no_trans = 111, trans = 112;
-    const int ta = trans_a ? trans : no_trans, tb = trans_b ? trans : no_trans;
-    if constexpr (std::is_same_v<T, float>) {
-      cblas_sgemm(row_major, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-    } else {
-      cblas_dgemm(row_major, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-    }
+    detail::parallel_cblas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
 #endif
