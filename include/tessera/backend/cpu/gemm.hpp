@@ -23,6 +23,7 @@ void cblas_dgemm(int order, int trans_a, int trans_b, int m, int n, int k, doubl
                  const double* b, int ldb, double beta, double* c, int ldc);
 // Present in OpenBLAS only; weak so that other CBLAS implementations still link.
 void openblas_set_num_threads(int) __attribute__((weak));
+int openblas_get_num_threads() __attribute__((weak));
 }
 #endif
 
@@ -34,12 +35,12 @@ namespace detail {
 /// instead. OpenBLAS's worker threads wait for work by spinning on sched_yield; beside tessera's
 /// pool (and a DataLoader thread) on a 2-core machine they took a quarter of a CNN training
 /// step's samples, and the step did not get faster from 1 to 2 threads.
+/// Checked before every product (from the calling thread, before the pool splits it), because the
+/// setting is process-wide: another library in the process may raise it again.
 inline void single_threaded_blas() {
-  static const bool done = [] {
-    if (openblas_set_num_threads) openblas_set_num_threads(1);
-    return true;
-  }();
-  (void)done;
+  if (openblas_set_num_threads && (!openblas_get_num_threads || openblas_get_num_threads() != 1)) {
+    openblas_set_num_threads(1);
+  }
 }
 
 template <class T>
