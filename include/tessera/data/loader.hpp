@@ -39,7 +39,6 @@ struct LoaderOptions {
   index_t prefetch = 2;       ///< batches prepared ahead by the background thread; 0: none (inline)
 };
 
-/// A transform that does nothing.
 namespace detail {
 /// splitmix64 of (a, b): independent generator keys for each (seed, epoch, batch).
 inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
@@ -48,8 +47,20 @@ inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
+/// Shuffles `idx` in place with Fisher-Yates driven by `gen` (64-bit draws; modulo bias below
+/// 2^-30 for any real dataset size). The same permutation for the same generator, always.
+inline void shuffle_indices(std::vector<index_t>& idx, Generator& gen) {
+  if (idx.size() < 2) return;
+  const std::uint64_t first = gen.advance(idx.size());
+  for (std::size_t i = idx.size() - 1; i > 0; --i) {
+    const auto w = gen.at(first + i);
+    const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
+    std::swap(idx[i], idx[static_cast<std::size_t>(r % (i + 1))]);
+  }
+}
 }  // namespace detail
 
+/// A transform that does nothing.
 struct NoTransform {
   template <class Batch>
   void operator()(Batch&, Generator&) const {}
@@ -84,15 +95,9 @@ class DataLoader {
   std::vector<index_t> order(std::uint64_t e) const {
     std::vector<index_t> idx(static_cast<std::size_t>(dataset_->size()));
     std::iota(idx.begin(), idx.end(), index_t{0});
-    if (options_.shuffle && idx.size() > 1) {
+    if (options_.shuffle) {
       Generator gen(detail::mix(options_.seed, e));
-      // Fisher-Yates with 64-bit draws (modulo bias below 2^-30 for any real dataset size).
-      const std::uint64_t first = gen.advance(idx.size());
-      for (std::size_t i = idx.size() - 1; i > 0; --i) {
-        const auto w = gen.at(first + i);
-        const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
-        std::swap(idx[i], idx[static_cast<std::size_t>(r % (i + 1))]);
-      }
+      detail::shuffle_indices(idx, gen);
     }
     return idx;
   }

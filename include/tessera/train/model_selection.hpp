@@ -48,12 +48,7 @@ inline std::vector<Fold> k_fold(index_t n, int k, const KFoldOptions& o = {}) {
   for (index_t i = 0; i < n; ++i) order[std::size_t(i)] = i;
   if (o.shuffle) {
     Generator gen(data::detail::mix(o.seed, 0x6b666f6c64ull));  // "kfold"
-    const std::uint64_t first = gen.advance(order.size());
-    for (std::size_t i = order.size() - 1; i > 0; --i) {
-      const auto w = gen.at(first + i);
-      const std::uint64_t r = (std::uint64_t{w[0]} << 32) | w[1];
-      std::swap(order[i], order[static_cast<std::size_t>(r % (i + 1))]);
-    }
+    data::detail::shuffle_indices(order, gen);
   }
   std::vector<Fold> folds(static_cast<std::size_t>(k));
   index_t begin = 0;
