@@ -14,6 +14,9 @@ BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
 
 # Examples at -O1 (TESSERA_EXAMPLES_OPTIMIZE): half the compile time; their smoke tests are short.
+# protoc and python3-venv serve the TensorBoard tests (protoc --decode_raw; TensorBoard's own
+# reader in a virtual environment); the dataset package lets the main job's smoke test run.
+TESSERA_EXTRA_PACKAGES="protobuf-compiler python3-venv dataset-fashion-mnist ${TESSERA_EXTRA_PACKAGES:-}" \
 "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_TESTS=ON -DTESSERA_BUILD_EXAMPLES=ON \
   -DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_EXAMPLES_OPTIMIZE=-O1 "$@"
 ctest --test-dir "${BUILD_DIR}" -j "${JOBS}" --output-on-failure

@@ -1,0 +1,225 @@
+// EventFileWriter: appends TFRecord-framed, serialized Event messages to a TensorBoard event file,
+// buffered in memory and flushed by a background thread every few seconds, on flush() and on
+// destruction. The summary::Writer (summary.hpp) builds the Events; this file only frames and
+// stores them.
+//
+// Durability: flush() writes whole records and fdatasyncs the file, so a crash after it returns
+// loses nothing written before. A failed write (disk full, I/O error) truncates the file back to
+// its last whole record, keeps the unwritten records in memory and makes every later call throw
+// io_error naming the file: data is never dropped silently.
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "tessera/core/error.hpp"
+#include "tessera/io/crc32c.hpp"
+#include "tessera/io/file.hpp"
+#include "tessera/io/protobuf.hpp"
+
+namespace tessera::io {
+
+/// Options of an event file (torch.utils.tensorboard.SummaryWriter's, in seconds and bytes).
+struct EventWriterOptions {
+  double flush_seconds = 2.0;                ///< the background flush interval; <= 0: only explicit flushes
+  std::size_t max_buffer_bytes = 1u << 20;   ///< a larger buffer is written at once by the caller
+  std::string filename_suffix = "";          ///< appended to the event file's name
+};
+
+/// Seconds since the Unix epoch, as Event.wall_time stores them.
+inline double wall_time_now() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+namespace detail {
+/// TFRecord framing: u64 length, masked CRC of the length, data, masked CRC of the data.
+inline void append_record(std::string& out, const std::string& data) {
+  char header[12];
+  const std::uint64_t n = data.size();
+  for (int i = 0; i < 8; ++i) header[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  const std::uint32_t length_crc = masked_crc32c(header, 8);
+  for (int i = 0; i < 4; ++i) header[8 + i] = static_cast<char>((length_crc >> (8 * i)) & 0xFF);
+  out.append(header, 12);
+  out += data;
+  const std::uint32_t data_crc = masked_crc32c(data.data(), data.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((data_crc >> (8 * i)) & 0xFF));
+}
+
+/// events.out.tfevents.<seconds, 10 digits>.<hostname>.<pid>.<counter><suffix>, as TensorBoard's
+/// writers name them; the counter keeps two writers of one process apart.
+inline std::string event_file_name(const std::string& suffix) {
+  static std::atomic<unsigned> counter{0};
+  char host[256] = "localhost";
+  if (::gethostname(host, sizeof host) != 0) std::snprintf(host, sizeof host, "localhost");
+  host[sizeof host - 1] = '\0';
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%010lld", static_cast<long long>(std::time(nullptr)));
+  return std::string("events.out.tfevents.") + seconds + "." + host + "." + std::to_string(::getpid()) + "." +
+         std::to_string(counter++) + suffix;
+}
+}  // namespace detail
+
+/// One TensorBoard event file. Thread-safe: events from several threads are written whole, in
+/// the order their write_event calls took the lock.
+class EventFileWriter {
+ public:
+  /// Creates `log_dir` (and parents) and a new event file in it, whose first record is the
+  /// file_version event. io_error naming the path when either cannot be created.
+  explicit EventFileWriter(const std::string& log_dir, EventWriterOptions options = {})
+      : EventFileWriter(FilePath{open_in(log_dir, options.filename_suffix)}, options) {}
+
+  /// Appends to exactly `file_path` (created if missing). For tests and special files.
+  static EventFileWriter at_path(const std::string& file_path, EventWriterOptions options = {}) {
+    return EventFileWriter(FilePath{file_path}, std::move(options));
+  }
+
+  EventFileWriter(const EventFileWriter&) = delete;
+  EventFileWriter& operator=(const EventFileWriter&) = delete;
+  EventFileWriter(EventFileWriter&& other) = delete;
+
+  /// Flushes and closes; an error is printed to stderr (a destructor cannot throw). Call close()
+  /// first to have it thrown.
+  ~EventFileWriter() {
+    try {
+      close();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "tessera: %s\n", e.what());
+    }
+  }
+
+  /// The event file's path.
+  const std::string& path() const noexcept { return path_; }
+
+  /// Queues one serialized Event. Throws io_error if an earlier write failed or the file is closed.
+  void write_event(const std::string& event) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    check_usable();
+    detail::append_record(buffer_, event);
+    if (buffer_.size() >= options_.max_buffer_bytes) write_buffer(false);
+  }
+
+  /// Writes everything queued and syncs it to disk.
+  void flush() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    check_usable();
+    write_buffer(true);
+  }
+
+  /// Flushes, stops the background thread and closes the file. Idempotent.
+  void close() {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (fd_ < 0) return;
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (flusher_.joinable()) flusher_.join();
+    std::unique_lock<std::mutex> lock(mutex_);
+    const int fd = fd_;
+    std::string failure;
+    try {
+      check_usable();
+      write_buffer(true);
+    } catch (const io_error& e) {
+      failure = e.what();
+    }
+    fd_ = -1;
+    if (::close(fd) != 0 && failure.empty()) failure = path_ + ": close failed: " + detail::errno_text(errno);
+    if (!failure.empty()) throw io_error(failure);
+  }
+
+ private:
+  struct FilePath {
+    std::string path;
+  };
+  EventFileWriter(FilePath file, EventWriterOptions options) : path_(std::move(file.path)), options_(std::move(options)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw io_error(path_ + ": cannot create event file: " + detail::errno_text(errno));
+    const ::off_t end = ::lseek(fd_, 0, SEEK_END);
+    written_ = end > 0 ? end : 0;
+    proto::Message first;
+    first.float64(1, wall_time_now()).bytes(3, "brain.Event:2");
+    detail::append_record(buffer_, first.data());
+    try {
+      write_buffer(true);  // the file is a valid, empty run from the start
+    } catch (...) {
+      ::close(fd_);
+      throw;
+    }
+    if (options_.flush_seconds > 0) flusher_ = std::thread([this] { flush_periodically(); });
+  }
+
+  static std::string open_in(const std::string& log_dir, const std::string& suffix) {
+    create_directories(log_dir);
+    return log_dir + "/" + detail::event_file_name(suffix);
+  }
+
+  void check_usable() const {
+    if (fd_ < 0) throw io_error(path_ + ": the event file is closed");
+    if (!failure_.empty()) throw io_error(failure_);
+  }
+
+  /// Writes the buffer (caller holds the lock). On failure: truncate to the last whole record,
+  /// keep the buffer, remember the error for every later call, throw it.
+  void write_buffer(bool sync) {
+    std::size_t done = 0;
+    while (done < buffer_.size()) {
+      const ::ssize_t w = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        fail(path_ + ": write failed: " + detail::errno_text(errno));
+      }
+      done += static_cast<std::size_t>(w);
+    }
+    written_ += static_cast<::off_t>(buffer_.size());
+    buffer_.clear();
+    // EINVAL/EROFS: the file does not support syncing (a pipe, a special file); nothing to lose.
+    if (sync && ::fdatasync(fd_) != 0 && errno != EINVAL && errno != EROFS) {
+      fail(path_ + ": fdatasync failed: " + detail::errno_text(errno));
+    }
+  }
+
+  [[noreturn]] void fail(std::string message) {
+    if (::ftruncate(fd_, written_) != 0) message += " (and the partial record could not be removed)";
+    failure_ = message + "; unwritten summaries are kept in memory";
+    throw io_error(failure_);
+  }
+
+  void flush_periodically() {
+    const auto interval = std::chrono::duration<double>(options_.flush_seconds);
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopping_) {
+      wake_.wait_for(lock, interval, [this] { return stopping_; });
+      if (stopping_ || !failure_.empty() || buffer_.empty()) continue;
+      try {
+        write_buffer(true);
+      } catch (const io_error&) {
+        // Remembered in failure_: the next call from the user's thread throws it.
+      }
+    }
+  }
+
+  std::string path_;
+  EventWriterOptions options_;
+  int fd_ = -1;
+  ::off_t written_ = 0;  ///< bytes of whole records in the file
+  std::string buffer_;   ///< framed records not yet written
+  std::string failure_;  ///< the first write error; the writer refuses further work once set
+  bool stopping_ = false;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::thread flusher_;
+};
+
+}  // namespace tessera::io

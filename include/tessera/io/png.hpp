@@ -1,0 +1,78 @@
+// PNG encoding of 8-bit images through libpng (for TensorBoard image summaries).
+#pragma once
+
+#include <png.h>
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/core/error.hpp"
+
+namespace tessera::io {
+
+namespace detail {
+struct PngOutput {
+  std::string* bytes;
+  char message[256];
+};
+
+extern "C" inline void tessera_png_write(png_structp png, png_bytep data, png_size_t n) {
+  auto* out = static_cast<PngOutput*>(png_get_io_ptr(png));
+  out->bytes->append(reinterpret_cast<const char*>(data), n);
+}
+extern "C" inline void tessera_png_flush(png_structp) {}
+extern "C" inline void tessera_png_error(png_structp png, png_const_charp message) {
+  auto* out = static_cast<PngOutput*>(png_get_error_ptr(png));
+  std::snprintf(out->message, sizeof out->message, "%s", message);
+  png_longjmp(png, 1);
+}
+extern "C" inline void tessera_png_warning(png_structp, png_const_charp) {}
+
+/// The libpng calls, in a frame that holds nothing with a destructor (libpng reports errors by
+/// longjmp). Returns false with `out.message` set on failure.
+inline bool png_encode_rows(PngOutput& out, std::uint32_t width, std::uint32_t height, int color_type,
+                            png_bytep* rows) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, tessera_png_error, tessera_png_warning);
+  if (!png) return false;
+  png_infop info = png_create_info_struct(png);
+  if (!info || setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, info ? &info : nullptr);
+    return false;
+  }
+  png_set_write_fn(png, &out, tessera_png_write, tessera_png_flush);
+  png_set_IHDR(png, info, width, height, 8, color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  png_write_image(png, rows);
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return true;
+}
+}  // namespace detail
+
+/// The PNG file of an 8-bit image, rows top to bottom, channels interleaved: 1 gray, 2 gray+alpha,
+/// 3 RGB, 4 RGBA. io_error if libpng fails.
+inline std::string encode_png(const std::vector<std::uint8_t>& pixels, std::uint32_t width, std::uint32_t height,
+                              int channels) {
+  if (channels < 1 || channels > 4) throw value_error("encode_png: channels must be 1..4, got " + std::to_string(channels));
+  if (width == 0 || height == 0 || pixels.size() != std::size_t(width) * height * std::size_t(channels)) {
+    throw value_error("encode_png: " + std::to_string(pixels.size()) + " bytes do not make a " + std::to_string(width) +
+                      "x" + std::to_string(height) + " image of " + std::to_string(channels) + " channels");
+  }
+  static constexpr int color_types[] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                        PNG_COLOR_TYPE_RGB_ALPHA};
+  std::vector<png_bytep> rows(height);
+  auto* base = const_cast<std::uint8_t*>(pixels.data());  // libpng's row type is non-const; it only reads
+  for (std::uint32_t r = 0; r < height; ++r) rows[r] = base + std::size_t(r) * width * std::size_t(channels);
+  std::string bytes;
+  detail::PngOutput out{&bytes, "unknown error"};
+  if (!detail::png_encode_rows(out, width, height, color_types[channels - 1], rows.data())) {
+    throw io_error(std::string("encode_png: libpng failed: ") + out.message);
+  }
+  return bytes;
+}
+
+}  // namespace tessera::io
