@@ -1,13 +1,16 @@
 // The main job: a small CNN (two conv + batch-norm + pooling stages, dropout, two dense layers)
 // trained with Adam on Fashion-MNIST from Debian's dataset-fashion-mnist package by train::fit,
 // evaluated on the 10,000 test images after every epoch. After every epoch it writes a checkpoint
-// (model, optimizer, progress) and a CSV log under the output directory; --resume continues an
-// interrupted run exactly where its last checkpoint left it.
+// (model, optimizer, progress), a CSV log and TensorBoard summaries under the output directory
+// (`tensorboard --logdir runs` shows the curves, histograms, sample inputs, the confusion matrix,
+// the hyperparameters and the model graph); --resume continues an interrupted run exactly where
+// its last checkpoint left it.
 //
 //   fashion_mnist [--data DIR] [--out DIR] [--epochs N] [--batch B] [--lr X] [--threads T]
 //                 [--seed S] [--limit N] [--resume | --resume=CHECKPOINT]
 //
-//   --out DIR     where checkpoint.safetensors and log.csv go (default runs/fashion_mnist)
+//   --out DIR     where checkpoint.safetensors, log.csv and the TensorBoard event file go
+//                 (default runs/fashion_mnist)
 //   --limit N     train on the first N images only (a quick smoke run)
 //   --channels C  width of the first conv layer (the second has 2C); --hidden H: dense units
 //
@@ -132,12 +135,25 @@ int main(int argc, char** argv) {
     optim::CosineWithWarmup cosine(opt, std::min<std::int64_t>(100, total_steps / 10), total_steps);
     train::LearningRateScheduler schedule(cosine, /*per_batch=*/true);
 
+    const auto loss = [](const auto& logits, const auto& labels) { return nn::cross_entropy(logits, labels); };
     io::create_directories(o.out);
     train::ModelCheckpoint checkpoint(o.out + "/checkpoint.safetensors", model, opt);
     train::CSVLogger log(o.out + "/log.csv", /*append=*/!o.resume.empty());
 
+    summary::Writer writer(o.out);
+    train::TensorBoard tensorboard(writer, model,
+                                   {.update_freq = 10, .histograms = true,
+                                    .hparams = {{"lr", o.lr}, {"batch_size", double(o.batch)}, {"epochs", o.epochs},
+                                                {"channels", double(o.channels)}, {"hidden", double(o.hidden)}}});
+    tensorboard.sample_images(std::get<0>(train_set.tensors()).slice(0, 0, 16));  // pixels in [0, 1]
+    // The Graphs tab: the model and its loss, traced from their expression types (nothing runs).
+    const Tensor<std::int64_t, 1> one_label = zeros<std::int64_t>({1});
+    writer.graph(io::model_graph(model, zeros<float>({1, 1, 28, 28}),
+                                 [&](const auto& logits) { return nn::cross_entropy(logits, one_label); }));
+    tensorboard.confusion_matrix_on(loss, test_loader);
+
     train::FitOptions fit_options{.epochs = o.epochs, .initial_epoch = 0, .initial_step = 0, .verbose = 1,
-                                  .callbacks = {&schedule, &checkpoint, &log}};
+                                  .callbacks = {&schedule, &checkpoint, &log, &tensorboard}};
     if (!o.resume.empty()) {
       // The schedule was built from the configured learning rate above; the checkpoint restores
       // weights, batch-norm statistics, Adam's moments, the step count and the dropout stream.
@@ -147,7 +163,6 @@ int main(int argc, char** argv) {
       std::printf("resuming from %s after epoch %ld (step %ld)\n", o.resume.c_str(), long(p.epoch), long(p.step));
     }
 
-    const auto loss = [](const auto& logits, const auto& labels) { return nn::cross_entropy(logits, labels); };
     const train::History history = train::fit(model, opt, loss, train_loader, test_loader, fit_options);
 
     double train_seconds = 0, test_accuracy = 0;
@@ -157,7 +172,8 @@ int main(int argc, char** argv) {
       for (const double s : history["seconds"]) train_seconds += s;
       test_accuracy = history["val_accuracy"].back();
     }
-    std::printf("checkpoint: %s/checkpoint.safetensors, log: %s/log.csv\n", o.out.c_str(), o.out.c_str());
+    std::printf("checkpoint: %s/checkpoint.safetensors, log: %s/log.csv, TensorBoard: tensorboard --logdir %s\n",
+                o.out.c_str(), o.out.c_str(), io::detail::parent_directory(o.out).c_str());
     std::printf("{\"test_accuracy\": %.4f, \"train_seconds\": %.1f, \"epochs\": %d}\n", test_accuracy, train_seconds, o.epochs);
     return 0;
   } catch (const std::exception& e) {

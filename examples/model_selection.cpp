@@ -1,8 +1,10 @@
 // Model selection: 3-fold cross-validated grid search over the learning rate and the hidden width
 // of an MLP on a Fashion-MNIST subset (scikit-learn's GridSearchCV, as TensorFlow's estimators
 // offered it), then the best configuration retrained on the whole subset and scored on the test set.
+// Each configuration becomes a TensorBoard run under --out with its hyperparameters and
+// cross-validated metrics, so `tensorboard --logdir runs` compares them in the HParams tab.
 //
-//   model_selection [--data DIR] [--samples N (6000)] [--epochs E (5)] [--folds K (3)]
+//   model_selection [--data DIR] [--out DIR (runs/model_selection)] [--samples N (6000)] [--epochs E (5)] [--folds K (3)]
 #include <tessera/tessera.hpp>
 
 #include <cstdio>
@@ -38,17 +40,18 @@ train::Logs fit_and_score(const train::ParamSet& p, const TrainSet& train_set, c
 
 int main(int argc, char** argv) {
   try {
-    std::string dir = "/usr/share/datasets/fashion-mnist";
+    std::string dir = "/usr/share/datasets/fashion-mnist", out = "runs/model_selection";
     index_t samples = 6000;
     int epochs = 5, folds = 3;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
       if (a == "--data") dir = argv[++i];
+      else if (a == "--out") out = argv[++i];
       else if (a == "--samples") samples = std::stol(argv[++i]);
       else if (a == "--epochs") epochs = std::stoi(argv[++i]);
       else if (a == "--folds") folds = std::stoi(argv[++i]);
-      else throw std::invalid_argument("unknown flag " + a + " (usage: model_selection [--data DIR] [--samples N] [--epochs E] [--folds K])");
+      else throw std::invalid_argument("unknown flag " + a + " (usage: model_selection [--data DIR] [--out DIR] [--samples N] [--epochs E] [--folds K])");
     }
     const auto dataset = load(dir, "train", samples);
     const auto test_set = load(dir, "t10k", 10000);
@@ -64,6 +67,19 @@ int main(int argc, char** argv) {
       std::printf("%-8g %-7g %.4f +- %.4f        %.4f\n", r.params.at("lr"), r.params.at("hidden"), r.mean.at("accuracy"),
                   r.stddev.at("accuracy"), r.mean.at("loss"));
     }
+    for (const auto& r : search.results) {
+      std::string run;
+      for (const auto& [name, value] : r.params) {
+        char number[32];
+        std::snprintf(number, sizeof number, "%g", value);
+        run += (run.empty() ? "" : ",") + name + "=" + number;  // e.g. hidden=32,lr=0.001
+      }
+      summary::Writer writer(out + "/" + run);
+      writer.hparams(summary::HParams(r.params.begin(), r.params.end()),
+                     {{"cv/accuracy", r.mean.at("accuracy")}, {"cv/accuracy_sd", r.stddev.at("accuracy")}, {"cv/loss", r.mean.at("loss")}});
+    }
+    std::printf("TensorBoard runs (HParams tab): tensorboard --logdir %s\n", out.c_str());
+
     const auto& best = search.best();
     std::printf("best: lr %g, hidden %g\n", best.params.at("lr"), best.params.at("hidden"));
 

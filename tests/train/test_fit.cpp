@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "autodiff/grad_test_support.hpp"
+#include "io/tensorboard_reader.hpp"
 
 using namespace tessera;
 
@@ -187,6 +188,60 @@ TEST_CASE("callbacks: early stopping, best checkpoints, schedules, CSV log, prog
     CHECK(b.find('\r') != std::string::npos);
     CHECK(b.find("[====================]") != std::string::npos);
   }
+}
+
+TEST_CASE("the TensorBoard callback: batch and epoch scalars, histograms, images, confusion matrix, hparams") {
+  manual_seed(3);
+  const auto train_set = blobs(120, 5);
+  data::DataLoader loader(train_set, {.batch_size = 30});
+  Model model = make_model();
+  optim::SGD<float> sgd({.lr = 0.1});
+  const std::string dir = "tessera_test_fit_tensorboard";
+  std::system(("rm -rf " + dir).c_str());
+  {
+    summary::Writer writer(dir);
+    train::TensorBoard tensorboard(writer, model, {.update_freq = 2, .histograms = true, .hparams = {{"lr", 0.1}, {"model", "mlp"}}});
+    tensorboard.sample_images(zeros<float>({4, 1, 3, 3}));
+    tensorboard.confusion_matrix_on(loss_fn, loader);
+    train::fit(model, sgd, loss_fn, loader, loader, {.epochs = 2, .initial_epoch = 0, .initial_step = 0, .verbose = 0, .callbacks = {&tensorboard}});
+  }
+  const auto files = tbtest::event_files(dir);
+  REQUIRE(files.size() == 1);
+  std::map<std::string, std::vector<std::int64_t>> steps;
+  std::map<std::string, tbtest::SummaryValue> last;
+  for (const auto& e : tbtest::read_event_file(files[0])) {
+    if (!e.summary) continue;
+    for (const auto& v : e.summary->values) {
+      steps[v.tag].push_back(e.step);
+      last[v.tag] = v;
+    }
+  }
+  // 4 batches per epoch, every second one logged; epoch summaries at the step count.
+  CHECK(steps["batch/loss"] == std::vector<std::int64_t>{2, 4, 6, 8});
+  CHECK(steps["batch/lr"] == std::vector<std::int64_t>{2, 4, 6, 8});
+  CHECK(steps["batch/accuracy"].size() == 4);
+  const std::vector<std::int64_t> epoch_ends{4, 8};
+  for (const char* tag : {"epoch/loss", "epoch/accuracy", "epoch/val_loss", "epoch/val_accuracy", "epoch/lr", "epoch/seconds"}) {
+    CHECK_MESSAGE(steps[tag] == epoch_ends, tag);
+  }
+  CHECK(last["epoch/lr"].simple_value.value() == doctest::Approx(0.1));
+  for (const char* name : {"0.weight", "0.bias", "3.weight", "3.bias"}) {
+    CHECK_MESSAGE(steps[std::string("weights/") + name] == epoch_ends, name);
+    CHECK_MESSAGE(steps[std::string("gradients/") + name] == epoch_ends, name);
+  }
+  CHECK(last["weights/0.weight"].histo.value().num == 32);
+  CHECK(last["weights/0.weight"].histo.value().sum_squares > 0);
+  CHECK(last["gradients/3.bias"].histo.value().num == 3);
+  CHECK(last["gradients/3.bias"].histo.value().sum_squares > 0);
+  CHECK(steps["inputs"] == std::vector<std::int64_t>{0});
+  CHECK(last["inputs"].image.value().width == 12);  // 4 images of 3x3 side by side
+  const auto& matrix = last["confusion_matrix"].image.value();
+  CHECK(matrix.width == 48);  // 3 classes, 16 pixels each
+  CHECK(tbtest::decode_png(matrix.encoded).channels == 3);
+  CHECK(last["confusion_matrix/counts"].tensor.value().string_val.at(0).find("| **2** |") != std::string::npos);
+  CHECK(tbtest::decode_hparams(last["_hparams_/session_start_info"].metadata.value().plugin_content).hparams.size() == 2);
+  CHECK(tbtest::decode_hparams(last["_hparams_/session_end_info"].metadata.value().plugin_content).end_status == 1);
+  std::system(("rm -rf " + dir).c_str());
 }
 
 TEST_CASE("resuming from a checkpoint reproduces uninterrupted training exactly") {

@@ -1,8 +1,8 @@
 // Callbacks for train::fit, as in Keras: hooks at the start and end of training, of each epoch and
 // after each batch, with the metrics so far ("loss", "accuracy", "val_loss", ...). Provided:
 // EarlyStopping, ModelCheckpoint, LearningRateScheduler (any schedule of optim/schedule.hpp),
-// PlateauScheduler (ReduceLROnPlateau), CSVLogger and ProgressBar (what fit prints). A TensorBoard
-// writer plugs in the same way: derive from Callback.
+// PlateauScheduler (ReduceLROnPlateau), CSVLogger and ProgressBar (what fit prints). The
+// TensorBoard callback is in train/tensorboard.hpp.
 #pragma once
 
 #include <unistd.h>
@@ -42,6 +42,9 @@ struct TrainingContext {
   bool stop_training = false;    ///< set by a callback to end fit after this epoch
   std::function<double()> learning_rate;          ///< the optimizer's current learning rate
   std::function<void(double)> set_learning_rate;  ///< changes it
+  /// Calls f(parameter name, its gradient's elements) for the last batch's gradients. Set by fit
+  /// after each batch when a callback's wants_gradients() is true; empty otherwise.
+  std::function<void(const std::function<void(const std::string&, const std::vector<double>&)>& f)> visit_gradients;
 };
 
 /// Base of every callback; override what you need.
@@ -55,6 +58,9 @@ class Callback {
   /// `logs`: the epoch's metrics, validation included; a callback may add its own.
   virtual void on_epoch_end(TrainingContext&, Logs&) {}
   virtual void on_train_end(TrainingContext&) {}
+  /// True if the callback reads TrainingContext::visit_gradients (fit then keeps the last batch's
+  /// gradients alive until the next batch).
+  virtual bool wants_gradients() const { return false; }
 };
 
 namespace detail {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -240,9 +241,11 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
   std::vector<Callback*> callbacks;
   ProgressBar progress;
   if (o.verbose > 0) callbacks.push_back(&progress);
+  bool keep_gradients = false;
   for (auto* c : o.callbacks) {
     if (!c) throw value_error("fit: null callback");
     callbacks.push_back(c);
+    keep_gradients = keep_gradients || c->wants_gradients();
   }
 
   TrainingContext ctx;
@@ -284,6 +287,15 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
           },
           model);
       optimizer.step(model, std::get<0>(grads));
+      if (keep_gradients) {
+        auto kept = std::make_shared<std::decay_t<decltype(std::get<0>(grads))>>(std::get<0>(grads));
+        ctx.visit_gradients = [kept](const auto& f) {
+          nn::for_each_parameter(*kept, [&](const std::string& name, const auto& g) {
+            const auto t = g.contiguous();
+            f(name, std::vector<double>(t.data(), t.data() + t.size()));
+          });
+        };
+      }
       const index_t n = outputs.shape()[0];
       loss_sum += double(value()) * double(n);
       ctx.samples += n;

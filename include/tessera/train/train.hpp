@@ -4,3 +4,4 @@
 #include "tessera/train/callbacks.hpp"
 #include "tessera/train/fit.hpp"
 #include "tessera/train/model_selection.hpp"
+#include "tessera/train/tensorboard.hpp"
