@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
     tensorboard.confusion_matrix_on(loss, test_loader);
 
     train::FitOptions fit_options{.epochs = o.epochs, .initial_epoch = 0, .initial_step = 0, .verbose = 1,
-                                  .callbacks = {&schedule, &checkpoint, &log, &tensorboard}};
+                                  .callbacks = {&tensorboard, &schedule, &checkpoint, &log}};
     if (!o.resume.empty()) {
       // The schedule was built from the configured learning rate above; the checkpoint restores
       // weights, batch-norm statistics, Adam's moments, the step count and the dropout stream.

@@ -362,9 +362,23 @@ TEST_CASE("write errors are io_errors naming the path, and nothing flushed is lo
     summary::Writer w(dir);
     CHECK_THROWS_WITH_AS(w.image("five", zeros<float>({2, 2, 5}), 0), doctest::Contains("five"), shape_error);
     CHECK_THROWS_WITH_AS(w.audio("silent", zeros<float>({10}), 0.0, 0), doctest::Contains("silent"), value_error);
+    CHECK_THROWS_WITH_AS(w.audio("wide", zeros<float>({2, 40000}), 8000, 0), doctest::Contains("32767 channels"), value_error);
+    CHECK_THROWS_WITH_AS(w.image("long", zeros<float>({1, 1000001}), 0), doctest::Contains("1,000,000 pixels"), shape_error);
     w.close();
     CHECK_THROWS_WITH_AS(w.scalar("late", 1.0, 0), doctest::Contains("closed"), io_error);
   }
+}
+
+TEST_CASE("hyperparameter values of every number type, strings and bools") {
+  const summary::HParams hp{{"batch", std::size_t(64)}, {"units", 32u}, {"lr", 1e-3f}, {"steps", 10LL},
+                            {"name", std::string_view("adam")}, {"tag", "x"}, {"bn", true}};
+  CHECK(hp.at("batch").kind() == summary::HParamValue::Kind::number);
+  CHECK(hp.at("batch").number() == 64);
+  CHECK(hp.at("units").number() == 32);
+  CHECK(hp.at("steps").number() == 10);
+  CHECK(hp.at("name").string() == "adam");
+  CHECK(hp.at("tag").kind() == summary::HParamValue::Kind::string);  // a string literal is no bool
+  CHECK(hp.at("bn").kind() == summary::HParamValue::Kind::boolean);
 }
 
 TEST_CASE("writers on several threads: every event whole, none lost") {

@@ -4,9 +4,10 @@
 // stores them.
 //
 // Durability: flush() writes whole records and fdatasyncs the file, so a crash after it returns
-// loses nothing written before. A failed write (disk full, I/O error) truncates the file back to
-// its last whole record, keeps the unwritten records in memory and makes every later call throw
-// io_error naming the file: data is never dropped silently.
+// loses nothing written before; the periodic background flush only writes (no sync: it must not
+// stall the writing threads on a slow disk), which a crash of the process survives. A failed
+// write (disk full, I/O error) truncates the file back to its last whole record and makes this
+// call and every later one throw io_error naming the file: summaries are never dropped silently.
 #pragma once
 
 #include <fcntl.h>
@@ -44,16 +45,17 @@ inline double wall_time_now() {
 
 namespace detail {
 /// TFRecord framing: u64 length, masked CRC of the length, data, masked CRC of the data.
+/// (All or nothing: `out` is unchanged if allocating throws.)
 inline void append_record(std::string& out, const std::string& data) {
-  char header[12];
+  std::string record(12 + data.size() + 4, '\0');
   const std::uint64_t n = data.size();
-  for (int i = 0; i < 8; ++i) header[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
-  const std::uint32_t length_crc = masked_crc32c(header, 8);
-  for (int i = 0; i < 4; ++i) header[8 + i] = static_cast<char>((length_crc >> (8 * i)) & 0xFF);
-  out.append(header, 12);
-  out += data;
+  for (int i = 0; i < 8; ++i) record[std::size_t(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  const std::uint32_t length_crc = masked_crc32c(record.data(), 8);
+  for (int i = 0; i < 4; ++i) record[std::size_t(8 + i)] = static_cast<char>((length_crc >> (8 * i)) & 0xFF);
+  record.replace(12, data.size(), data);
   const std::uint32_t data_crc = masked_crc32c(data.data(), data.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((data_crc >> (8 * i)) & 0xFF));
+  for (int i = 0; i < 4; ++i) record[12 + data.size() + std::size_t(i)] = static_cast<char>((data_crc >> (8 * i)) & 0xFF);
+  out += record;
 }
 
 /// events.out.tfevents.<seconds, 10 digits>.<hostname>.<pid>.<counter><suffix>, as TensorBoard's
@@ -120,7 +122,7 @@ class EventFileWriter {
   void close() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      if (fd_ < 0) return;
+      if (fd_ < 0 || stopping_) return;  // closed, or another thread is closing it
       stopping_ = true;
     }
     wake_.notify_all();
@@ -157,7 +159,14 @@ class EventFileWriter {
       ::close(fd_);
       throw;
     }
-    if (options_.flush_seconds > 0) flusher_ = std::thread([this] { flush_periodically(); });
+    if (options_.flush_seconds > 0) {
+      try {
+        flusher_ = std::thread([this] { flush_periodically(); });
+      } catch (...) {
+        ::close(fd_);
+        throw;
+      }
+    }
   }
 
   static std::string open_in(const std::string& log_dir, const std::string& suffix) {
@@ -170,8 +179,8 @@ class EventFileWriter {
     if (!failure_.empty()) throw io_error(failure_);
   }
 
-  /// Writes the buffer (caller holds the lock). On failure: truncate to the last whole record,
-  /// keep the buffer, remember the error for every later call, throw it.
+  /// Writes the buffer (caller holds the lock), then fdatasyncs when `sync`. On failure: truncate
+  /// to the last whole record, remember the error for every later call, throw it.
   void write_buffer(bool sync) {
     std::size_t done = 0;
     while (done < buffer_.size()) {
@@ -186,13 +195,16 @@ class EventFileWriter {
     buffer_.clear();
     // EINVAL/EROFS: the file does not support syncing (a pipe, a special file); nothing to lose.
     if (sync && ::fdatasync(fd_) != 0 && errno != EINVAL && errno != EROFS) {
-      fail(path_ + ": fdatasync failed: " + detail::errno_text(errno));
+      failure_ = path_ + ": fdatasync failed: " + detail::errno_text(errno) +
+                 "; summaries written since the last successful flush may not be on disk";
+      throw io_error(failure_);
     }
   }
 
   [[noreturn]] void fail(std::string message) {
     if (::ftruncate(fd_, written_) != 0) message += " (and the partial record could not be removed)";
-    failure_ = message + "; unwritten summaries are kept in memory";
+    failure_ = message + "; the summaries not yet written are lost, the file ends with the last whole record";
+    buffer_.clear();
     throw io_error(failure_);
   }
 
@@ -203,7 +215,7 @@ class EventFileWriter {
       wake_.wait_for(lock, interval, [this] { return stopping_; });
       if (stopping_ || !failure_.empty() || buffer_.empty()) continue;
       try {
-        write_buffer(true);
+        write_buffer(false);
       } catch (const io_error&) {
         // Remembered in failure_: the next call from the user's thread throws it.
       }

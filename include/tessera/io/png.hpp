@@ -21,7 +21,11 @@ struct PngOutput {
 
 extern "C" inline void tessera_png_write(png_structp png, png_bytep data, png_size_t n) {
   auto* out = static_cast<PngOutput*>(png_get_io_ptr(png));
-  out->bytes->append(reinterpret_cast<const char*>(data), n);
+  try {
+    out->bytes->append(reinterpret_cast<const char*>(data), n);
+  } catch (...) {  // no C++ exception may cross libpng's C frames
+    png_error(png, "out of memory");
+  }
 }
 extern "C" inline void tessera_png_flush(png_structp) {}
 extern "C" inline void tessera_png_error(png_structp png, png_const_charp message) {

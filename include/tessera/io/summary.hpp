@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -35,11 +36,12 @@ enum class ImageLayout { HWC, CHW };
 class HParamValue {
  public:
   enum class Kind { number, string, boolean };
-  HParamValue(double v) : kind_(Kind::number), number_(v) {}  // NOLINT: implicit, for {{"lr", 0.1}}
-  HParamValue(int v) : HParamValue(double(v)) {}              // NOLINT
-  HParamValue(long v) : HParamValue(double(v)) {}             // NOLINT
-  HParamValue(bool v) : kind_(Kind::boolean), boolean_(v) {}  // NOLINT
+  /// Any number (int, size_t, float, double, ...): implicit, for {{"lr", 0.1}, {"batch", 64}}.
+  template <class N, std::enable_if_t<std::is_arithmetic_v<N> && !std::is_same_v<N, bool>, int> = 0>
+  HParamValue(N v) : kind_(Kind::number), number_(double(v)) {}              // NOLINT
+  HParamValue(bool v) : kind_(Kind::boolean), boolean_(v) {}                  // NOLINT
   HParamValue(std::string v) : kind_(Kind::string), string_(std::move(v)) {}  // NOLINT
+  HParamValue(std::string_view v) : HParamValue(std::string(v)) {}            // NOLINT
   HParamValue(const char* v) : HParamValue(std::string(v)) {}                 // NOLINT: not a bool
   Kind kind() const noexcept { return kind_; }
   double number() const noexcept { return number_; }
@@ -200,6 +202,9 @@ class Writer {
                         " is not an image of 1 to 4 channels in the given layout");
     }
     const index_t cols = std::min<index_t>(n, 8), rows = (n + cols - 1) / cols;
+    if (w > 1000000 / cols || h > 1000000 / rows) {  // libpng's default limit per side
+      throw shape_error("summary image '" + tag + "': " + shape_to_string(s) + " makes an image over 1,000,000 pixels wide or high");
+    }
     const index_t width = w * cols, height = h * rows;
     std::vector<std::uint8_t> pixels(std::size_t(width * height * c), 0);
     const auto* data = t.data();
@@ -212,7 +217,6 @@ class Writer {
             pixels[std::size_t(((y0 + y) * width + x0 + x) * c + ch)] = detail::to_pixel(data[src]);
           }
     }
-    if (width > 0x7FFFFFFF || height > 0x7FFFFFFF) throw shape_error("summary image '" + tag + "': too large");
     detail::Message image;
     image.int64(1, height).int64(2, width).int64(3, c);
     image.bytes(4, io::encode_png(pixels, std::uint32_t(width), std::uint32_t(height), int(c)));
@@ -230,8 +234,8 @@ class Writer {
     const auto t = tessera::detail::value_of(samples).contiguous();
     const index_t frames = t.shape()[0];
     const index_t channels = R == 2 ? t.shape()[R - 1] : 1;
-    if (!(sample_rate > 0) || sample_rate > 4e9 || channels < 1 || channels > 65535) {
-      throw value_error("summary audio '" + tag + "': needs a positive sample rate and 1 to 65535 channels");
+    if (!(sample_rate > 0) || sample_rate > 1e9 || channels < 1 || channels > 32767) {
+      throw value_error("summary audio '" + tag + "': needs a sample rate in (0, 1e9] Hz and 1 to 32767 channels");
     }
     std::vector<float> pcm(t.data(), t.data() + t.size());
     detail::Message audio;

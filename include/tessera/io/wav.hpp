@@ -18,6 +18,11 @@ inline std::string encode_wav(const std::vector<float>& samples, std::uint32_t s
                       std::to_string(channels) + " channels");
   }
   if (sample_rate == 0) throw value_error("encode_wav: the sample rate must be positive");
+  // The header's block align (channels * 2) is 16 bits wide, its byte rate 32 bits.
+  if (channels > 32767 || std::uint64_t(sample_rate) * channels * 2 > 0xFFFFFFFFull) {
+    throw value_error("encode_wav: " + std::to_string(channels) + " channels at " + std::to_string(sample_rate) +
+                      " Hz do not fit a WAV header");
+  }
   const std::uint64_t data_bytes = std::uint64_t(samples.size()) * 2;
   if (data_bytes > 0xFFFFFFFFull - 36) throw value_error("encode_wav: too many samples for a WAV file");
   std::string out;

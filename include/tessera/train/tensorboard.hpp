@@ -9,7 +9,9 @@
 //   train::fit(model, opt, loss, train_loader, test_loader, {.epochs = 3, ..., .callbacks = {&tensorboard}});
 //
 // Every summary's step is the optimizer step (batches done since training began, resumes
-// included), so batch and epoch curves share one x axis. Tags: "batch/loss", "batch/accuracy",
+// included), so batch and epoch curves share one x axis. batch/loss and batch/accuracy are the
+// epoch's running means (what the progress bar shows, as in Keras); batch/lr is the rate when the
+// callback runs -- list it before a per-batch LearningRateScheduler to log the rate the step used. Tags: "batch/loss", "batch/accuracy",
 // "batch/lr", "epoch/<metric>" for every metric of the epoch's logs ("epoch/val_accuracy", ...),
 // "weights/<parameter>", "gradients/<parameter>", "inputs", "confusion_matrix" (an image) and
 // "confusion_matrix/counts" (a Markdown table).
@@ -104,8 +106,9 @@ class TensorBoard : public Callback {
   bool wants_gradients() const override { return options_.histograms; }
 
   void on_train_begin(TrainingContext& ctx) override {
-    // Resuming: TensorBoard drops what an interrupted run wrote after this step.
-    if (ctx.step > 0) writer_.restart_at(ctx.step);
+    // TensorBoard drops what this run directory holds from this step on: on resume, what the
+    // interrupted run wrote after its checkpoint; on a fresh start (step 0), an older run's curves.
+    writer_.restart_at(ctx.step);
     if (!options_.hparams.empty()) {
       writer_.hparams_start(options_.hparams, {"epoch/val_accuracy", "epoch/val_loss", "epoch/accuracy", "epoch/loss"});
     }
