@@ -128,7 +128,7 @@ TEST_CASE("model_graph of a Sequential with a loss: layer scopes, loss scope, no
   CHECK(node(g, "0/weight").shape == Dims{4, 1, 3, 3});
   CHECK(node(g, "0/weight").op == "VariableV2");
   CHECK(node(g, "4/bias").shape == Dims{10});
-  CHECK(node(g, "0/conv2d").inputs == std::vector<std::string>{"input", "0/weight"});
+  CHECK(node(g, "0/conv2d").inputs == std::vector<std::string>{"input", "0/weight", "0/bias"});  // bias fused
   CHECK(node(g, "1/relu").shape == Dims{2, 4, 28, 28});
   CHECK(node(g, "2/max_pool2d").inputs == std::vector<std::string>{"1/relu"});
   CHECK(node(g, "3/reshape").shape == Dims{2, 4 * 14 * 14});
@@ -192,10 +192,10 @@ TEST_CASE("model_graph of a user module: parameters named by member, ops scoped 
   const Graph g = io::model_graph(net, x);
   check_wiring(g);
   CHECK(node(g, "conv1/weight").shape == Dims{2, 1, 3, 3});
-  CHECK(node(g, "conv1/conv2d").inputs == std::vector<std::string>{"input", "conv1/weight"});
+  CHECK(node(g, "conv1/conv2d").inputs == std::vector<std::string>{"input", "conv1/weight", "conv1/bias"});
   CHECK(node(g, "conv1/relu").shape == Dims{2, 2, 4, 4});  // its input is in conv1
   CHECK(node(g, "fc/transpose").inputs == std::vector<std::string>{"fc/weight"});
-  CHECK(node(g, "fc/matmul").inputs == std::vector<std::string>{"conv1/reshape_1", "fc/transpose"});
+  CHECK(node(g, "fc/matmul").inputs == std::vector<std::string>{"conv1/reshape", "fc/transpose"});
   CHECK(g.nodes.back().name == "fc/add");
   CHECK(g.nodes.back().shape == Dims{2, 3});
 
@@ -203,7 +203,7 @@ TEST_CASE("model_graph of a user module: parameters named by member, ops scoped 
   const Graph h = io::model_graph(net, x * 2.0f);
   check_wiring(h);
   CHECK(node(h, "mul").inputs == std::vector<std::string>{"input", "Const"});
-  CHECK(node(h, "conv1/conv2d").inputs == std::vector<std::string>{"mul", "conv1/weight"});
+  CHECK(node(h, "conv1/conv2d").inputs == std::vector<std::string>{"mul", "conv1/weight", "conv1/bias"});
 }
 
 TEST_CASE("to_graph_def and to_dot carry every node, edge, shape and type") {

@@ -50,6 +50,19 @@ TEST_CASE("conv2d: input and weight gradients check against finite differences")
   }, x, w, grad_test::tight());
 }
 
+TEST_CASE("conv2d with a bias: added inside the convolution, gradients for all three inputs") {
+  Generator gen(5);
+  const auto x = normal<double>(gen, {2, 4, 6, 5});
+  const auto w = normal<double>(gen, {6, 2, 3, 2});
+  const auto b = normal<double>(gen, {6});
+  const Tensor<double, 4> fused = conv2d(x, w, b, {.padding = 1, .groups = 2});
+  const Tensor<double, 4> separate = conv2d(x, w, {.padding = 1, .groups = 2}) + reshape(b, Shape<4>{1, 6, 1, 1});
+  CHECK_TENSOR_NEAR(fused, separate, 1e-14);
+  GRAD_CHECK([](const auto& a, const auto& k, const auto& c) { return sum(square(conv2d(a, k, c, {.padding = 1, .groups = 2}))); },
+             x, w, b, grad_test::tight());
+  CHECK_THROWS_WITH_AS(conv2d(x, w, normal<double>(gen, {5})), doctest::Contains("one value per output channel"), shape_error);
+}
+
 TEST_CASE("pooling: gradients check against finite differences") {
   Generator gen(5);
   const auto x = normal<double>(gen, {2, 3, 7, 6});  // distinct values: no ties inside a window
@@ -85,6 +98,13 @@ TEST_CASE("Conv2d layer: PyTorch's initialization bound, parameters, forward wit
   const Tensor<double, 4> expected = conv2d(x, conv.weight, {.padding = 1}) + conv.bias.reshape({1, 6, 1, 1});
   CHECK_TENSOR_NEAR(y, expected, 1e-15);
   GRAD_CHECK([&](const auto& m) { return sum(square(m(x))); }, conv, grad_test::tight());
+
+  // Without bias: no bias parameter, the output is the bare convolution, the weight's gradient checks.
+  nn::Conv2d<double> plain(4, 6, 3, {.padding = 1, .bias = false, .generator = &gen});
+  CHECK(nn::parameter_count(plain) == 6 * 4 * 9);
+  const Tensor<double, 4> bare = conv2d(x, plain.weight, {.padding = 1});
+  CHECK_TENSOR_EQ(eval(plain(x)), bare);
+  GRAD_CHECK([&](const auto& m) { return sum(square(m(x))); }, plain, grad_test::tight());
 }
 
 TEST_CASE("a small CNN overfits 64 random 28x28 images to 100% training accuracy") {

@@ -22,7 +22,7 @@
 //   softmax_into(B, Tensor<T,R,B>& out, const Tensor<T,R,B>& in, axis, log)
 //
 // OPTIONAL (an op whose entry a backend lacks fails to compile where it is used):
-//   conv2d_forward / conv2d_backward_data / conv2d_backward_filter(B, ...)     backend/cpu/conv.hpp
+//   conv2d_forward (optional fused bias) / conv2d_backward_data / _filter / _bias(B, ...)  backend/cpu/conv.hpp
 //   pool2d_forward<Max> / pool2d_backward<Max>(B, ...)                          backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
 //   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp

@@ -2,6 +2,7 @@
 // grad rules: the data and filter gradients of a convolution, the pooling gradient.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,14 +54,21 @@ struct CachedNode4 {
 
 }  // namespace detail
 
+/// The bias input of a conv2d node without one.
+struct NoConvBias {};
+
 template <class X, class W>
 struct Conv2dInputGrad;
 template <class X, class G>
 struct Conv2dWeightGrad;
+template <class G>
+struct Conv2dBiasGrad;
 
-/// y = conv2d(x, w): x [N, C, H, W], w [O, C / groups, kh, kw] -> [N, O, Ho, Wo].
-template <class X, class W>
-struct Conv2d : ExprBase<Conv2d<X, W>>, detail::CachedNode4<value_type_t<X>, common_backend_t<backend_t<X>, backend_t<W>>> {
+/// y = conv2d(x, w) [+ bias]: x [N, C, H, W], w [O, C / groups, kh, kw], bias [O] -> [N, O, Ho, Wo].
+/// With a Bias input the bias is added inside the convolution (no extra pass over y); `use_bias`
+/// false skips it (a layer built without bias keeps one type either way).
+template <class X, class W, class Bias = NoConvBias>
+struct Conv2d : ExprBase<Conv2d<X, W, Bias>>, detail::CachedNode4<value_type_t<X>, common_backend_t<backend_t<X>, backend_t<W>>> {
   using value_type = value_type_t<X>;
   using backend_type = common_backend_t<backend_t<X>, backend_t<W>>;
   static constexpr std::size_t rank = 4;
@@ -69,14 +77,26 @@ struct Conv2d : ExprBase<Conv2d<X, W>>, detail::CachedNode4<value_type_t<X>, com
   static_assert(std::is_same_v<value_type_t<X>, value_type_t<W>>, "tessera::conv2d: input and weight element types differ");
   static_assert(std::is_floating_point_v<value_type>, "tessera::conv2d needs floating-point tensors");
 
+  static constexpr bool has_bias_input = !std::is_same_v<Bias, NoConvBias>;
+
   X input;
   W weight;
+  Bias bias;
   Conv2dGeometry geometry;
+  bool use_bias = has_bias_input;
 
-  Conv2d(X x, W w, const Conv2dGeometry& g) : input(std::move(x)), weight(std::move(w)), geometry(g) {
+  Conv2d(X x, W w, const Conv2dGeometry& g, Bias b = {}, bool with_bias = has_bias_input)
+      : input(std::move(x)), weight(std::move(w)), bias(std::move(b)), geometry(g), use_bias(with_bias && has_bias_input) {
     const auto s = input.shape();
     const auto k = weight.shape();
     const std::string where = "conv2d: input " + shape_to_string(s) + ", weight " + shape_to_string(k);
+    if constexpr (has_bias_input) {
+      static_assert(rank_v<Bias> == 1 && std::is_same_v<value_type_t<Bias>, value_type>,
+                    "tessera::conv2d: the bias must be a rank-1 tensor of the input's element type");
+      if (bias.shape()[0] != k[0]) {
+        throw shape_error(where + ": the bias " + shape_to_string(bias.shape()) + " must have one value per output channel");
+      }
+    }
     if (g.groups < 1 || s[1] % g.groups != 0 || k[0] % g.groups != 0) {
       throw shape_error(where + ": " + std::to_string(g.groups) + " groups must divide the input and output channels");
     }
@@ -92,21 +112,44 @@ struct Conv2d : ExprBase<Conv2d<X, W>>, detail::CachedNode4<value_type_t<X>, com
   }
   const Shape<4>& shape() const { return shape_; }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    const value_type* b = nullptr;
+    Tensor<value_type, 1, backend_type> bias_value;
+    if constexpr (has_bias_input) {
+      if (use_bias) {
+        bias_value = tessera::detail::value_of(bias).contiguous();
+        b = bias_value.data();
+      }
+    }
     conv2d_forward(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
-                   detail::contiguous_value<value_type, backend_type>(weight), out, geometry);
+                   detail::contiguous_value<value_type, backend_type>(weight), out, geometry, b);
   }
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(input, f);
     detail::for_each_tensor(weight, f);
+    if constexpr (has_bias_input) detail::for_each_tensor(bias, f);
   }
-  auto inputs() const { return std::tie(input, weight); }
+  auto inputs() const {
+    if constexpr (has_bias_input) {
+      return std::tie(input, weight, bias);
+    } else {
+      return std::tie(input, weight);
+    }
+  }
+  /// The output gradient is evaluated once, here (the sweep builds the backward inside its cache
+  /// epoch), and shared by the data, filter and bias gradients: otherwise each would recompute the
+  /// elementwise backward above the convolution (a batch norm's, say) on its own.
   template <class G>
   auto input_adjoints(const G& g) const {
-    const auto gg = sum_to(g, shape_);
-    using GG = std::decay_t<decltype(gg)>;
-    return std::make_tuple(Conv2dInputGrad<W, GG>(weight, gg, input.shape(), geometry),
-                           Conv2dWeightGrad<X, GG>(input, gg, weight.shape(), geometry));
+    using Dy = Tensor<value_type, 4, backend_type>;
+    const Dy dy = detail::contiguous_value<value_type, backend_type>(sum_to(g, shape_));
+    auto data_and_filter = std::make_tuple(Conv2dInputGrad<W, Dy>(weight, dy, input.shape(), geometry),
+                                           Conv2dWeightGrad<X, Dy>(input, dy, weight.shape(), geometry));
+    if constexpr (has_bias_input) {
+      return std::tuple_cat(std::move(data_and_filter), std::make_tuple(Conv2dBiasGrad<Dy>(dy, use_bias)));
+    } else {
+      return data_and_filter;
+    }
   }
 
  private:
@@ -175,11 +218,53 @@ struct Conv2dWeightGrad : ExprBase<Conv2dWeightGrad<X, G>>, detail::CachedNode4<
   }
 };
 
+namespace detail {
+inline Conv2dGeometry conv2d_geometry(const Conv2dOptions& o) {
+  return {o.stride.h, o.stride.w, o.padding.h, o.padding.w, o.dilation.h, o.dilation.w, o.groups};
+}
+}  // namespace detail
+
+/// The gradient of conv2d's bias: dy summed over the batch and the positions; zeros when the node
+/// does not use its bias (a layer without bias still has the tensor in its parameter tuple).
+template <class G>
+struct Conv2dBiasGrad : ExprBase<Conv2dBiasGrad<G>> {
+  using value_type = value_type_t<G>;
+  using backend_type = backend_t<G>;
+  static constexpr std::size_t rank = 1;
+  static constexpr const char* name = "conv2d_bias_grad";
+  G dy;
+  bool used;
+  Conv2dBiasGrad(G g, bool use) : dy(std::move(g)), used(use) {}
+  Shape<1> shape() const { return {dy.shape()[1]}; }
+  void evaluate_into(Tensor<value_type, 1, backend_type>& out) const {
+    if (used) {
+      conv2d_backward_bias(backend_type{}, detail::contiguous_value<value_type, backend_type>(dy), out);
+    } else {
+      std::fill(out.data(), out.data() + out.size(), value_type(0));
+    }
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(dy, f);
+  }
+  auto inputs() const { return std::tie(dy); }
+  template <class GG>
+  auto input_adjoints(const GG&) const {
+    static_assert(detail::dependent_false_v<GG>, "tessera::grad: second derivatives through conv2d are not implemented");
+    return std::make_tuple(NoAdjoint{});
+  }
+};
+
 /// Lazy 2-D convolution (cross-correlation, as in every deep-learning library), NCHW.
 template <class X, class W, std::enable_if_t<is_expr_v<X> && is_expr_v<W>, int> = 0>
 Conv2d<X, W> conv2d(const X& x, const W& w, const Conv2dOptions& o = {}) {
-  return Conv2d<X, W>(x, w,
-                      Conv2dGeometry{o.stride.h, o.stride.w, o.padding.h, o.padding.w, o.dilation.h, o.dilation.w, o.groups});
+  return Conv2d<X, W>(x, w, detail::conv2d_geometry(o));
+}
+/// conv2d(x, w) plus bias[o] on output channel o (torch.nn.functional.conv2d's bias), added
+/// inside the convolution. `bias`: a rank-1 tensor or expression of the output channels.
+template <class X, class W, class B, std::enable_if_t<is_expr_v<X> && is_expr_v<W> && is_expr_v<B>, int> = 0>
+Conv2d<X, W, B> conv2d(const X& x, const W& w, const B& bias, const Conv2dOptions& o = {}) {
+  return Conv2d<X, W, B>(x, w, detail::conv2d_geometry(o), bias);
 }
 
 template <bool Max, class X, class G>

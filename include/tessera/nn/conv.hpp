@@ -52,8 +52,9 @@ struct Conv2d : Module<Conv2d<T, B>> {
   template <class X>
   auto operator()(const X& x) const {
     static_assert(rank_v<X> == 4, "tessera::nn::Conv2d: the input must be [batch, channels, height, width]");
-    const index_t out = weight.shape()[0];
-    return conv2d(x, weight, options_) + reshape(bias, Shape<4>{1, out, 1, 1});
+    // The bias is added inside the convolution; without one it is skipped, not added as zeros.
+    return tessera::Conv2d<X, Tensor<T, 4, B>, Tensor<T, 1, B>>(x, weight, tessera::detail::conv2d_geometry(options_), bias,
+                                                               has_bias_);
   }
 
  private:

@@ -159,10 +159,12 @@ void gather_output_grad(const T* dy, const ConvDims& d, index_t n0, index_t nb, 
 
 }  // namespace detail
 
-/// y = conv2d(x, w): x [N, C, H, W], w [O, C / groups, kh, kw], y [N, O, Ho, Wo]; all contiguous.
+/// y = conv2d(x, w) (+ bias[o] when `bias` is not null): x [N, C, H, W], w [O, C / groups, kh, kw],
+/// y [N, O, Ho, Wo], bias [O]; all contiguous. The bias is added while the GEMM's output is copied
+/// into NCHW order, not in a pass of its own.
 template <class T>
 void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w, Tensor<T, 4, cpu>& y,
-                    const Conv2dGeometry& g) {
+                    const Conv2dGeometry& g, const T* bias = nullptr) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, y.shape()[2], y.shape()[3]);
   if (d.N == 0 || d.O == 0 || d.P == 0) return;
   const index_t nb_max = detail::conv_chunk(d.N, d.K, d.P);
@@ -177,8 +179,14 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
       detail::parallel_for(nb * d.Og, 1, 4, [&](index_t t0, index_t t1) {
         for (index_t t = t0; t < t1; ++t) {
           const index_t n = t / d.Og, o = t % d.Og;
-          std::memcpy(y.data() + ((n0 + n) * d.O + grp * d.Og + o) * d.P, out.data() + o * nb * d.P + n * d.P,
-                      sizeof(T) * static_cast<std::size_t>(d.P));
+          T* dst = y.data() + ((n0 + n) * d.O + grp * d.Og + o) * d.P;
+          const T* src = out.data() + o * nb * d.P + n * d.P;
+          if (bias) {
+            const T b = bias[grp * d.Og + o];
+            for (index_t i = 0; i < d.P; ++i) dst[i] = src[i] + b;
+          } else {
+            std::memcpy(dst, src, sizeof(T) * static_cast<std::size_t>(d.P));
+          }
         }
       });
     }
@@ -225,6 +233,25 @@ void conv2d_backward_filter(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, 
            dw.data() + grp * d.Og * d.K, d.K);
     }
   }
+}
+
+/// db[o] = the sum of dy[n, o, :, :] over the batch and the positions (a conv2d bias's gradient).
+template <class T>
+void conv2d_backward_bias(cpu, const Tensor<T, 4, cpu>& dy, Tensor<T, 1, cpu>& db) {
+  const index_t N = dy.shape()[0], O = dy.shape()[1], P = dy.shape()[2] * dy.shape()[3];
+  detail::parallel_for(O, 1, 2, [&](index_t o0, index_t o1) {
+    for (index_t o = o0; o < o1; ++o) {
+      T lanes[8] = {};  // independent accumulators: the sums vectorize
+      for (index_t n = 0; n < N; ++n) {
+        const T* p = dy.data() + (n * O + o) * P;
+        index_t i = 0;
+        for (; i + 8 <= P; i += 8)
+          for (int k = 0; k < 8; ++k) lanes[k] += p[i + k];
+        for (; i < P; ++i) lanes[i % 8] += p[i];
+      }
+      db.data()[o] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    }
+  });
 }
 
 namespace detail {
