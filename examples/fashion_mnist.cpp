@@ -38,8 +38,8 @@ struct Options {
   int threads = 0;  // 0: all cores
   std::uint64_t seed = 1;
   index_t limit = 0;   // 0: all training images
-  // 16 -> 32 channels: 90.6% in 63 s for 2 epochs on the 2-core machine; 32 -> 64 (the nn issue's
-  // CNN) reaches 90.9% in 126 s. Both widths are the same type: --channels only changes extents.
+  // 16 -> 32 channels: 90.6% in 39 s for 2 epochs on the 2-core machine; 32 -> 64 (the nn issue's
+  // CNN) reaches 90.9% in 100 s. Both widths are the same type: --channels only changes extents.
   index_t channels = 16;  // of the first conv; the second has twice as many
   index_t hidden = 128;   // units of the dense layer
   std::string resume;  // checkpoint to continue from ("" : start afresh)
