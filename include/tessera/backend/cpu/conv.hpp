@@ -241,15 +241,7 @@ void conv2d_backward_bias(cpu, const Tensor<T, 4, cpu>& dy, Tensor<T, 1, cpu>& d
   const index_t N = dy.shape()[0], O = dy.shape()[1], P = dy.shape()[2] * dy.shape()[3];
   detail::parallel_for(O, 1, 2, [&](index_t o0, index_t o1) {
     for (index_t o = o0; o < o1; ++o) {
-      T lanes[8] = {};  // independent accumulators: the sums vectorize
-      for (index_t n = 0; n < N; ++n) {
-        const T* p = dy.data() + (n * O + o) * P;
-        index_t i = 0;
-        for (; i + 8 <= P; i += 8)
-          for (int k = 0; k < 8; ++k) lanes[k] += p[i + k];
-        for (; i < P; ++i) lanes[i % 8] += p[i];
-      }
-      db.data()[o] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+      db.data()[o] = T(detail::sum_by_lanes(dy.data(), o, N, O, P, [](T v) { return double(v); }));
     }
   });
 }

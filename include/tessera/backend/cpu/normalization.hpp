@@ -18,23 +18,6 @@ struct BatchNormForwardArgs {
   bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
 };
 
-namespace detail {
-/// The sum of f(x) over channel c of contiguous x viewed as [N, C, S], in eight interleaved
-/// double accumulators.
-template <class T, class F>
-double sum_by_lanes(const T* x, index_t c, index_t N, index_t C, index_t S, F f) {
-  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (index_t n = 0; n < N; ++n) {
-    const T* p = x + (n * C + c) * S;
-    index_t i = 0;
-    for (; i + 8 <= S; i += 8)
-      for (int k = 0; k < 8; ++k) lanes[k] += f(p[i + k]);
-    for (; i < S; ++i) lanes[i % 8] += f(p[i]);
-  }
-  return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-}
-}  // namespace detail
-
 /// y = (x - mean) * invstd * gamma + beta per channel of contiguous x viewed as [N, C, S].
 /// Training: writes the batch mean and 1/sqrt(biased variance + eps) into `mean` and `invstd`, and
 /// the biased variance into `var`. Evaluation: reads `mean` and `invstd`.
