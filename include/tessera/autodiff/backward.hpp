@@ -35,16 +35,6 @@ struct TensorContribution {
 };
 
 template <class E>
-struct is_scalar_node : std::false_type {};
-template <class T>
-struct is_scalar_node<Scalar<T>> : std::true_type {};
-
-template <class E, class = void>
-struct has_inputs : std::false_type {};
-template <class E>
-struct has_inputs<E, std::void_t<decltype(std::declval<const E&>().inputs())>> : std::true_type {};
-
-template <class E>
 using inputs_t = decltype(std::declval<const E&>().inputs());
 
 /// Largest Var level below Cap inside E (-1 when none).

@@ -36,6 +36,12 @@ struct Scalar : ExprBase<Scalar<T>> {
 };
 
 namespace detail {
+/// True for Scalar constants.
+template <class E>
+struct is_scalar_node : std::false_type {};
+template <class T>
+struct is_scalar_node<Scalar<T>> : std::true_type {};
+
 /// Whether Op has a SIMD form for element type T (ops opt in with `template <class T> static
 /// constexpr bool vectorizable`).
 template <class Op, class T, class = void>

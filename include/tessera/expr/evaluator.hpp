@@ -146,6 +146,12 @@ struct ConstEval {
   }
 };
 
+/// True for expression nodes with children (they list them in `inputs()`); false for leaves.
+template <class E, class = void>
+struct has_inputs : std::false_type {};
+template <class E>
+struct has_inputs<E, std::void_t<decltype(std::declval<const E&>().inputs())>> : std::true_type {};
+
 template <class E>
 struct is_tensor : std::false_type {};
 template <class T, std::size_t R, class B>

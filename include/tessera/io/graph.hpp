@@ -121,14 +121,6 @@ inline std::string common_scope(const std::string& a, const std::string& b) {
   return a.substr(0, end);
 }
 
-template <class E, class = void>
-struct has_inputs : std::false_type {};
-template <class E>
-struct has_inputs<E, std::void_t<decltype(std::declval<const E&>().inputs())>> : std::true_type {};
-template <class E>
-struct is_scalar : std::false_type {};
-template <class T>
-struct is_scalar<Scalar<T>> : std::true_type {};
 template <class M>
 struct is_cut : std::false_type {};
 template <class M>
@@ -174,9 +166,9 @@ class Tracer {
         id = add("Const", Role::constant, "", {}, shape_of(e), dtype);
       }
       return key ? by_data_[key] = id : id;
-    } else if constexpr (is_scalar<D>::value || !has_inputs<D>::value) {
+    } else if constexpr (tessera::detail::is_scalar_node<D>::value || !tessera::detail::has_inputs<D>::value) {
       // Scalars, and leaves of other kinds (autodiff's Var) named by their op.
-      return add(is_scalar<D>::value ? "Const" : std::string(e.name), Role::constant, "", {}, shape_of(e), dtype);
+      return add(tessera::detail::is_scalar_node<D>::value ? "Const" : std::string(e.name), Role::constant, "", {}, shape_of(e), dtype);
     } else {
       const void* identity = nullptr;
       if constexpr (tessera::detail::has_cache_slot<D>::value) {
@@ -307,29 +299,6 @@ inline std::string dot_quote(std::string_view s) {
   return out + "\"";
 }
 
-/// Calls f(module) for m and every submodule, parents before their children.
-template <class M, class F>
-void for_each_module(M& m, F&& f) {
-  f(m);
-  nn::for_each_child(m, [&](const std::string&, auto& c) { for_each_module(c, f); });
-}
-
-/// Puts every module in evaluation mode for its lifetime, then gives each its own mode back
-/// (parents first: train(on) recurses, so each child's own flag is set after its parent's).
-template <class M>
-struct EvalModeGuard {
-  M& model;
-  std::vector<bool> modes;
-  explicit EvalModeGuard(M& m) : model(m) {
-    for_each_module(model, [&](auto& x) { modes.push_back(x.is_training()); });
-    model.eval();
-  }
-  ~EvalModeGuard() {
-    std::size_t i = 0;
-    for_each_module(model, [&](auto& x) { x.train(modes[i++]); });
-  }
-};
-
 template <class M, class X>
 auto trace_module(Tracer& tracer, M& m, const X& in, const std::string& scope);
 
@@ -376,7 +345,7 @@ Graph trace_graph(const E& expr, const std::vector<std::pair<std::string, const 
 /// `loss(output)`, in scope "loss". Names and scopes: see the top of this file.
 template <class M, class X, class LossFn>
 Graph model_graph(M& model, const X& input, LossFn&& loss) {
-  detail::EvalModeGuard<M> guard(model);
+  nn::ModeGuard<M> eval_mode(model, false);
   detail::Tracer tracer;
   const auto name = [&](const std::string& n, const auto& t) {
     tracer.name_tensor(t.data(), n, detail::Role::variable, std::vector<index_t>(t.shape().begin(), t.shape().end()));

@@ -19,6 +19,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "tessera/core/tensor.hpp"
 
@@ -180,6 +181,35 @@ class Module {
  private:
   Self& self() { return static_cast<Self&>(*this); }
   bool training_ = true;
+};
+
+/// Calls f(module) for m and every submodule, parents before their children.
+template <class M, class F>
+void for_each_module(M& m, F&& f) {
+  f(m);
+  for_each_child(m, [&](const std::string&, auto& c) { for_each_module(c, f); });
+}
+
+/// Sets a model's training mode for a scope (evaluate, predict, summaries, graph tracing), then
+/// gives every module its own mode back -- a BatchNorm frozen in eval stays frozen. Restored
+/// parents first: train(on) recurses, so each child's own flag is set after its parent's.
+template <class M>
+class ModeGuard {
+ public:
+  ModeGuard(M& m, bool training) : model_(m) {
+    for_each_module(model_, [&](auto& x) { modes_.push_back(x.is_training()); });
+    model_.train(training);
+  }
+  ~ModeGuard() {
+    std::size_t i = 0;
+    for_each_module(model_, [&](auto& x) { x.train(modes_[i++]); });
+  }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  M& model_;
+  std::vector<bool> modes_;
 };
 
 /// Modules without members (activations, pooling, Flatten) derive from this.

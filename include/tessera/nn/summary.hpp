@@ -69,8 +69,7 @@ void sequential_rows(Sequential<L...>& seq, const X& x, std::vector<SummaryRow>&
 /// their parameter counts, then its output shape.
 template <class M, class X>
 std::string summary(M& model, const X& input) {
-  const bool was_training = model.is_training();
-  model.eval();
+  ModeGuard<M> eval_mode(model, false);  // building the forward draws no dropout masks
   std::vector<detail::SummaryRow> rows;
   std::string output;
   if constexpr (detail::is_sequential<M>::value) {
@@ -82,7 +81,6 @@ std::string summary(M& model, const X& input) {
     });
     output = shape_to_string(model(input).shape());
   }
-  model.train(was_training);
 
   std::size_t w_layer = 13, w_shape = 12;
   for (const auto& r : rows) {

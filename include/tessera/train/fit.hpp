@@ -144,27 +144,13 @@ Out stack_rows(const std::vector<Out>& parts, index_t rows) {
   return out;
 }
 
-/// Restores a module's training mode when leaving a scope.
-template <class Model>
-class ModeGuard {
- public:
-  ModeGuard(Model& m, bool training) : m_(m), was_(m.is_training()) { m.train(training); }
-  ~ModeGuard() { m_.train(was_); }
-  ModeGuard(const ModeGuard&) = delete;
-  ModeGuard& operator=(const ModeGuard&) = delete;
-
- private:
-  Model& m_;
-  bool was_;
-};
-
 }  // namespace detail
 
 /// Loss (mean over samples), accuracy, top-k accuracy and confusion matrix of `model` on `loader`,
 /// in evaluation mode (the model's mode is restored afterwards).
 template <class Model, class Loss, class Loader>
 Evaluation evaluate(Model& model, Loss&& loss, Loader& loader, const EvaluateOptions& o = {}) {
-  detail::ModeGuard<Model> eval_mode(model, false);
+  nn::ModeGuard<Model> eval_mode(model, false);
   Evaluation e;
   e.top_k = o.top_k;
   double loss_sum = 0;
@@ -194,7 +180,7 @@ Evaluation evaluate(Model& model, Loss&& loss, Loader& loader, const EvaluateOpt
 /// in evaluation mode.
 template <class Model, class Loader>
 auto predict(Model& model, Loader& loader) {
-  detail::ModeGuard<Model> eval_mode(model, false);
+  nn::ModeGuard<Model> eval_mode(model, false);
   using X = std::decay_t<decltype(detail::batch_inputs(*loader.begin()))>;
   using Out = detail::output_tensor_t<Model, X>;
   std::vector<Out> parts;
@@ -211,7 +197,7 @@ auto predict(Model& model, Loader& loader) {
 template <class Model, class T, std::size_t R, class B>
 auto predict(Model& model, const Tensor<T, R, B>& x, index_t batch_size = 256) {
   if (batch_size <= 0) throw value_error("predict: batch_size must be positive");
-  detail::ModeGuard<Model> eval_mode(model, false);
+  nn::ModeGuard<Model> eval_mode(model, false);
   using Out = detail::output_tensor_t<Model, Tensor<T, R, B>>;
   std::vector<Out> parts;
   index_t rows = 0;
