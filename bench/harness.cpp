@@ -57,17 +57,21 @@ void wait_until_idle(int max_ms) {
   }
 }
 
-std::vector<Timing> time_rounds(const std::vector<Runner*>& runners, int warmup, int reps, int settle_ms) {
+std::vector<Timing> time_rounds(const std::vector<Runner*>& runners, int warmup, int reps, int settle_ms, int burst) {
   using clock = std::chrono::steady_clock;
   reps = std::max(reps, 1);
+  burst = std::max(burst, 0);
   std::vector<std::vector<double>> ms(runners.size());
   for (int round = 0; round < warmup + reps; ++round) {
     for (std::size_t r = 0; r < runners.size(); ++r) {
       if (settle_ms > 0) wait_until_idle(settle_ms);
-      const auto t0 = clock::now();
-      runners[r]->run();
-      const double t = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
-      if (round >= warmup) ms[r].push_back(t);
+      if (burst > 0) runners[r]->run();  // the wake-up run (see the header)
+      for (int b = 0; b < std::max(burst, 1); ++b) {
+        const auto t0 = clock::now();
+        runners[r]->run();
+        const double t = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+        if (round >= warmup) ms[r].push_back(t);
+      }
     }
   }
   std::vector<Timing> timings;

@@ -82,12 +82,18 @@ struct Timing {
   double min_ms;  ///< on a shared machine, the best estimate of the uncontended time
 };
 
-/// Times `runners` in alternating rounds (each round runs every runner once, in order): `warmup`
-/// untimed rounds, then `reps` timed ones. Alternating keeps slow drift of a shared machine out of
-/// the ratios. Before each run it waits (up to `settle_ms`) until the process is idle: the previous
-/// runner's workers spin after their work (measured here: LibTorch's OpenMP ~10-50 ms, OpenBLAS
-/// ~100-200 ms, Eigen's pool ~0), and would otherwise take a core from the next runner.
-std::vector<Timing> time_rounds(const std::vector<Runner*>& runners, int warmup, int reps, int settle_ms);
+/// Times `runners` in alternating rounds (each round gives every runner one turn, in order):
+/// `warmup` untimed rounds, then `reps` timed ones. Alternating keeps slow drift of a shared machine
+/// out of the ratios. Before each turn it waits (up to `settle_ms`) until the process is idle: the
+/// previous runner's workers spin after their work (measured here: LibTorch's OpenMP ~10-50 ms,
+/// OpenBLAS ~100-200 ms, Eigen's pool ~0), and would otherwise take a core from the next runner.
+///
+/// A turn is one untimed run and then `burst` timed runs back to back, which is how training
+/// steps follow each other. The first run after the idle wait pays for the wait itself: on the
+/// 2-core VM an MLP step after a 2-20 ms sleep took 1.4-2x as long as back to back, in both
+/// libraries (halted vCPUs, cold caches), so timing only that run measured the machine's wake-up.
+/// `burst` 0 keeps that protocol: one timed run per turn, right after the wait.
+std::vector<Timing> time_rounds(const std::vector<Runner*>& runners, int warmup, int reps, int settle_ms, int burst = 0);
 
 /// Sleeps until this process's threads stop using CPU (checked every 10 ms), at most `max_ms`.
 void wait_until_idle(int max_ms);

@@ -3,9 +3,11 @@
 //
 //   <workload> <tessera value> <libtorch value> <unit>
 //
-// where a value is the median of --reps timed runs (after --warmup untimed ones), in ms or, for
-// GEMM, in GFLOP/s. The two libraries (and, for elementwise_chain, the triad) run in alternating
-// rounds, so drift of a shared machine affects both alike. elementwise_chain adds two lines:
+// where a value is the median of the timed runs, in ms or, for GEMM, in GFLOP/s: --reps rounds
+// (after --warmup untimed ones) in which each library, after waiting for the process to go idle,
+// runs once untimed and then --burst times (3) back to back, timed, as training steps follow each
+// other (see time_rounds in harness.hpp). The two libraries (and, for elementwise_chain, the
+// triad) take turns within each round, so drift of a shared machine affects both alike. elementwise_chain adds two lines:
 //   triad_floor <ms> - ms       its memory floor: 6 arrays of 64 MiB moved at the bandwidth of the
 //                               std::thread triad y = a + 2b (3 arrays), i.e. 2 x the triad's median,
 //                               measured in the same rounds with the same thread count
@@ -14,7 +16,7 @@
 // Details (library builds, max |difference| per workload) go to stderr. Exits 1 when a workload's
 // results differ by more than its tolerance, 2 on an error.
 //
-//   tessera_vs_libtorch [--threads N] [--reps N] [--warmup N] [--settle-ms N] [workload...]
+//   tessera_vs_libtorch [--threads N] [--reps N] [--warmup N] [--settle-ms N] [--burst N] [workload...]
 //   (TESSERA_THREADS in the environment works as --threads; workload names select a subset)
 #include <algorithm>
 #include <cmath>
@@ -36,7 +38,8 @@ namespace {
 struct Options {
   int reps = 11;
   int warmup = 2;
-  int settle_ms = 500;            ///< longest wait for idle workers before each run (see time_rounds)
+  int settle_ms = 500;            ///< longest wait for idle workers before each turn (see time_rounds)
+  int burst = 3;                  ///< timed runs per turn, back to back after one untimed run (0: one, cold)
   std::vector<std::string> only;  ///< workloads named on the command line (all when empty)
 };
 
@@ -56,9 +59,11 @@ Options parse_options(int argc, char** argv) {
       o.warmup = std::max(0, std::atoi(v));
     } else if (const char* v = value("--settle-ms")) {
       o.settle_ms = std::max(0, std::atoi(v));
+    } else if (const char* v = value("--burst")) {
+      o.burst = std::max(0, std::atoi(v));
     } else if (arg.rfind("--", 0) == 0) {
       throw std::invalid_argument("unknown option '" + arg +
-                                  "' (use --threads N, --reps N, --warmup N, --settle-ms N, workload names)");
+                                  "' (use --threads N, --reps N, --warmup N, --settle-ms N, --burst N, workload names)");
     } else {
       o.only.push_back(arg);
     }
@@ -94,7 +99,7 @@ bool compare(const tb::Workload& w, const Options& options) {
   if (w.floor_arrays > 0) runners.push_back(tb::make_triad());
   std::vector<tb::Runner*> order;
   for (auto& r : runners) order.push_back(r.get());
-  const std::vector<tb::Timing> timings = tb::time_rounds(order, options.warmup, options.reps, options.settle_ms);
+  const std::vector<tb::Timing> timings = tb::time_rounds(order, options.warmup, options.reps, options.settle_ms, options.burst);
   std::vector<double> ms;
   for (const auto& t : timings) ms.push_back(t.median_ms);
 
@@ -124,8 +129,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "tessera_vs_libtorch: built without LibTorch\n");
       return 2;
     }
-    std::fprintf(stderr, "# threads %d; medians of %d alternating rounds after %d warm-up rounds, settling <= %d ms\n",
-                 threads, options.reps, options.warmup, options.settle_ms);
+    std::fprintf(stderr,
+                 "# threads %d; medians of %d alternating rounds after %d warm-up rounds, settling <= %d ms, then per turn "
+                 "%d timed run(s)%s\n",
+                 threads, options.reps, options.warmup, options.settle_ms, std::max(options.burst, 1),
+                 options.burst > 0 ? " after an untimed one" : "");
     for (const auto& [library, line] : tb::library_info()) {
       std::fprintf(stderr, "# %s: %s\n", library.c_str(), line.c_str());
     }

@@ -1,13 +1,17 @@
 // The CPU backend (backend/cpu/*.hpp, backend/concept.hpp): results independent of the thread
-// count, the backend concept check, device memory entry points, and gemm() called directly with
+// count, the pool's parallel_tasks, the backend concept check, device memory entry points, and gemm() called directly with
 // transpose flags, leading dimensions, alpha and beta against a naive loop.
 #include <doctest/doctest.h>
 #include <tessera/tessera.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -185,6 +189,57 @@ TEST_CASE("set_num_threads(0) restores the default and 1 runs serially") {
   const auto b = random_tensor<float>(Shape<2>{200, 150}, 5);
   const Tensor<float, 2> y = tessera::relu(tessera::matmul(a, b)) + tessera::sum(a, {1}, tessera::keepdims);
   CHECK(y.shape() == Shape<2>{300, 150});
+}
+
+TEST_CASE("parallel_tasks: every task once, exceptions reach the caller, nesting and concurrent callers") {
+  ThreadGuard guard;
+  for (const int threads : {1, 2, 3, 5}) {
+    tessera::cpu::set_num_threads(threads);
+    for (const index_t tasks : {1, 2, 3, 7, 16}) {
+      std::vector<std::atomic<int>> runs(static_cast<std::size_t>(tasks));
+      tessera::detail::parallel_tasks(tasks, [&](index_t t) { runs[static_cast<std::size_t>(t)].fetch_add(1); });
+      for (const auto& r : runs) CHECK(r.load() == 1);
+    }
+  }
+
+  tessera::cpu::set_num_threads(2);
+  // A slow task on whichever thread takes it: the others are still done exactly once, by the
+  // caller if the worker is busy or late.
+  {
+    std::vector<std::atomic<int>> runs(6);
+    tessera::detail::parallel_tasks(6, [&](index_t t) {
+      if (t == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      runs[static_cast<std::size_t>(t)].fetch_add(1);
+    });
+    for (const auto& r : runs) CHECK(r.load() == 1);
+  }
+  // The first exception is rethrown after the started tasks finished; the pool keeps working.
+  std::atomic<int> started{0};
+  CHECK_THROWS_WITH_AS(tessera::detail::parallel_tasks(4,
+                                                       [&](index_t t) {
+                                                         started.fetch_add(1);
+                                                         if (t == 1) throw std::runtime_error("task 1 failed");
+                                                       }),
+                       "task 1 failed", std::runtime_error);
+  CHECK(started.load() >= 1);
+  std::atomic<index_t> total{0};
+  tessera::detail::parallel_for(1000, 1, 1, [&](index_t b, index_t e) { total.fetch_add(e - b); });
+  CHECK(total.load() == 1000);
+  // A parallel kernel inside a task runs inline on that thread.
+  std::atomic<int> inner{0};
+  tessera::detail::parallel_tasks(2, [&](index_t) {
+    tessera::detail::parallel_tasks(3, [&](index_t) { inner.fetch_add(1); });
+  });
+  CHECK(inner.load() == 6);
+  // Two threads of the user's starting kernels at once (a DataLoader beside training).
+  std::atomic<int> a_runs{0}, b_runs{0};
+  std::thread other([&] {
+    for (int i = 0; i < 200; ++i) tessera::detail::parallel_tasks(2, [&](index_t) { b_runs.fetch_add(1); });
+  });
+  for (int i = 0; i < 200; ++i) tessera::detail::parallel_tasks(2, [&](index_t) { a_runs.fetch_add(1); });
+  other.join();
+  CHECK(a_runs.load() == 400);
+  CHECK(b_runs.load() == 400);
 }
 
 TEST_CASE("the backend concept check") {

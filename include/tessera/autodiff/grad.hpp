@@ -10,11 +10,13 @@
 // reach f unchanged and their gradients are matched by storage (first order only).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "tessera/autodiff/backward.hpp"
 #include "tessera/autodiff/var.hpp"
@@ -169,6 +171,17 @@ auto evaluate_gradients(const Flat& flat, const Contributions& contributions, st
   return Grads{evaluate_gradient<K>(std::get<K>(flat), contributions)...};
 }
 
+/// A parameter's gradient before any contribution reached it: a tensor without storage. (Only
+/// rank 0 has storage from the start, one zero, and there adding to it costs nothing.)
+template <class P>
+P unset_gradient(const P&) {
+  return P();
+}
+template <class G>
+bool gradient_unset(const G& g) {
+  return rank_v<G> > 0 && g.storage_id() == nullptr;
+}
+
 /// Rebuilds the argument structure from the flat gradients.
 template <std::size_t I, class A, class Flat>
 auto unflatten(const A& a, Flat& flat_grads);
@@ -182,9 +195,10 @@ auto unflatten(const A& a, Flat& flat_grads) {
   if constexpr (is_std_tuple<A>::value) {
     return unflatten_tuple<I>(a, flat_grads, std::make_index_sequence<std::tuple_size_v<A>>{});
   } else if constexpr (has_parameters<A>::value) {
-    // Filled in by route_tensor_contributions.
+    // Filled in by route_tensor_contributions; until then every gradient is unset (see
+    // gradient_unset), so the first contribution is written, not added to zeros.
     A g = a;
-    std::apply([](auto&... p) { ((p = zeros_like(p)), ...); }, g.parameters());
+    std::apply([](auto&... p) { ((p = unset_gradient(p)), ...); }, g.parameters());
     return g;
   } else {
     return std::get<I>(flat_grads);
@@ -192,6 +206,14 @@ auto unflatten(const A& a, Flat& flat_grads) {
 }
 
 /// Adds a plain-tensor contribution to the gradient of the parameter it reads (by storage).
+///
+/// The first contribution becomes the gradient without a pass of its own where it can: a
+/// materialization node of the parameter's shape (a Linear weight's adjoint is a matmul) hands over
+/// its buffer, so the gradient costs one GEMM. (Zeros, a GEMM into a temporary and an add took three
+/// more passes over the weight.) That buffer is the node's cached value, which other copies of the
+/// node may still read, so later contributions rebind instead of adding in place (Tensor's
+/// assignment writes in place only into an unshared buffer) and unshare_gradients gives
+/// two parameters that received the same buffer one copy each.
 template <class Leaf, class Adj, class Param, class Grad>
 bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& param, Grad& grad) {
   using LT = value_type_t<Leaf>;
@@ -201,7 +223,18 @@ bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& para
     if (leaf.storage_id() != param.storage_id()) return false;
     if constexpr (rank_v<Leaf> == rank_v<Param>) {
       if (leaf.data() == param.data() && leaf.shape() == param.shape() && leaf.strides() == param.strides()) {
-        grad += sum_to(adjoint, leaf.shape());
+        if (!gradient_unset(grad)) {
+          grad = grad + sum_to(adjoint, leaf.shape());
+          return true;
+        }
+        if constexpr (has_cache_slot<Adj>::value && rank_v<Adj> == rank_v<Leaf> &&
+                      std::is_same_v<materialized_tensor_t<Adj>, Grad>) {
+          if (adjoint.shape() == leaf.shape()) {
+            grad = materialize(adjoint);
+            return true;
+          }
+        }
+        grad = Grad(sum_to(adjoint, leaf.shape()));
         return true;
       }
     }
@@ -214,6 +247,12 @@ bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& para
         throw value_error("tessera::grad: a broadcast_to view of a parameter cannot receive a gradient; "
                           "broadcast inside the expression instead");
       }
+    }
+    // The view is written in place, so into a buffer of the gradient's own.
+    if (gradient_unset(grad)) {
+      grad = zeros_like(param);
+    } else if (grad.storage().use_count() > 1) {
+      grad = grad.clone();
     }
     auto view = Leaf::view_of(grad.storage(), grad.data() + (leaf.data() - param.data()), leaf.shape(), leaf.strides());
     view += sum_to(adjoint, leaf.shape());
@@ -243,6 +282,35 @@ void route_one(const C& c, Grads& grads, const Args& args, std::index_sequence<K
   (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
 }
 
+/// Gives every parameter no contribution reached a zero gradient, and every parameter whose
+/// gradient shares a buffer with another's (see add_if_same_storage) a copy of its own.
+template <class Grads, class Args, std::size_t... K>
+void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence<K...>) {
+  std::vector<const void*> seen;
+  auto unshare = [&seen](auto& g) {
+    const void* id = g.storage_id();
+    if (id == nullptr) return;
+    if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
+      g = g.clone();
+    } else {
+      seen.push_back(id);
+    }
+  };
+  auto visit_arg = [&](const auto& arg, auto& g) {
+    using Arg = std::decay_t<decltype(arg)>;
+    if constexpr (has_parameters<Arg>::value) {
+      Arg copy = arg;
+      std::apply(
+          [&](const auto&... p) {
+            std::apply([&](auto&... gp) { ((gp = gradient_unset(gp) ? zeros_like(p) : gp), ...); }, g.parameters());
+          },
+          copy.parameters());
+      std::apply([&](auto&... gp) { (unshare(gp), ...); }, g.parameters());
+    }
+  };
+  (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
+}
+
 template <class Contributions, class Grads, class Args>
 void route_tensor_contributions(const Contributions& contributions, Grads& grads, const Args& args) {
   std::apply(
@@ -255,6 +323,7 @@ void route_tensor_contributions(const Contributions& contributions, Grads& grads
         (one(c), ...);
       },
       contributions);
+  finish_struct_gradients(grads, args, std::make_index_sequence<std::tuple_size_v<Args>>{});
 }
 
 template <class... A, class Flat, std::size_t... K>

@@ -207,6 +207,16 @@ auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
     ev.keep = buffer.storage();
     plan.map(broadcast_strides(buffer.shape(), buffer.strides(), out), ev.strides);
     return ev;
+  } else if constexpr (rank_v<E> == 0 && RO > 0) {
+    // A rank-0 subexpression (log(sigma), 1 / sigma, a loss scale) has one value: compute it once
+    // here instead of once per element of the pass. Its evaluator is built for a pass of its own
+    // (rank 0), so this branch is not taken again inside it.
+    const Shape<0> point{};
+    const IterPlan single = make_plan(point, std::vector<Shape<0>>{});
+    auto inner = e.evaluator(point, single);
+    const index_t origin[max_rank] = {};
+    inner.seek(origin);
+    return ConstEval<value_type_t<E>>{inner.coeff(0)};
   } else {
     return e.evaluator(out, plan);
   }

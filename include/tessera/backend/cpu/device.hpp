@@ -1,14 +1,14 @@
 // The CPU backend's device side: aligned host memory and the thread pool every CPU kernel uses.
 #pragma once
 
-#ifndef EIGEN_USE_THREADS
-#define EIGEN_USE_THREADS
-#endif
-#include <unsupported/Eigen/CXX11/ThreadPool>
-
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -49,6 +49,99 @@ struct cpu {
 
 namespace detail {
 
+/// The worker threads behind tessera::cpu. Each offered job is run once by every worker that sees
+/// it; a worker that is late may see only a later job (parallel_tasks does not depend on any
+/// worker showing up: the caller claims every task nobody else has).
+///
+/// After a job a worker polls for the next one for `spin` before it blocks. Between the parallel
+/// kernels of a training step there is serial work of tens to hundreds of microseconds; a worker
+/// that blocked there had to be woken for the next kernel, and on the 2-core VM waking a halted
+/// vCPU took long enough that the first MLP step after a pause ran at half speed. (LibTorch's
+/// OpenMP threads poll too.) Polling pauses the core and yields now and then, so other threads of
+/// the process (a DataLoader's) still get it.
+class WorkerPool {
+ public:
+  static constexpr std::chrono::microseconds spin{1000};
+
+  explicit WorkerPool(int workers) {
+    threads_.reserve(static_cast<std::size_t>(std::max(workers, 0)));
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_.store(true, std::memory_order_release);
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  int size() const { return static_cast<int>(threads_.size()); }
+  void offer(std::shared_ptr<const std::function<void()>> job) {
+    bool sleepers = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = std::move(job);
+      generation_.fetch_add(1, std::memory_order_release);
+      sleepers = sleeping_ > 0;
+    }
+    if (sleepers) wake_.notify_all();
+  }
+  /// True on a worker of any WorkerPool.
+  static bool on_worker() { return is_worker(); }
+
+ private:
+  static bool& is_worker() {
+    thread_local bool worker = false;
+    return worker;
+  }
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+  void loop() {
+    is_worker() = true;
+    std::uint64_t seen = 0;
+    for (;;) {
+      const auto until = std::chrono::steady_clock::now() + spin;
+      for (unsigned i = 1; generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_acquire);
+           ++i) {
+        pause();
+        if (i % 64 == 0) {
+          if (std::chrono::steady_clock::now() > until) break;
+          std::this_thread::yield();
+        }
+      }
+      std::shared_ptr<const std::function<void()>> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ++sleeping_;
+        wake_.wait(lock, [&] {
+          return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen;
+        });
+        --sleeping_;
+        if (stop_.load(std::memory_order_relaxed)) return;
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
+      }
+      (*job)();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  std::shared_ptr<const std::function<void()>> job_;  // guarded by mutex_
+  int sleeping_ = 0;                                   // guarded by mutex_
+};
+
 /// The process-wide pool behind tessera::cpu; rebuilt when the thread count changes.
 class CpuPool {
  public:
@@ -63,26 +156,71 @@ class CpuPool {
     if (n == threads_) return;
     pool_.reset();
     threads_ = n;
-    pool_ = std::make_unique<Eigen::ThreadPool>(n);
+    pool_ = make_pool(n);
   }
-  Eigen::ThreadPool& pool() { return *pool_; }
-  /// True on a pool worker: nested kernels then run inline instead of deadlocking the pool.
-  bool on_worker() const { return pool_->CurrentThreadId() != -1; }
+  WorkerPool& pool() { return *pool_; }
+  /// True on a pool worker: nested kernels then run inline instead of waiting on the pool.
+  bool on_worker() const { return WorkerPool::on_worker(); }
 
  private:
   static int default_threads() {
     const unsigned hw = std::thread::hardware_concurrency();
     return hw == 0 ? 1 : static_cast<int>(hw);
   }
-  CpuPool() : threads_(default_threads()) {
-    pool_ = std::make_unique<Eigen::ThreadPool>(threads_);
-  }
+  CpuPool() : threads_(default_threads()) { pool_ = make_pool(threads_); }
+  /// `threads` - 1 workers: the thread that starts a parallel region works on it too.
+  static std::unique_ptr<WorkerPool> make_pool(int threads) { return std::make_unique<WorkerPool>(threads - 1); }
   std::mutex mutex_;
   int threads_;
-  std::unique_ptr<Eigen::ThreadPool> pool_;
+  std::unique_ptr<WorkerPool> pool_;
 };
 
-/// Runs f(task) for task in [0, tasks) on the pool; the calling thread takes a share.
+/// What the threads of one parallel_tasks call share. Helpers hold it by shared_ptr, so a helper
+/// that starts after the call has returned finds no task left and touches nothing else.
+struct ParallelRegion {
+  explicit ParallelRegion(index_t n) : tasks(n) {}
+  const index_t tasks;
+  std::atomic<index_t> next{0};
+  std::atomic<index_t> done{0};
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::condition_variable finished;
+  std::exception_ptr error;
+
+  /// Claims and runs tasks until none is left. f is only called for a claimed task, and the
+  /// calling thread waits for every task to be done, so f is alive whenever it runs.
+  template <class F>
+  void work(F& f) {
+    for (index_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
+      if (!failed.load(std::memory_order_relaxed)) {
+        try {
+          f(t);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mutex);
+          if (!error) error = std::current_exception();
+          failed.store(true, std::memory_order_relaxed);
+        }
+      }
+      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks) {
+        std::lock_guard<std::mutex> lock(mutex);
+        finished.notify_all();
+      }
+    }
+  }
+  void wait() {
+    if (done.load(std::memory_order_acquire) == tasks) return;
+    std::unique_lock<std::mutex> lock(mutex);
+    finished.wait(lock, [&] { return done.load(std::memory_order_acquire) == tasks; });
+  }
+};
+
+/// Runs f(task) for task in [0, tasks) on the pool; the calling thread takes part.
+///
+/// Tasks are claimed one at a time, by the caller as well as by the workers, so the call never
+/// waits for a worker that has not started: it only waits for tasks already running. Each task
+/// still covers a fixed range, so results do not depend on which thread ran it. The first
+/// exception thrown by f is rethrown here, after every started task has finished; tasks not yet
+/// started are skipped.
 template <class F>
 void parallel_tasks(index_t tasks, F&& f) {
   if (tasks <= 0) return;
@@ -91,15 +229,12 @@ void parallel_tasks(index_t tasks, F&& f) {
     for (index_t t = 0; t < tasks; ++t) f(t);
     return;
   }
-  Eigen::Barrier barrier(static_cast<unsigned>(tasks - 1));
-  for (index_t t = 1; t < tasks; ++t) {
-    pool.pool().Schedule([&f, &barrier, t] {
-      f(t);
-      barrier.Notify();
-    });
-  }
-  f(index_t{0});
-  barrier.Wait();
+  auto region = std::make_shared<ParallelRegion>(tasks);
+  auto* fn = &f;
+  pool.pool().offer(std::make_shared<const std::function<void()>>([region, fn] { region->work(*fn); }));
+  region->work(f);
+  region->wait();
+  if (region->error) std::rethrow_exception(region->error);
 }
 
 /// Splits [0, n) into contiguous chunks (multiples of `grain`) over the pool's threads and runs
