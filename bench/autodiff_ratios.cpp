@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
   Generator gen(42);
   const index_t n = 16384;
   const auto x = uniform<double>(gen, {n}, 0.5, 1.5);
+  // The product of 16384 values from [0.5, 1.5] underflows to about 1e-321, a subnormal, and its
+  // gradient (product / x) is then subnormal arithmetic, which this CPU runs about 5x slower than
+  // normal arithmetic: that line measures the CPU, not autodiff. Values near 1 keep the product
+  // (about 0.8) and its gradient normal; the subnormal case is still printed, for the record.
+  const auto x_near_one = uniform<double>(gen, {n}, 0.99, 1.01);
   const auto mu = Tensor<double, 0>(0.3);
   const auto sigma = Tensor<double, 0>(1.7);
   const auto X = normal<double>(gen, {n, 10});
@@ -72,7 +77,8 @@ int main(int argc, char** argv) {
   std::printf("# %s: gradient time / function time (FastAD's published ratios: 1.25x-3.2x)\n", "autodiff_ratios");
   std::printf("%-22s %10s %10s %6s\n", "workload", "grad_us", "func_us", "ratio");
   report("sum", reps, [](const auto& v) { return sum(v); }, x);
-  report("product", reps, [](const auto& v) { return prod(v); }, x);
+  report("product", reps, [](const auto& v) { return prod(v); }, x_near_one);
+  report("product_subnormal", reps, [](const auto& v) { return prod(v); }, x);
   report("log_sum_exp", reps, [](const auto& v) { return logsumexp(v); }, x);
   report("normal_log_pdf", reps,
          [&](const auto& v, const auto& m, const auto& s) {

@@ -30,6 +30,33 @@ TEST_CASE("matrix x matrix by hand: dA = G B^T, dB = A^T G") {
   CHECK_TENSOR_NEAR(db, expected_db, 1e-14);
 }
 
+TEST_CASE("matrix x matrix summed directly: the uniform adjoint gives row and column sums") {
+  // sum and mean hand matmul one value u everywhere, so dA = u 1 B^T and dB = u A^T 1 are computed
+  // from row and column sums of the operands instead of two GEMMs; check both against the GEMMs.
+  const auto a = sample({3, 4}, -1, 1, 15);
+  const auto b = sample({4, 5}, -1, 1, 16);
+  const Tensor<double, 2> ones = full<double>({3, 5}, 1.0);
+  const auto [da, db] = grad([](const auto& x, const auto& y) { return sum(matmul(x, y)); }, a, b);
+  const Tensor<double, 2> gemm_da = matmul(ones, b.transpose());
+  const Tensor<double, 2> gemm_db = matmul(a.transpose(), ones);
+  CHECK_TENSOR_NEAR(da, gemm_da, 1e-14);
+  CHECK_TENSOR_NEAR(db, gemm_db, 1e-14);
+  const auto [ma, mb] = grad([](const auto& x, const auto& y) { return mean(matmul(x, y)) * 3.0; }, a, b);
+  const Tensor<double, 2> scaled_da = gemm_da * (3.0 / 15.0);
+  const Tensor<double, 2> scaled_db = gemm_db * (3.0 / 15.0);
+  CHECK_TENSOR_NEAR(ma, scaled_da, 1e-14);
+  CHECK_TENSOR_NEAR(mb, scaled_db, 1e-14);
+  GRAD_CHECK([](const auto& x, const auto& y) { return sum(matmul(transpose(x), y)) * 2.0; }, sample({4, 3}, -1, 1, 17), b,
+             tight());
+  // Through a second grad: the rule's sums are differentiable like everything else.
+  GRAD_CHECK(
+      [&](const auto& x) {
+        const auto [dx, dy] = grad([](const auto& p, const auto& q) { return sum(matmul(p, q)); }, x, b);
+        return sum(dx * x * x);
+      },
+      a, tight());
+}
+
 TEST_CASE("vector x matrix") {
   const auto v = sample({4}, -1, 1, 4);
   const auto b = sample({4, 5}, -1, 1, 5);

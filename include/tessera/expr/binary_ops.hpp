@@ -225,12 +225,29 @@ struct grad_rule<ops::Mul> {
   template <class A, class B, class G>
   static auto rhs_adjoint(const ops::Mul&, const A& a, const B&, const G& g) { return g * a; }
 };
+/// d(a/b)/da = 1/b, d(a/b)/db = -a/b^2. When b is one value (rank 0: `x / sigma`), the adjoints
+/// multiply by 1/b and 1/b^2, which a pass computes once (rank-0 subexpressions are hoisted, see
+/// make_evaluator), instead of dividing every element: a division costs several multiplications.
 template <>
 struct grad_rule<ops::Div> {
+  template <class B>
+  static constexpr bool divisor_is_one_value = rank_v<B> == 0 && std::is_floating_point_v<value_type_t<B>>;
   template <class A, class B, class G>
-  static auto lhs_adjoint(const ops::Div&, const A&, const B& b, const G& g) { return g / b; }
+  static auto lhs_adjoint(const ops::Div&, const A&, const B& b, const G& g) {
+    if constexpr (divisor_is_one_value<B>) {
+      return g * (Scalar<value_type_t<B>>(1) / b);
+    } else {
+      return g / b;
+    }
+  }
   template <class A, class B, class G>
-  static auto rhs_adjoint(const ops::Div&, const A& a, const B& b, const G& g) { return -(g * a / square(b)); }
+  static auto rhs_adjoint(const ops::Div&, const A& a, const B& b, const G& g) {
+    if constexpr (divisor_is_one_value<B>) {
+      return -(g * a) * (Scalar<value_type_t<B>>(1) / square(b));
+    } else {
+      return -(g * a / square(b));
+    }
+  }
 };
 /// d(a^b)/da = b a^(b-1); d(a^b)/db = a^b log a, taken as 0 where a == 0.
 template <>

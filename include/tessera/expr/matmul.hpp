@@ -105,6 +105,16 @@ struct MatMul : ExprBase<MatMul<A, B>> {
       gcol[rank] = 1;
       Shape<2> row{1, sb[0]};
       return std::make_tuple(matmul(reshape(gg, gcol), reshape(rhs, row)), matmul(transpose(lhs), gg));
+    } else if constexpr (rank_a == 2 && rank_b == 2 && detail::is_uniform_v<G>) {
+      // G has one value u everywhere (the output went straight into a sum or mean), so
+      // dA = u 1 B^T has the row sums of B in every row, and dB = A^T u 1 the column sums of A in
+      // every column: O(n^2) instead of two GEMMs. sum_to would add up `count` copies of u.
+      using T = value_type;
+      const index_t m = shape_[0], n = shape_[1], k = sa[1];
+      const T count = static_cast<T>(numel(g.shape())) / static_cast<T>(std::max<index_t>(numel(shape_), 1));
+      const auto u = detail::uniform_value(g) * count;
+      return std::make_tuple(broadcast_to(reshape(sum(rhs, 1) * u, Shape<2>{1, k}), Shape<2>{m, k}),
+                             broadcast_to(reshape(sum(lhs, 0) * u, Shape<2>{k, 1}), Shape<2>{k, n}));
     } else {
       return std::make_tuple(matmul(gg, transpose(rhs)), matmul(transpose(lhs), gg));
     }

@@ -322,4 +322,53 @@ auto sum_to(const A& a, const Shape<R>& target) {
   return SumTo<A, R>(a, target);
 }
 
+namespace detail {
+template <class E>
+struct is_broadcast_or_reshape : std::false_type {};
+template <class A, std::size_t R>
+struct is_broadcast_or_reshape<BroadcastTo<A, R>> : std::true_type {};
+template <class A, std::size_t R>
+struct is_broadcast_or_reshape<Reshaped<A, R>> : std::true_type {};
+template <class E>
+struct is_unary : std::false_type {};
+template <class Op, class A>
+struct is_unary<Unary<Op, A>> : std::true_type {};
+}  // namespace detail
+
+namespace detail {
+/// Whether every element of E has the same value, as far as E's type tells: rank-0 expressions
+/// (scalars among them), and broadcasts, reshapes and elementwise ops of such. The adjoint that
+/// sum and mean hand to their input is one: the seed broadcast over the summed shape.
+template <class E>
+struct is_uniform : std::bool_constant<rank_v<E> == 0> {};
+template <class A, std::size_t R>
+struct is_uniform<BroadcastTo<A, R>> : is_uniform<A> {};
+template <class A, std::size_t R>
+struct is_uniform<Reshaped<A, R>> : is_uniform<A> {};
+template <class Op, class A>
+struct is_uniform<Unary<Op, A>> : is_uniform<A> {};
+template <class Op, class A, class B>
+struct is_uniform<Binary<Op, A, B>> : std::bool_constant<is_uniform<A>::value && is_uniform<B>::value> {};
+template <class E>
+inline constexpr bool is_uniform_v = is_uniform<std::decay_t<E>>::value;
+
+/// The one value of a uniform expression (see is_uniform), as a rank-0 expression.
+template <class E>
+auto uniform_value(const E& e) {
+  static_assert(is_uniform_v<E>, "uniform_value: the expression's elements may differ");
+  if constexpr (rank_v<E> == 0) {
+    return e;
+  } else if constexpr (is_broadcast_or_reshape<E>::value) {
+    return uniform_value(e.arg);
+  } else if constexpr (is_unary<E>::value) {
+    using A = decltype(uniform_value(e.arg));
+    return Unary<decltype(e.op), A>(e.op, uniform_value(e.arg));
+  } else {
+    using A = decltype(uniform_value(e.lhs));
+    using B = decltype(uniform_value(e.rhs));
+    return Binary<decltype(e.op), A, B>(e.op, uniform_value(e.lhs), uniform_value(e.rhs));
+  }
+}
+}  // namespace detail
+
 }  // namespace tessera
