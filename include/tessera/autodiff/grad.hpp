@@ -212,7 +212,7 @@ auto unflatten(const A& a, Flat& flat_grads) {
 /// its buffer, so the gradient costs one GEMM. (Zeros, a GEMM into a temporary and an add took three
 /// more passes over the weight.) That buffer is the node's cached value, which other copies of the
 /// node may still read, so later contributions rebind instead of adding in place (Tensor's
-/// assignment writes in place only into an unshared buffer) and unshare_gradients gives
+/// assignment writes in place only into an unshared buffer) and finish_struct_gradients gives
 /// two parameters that received the same buffer one copy each.
 template <class Leaf, class Adj, class Param, class Grad>
 bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& param, Grad& grad) {

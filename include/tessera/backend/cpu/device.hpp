@@ -78,7 +78,6 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  int size() const { return static_cast<int>(threads_.size()); }
   void offer(std::shared_ptr<const std::function<void()>> job) {
     bool sleepers = false;
     {
