@@ -112,3 +112,19 @@ TEST_CASE("a matmul of variables used three times is computed once during grad")
   CHECK_TENSOR_NEAR(da1, da3, 1e-13);
   CHECK_TENSOR_NEAR(db1, db3, 1e-13);
 }
+
+TEST_CASE("the gradient of a one-value parameter is one fused reduction, with no buffer of the input's size") {
+  const Tensor<double, 1> x = sample({1000}, -1, 1, 31);
+  const Tensor<double, 0> s(1.5);
+  const auto f = [](const auto& v, const auto& scale) { return sum(tanh(v * scale)); };
+  const auto [dx, ds] = grad(f, x, s);  // warm-up: nothing below is a first-time allocation
+  const Counts both = measure([&] { (void)grad(f, x, s); });
+  const Counts x_only = measure([&] { (void)grad([&](const auto& v) { return f(v, s); }, x); });
+  // ds = sum(g * (1 - tanh^2) * v): one reduction straight from the expression; with the input
+  // evaluated into a temporary first it would also cost a pass and a 1000-element allocation.
+  CHECK(both.passes == x_only.passes);
+  CHECK(both.materializations == x_only.materializations + 1);
+  CHECK(both.allocations == x_only.allocations + 1);  // ds's own one-element buffer
+  const auto [ds_again] = grad([&](const auto& scale) { return f(x, scale); }, s);
+  CHECK(ds() == doctest::Approx(ds_again()).epsilon(1e-14));
+}

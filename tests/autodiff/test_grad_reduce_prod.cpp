@@ -45,6 +45,55 @@ TEST_CASE("prod with zeros: each element still gets the product of the others, n
   for (const double v : {drows(0, 0), drows(0, 1), dcols(1, 1)}) CHECK(std::isfinite(v));
 }
 
+namespace {
+/// The product of x's elements other than i, by brute force.
+template <class T>
+T product_of_others(const Tensor<T, 1>& x, index_t i) {
+  T p(1);
+  for (index_t j = 0; j < x.size(); ++j) p *= j == i ? T(1) : x(j);
+  return p;
+}
+template <class T>
+void check_long_groups() {
+  // Every length around the kernel's row widths (16 doubles, 32 floats) and its tail, with no,
+  // one and two zeros (at the ends, in the body and in the tail).
+  for (index_t n = 1; n <= 70; ++n) {
+    for (int zeros = 0; zeros < 3; ++zeros) {
+      Tensor<T, 1> x = cast<T>(grad_test::sample({n}, 0.8, 1.25, static_cast<std::uint64_t>(46 + n)));
+      if (zeros >= 1) x(n - 1) = T(0);
+      if (zeros >= 2) x(n / 3) = T(0);
+      const auto [d] = grad([](const auto& v) { return prod(v) * T(3); }, x);
+      for (index_t i = 0; i < n; ++i) {
+        CAPTURE(n);
+        CAPTURE(zeros);
+        CAPTURE(i);
+        const T expected = T(3) * product_of_others(x, i);
+        CHECK(d(i) == doctest::Approx(expected).epsilon(std::is_same_v<T, float> ? 1e-5 : 1e-13));
+      }
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("prod over long groups: every length, with zeros, float and double") {
+  check_long_groups<double>();
+  check_long_groups<float>();
+  // Groups along the last axis (contiguous) and along the first (strided), longer than a row.
+  const Tensor<double, 2> m = grad_test::sample({3, 37}, 0.8, 1.25, 47);
+  const auto [d_last] = grad([](const auto& a) { return sum(prod(a, 1) * Tensor<double, 1>{1.0, -2.0, 0.5}); }, m);
+  const Tensor<double, 2> mt = m.transpose(0, 1).contiguous();
+  const auto [d_first] = grad([](const auto& a) { return sum(prod(a, 0) * Tensor<double, 1>{1.0, -2.0, 0.5}); }, mt);
+  const double weights[] = {1.0, -2.0, 0.5};
+  for (index_t r = 0; r < 3; ++r) {
+    const Tensor<double, 1> row = m.slice(0, r, r + 1).reshape(Shape<1>{37}).contiguous();
+    for (index_t i = 0; i < 37; ++i) {
+      const double expected = weights[r] * product_of_others(row, i);
+      CHECK(d_last(r, i) == doctest::Approx(expected).epsilon(1e-13));
+      CHECK(d_first(i, r) == doctest::Approx(expected).epsilon(1e-13));
+    }
+  }
+}
+
 TEST_CASE("prod: second derivatives (away from zeros)") {
   const Tensor<double, 1> x = grad_test::sample({5}, 0.5, 1.5, 45);
   const auto f = [](const auto& v) {

@@ -13,6 +13,7 @@
 
 #include "tessera/autodiff/var.hpp"
 #include "tessera/core/expr_base.hpp"
+#include "tessera/expr/binary_ops.hpp"
 #include "tessera/expr/elementwise.hpp"
 #include "tessera/expr/evaluator.hpp"
 #include "tessera/expr/shape_ops.hpp"
@@ -75,6 +76,75 @@ template <int L, class E>
 struct depends_on<L, E, std::enable_if_t<has_inputs<E>::value && !is_var<E>::value>>
     : depends_on_tuple<L, inputs_t<E>> {};
 
+/// Whether Binary<Op, A, B> divides a tensor by one value (`(x - mu) / sigma`).
+template <class Op, class A, class B>
+inline constexpr bool divides_by_one_value_v = std::is_same_v<Op, ops::Div> && rank_v<A> != 0 && rank_v<B> == 0 &&
+                                               std::is_floating_point_v<value_type_t<B>>;
+
+/// Whether the elementwise part of E (below its root, down to the first non-elementwise nodes)
+/// contains such a division.
+template <class E>
+struct has_division_by_one_value : std::false_type {};
+template <class Op, class A>
+struct has_division_by_one_value<Unary<Op, A>> : has_division_by_one_value<A> {};
+template <class Op, class A, class B>
+struct has_division_by_one_value<Binary<Op, A, B>>
+    : std::bool_constant<divides_by_one_value_v<Op, A, B> || has_division_by_one_value<A>::value ||
+                         has_division_by_one_value<B>::value> {};
+template <class C, class A, class B>
+struct has_division_by_one_value<Where<C, A, B>>
+    : std::bool_constant<has_division_by_one_value<A>::value || has_division_by_one_value<B>::value> {};
+template <class To, class A>
+struct has_division_by_one_value<Cast<To, A>> : has_division_by_one_value<A> {};
+
+/// E with every elementwise `a / b` (rank-0 b) rewritten as `a * (1 / b)`. The sweep applies it
+/// to the forward values that adjoints recompute and to the adjoints themselves (rules divide too:
+/// log's is g / x): each backward pass then multiplies where the forward divided, and `1 / b` is
+/// computed once per pass (a rank-0 subexpression, hoisted by make_evaluator). A division costs
+/// several multiplications. A recomputed value may differ from the forward one by an ulp; the
+/// function's value itself is never computed from the rewritten expression. Other nodes are kept
+/// as they are (copies share their forward buffers).
+template <class E>
+E with_reciprocals(const E& e) {
+  return e;
+}
+template <class Op, class A>
+auto with_reciprocals(const Unary<Op, A>& e);
+template <class Op, class A, class B>
+auto with_reciprocals(const Binary<Op, A, B>& e);
+template <class C, class A, class B>
+auto with_reciprocals(const Where<C, A, B>& e);
+template <class To, class A>
+auto with_reciprocals(const Cast<To, A>& e);
+
+template <class Op, class A>
+auto with_reciprocals(const Unary<Op, A>& e) {
+  auto a = with_reciprocals(e.arg);
+  return Unary<Op, decltype(a)>(e.op, std::move(a));
+}
+template <class Op, class A, class B>
+auto with_reciprocals(const Binary<Op, A, B>& e) {
+  auto a = with_reciprocals(e.lhs);
+  auto b = with_reciprocals(e.rhs);
+  if constexpr (divides_by_one_value_v<Op, A, B>) {
+    using T = value_type_t<B>;
+    return a * (Scalar<T>(T(1)) / b);
+  } else {
+    return Binary<Op, decltype(a), decltype(b)>(e.op, std::move(a), std::move(b));
+  }
+}
+template <class C, class A, class B>
+auto with_reciprocals(const Where<C, A, B>& e) {
+  auto a = with_reciprocals(e.if_true);
+  auto b = with_reciprocals(e.if_false);
+  return Where<C, decltype(a), decltype(b)>(e.cond, std::move(a), std::move(b));
+}
+template <class To, class A>
+auto with_reciprocals(const Cast<To, A>& e) {
+  auto a = with_reciprocals(e.arg);
+  return Cast<To, decltype(a)>(std::move(a));
+}
+
 template <int L, bool MatchTensors, class E, class G>
 auto backward(const E& e, const G& g);
 
@@ -96,13 +166,15 @@ template <int L, bool MatchTensors, class E, class G>
 auto backward(const E& e, const G& g) {
   if constexpr (is_var_v<E>) {
     if constexpr (E::level == L) {
-      return std::make_tuple(Contribution<E::index, G>{g});
+      auto adjoint = with_reciprocals(g);
+      return std::make_tuple(Contribution<E::index, decltype(adjoint)>{std::move(adjoint)});
     } else {
       return backward<L, MatchTensors>(e.value, g);  // an outer variable: pass through
     }
   } else if constexpr (is_tensor_v<E>) {
     if constexpr (MatchTensors && std::is_floating_point_v<value_type_t<E>>) {
-      return std::make_tuple(TensorContribution<value_type_t<E>, rank_v<E>, backend_t<E>, G>{e, g});
+      auto adjoint = with_reciprocals(g);
+      return std::make_tuple(TensorContribution<value_type_t<E>, rank_v<E>, backend_t<E>, decltype(adjoint)>{e, std::move(adjoint)});
     } else {
       return std::tuple<>{};
     }
@@ -114,6 +186,8 @@ auto backward(const E& e, const G& g) {
     return std::tuple<>{};
   } else if constexpr (MatchTensors ? !std::is_floating_point_v<value_type_t<E>> : !depends_on<L, E>::value) {
     return std::tuple<>{};  // constant with respect to the variables: nothing to differentiate
+  } else if constexpr (has_division_by_one_value<E>::value) {
+    return backward<L, MatchTensors>(with_reciprocals(e), g);
   } else {
     const auto ins = e.inputs();
     const auto adj = e.input_adjoints(g);

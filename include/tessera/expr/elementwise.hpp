@@ -283,6 +283,14 @@ struct Cast : ExprBase<Cast<To, A>> {
 };
 
 namespace detail {
+// is_uniform (see evaluator.hpp): elementwise ops of uniform expressions are uniform.
+template <class Op, class A>
+struct is_uniform<Unary<Op, A>> : is_uniform<A> {};
+template <class Op, class A, class B>
+struct is_uniform<Binary<Op, A, B>> : std::bool_constant<is_uniform<A>::value && is_uniform<B>::value> {};
+}  // namespace detail
+
+namespace detail {
 /// Turns a C++ number into a Scalar node of the expression's element type.
 template <class T, class S>
 Scalar<T> as_scalar(S s) {

@@ -189,6 +189,13 @@ void for_each_tensor(const E& e, F&& f) {
   }
 }
 
+/// Whether every element of E has the same value, as far as E's type tells: rank-0 expressions
+/// (scalars among them), and broadcasts, reshapes and elementwise ops of such (specialized beside
+/// those nodes). The adjoint that sum and mean hand to their input is one: the seed broadcast
+/// over the summed shape, often times constants.
+template <class E>
+struct is_uniform : std::bool_constant<rank_v<E> == 0> {};
+
 /// The evaluator of `e` for a pass over `out` described by `plan`.
 template <class E, std::size_t RO>
 auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
@@ -214,6 +221,12 @@ auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
     const Shape<0> point{};
     const IterPlan single = make_plan(point, std::vector<Shape<0>>{});
     auto inner = e.evaluator(point, single);
+    const index_t origin[max_rank] = {};
+    inner.seek(origin);
+    return ConstEval<value_type_t<E>>{inner.coeff(0)};
+  } else if constexpr (RO > 0 && is_uniform<E>::value) {
+    // Likewise a uniform one (a broadcast seed times constants): its first element is all of them.
+    auto inner = e.evaluator(out, plan);
     const index_t origin[max_rank] = {};
     inner.seek(origin);
     return ConstEval<value_type_t<E>>{inner.coeff(0)};

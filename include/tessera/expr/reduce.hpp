@@ -161,7 +161,7 @@ namespace detail {
 template <class E>
 auto value_of(const E& e);
 }  // namespace detail
-template <class A, class P>
+template <class A>
 struct ExclusiveProduct;
 
 /// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
@@ -231,7 +231,7 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
       const auto ties = detail::make_reduce<ops::SumReducer, input_rank>(hit, reduced, "sum", false);
       return std::make_tuple(g_keep * hit / ties);
     } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
-      return std::make_tuple(g_keep * ExclusiveProduct<A, Reduce>(arg, reduced, *this));
+      return std::make_tuple(g_keep * ExclusiveProduct<A>(arg, reduced));
     } else {
       static_assert(detail::dependent_false_v<G>, "tessera::grad: all/any are not differentiable");
     }
@@ -241,45 +241,11 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
   Shape<RO> shape_{};
 };
 
-namespace detail {
-/// out[i] = the product of the other elements of x's group of i (the elements that differ from i
-/// only along the reduced axes), from prefix and suffix products: no division, so zeros are fine.
-/// x and out are contiguous with x's shape.
-template <class T, std::size_t R>
-void exclusive_products(const T* x, T* out, const Shape<R>& shape, const std::array<bool, R>& reduced) {
-  // Offsets of one group's elements and of each group's first element, both in row-major order.
-  std::vector<index_t> group{0}, starts{0};
-  const Shape<R> strides = contiguous_strides(shape);
-  for (std::size_t i = 0; i < R; ++i) {
-    auto& list = reduced[i] ? group : starts;
-    std::vector<index_t> grown;
-    grown.reserve(list.size() * static_cast<std::size_t>(shape[i]));
-    for (const index_t o : list) {
-      for (index_t k = 0; k < shape[i]; ++k) grown.push_back(o + k * strides[i]);
-    }
-    list.swap(grown);
-  }
-  for (const index_t base : starts) {
-    T acc(1);
-    for (const index_t o : group) {
-      out[base + o] = acc;
-      acc *= x[base + o];
-    }
-    acc = T(1);
-    for (auto it = group.rbegin(); it != group.rend(); ++it) {
-      out[base + *it] *= acc;
-      acc *= x[base + *it];
-    }
-  }
-}
-}  // namespace detail
-
 /// prod's gradient factor: each element of A replaced by the product of the other elements of its
-/// reduction group. That is the group's product / x while x has no zero (one vectorized division
-/// per element); with a zero, product / x would be 0/0, so then it is formed from prefix and suffix
-/// products instead (PyTorch's prod backward does the same).
-template <class A, class P>
-struct ExclusiveProduct : ExprBase<ExclusiveProduct<A, P>> {
+/// reduction group, from prefix and suffix products (as PyTorch's prod backward does when x has a
+/// zero; here always: product / x would cost a division per element).
+template <class A>
+struct ExclusiveProduct : ExprBase<ExclusiveProduct<A>> {
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A>;
@@ -288,9 +254,8 @@ struct ExclusiveProduct : ExprBase<ExclusiveProduct<A, P>> {
       std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::array<bool, rank> reduced;
-  P product;  ///< the prod node whose gradient this is (its cached value is reused)
 
-  ExclusiveProduct(A a, const std::array<bool, rank>& red, P p) : arg(std::move(a)), reduced(red), product(std::move(p)) {}
+  ExclusiveProduct(A a, const std::array<bool, rank>& red) : arg(std::move(a)), reduced(red) {}
   Shape<rank> shape() const { return arg.shape(); }
   template <class F>
   void for_each_tensor(F&& f) const {
@@ -298,22 +263,7 @@ struct ExclusiveProduct : ExprBase<ExclusiveProduct<A, P>> {
   }
   auto inputs() const { return std::tie(arg); }
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
-    const auto x = detail::value_of(arg).contiguous();
-    const value_type* xd = x.data();
-    index_t zeros = 0;  // counted without an early exit, so the loop vectorizes
-    for (index_t i = 0; i < x.size(); ++i) zeros += xd[i] == value_type(0) ? 1 : 0;
-    if (zeros == 0) {
-      const auto p = detail::read_only_value(product).contiguous().reshape(product.keep_shape());
-      out.assign(p / x);
-      return;
-    }
-    if (out.is_contiguous()) {
-      detail::exclusive_products(xd, out.data(), x.shape(), reduced);
-      return;
-    }
-    auto tmp = Tensor<value_type, rank, backend_type>::uninitialized(x.shape());
-    detail::exclusive_products(xd, tmp.data(), x.shape(), reduced);
-    out.assign(tmp);
+    exclusive_products_into(backend_type{}, out, detail::value_of(arg), reduced);
   }
   /// d e_i / d x_j = e_i / x_j for j != i in i's group, 0 for j == i: the pullback of g is
   /// (sum over the group of g e - g e) / x. Second derivatives divide by x, so unlike the first

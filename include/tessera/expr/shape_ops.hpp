@@ -209,9 +209,14 @@ struct SumTo : ExprBase<SumTo<A, R>> {
       }
       return;
     }
-    // Evaluate the input first and reduce the tensor: one more buffer, but the reduction kernel is
-    // shared by every sum_to of this tensor type instead of compiled again for each adjoint
-    // expression (autodiff creates many; this keeps compile times down).
+    // A sum of everything (the gradient of a scalar parameter) is one fused pass over the input.
+    if constexpr (R == 0) {
+      reduce_into(backend_type{}, out, arg, mask, ops::SumReducer{}, value_type(1));
+      return;
+    }
+    // Otherwise evaluate the input first and reduce the tensor: one more buffer, but the reduction
+    // kernel is shared by every sum_to of this tensor type instead of compiled again for each
+    // adjoint expression (autodiff creates many; this keeps compile times down).
     const Tensor<value_type, input_rank, backend_type> value = arg;
     const Tensor<value_type, input_rank, backend_type> summed =
         detail::make_reduce<ops::SumReducer, input_rank>(value, mask, "sum_to", false);
@@ -336,19 +341,11 @@ struct is_unary<Unary<Op, A>> : std::true_type {};
 }  // namespace detail
 
 namespace detail {
-/// Whether every element of E has the same value, as far as E's type tells: rank-0 expressions
-/// (scalars among them), and broadcasts, reshapes and elementwise ops of such. The adjoint that
-/// sum and mean hand to their input is one: the seed broadcast over the summed shape.
-template <class E>
-struct is_uniform : std::bool_constant<rank_v<E> == 0> {};
+// is_uniform (see evaluator.hpp): broadcasts and reshapes of uniform expressions are uniform.
 template <class A, std::size_t R>
 struct is_uniform<BroadcastTo<A, R>> : is_uniform<A> {};
 template <class A, std::size_t R>
 struct is_uniform<Reshaped<A, R>> : is_uniform<A> {};
-template <class Op, class A>
-struct is_uniform<Unary<Op, A>> : is_uniform<A> {};
-template <class Op, class A, class B>
-struct is_uniform<Binary<Op, A, B>> : std::bool_constant<is_uniform<A>::value && is_uniform<B>::value> {};
 template <class E>
 inline constexpr bool is_uniform_v = is_uniform<std::decay_t<E>>::value;
 

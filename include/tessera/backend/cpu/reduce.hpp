@@ -1,5 +1,5 @@
-// CPU kernels for reductions over any set of axes (reading a fused elementwise input) and for
-// argmax/argmin along one axis.
+// CPU kernels for reductions over any set of axes (reading a fused elementwise input), for
+// prod's gradient (exclusive products) and for argmax/argmin along one axis.
 #pragma once
 
 #include <algorithm>
@@ -54,6 +54,130 @@ TESSERA_ALWAYS_INLINE void accumulate_row(const Red& red, const Ev& ev, T* out, 
   for (; j < j1; ++j) out[j] = red(out[j], static_cast<T>(ev.coeff(j)));
 }
 
+/// out[i] = the product of x[j] over j in [0, n), j != i. Exclusive products need prefix and
+/// suffix products, two chains of dependent multiplications; here they run as W independent
+/// chains at once (four SIMD registers): x is read as rows of W elements, column c's chain
+/// multiplies x[c], x[c + W], ..., and the product of the other columns' totals (and of the tail
+/// after the last full row) completes each element. Two passes, no division, so zeros need no
+/// special case.
+template <class T>
+void exclusive_products_contiguous(const T* x, T* out, index_t n) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>;
+  constexpr index_t W = 4 * S;
+  const index_t rows = n / W, body = rows * W;
+  // Down the columns: out = the product of the column's elements above.
+  P a0 = pk::pset1<P>(T(1)), a1 = a0, a2 = a0, a3 = a0;
+  for (index_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * W;
+    T* o = out + r * W;
+    pk::pstoreu(o, a0);
+    pk::pstoreu(o + S, a1);
+    pk::pstoreu(o + 2 * S, a2);
+    pk::pstoreu(o + 3 * S, a3);
+    a0 = pk::pmul(a0, pk::ploadu<P>(xr));
+    a1 = pk::pmul(a1, pk::ploadu<P>(xr + S));
+    a2 = pk::pmul(a2, pk::ploadu<P>(xr + 2 * S));
+    a3 = pk::pmul(a3, pk::ploadu<P>(xr + 3 * S));
+  }
+  std::array<T, W> column;  // each column's product
+  pk::pstoreu(column.data(), a0);
+  pk::pstoreu(column.data() + S, a1);
+  pk::pstoreu(column.data() + 2 * S, a2);
+  pk::pstoreu(column.data() + 3 * S, a3);
+  // The tail (n % W elements): exclusive products within it, times the body's product.
+  T tail_product(1), body_product(1);
+  for (index_t i = body; i < n; ++i) {
+    out[i] = tail_product;
+    tail_product *= x[i];
+  }
+  for (index_t c = 0; c < W; ++c) body_product *= column[c];
+  T after(1);
+  for (index_t i = n - 1; i >= body; --i) {
+    out[i] *= after * body_product;
+    after *= x[i];
+  }
+  if (rows == 0) return;
+  // Each column's factor from outside it: the other columns' products and the tail's.
+  std::array<T, W> outside;
+  T before(1);
+  for (index_t c = 0; c < W; ++c) {
+    outside[c] = before;
+    before *= column[c];
+  }
+  after = tail_product;
+  for (index_t c = W - 1; c >= 0; --c) {
+    outside[c] *= after;
+    after *= column[c];
+  }
+  // Up the columns: times the product of the column's elements below and the outside factor.
+  a0 = pk::ploadu<P>(outside.data());
+  a1 = pk::ploadu<P>(outside.data() + S);
+  a2 = pk::ploadu<P>(outside.data() + 2 * S);
+  a3 = pk::ploadu<P>(outside.data() + 3 * S);
+  for (index_t r = rows - 1; r >= 0; --r) {
+    const T* xr = x + r * W;
+    T* o = out + r * W;
+    pk::pstoreu(o, pk::pmul(pk::ploadu<P>(o), a0));
+    pk::pstoreu(o + S, pk::pmul(pk::ploadu<P>(o + S), a1));
+    pk::pstoreu(o + 2 * S, pk::pmul(pk::ploadu<P>(o + 2 * S), a2));
+    pk::pstoreu(o + 3 * S, pk::pmul(pk::ploadu<P>(o + 3 * S), a3));
+    a0 = pk::pmul(a0, pk::ploadu<P>(xr));
+    a1 = pk::pmul(a1, pk::ploadu<P>(xr + S));
+    a2 = pk::pmul(a2, pk::ploadu<P>(xr + 2 * S));
+    a3 = pk::pmul(a3, pk::ploadu<P>(xr + 3 * S));
+  }
+}
+
+/// out[i] = the product of the other elements of x's group of i (the elements that differ from i
+/// only along the reduced axes). x and out are contiguous with x's shape.
+template <class T, std::size_t R>
+void exclusive_products(const T* x, T* out, const Shape<R>& shape, const std::array<bool, R>& reduced) {
+  // When the reduced axes are the trailing ones (as for a full reduction), groups are contiguous.
+  bool trailing = true, seen_reduced = false;
+  index_t group_size = 1, total = 1;
+  for (std::size_t i = 0; i < R; ++i) {
+    total *= shape[i];
+    if (reduced[i]) {
+      seen_reduced = true;
+      group_size *= shape[i];
+    } else if (seen_reduced && shape[i] != 1) {
+      trailing = false;
+    }
+  }
+  if (trailing) {
+    for (index_t base = 0; base + group_size <= total && group_size > 0; base += group_size) {
+      exclusive_products_contiguous(x + base, out + base, group_size);
+    }
+    return;
+  }
+  // Otherwise: offsets of one group's elements and of each group's first element (row-major),
+  // then prefix and suffix products along each group.
+  std::vector<index_t> group{0}, starts{0};
+  const Shape<R> strides = contiguous_strides(shape);
+  for (std::size_t i = 0; i < R; ++i) {
+    auto& list = reduced[i] ? group : starts;
+    std::vector<index_t> grown;
+    grown.reserve(list.size() * static_cast<std::size_t>(shape[i]));
+    for (const index_t o : list) {
+      for (index_t k = 0; k < shape[i]; ++k) grown.push_back(o + k * strides[i]);
+    }
+    list.swap(grown);
+  }
+  for (const index_t base : starts) {
+    T acc(1);
+    for (const index_t o : group) {
+      out[base + o] = acc;
+      acc *= x[base + o];
+    }
+    acc = T(1);
+    for (auto it = group.rbegin(); it != group.rend(); ++it) {
+      out[base + *it] *= acc;
+      acc *= x[base + *it];
+    }
+  }
+}
 }  // namespace detail
 
 /// out = reduce(input) over the axes flagged in `reduced`, each result multiplied by `scale`
@@ -199,6 +323,19 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
       }
     });
   }
+}
+
+/// out[i] = the product of the other elements of x's reduction group of i (prod's gradient).
+template <class T, std::size_t R>
+void exclusive_products_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& x, const std::array<bool, R>& reduced) {
+  const auto xc = x.contiguous();
+  if (out.is_contiguous()) {
+    detail::exclusive_products(xc.data(), out.data(), xc.shape(), reduced);
+    return;
+  }
+  auto tmp = Tensor<T, R, cpu>::uninitialized(xc.shape());
+  detail::exclusive_products(xc.data(), tmp.data(), xc.shape(), reduced);
+  out.assign(tmp);
 }
 
 /// Index of the largest (Greater) or smallest (Less) element along `axis` of a contiguous input.
