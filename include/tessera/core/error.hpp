@@ -1,8 +1,10 @@
 // Exceptions thrown for errors a user can cause (bad shapes, bad indices, bad arguments, bad files).
 #pragma once
 
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace tessera {
 
@@ -29,6 +31,17 @@ class value_error : public std::invalid_argument {
 class io_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// A device allocation that failed even after the allocator freed its cached blocks; the message
+/// names the bytes requested and the pool's state. A std::bad_alloc, as the backend contract asks.
+class out_of_memory : public std::bad_alloc {
+ public:
+  explicit out_of_memory(std::string message) : message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
 };
 
 }  // namespace tessera

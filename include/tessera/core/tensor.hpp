@@ -79,12 +79,24 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   Tensor(typename detail::nested_init<T, Rank>::type values) {
     if constexpr (Rank == 0) {
       allocate_uninitialized();
-      data_[0] = values;
+      if constexpr (Backend::host_accessible) {
+        data_[0] = values;
+      } else {
+        const T value = values;
+        Backend::copy_from_host(data_, &value, sizeof(T));
+      }
     } else {
       infer_shape<0>(values);
       allocate_uninitialized();
-      T* out = data_;
-      fill_from<0>(values, out);
+      if constexpr (Backend::host_accessible) {
+        T* out = data_;
+        fill_from<0>(values, out);
+      } else {  // filled on the host, then copied
+        const auto staging = std::make_unique<T[]>(static_cast<std::size_t>(size()));
+        T* out = staging.get();
+        fill_from<0>(values, out);
+        Backend::copy_from_host(data_, staging.get(), static_cast<std::size_t>(size()) * sizeof(T));
+      }
     }
   }
 
@@ -224,6 +236,10 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   Tensor contiguous() const { return is_contiguous() ? *this : clone(); }
   /// A deep, contiguous copy.
   Tensor clone() const;
+  /// This tensor on backend B2: `x.to<cuda>()`, `y.to<cpu>()` (a contiguous copy; this tensor
+  /// itself when B2 is its own backend, as in PyTorch).
+  template <class B2>
+  Tensor<T, Rank, B2> to() const;
 
   // ---- construction helpers used by factories and kernels -------------------------------------
   /// A contiguous tensor with uninitialized elements.
@@ -351,6 +367,37 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
 };
 
 // ---- view implementations -----------------------------------------------------------------------
+
+template <class T, std::size_t R, class B>
+template <class B2>
+Tensor<T, R, B2> Tensor<T, R, B>::to() const {
+  if constexpr (std::is_same_v<B2, B>) {
+    return *this;
+  } else {
+    Tensor source = *this;
+    if (!is_contiguous()) {
+      if constexpr (B::host_accessible) {
+        source = clone();
+      } else {
+        throw value_error(std::string("to: a non-contiguous view of a ") + B::name + " tensor of shape " +
+                          shape_to_string(shape_) + "; copy it with clone() first");
+      }
+    }
+    auto out = Tensor<T, R, B2>::uninitialized(shape_);
+    const std::size_t bytes = static_cast<std::size_t>(size()) * sizeof(T);
+    if (bytes == 0) return out;
+    if constexpr (B::host_accessible) {
+      B2::copy_from_host(out.data(), source.data(), bytes);
+    } else if constexpr (B2::host_accessible) {
+      B::copy_to_host(out.data(), source.data(), bytes);
+    } else {  // between two device backends: through the host
+      const auto staging = std::make_unique<unsigned char[]>(bytes);
+      B::copy_to_host(staging.get(), source.data(), bytes);
+      B2::copy_from_host(out.data(), staging.get(), bytes);
+    }
+    return out;
+  }
+}
 
 template <class T, std::size_t R, class B>
 template <std::size_t N>

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tessera/backend/block_cache.hpp"
 #include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/instrument.hpp"
@@ -277,53 +278,18 @@ double sum_by_lanes(const T* x, index_t c, index_t N, index_t C, index_t S, F f)
 
 namespace detail {
 
-/// Freed blocks of 64 KiB or more, kept by exact size for the next allocation of that size (up to
-/// 1 GiB in all). A training step allocates the same activation and gradient buffers every
-/// step; without this, each large one is a fresh mmap whose pages the kernel faults in and zeroes
-/// again (page faults and page zeroing were ~8% of the samples in a profile of an MLP step).
-class HostBlockCache {
- public:
-  static HostBlockCache& instance() {
-    static auto* cache = new HostBlockCache;  // never destroyed: tensors may outlive static destructors
+/// The CPU's cache of freed blocks of 64 KiB or more (up to 1 GiB in all). A training step
+/// allocates the same activation and gradient buffers every step; without it, each large one is a
+/// fresh mmap whose pages the kernel faults in and zeroes again (page faults and page zeroing were
+/// ~8% of the samples in a profile of an MLP step).
+struct HostBlockCache {
+  static constexpr std::size_t min_bytes = std::size_t(64) << 10;
+  static BlockCache& instance() {
+    static auto* cache = new BlockCache(std::size_t(1) << 30);  // never destroyed: tensors may outlive static destructors
     return *cache;
   }
-  static constexpr std::size_t min_bytes = std::size_t(64) << 10;
-  static constexpr std::size_t max_cached_bytes = std::size_t(1) << 30;
-
-  void* take(std::size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(bytes);
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* p = it->second.back();
-    it->second.pop_back();
-    cached_ -= bytes;
-    return p;
-  }
-  /// Keeps p for reuse; false when the cache is full (the caller frees it).
-  bool give(void* p, std::size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (cached_ + bytes > max_cached_bytes) return false;
-    free_[bytes].push_back(p);
-    cached_ += bytes;
-    return true;
-  }
-  void release(std::size_t alignment) noexcept {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [bytes, blocks] : free_) {
-      for (void* p : blocks) ::operator delete(p, std::align_val_t(alignment));
-    }
-    free_.clear();
-    cached_ = 0;
-  }
-
- private:
-  std::mutex mutex_;
-  std::unordered_map<std::size_t, std::vector<void*>> free_;
-  std::size_t cached_ = 0;
 };
-
 }  // namespace detail
-
 inline void* cpu::allocate(std::size_t bytes) {
   instrument::count_allocation();
   if (bytes == 0) bytes = alignment;
@@ -342,7 +308,9 @@ inline void cpu::deallocate(void* p, std::size_t bytes) noexcept {
   }
   ::operator delete(p, std::align_val_t(alignment));
 }
-inline void cpu::release_cached_memory() noexcept { detail::HostBlockCache::instance().release(alignment); }
+inline void cpu::release_cached_memory() noexcept {
+  detail::HostBlockCache::instance().release([](void* p, std::size_t) { ::operator delete(p, std::align_val_t(alignment)); });
+}
 
 inline int cpu::num_threads() { return detail::CpuPool::instance().threads(); }
 inline void cpu::set_num_threads(int n) { detail::CpuPool::instance().set_threads(n); }
