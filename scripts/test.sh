@@ -13,7 +13,8 @@ cd "${repo_root}"
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
 
-# Examples at -O1 (TESSERA_EXAMPLES_OPTIMIZE): half the compile time; their smoke tests are short.
+# Examples for their smoke tests (TESSERA_EXAMPLES_OPTIMIZE): the main job at -O1, the others at -O0
+# (see examples/CMakeLists.txt); a fraction of the Release compile time.
 # protoc and python3-venv serve the TensorBoard tests (protoc --decode_raw; TensorBoard's own
 # reader in a virtual environment); the dataset package lets the main job's smoke test run.
 TESSERA_EXTRA_PACKAGES="protobuf-compiler python3-venv dataset-fashion-mnist ${TESSERA_EXTRA_PACKAGES:-}" \
