@@ -117,32 +117,50 @@ auto with_reciprocals(const Where<C, A, B>& e);
 template <class To, class A>
 auto with_reciprocals(const Cast<To, A>& e);
 
+// Each overload returns its node unchanged (instantiating nothing below it) when the node holds
+// no such division.
 template <class Op, class A>
 auto with_reciprocals(const Unary<Op, A>& e) {
-  auto a = with_reciprocals(e.arg);
-  return Unary<Op, decltype(a)>(e.op, std::move(a));
+  if constexpr (!has_division_by_one_value<Unary<Op, A>>::value) {
+    return e;
+  } else {
+    auto a = with_reciprocals(e.arg);
+    return Unary<Op, decltype(a)>(e.op, std::move(a));
+  }
 }
 template <class Op, class A, class B>
 auto with_reciprocals(const Binary<Op, A, B>& e) {
-  auto a = with_reciprocals(e.lhs);
-  auto b = with_reciprocals(e.rhs);
-  if constexpr (divides_by_one_value_v<Op, A, B>) {
-    using T = value_type_t<B>;
-    return a * (Scalar<T>(T(1)) / b);
+  if constexpr (!has_division_by_one_value<Binary<Op, A, B>>::value) {
+    return e;
   } else {
-    return Binary<Op, decltype(a), decltype(b)>(e.op, std::move(a), std::move(b));
+    auto a = with_reciprocals(e.lhs);
+    auto b = with_reciprocals(e.rhs);
+    if constexpr (divides_by_one_value_v<Op, A, B>) {
+      using T = value_type_t<B>;
+      return a * (Scalar<T>(T(1)) / b);
+    } else {
+      return Binary<Op, decltype(a), decltype(b)>(e.op, std::move(a), std::move(b));
+    }
   }
 }
 template <class C, class A, class B>
 auto with_reciprocals(const Where<C, A, B>& e) {
-  auto a = with_reciprocals(e.if_true);
-  auto b = with_reciprocals(e.if_false);
-  return Where<C, decltype(a), decltype(b)>(e.cond, std::move(a), std::move(b));
+  if constexpr (!has_division_by_one_value<Where<C, A, B>>::value) {
+    return e;
+  } else {
+    auto a = with_reciprocals(e.if_true);
+    auto b = with_reciprocals(e.if_false);
+    return Where<C, decltype(a), decltype(b)>(e.cond, std::move(a), std::move(b));
+  }
 }
 template <class To, class A>
 auto with_reciprocals(const Cast<To, A>& e) {
-  auto a = with_reciprocals(e.arg);
-  return Cast<To, decltype(a)>(std::move(a));
+  if constexpr (!has_division_by_one_value<Cast<To, A>>::value) {
+    return e;
+  } else {
+    auto a = with_reciprocals(e.arg);
+    return Cast<To, decltype(a)>(std::move(a));
+  }
 }
 
 template <int L, bool MatchTensors, class E, class G>
