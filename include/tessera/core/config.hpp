@@ -23,3 +23,11 @@ inline constexpr std::size_t max_rank = 8;
 #define TESSERA_UNLIKELY(x) (x)
 #define TESSERA_ALWAYS_INLINE inline
 #endif
+
+// Functions that run on the host and, under nvcc, in CUDA kernels too: the scalar form of every
+// elementwise op and reducer, and the device evaluators (backend/cuda/device_eval.hpp).
+#if defined(__CUDACC__)
+#define TESSERA_HD __host__ __device__
+#else
+#define TESSERA_HD
+#endif

@@ -20,12 +20,6 @@ Shape<N> shape_of(const index_t (&a)[N]) {
   for (std::size_t i = 0; i < N; ++i) s[i] = a[i];
   return s;
 }
-/// low + (high - low) * u for u in [0, 1), kept below high (rounding could otherwise reach it).
-template <class T>
-T scale_uniform(T low, T high, T u) {
-  const T r = low + (high - low) * u;
-  return (r < high || !(low < high)) ? r : std::nextafter(high, low);
-}
 }  // namespace detail
 
 /// Tensor of the given shape with unspecified elements (fastest; overwrite before reading).
@@ -59,9 +53,12 @@ Tensor<T, sizeof...(I), B> zeros(I... extents) {
 /// Every element equal to `value`: full<float>({3, 4}, 0.5f).
 template <class T, class B = cpu, std::size_t R>
 Tensor<T, R, B> full(const Shape<R>& shape, T value) {
-  static_assert(B::host_accessible, "tessera::full: device backends fill through their own factories");
   auto t = Tensor<T, R, B>::uninitialized(shape);
-  std::fill_n(t.data(), t.size(), value);
+  if constexpr (B::host_accessible) {
+    std::fill_n(t.data(), t.size(), value);
+  } else {
+    t.fill(value);  // a kernel
+  }
   return t;
 }
 template <class T, class B = cpu, std::size_t R>
@@ -145,16 +142,7 @@ Tensor<T, R, B> uniform(Generator& gen, const Shape<R>& shape, T low = T(0), T h
   static_assert(std::is_floating_point_v<T>, "tessera::uniform needs a floating-point type");
   if (!(low <= high)) throw value_error("uniform: low must not exceed high");
   auto t = Tensor<T, R, B>::uninitialized(shape);
-  const index_t n = t.size();
-  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>((n + 1) / 2));
-  T* p = t.data();
-  detail::parallel_for((n + 1) / 2, 256, 4096, [&](index_t b, index_t e) {
-    for (index_t i = b; i < e; ++i) {
-      const auto w = gen.at(first + static_cast<std::uint64_t>(i));
-      p[2 * i] = detail::scale_uniform(low, high, detail::unit_uniform<T>(w[0], w[1]));
-      if (2 * i + 1 < n) p[2 * i + 1] = detail::scale_uniform(low, high, detail::unit_uniform<T>(w[2], w[3]));
-    }
-  });
+  random_fill(B{}, t.data(), t.size(), gen, detail::UniformDraw<T>{low, high});
   return t;
 }
 template <class T, class B = cpu, std::size_t R>
@@ -168,21 +156,7 @@ Tensor<T, R, B> normal(Generator& gen, const Shape<R>& shape, T mean = T(0), T s
   static_assert(std::is_floating_point_v<T>, "tessera::normal needs a floating-point type");
   if (!(stddev >= T(0))) throw value_error("normal: stddev must be non-negative");
   auto t = Tensor<T, R, B>::uninitialized(shape);
-  const index_t n = t.size();
-  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>((n + 1) / 2));
-  T* p = t.data();
-  detail::parallel_for((n + 1) / 2, 256, 4096, [&](index_t b, index_t e) {
-    for (index_t i = b; i < e; ++i) {
-      const auto w = gen.at(first + static_cast<std::uint64_t>(i));
-      // u1 in (0, 1] so log(u1) is finite.
-      const double u1 = 1.0 - detail::unit_uniform<double>(w[0], w[1]);
-      const double u2 = detail::unit_uniform<double>(w[2], w[3]);
-      const double r = std::sqrt(-2.0 * std::log(u1));
-      const double theta = 6.283185307179586476925 * u2;
-      p[2 * i] = mean + stddev * static_cast<T>(r * std::cos(theta));
-      if (2 * i + 1 < n) p[2 * i + 1] = mean + stddev * static_cast<T>(r * std::sin(theta));
-    }
-  });
+  random_fill(B{}, t.data(), t.size(), gen, detail::NormalDraw<T>{mean, stddev});
   return t;
 }
 template <class T, class B = cpu, std::size_t R>

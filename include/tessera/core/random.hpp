@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tessera/core/config.hpp"
+
 namespace tessera {
 
 /// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011).
@@ -16,8 +18,9 @@ class Generator {
 
   explicit Generator(std::uint64_t seed = 0) : key_{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)} {}
 
-  /// The 4 random words of counter `index` (pure function of seed and index).
-  block at(std::uint64_t index) const {
+  /// The 4 random words of counter `index` (pure function of seed and index; also in CUDA kernels,
+  /// which therefore draw the same values as the CPU).
+  TESSERA_HD block at(std::uint64_t index) const {
     block c{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), 0u, 0u};
     std::uint32_t k0 = key_[0], k1 = key_[1];
     for (int round = 0; round < 10; ++round) {
@@ -60,7 +63,7 @@ inline void manual_seed(std::uint64_t seed) { default_generator() = Generator(se
 namespace detail {
 /// Uniform in [0, 1) from 24 (float) or 53 (double) random bits.
 template <class T>
-T unit_uniform(std::uint32_t w0, std::uint32_t w1) {
+TESSERA_HD T unit_uniform(std::uint32_t w0, std::uint32_t w1) {
   if constexpr (sizeof(T) <= 4) {
     (void)w1;
     return static_cast<T>(w0 >> 8) * T(1.0 / 16777216.0);
@@ -69,6 +72,57 @@ T unit_uniform(std::uint32_t w0, std::uint32_t w1) {
     return static_cast<T>(bits & ((std::uint64_t{1} << 53) - 1)) * T(1.0 / 9007199254740992.0);
   }
 }
+
+/// low + (high - low) * u for u in [0, 1), kept below high (rounding could otherwise reach it).
+template <class T>
+TESSERA_HD T scale_uniform(T low, T high, T u) {
+  const T r = low + (high - low) * u;
+  return (r < high || !(low < high)) ? r : std::nextafter(high, low);
+}
+
+// The distributions of a draw. Counter block b of a draw gives elements [b * per_block, ...):
+// `write(w, out, count)` turns its 4 words into the first `count` of them. Backends run it over
+// all blocks (random_fill), each block independently, so every thread count and device draws the
+// same values.
+
+/// Uniform in [low, high): two elements per block, 32 (float) or 64 (double) bits each.
+template <class T>
+struct UniformDraw {
+  static constexpr int per_block = 2;
+  T low, high;
+  TESSERA_HD void write(const Generator::block& w, T* out, int count) const {
+    out[0] = scale_uniform(low, high, unit_uniform<T>(w[0], w[1]));
+    if (count > 1) out[1] = scale_uniform(low, high, unit_uniform<T>(w[2], w[3]));
+  }
+};
+
+/// Normal by Box-Muller in double: two elements per block.
+template <class T>
+struct NormalDraw {
+  static constexpr int per_block = 2;
+  T mean, stddev;
+  TESSERA_HD void write(const Generator::block& w, T* out, int count) const {
+    // u1 in (0, 1] so log(u1) is finite.
+    const double u1 = 1.0 - unit_uniform<double>(w[0], w[1]);
+    const double u2 = unit_uniform<double>(w[2], w[3]);
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    const double theta = 6.283185307179586476925 * u2;
+    out[0] = mean + stddev * static_cast<T>(r * std::cos(theta));
+    if (count > 1) out[1] = mean + stddev * static_cast<T>(r * std::sin(theta));
+  }
+};
+
+/// Inverted-dropout mask: 0 with probability threshold / 2^32, else `keep`. One word per element.
+template <class T>
+struct DropoutDraw {
+  static constexpr int per_block = 4;
+  std::uint64_t threshold;
+  T keep;
+  TESSERA_HD void write(const Generator::block& w, T* out, int count) const {
+    for (int k = 0; k < count; ++k) out[k] = std::uint64_t{w[k]} < threshold ? T(0) : keep;
+  }
+};
+
 }  // namespace detail
 
 }  // namespace tessera

@@ -376,12 +376,16 @@ Tensor<T, R, B2> Tensor<T, R, B>::to() const {
   } else {
     Tensor source = *this;
     if (!is_contiguous()) {
+#if defined(__CUDACC__)
+      source = clone();  // on the device: one kernel packs the view
+#else
       if constexpr (B::host_accessible) {
         source = clone();
-      } else {
+      } else {  // packing a device view takes a kernel, which only nvcc compiles
         throw value_error(std::string("to: a non-contiguous view of a ") + B::name + " tensor of shape " +
-                          shape_to_string(shape_) + "; copy it with clone() first");
+                          shape_to_string(shape_) + " in a file not compiled by nvcc; clone() it in one that is");
       }
+#endif
     }
     auto out = Tensor<T, R, B2>::uninitialized(shape_);
     const std::size_t bytes = static_cast<std::size_t>(size()) * sizeof(T);

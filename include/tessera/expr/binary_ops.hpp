@@ -18,7 +18,7 @@ namespace pk = Eigen::internal;
     template <class T>                                                                    \
     static constexpr bool vectorizable = detail::packet_capable_v<T> && (extra);         \
     template <class T>                                                                    \
-    T operator()(T a, T b) const {                                                        \
+    TESSERA_HD T operator()(T a, T b) const {                                                        \
       return static_cast<T>(a sym b);                                                     \
     }                                                                                     \
     template <class P>                                                                    \
@@ -40,7 +40,7 @@ struct Pow {
   static constexpr bool vectorizable =
       std::is_floating_point_v<T> && detail::packet_capable_v<T> && pk::functor_traits<pk::scalar_pow_op<T, T>>::PacketAccess;
   template <class T>
-  T operator()(T a, T b) const {
+  TESSERA_HD T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       return std::pow(a, b);
     } else {
@@ -67,7 +67,7 @@ struct Minimum {
   template <class T>
   static constexpr bool vectorizable = detail::packet_capable_v<T>;
   template <class T>
-  T operator()(T a, T b) const {
+  TESSERA_HD T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (std::isnan(a) || std::isnan(b)) return a + b;
     }
@@ -83,7 +83,7 @@ struct Maximum {
   template <class T>
   static constexpr bool vectorizable = detail::packet_capable_v<T>;
   template <class T>
-  T operator()(T a, T b) const {
+  TESSERA_HD T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (std::isnan(a) || std::isnan(b)) return a + b;
     }
@@ -99,7 +99,7 @@ struct Maximum {
   struct Name {                            \
     static constexpr const char* name = str; \
     template <class T>                     \
-    bool operator()(T a, T b) const {      \
+    TESSERA_HD bool operator()(T a, T b) const {      \
       return a sym b;                      \
     }                                      \
   };
@@ -113,11 +113,11 @@ TESSERA_COMPARE_OP(NotEqual, "not_equal", !=)
 
 struct LogicalAnd {
   static constexpr const char* name = "logical_and";
-  bool operator()(bool a, bool b) const { return a && b; }
+  TESSERA_HD bool operator()(bool a, bool b) const { return a && b; }
 };
 struct LogicalOr {
   static constexpr const char* name = "logical_or";
-  bool operator()(bool a, bool b) const { return a || b; }
+  TESSERA_HD bool operator()(bool a, bool b) const { return a || b; }
 };
 
 }  // namespace tessera::ops

@@ -196,6 +196,13 @@ void for_each_tensor(const E& e, F&& f) {
 template <class E>
 struct is_uniform : std::bool_constant<rank_v<E> == 0> {};
 
+/// Whether host code may read E's elements: constants, and expressions over host memory. Device
+/// expressions are never evaluated on the host (make_evaluator does not hoist their subexpressions).
+template <class E, class B = backend_t<E>>
+inline constexpr bool host_readable_v = B::host_accessible;
+template <class E>
+inline constexpr bool host_readable_v<E, any_backend> = true;
+
 /// The evaluator of `e` for a pass over `out` described by `plan`.
 template <class E, std::size_t RO>
 auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
@@ -214,7 +221,7 @@ auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
     ev.keep = buffer.storage();
     plan.map(broadcast_strides(buffer.shape(), buffer.strides(), out), ev.strides);
     return ev;
-  } else if constexpr (rank_v<E> == 0 && RO > 0) {
+  } else if constexpr (rank_v<E> == 0 && RO > 0 && host_readable_v<E>) {
     // A rank-0 subexpression (log(sigma), 1 / sigma, a loss scale) has one value: compute it once
     // here instead of once per element of the pass. Its evaluator is built for a pass of its own
     // (rank 0), so this branch is not taken again inside it.
@@ -224,7 +231,7 @@ auto make_evaluator(const E& e, const Shape<RO>& out, const IterPlan& plan) {
     const index_t origin[max_rank] = {};
     inner.seek(origin);
     return ConstEval<value_type_t<E>>{inner.coeff(0)};
-  } else if constexpr (RO > 0 && is_uniform<E>::value) {
+  } else if constexpr (RO > 0 && is_uniform<E>::value && host_readable_v<E>) {
     // Likewise a uniform one (a broadcast seed times constants): its first element is all of them.
     auto inner = e.evaluator(out, plan);
     const index_t origin[max_rank] = {};

@@ -39,11 +39,11 @@ struct SumReducer {
   template <class T>
   static constexpr bool vectorizable = detail::packet_capable_v<T>;
   template <class T>
-  static T identity() {
+  TESSERA_HD static T identity() {
     return T(0);
   }
   template <class T>
-  T operator()(T a, T b) const {
+  TESSERA_HD T operator()(T a, T b) const {
     return static_cast<T>(a + b);
   }
   template <class P>
@@ -62,11 +62,11 @@ struct ProdReducer {
   template <class T>
   static constexpr bool vectorizable = detail::packet_capable_v<T> && std::is_floating_point_v<T>;
   template <class T>
-  static T identity() {
+  TESSERA_HD static T identity() {
     return T(1);
   }
   template <class T>
-  T operator()(T a, T b) const {
+  TESSERA_HD T operator()(T a, T b) const {
     return static_cast<T>(a * b);
   }
   template <class P>
@@ -87,7 +87,7 @@ struct ExtremumReducer {
   template <class T>
   static constexpr bool vectorizable = detail::packet_capable_v<T>;
   template <class T>
-  static T identity() {
+  TESSERA_HD static T identity() {
     if constexpr (std::is_floating_point_v<T>) {
       return Max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
     } else {
@@ -95,7 +95,7 @@ struct ExtremumReducer {
     }
   }
   template <class T>
-  T operator()(T a, T b) const {
+  TESSERA_HD T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (a != a || b != b) return a + b;
     }
@@ -128,10 +128,10 @@ struct LogicalReducer {
   template <class T>
   static constexpr bool vectorizable = false;
   template <class T>
-  static T identity() {
+  TESSERA_HD static T identity() {
     return And;
   }
-  bool operator()(bool a, bool b) const { return And ? (a && b) : (a || b); }
+  TESSERA_HD bool operator()(bool a, bool b) const { return And ? (a && b) : (a || b); }
   template <class P>
   P packet(const P& a, const P&) const {
     return a;

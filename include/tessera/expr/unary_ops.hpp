@@ -23,7 +23,7 @@ struct Negate {
   template <class T>
   static constexpr bool vectorizable = simd_v<T>;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return -x;
   }
   template <class P>
@@ -38,7 +38,7 @@ struct Square {
   template <class T>
   static constexpr bool vectorizable = simd_v<T>;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return x * x;
   }
   template <class P>
@@ -53,7 +53,7 @@ struct Square {
     template <class T>                                               \
     static constexpr bool vectorizable = simd_v<T> && pk::packet_traits<T>::has; \
     template <class T>                                               \
-    T operator()(T x) const {                                        \
+    TESSERA_HD T operator()(T x) const {                                        \
       return std_call;                                               \
     }                                                                \
     template <class P>                                               \
@@ -83,7 +83,7 @@ struct Exp {
   template <class T>
   static constexpr T underflow = std::is_same_v<T, float> ? T(-87.33654) : T(-708.3964185322641);
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return x < underflow<T> ? T(0) : std::exp(x);
   }
   template <class P>
@@ -99,7 +99,7 @@ struct Sign {
   template <class T>
   static constexpr bool vectorizable = simd_v<T> && pk::packet_traits<T>::HasCmp;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return static_cast<T>((T(0) < x) - (x < T(0)));
   }
   template <class P>
@@ -116,7 +116,7 @@ struct Sigmoid {
   template <class T>
   static constexpr bool vectorizable = simd_v<T> && pk::functor_traits<pk::scalar_logistic_op<T>>::PacketAccess;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
   }
   template <class P>
@@ -131,7 +131,7 @@ struct Relu {
   template <class T>
   static constexpr bool vectorizable = simd_v<T>;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return x > T(0) ? x : T(0);
   }
   template <class P>
@@ -146,7 +146,7 @@ struct Gelu {
   template <class T>
   static constexpr bool vectorizable = simd_v<T> && pk::packet_traits<T>::HasErf;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
   }
   template <class P>
@@ -165,7 +165,7 @@ struct Softplus {
   static constexpr bool vectorizable =
       simd_v<T> && pk::packet_traits<T>::HasExp && pk::packet_traits<T>::HasLog1p;
   template <class T>
-  T operator()(T x) const {
+  TESSERA_HD T operator()(T x) const {
     return (x > T(0) ? x : T(0)) + std::log1p(Exp{}(-(x < T(0) ? -x : x)));
   }
   template <class P>
@@ -181,7 +181,7 @@ struct Clamp {
   template <class U>
   static constexpr bool vectorizable = simd_v<U>;
   T lo, hi;
-  T operator()(T x) const { return x < lo ? lo : (x > hi ? hi : x); }
+  TESSERA_HD T operator()(T x) const { return x < lo ? lo : (x > hi ? hi : x); }
   template <class P>
   P packet(const P& x) const {
     return pk::pmin(pk::pmax(x, pk::pset1<P>(lo)), pk::pset1<P>(hi));
@@ -191,7 +191,7 @@ struct Clamp {
 /// Logical negation of a bool element.
 struct LogicalNot {
   static constexpr const char* name = "logical_not";
-  bool operator()(bool x) const { return !x; }
+  TESSERA_HD bool operator()(bool x) const { return !x; }
 };
 
 }  // namespace tessera::ops

@@ -23,20 +23,13 @@ namespace detail {
 template <class T, std::size_t R, class B>
 Tensor<T, R, B> dropout_mask(Generator& gen, const Shape<R>& shape, double p) {
   auto mask = Tensor<T, R, B>::uninitialized(shape);
-  const index_t n = mask.size();
-  T* m = mask.data();
   if (p >= 1) {
-    for (index_t i = 0; i < n; ++i) m[i] = T(0);
+    mask.fill(T(0));
     return mask;
   }
-  const T keep = T(1.0 / (1.0 - p));
   // Compare the raw word with p * 2^32: exact and branch-free.
   const auto threshold = static_cast<std::uint64_t>(p * 4294967296.0);
-  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>((n + 3) / 4));
-  for (index_t i = 0; i < n; i += 4) {
-    const auto w = gen.at(first + static_cast<std::uint64_t>(i / 4));
-    for (index_t k = 0; k < 4 && i + k < n; ++k) m[i + k] = std::uint64_t{w[k]} < threshold ? T(0) : keep;
-  }
+  random_fill(B{}, mask.data(), mask.size(), gen, tessera::detail::DropoutDraw<T>{threshold, T(1.0 / (1.0 - p))});
   return mask;
 }
 }  // namespace detail

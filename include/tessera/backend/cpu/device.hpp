@@ -18,6 +18,7 @@
 
 #include "tessera/backend/block_cache.hpp"
 #include "tessera/core/config.hpp"
+#include "tessera/core/random.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/instrument.hpp"
 
@@ -314,5 +315,20 @@ inline void cpu::release_cached_memory() noexcept {
 
 inline int cpu::num_threads() { return detail::CpuPool::instance().threads(); }
 inline void cpu::set_num_threads(int n) { detail::CpuPool::instance().set_threads(n); }
+
+/// Fills p[0, n) with the next values of `gen` under the draw `dist` (core/random.hpp: uniform,
+/// normal, dropout masks). Counter blocks are independent, so the values do not depend on the
+/// thread count, and the CUDA backend's random_fill draws the same ones.
+template <class T, class Dist>
+void random_fill(cpu, T* p, index_t n, Generator& gen, const Dist& dist) {
+  constexpr index_t per = Dist::per_block;
+  const index_t blocks = (n + per - 1) / per;
+  const std::uint64_t first = gen.advance(static_cast<std::uint64_t>(blocks));
+  detail::parallel_for(blocks, 256, 4096, [&](index_t b, index_t e) {
+    for (index_t i = b; i < e; ++i) {
+      dist.write(gen.at(first + static_cast<std::uint64_t>(i)), p + i * per, static_cast<int>(std::min(per, n - i * per)));
+    }
+  });
+}
 
 }  // namespace tessera

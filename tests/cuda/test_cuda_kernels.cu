@@ -1,0 +1,235 @@
+// CPU-vs-GPU parity of the CUDA kernels: every elementwise op (fused chains, broadcasting, views,
+// several outputs), reductions over every axis combination, softmax, GEMM, argmax, random fills,
+// gradients and optimizer steps. Each result is compared with the CPU backend's on the same input.
+// Part of test_cuda_device (label gpu): skipped where there is no device.
+#include <doctest/doctest.h>
+
+#include <tessera/cuda.hpp>
+
+#include <cmath>
+#include <limits>
+
+using tessera::cpu;
+using tessera::index_t;
+using tessera::Shape;
+using tessera::Tensor;
+namespace ts = tessera;
+using Dev = tessera::cuda;  // `cuda` alone is ambiguous next to CCCL's ::cuda namespace
+
+namespace {
+
+template <class T, std::size_t R>
+Tensor<T, R, cpu> host(const Tensor<T, R, Dev>& t) {
+  return t.template to<cpu>();
+}
+template <class T, std::size_t R>
+Tensor<T, R, Dev> to_dev(const Tensor<T, R, cpu>& t) {
+  return t.template to<Dev>();
+}
+
+/// Every element of the device result equals the CPU's within a relative tolerance.
+template <class T, std::size_t R>
+void check_close(const Tensor<T, R, Dev>& got_device, const Tensor<T, R, cpu>& want, double tol = 1e-5) {
+  const auto got = host(got_device);
+  REQUIRE(got.shape() == want.shape());
+  const auto w = want.contiguous();
+  for (index_t i = 0; i < got.size(); ++i) {
+    const double g = static_cast<double>(got.data()[i]), x = static_cast<double>(w.data()[i]);
+    if (std::isnan(x)) {
+      CHECK(std::isnan(g));
+    } else if (std::isinf(x)) {
+      CHECK(g == x);
+    } else {
+      CHECK(g == doctest::Approx(x).epsilon(tol).scale(1.0));
+    }
+  }
+}
+
+template <class T = float>
+Tensor<T, 3, cpu> random3(index_t a, index_t b, index_t c, std::uint64_t seed, T low = T(-2), T high = T(2)) {
+  ts::Generator gen(seed);
+  return ts::uniform<T>(gen, Shape<3>{a, b, c}, low, high);
+}
+template <class T = float>
+Tensor<T, 2, cpu> random2(index_t a, index_t b, std::uint64_t seed, T low = T(-2), T high = T(2)) {
+  ts::Generator gen(seed);
+  return ts::uniform<T>(gen, Shape<2>{a, b}, low, high);
+}
+
+}  // namespace
+
+TEST_CASE("fused elementwise chains with broadcasting, views and rank-0 device tensors") {
+  const auto a = random3(4, 33, 65, 1), b = random3(4, 33, 65, 2);
+  const auto row = random3(1, 1, 65, 3), col = random3(4, 33, 1, 4);
+  const Tensor<float, 0, cpu> s(1.75f);
+  const auto da = to_dev(a), db = to_dev(b), drow = to_dev(row), dcol = to_dev(col);
+  const auto ds = to_dev(s);
+
+  check_close(Tensor<float, 3, Dev>(da * db + drow * dcol - ts::tanh(da)), Tensor<float, 3, cpu>(a * b + row * col - ts::tanh(a)));
+  check_close(Tensor<float, 3, Dev>((da - ds) / ds + 1.0f), Tensor<float, 3, cpu>((a - s) / s + 1.0f));
+  check_close(Tensor<float, 3, Dev>(da.transpose(0, 2).transpose(0, 2) * 2.0f), Tensor<float, 3, cpu>(a * 2.0f));
+  const auto at = a.transpose(1, 2);
+  check_close(Tensor<float, 3, Dev>(da.transpose(1, 2) + 1.0f), Tensor<float, 3, cpu>(at + 1.0f));
+  check_close(Tensor<float, 3, Dev>(ts::where(da > db, da, db * 0.5f)), Tensor<float, 3, cpu>(ts::where(a > b, a, b * 0.5f)));
+  check_close(Tensor<double, 3, Dev>(ts::cast<double>(da) * 3.0), Tensor<double, 3, cpu>(ts::cast<double>(a) * 3.0));
+  // A strided destination (a view) and compound assignment.
+  auto dc = da.clone();
+  auto c = a.clone();
+  dc.slice(2, 1, 65, 2) = db.slice(2, 1, 65, 2) * 10.0f;
+  c.slice(2, 1, 65, 2) = b.slice(2, 1, 65, 2) * 10.0f;
+  check_close(dc, c);
+  dc += db;
+  c += b;
+  check_close(dc, c);
+  // A non-contiguous device view copied to the host is packed by a kernel.
+  check_close(to_dev(a).transpose(0, 1).to<Dev>(), Tensor<float, 3, cpu>(a.transpose(0, 1)));
+  CHECK(host(to_dev(a).transpose(0, 1)).shape() == Shape<3>{33, 4, 65});
+}
+
+TEST_CASE("every unary and binary op matches the CPU") {
+  const auto x = random3(3, 17, 29, 5);
+  const auto y = random3(3, 17, 29, 6, 0.25f, 3.0f);
+  const auto dx = to_dev(x), dy = to_dev(y);
+#define UNARY(expr_of)                                                                   \
+  {                                                                                      \
+    auto f = [](const auto& v) { return expr_of; };                                      \
+    CAPTURE(#expr_of);                                                                   \
+    check_close(Tensor<float, 3, Dev>(f(dx)), Tensor<float, 3, cpu>(f(x)), 2e-5);        \
+  }
+  UNARY(ts::exp(v))
+  UNARY(ts::log(ts::abs(v) + 0.5f))
+  UNARY(ts::log1p(ts::abs(v)))
+  UNARY(ts::sqrt(ts::abs(v)))
+  UNARY(ts::rsqrt(ts::abs(v) + 0.1f))
+  UNARY(ts::sin(v))
+  UNARY(ts::cos(v))
+  UNARY(ts::tanh(v))
+  UNARY(ts::erf(v))
+  UNARY(ts::sigmoid(v))
+  UNARY(ts::gelu(v))
+  UNARY(ts::softplus(v * 20.0f))
+  UNARY(ts::abs(v))
+  UNARY(ts::sign(v))
+  UNARY(ts::relu(v))
+  UNARY(ts::square(v))
+  UNARY(-v)
+  UNARY(ts::clamp(v, -0.5f, 0.75f))
+#undef UNARY
+  check_close(Tensor<float, 3, Dev>(dx / dy), Tensor<float, 3, cpu>(x / y));
+  check_close(Tensor<float, 3, Dev>(ts::pow(dy, dx)), Tensor<float, 3, cpu>(ts::pow(y, x)), 2e-5);
+  check_close(Tensor<float, 3, Dev>(ts::minimum(dx, dy) - ts::maximum(dx, 0.0f)),
+              Tensor<float, 3, cpu>(ts::minimum(x, y) - ts::maximum(x, 0.0f)));
+  check_close(Tensor<bool, 3, Dev>(ts::logical_and(dx < dy, !(dx >= 0.5f))), Tensor<bool, 3, cpu>(ts::logical_and(x < y, !(x >= 0.5f))));
+  const Tensor<int, 2, cpu> i = {{1, -2, 3}, {7, 0, -5}};
+  check_close(Tensor<int, 2, Dev>(to_dev(i) * 3 - ts::pow(to_dev(i), 2)), Tensor<int, 2, cpu>(i * 3 - ts::pow(i, 2)));
+}
+
+TEST_CASE("reductions over every axis combination, fused with their input") {
+  const auto x = random3(5, 37, 130, 7);
+  const auto dx = to_dev(x);
+  for (int mask = 1; mask < 8; ++mask) {
+    CAPTURE(mask);
+    const std::array<bool, 3> axes{(mask & 4) != 0, (mask & 2) != 0, (mask & 1) != 0};
+    using namespace tessera::detail;
+    check_close(Tensor<float, 3, Dev>(make_reduce<tessera::ops::SumReducer, 3>(dx * dx + 1.0f, axes, "sum", false)),
+                Tensor<float, 3, cpu>(make_reduce<tessera::ops::SumReducer, 3>(x * x + 1.0f, axes, "sum", false)), 1e-4);
+    check_close(Tensor<float, 3, Dev>(make_reduce<tessera::ops::SumReducer, 3>(dx, axes, "mean", true)),
+                Tensor<float, 3, cpu>(make_reduce<tessera::ops::SumReducer, 3>(x, axes, "mean", true)), 1e-4);
+    check_close(Tensor<float, 3, Dev>(make_reduce<tessera::ops::MaxReducer, 3>(dx, axes, "max", false)),
+                Tensor<float, 3, cpu>(make_reduce<tessera::ops::MaxReducer, 3>(x, axes, "max", false)));
+    check_close(Tensor<float, 3, Dev>(make_reduce<tessera::ops::MinReducer, 3>(dx, axes, "min", false)),
+                Tensor<float, 3, cpu>(make_reduce<tessera::ops::MinReducer, 3>(x, axes, "min", false)));
+  }
+  // A large full reduction (split over many blocks, then combined), in double to compare tightly.
+  ts::Generator gen(8);
+  const auto big = ts::uniform<double>(gen, Shape<1>{(1 << 22) + 3}, -1.0, 1.0);
+  check_close(Tensor<double, 0, Dev>(ts::sum(to_dev(big))), Tensor<double, 0, cpu>(ts::sum(big)), 1e-9);
+  const auto near_one = random3(2, 3, 40, 9, 0.9f, 1.1f);
+  check_close(Tensor<float, 2, Dev>(ts::prod(to_dev(near_one), 2)), Tensor<float, 2, cpu>(ts::prod(near_one, 2)), 1e-4);
+  check_close(Tensor<bool, 2, Dev>(ts::all(to_dev(x) > -1.5f, 2)), Tensor<bool, 2, cpu>(ts::all(x > -1.5f, 2)));
+  check_close(Tensor<std::int64_t, 2, Dev>(ts::argmax(dx, 2)), Tensor<std::int64_t, 2, cpu>(ts::argmax(x, 2)));
+  check_close(Tensor<std::int64_t, 2, Dev>(ts::argmin(dx, 1)), Tensor<std::int64_t, 2, cpu>(ts::argmin(x, 1)));
+  // Empty extents: sum gives 0, max raises as on the CPU.
+  const Tensor<float, 2, Dev> empty(Shape<2>{3, 0});
+  check_close(Tensor<float, 1, Dev>(ts::sum(empty, 1)), Tensor<float, 1, cpu>(ts::zeros<float>(Shape<1>{3})));
+  CHECK_THROWS_AS((Tensor<float, 1, Dev>(ts::max(empty, 1))), tessera::shape_error);
+}
+
+TEST_CASE("softmax and log_softmax along every axis, with infinities") {
+  auto x = random3(6, 10, 300, 10, -5.0f, 5.0f);
+  x(0, 0, 0) = -std::numeric_limits<float>::infinity();
+  const auto dx = to_dev(x);
+  for (index_t axis = 0; axis < 3; ++axis) {
+    CAPTURE(axis);
+    check_close(Tensor<float, 3, Dev>(ts::softmax(dx, axis)), Tensor<float, 3, cpu>(ts::softmax(x, axis)));
+    check_close(Tensor<float, 3, Dev>(ts::log_softmax(dx, axis)), Tensor<float, 3, cpu>(ts::log_softmax(x, axis)), 1e-4);
+  }
+}
+
+TEST_CASE("matmul through cuBLAS: transposed operands, batches, vectors") {
+  const auto a = random2(70, 45, 11), b = random2(45, 33, 12), bt = random2(33, 45, 13);
+  check_close(Tensor<float, 2, Dev>(ts::matmul(to_dev(a), to_dev(b))), Tensor<float, 2, cpu>(ts::matmul(a, b)), 1e-4);
+  check_close(Tensor<float, 2, Dev>(ts::matmul(to_dev(a), ts::transpose(to_dev(bt)))),
+              Tensor<float, 2, cpu>(ts::matmul(a, ts::transpose(bt))), 1e-4);
+  check_close(Tensor<float, 2, Dev>(ts::matmul(ts::transpose(to_dev(b)), ts::transpose(to_dev(a)))),
+              Tensor<float, 2, cpu>(ts::matmul(ts::transpose(b), ts::transpose(a))), 1e-4);
+  const auto batch = random3(4, 20, 45, 14), rhs = random3(4, 45, 8, 15);
+  check_close(Tensor<float, 3, Dev>(ts::matmul(to_dev(batch), to_dev(rhs))), Tensor<float, 3, cpu>(ts::matmul(batch, rhs)), 1e-4);
+  check_close(Tensor<float, 3, Dev>(ts::matmul(to_dev(batch), to_dev(b))), Tensor<float, 3, cpu>(ts::matmul(batch, b)), 1e-4);
+  ts::Generator gen(16);
+  const auto v = ts::uniform<double>(gen, Shape<1>{45});
+  const auto ad = ts::cast<double>(a);
+  check_close(Tensor<double, 1, Dev>(ts::matmul(to_dev(Tensor<double, 2, cpu>(ad)), to_dev(v))),
+              Tensor<double, 1, cpu>(ts::matmul(Tensor<double, 2, cpu>(ad), v)), 1e-10);
+}
+
+TEST_CASE("random fills draw the CPU's values") {
+  ts::Generator g1(42), g2(42);
+  check_close(ts::uniform<float, Dev>(g1, Shape<2>{31, 17}, -1.0f, 3.0f), ts::uniform<float>(g2, Shape<2>{31, 17}, -1.0f, 3.0f));
+  check_close(ts::normal<double, Dev>(g1, Shape<1>{1001}, 0.5, 2.0), ts::normal<double>(g2, Shape<1>{1001}, 0.5, 2.0), 1e-12);
+  CHECK(g1.offset() == g2.offset());
+  check_close(tessera::nn::detail::dropout_mask<float, 2, Dev>(g1, Shape<2>{9, 13}, 0.3),
+              tessera::nn::detail::dropout_mask<float, 2, cpu>(g2, Shape<2>{9, 13}, 0.3));
+}
+
+TEST_CASE("gradients of a small network and of prod match the CPU's") {
+  const auto x = random2(64, 20, 17), w1 = random2(20, 32, 18, -0.3f, 0.3f), w2 = random2(32, 10, 19, -0.3f, 0.3f);
+  const auto b1 = Tensor<float, 1, cpu>(ts::zeros<float>(Shape<1>{32}) + 0.1f);
+  auto loss = [](const auto& xx, const auto& a, const auto& bias, const auto& b) {
+    const auto h = ts::relu(ts::matmul(xx, a) + bias);
+    return -ts::mean(ts::log_softmax(ts::matmul(h, b), 1)) + 0.01f * ts::sum(ts::square(a));
+  };
+  const auto [g1c, gb1c, g2c] = [&] {
+    auto [gx, ga, gb, gc] = ts::grad(loss, x, w1, b1, w2);
+    (void)gx;
+    return std::make_tuple(ga, gb, gc);
+  }();
+  auto [dgx, dg1, dgb1, dg2] = ts::grad(loss, to_dev(x), to_dev(w1), to_dev(b1), to_dev(w2));
+  (void)dgx;
+  check_close(dg1, g1c, 1e-4);
+  check_close(dgb1, gb1c, 1e-4);
+  check_close(dg2, g2c, 1e-4);
+
+  Tensor<double, 2, cpu> p = {{1.5, 0.0, 2.0, -1.0}, {0.5, 3.0, 0.25, 2.0}};
+  auto f = [](const auto& t) { return ts::sum(ts::prod(t, 1)); };
+  check_close(std::get<0>(ts::grad(f, to_dev(p))), std::get<0>(ts::grad(f, p)), 1e-12);
+}
+
+TEST_CASE("an Adam step on device parameters matches the CPU's (one fused update kernel per parameter)") {
+  ts::nn::Linear<float, cpu> host_layer(12, 5);
+  ts::nn::Linear<float, Dev> device_layer(12, 5);
+  device_layer.weight = to_dev(host_layer.weight);
+  device_layer.bias = to_dev(host_layer.bias);
+  ts::optim::Adam<float, cpu> host_opt({0.01});
+  ts::optim::Adam<float, Dev> device_opt({0.01});
+  const auto x = random2(16, 12, 20);
+  const auto dx = to_dev(x);
+  for (int step = 0; step < 3; ++step) {
+    auto [hg] = ts::grad([&](const auto& m) { return ts::mean(ts::square(m(x))); }, host_layer);
+    auto [dg] = ts::grad([&](const auto& m) { return ts::mean(ts::square(m(dx))); }, device_layer);
+    host_opt.step(host_layer, hg);
+    device_opt.step(device_layer, dg);
+  }
+  check_close(device_layer.weight, host_layer.weight, 1e-4);
+  check_close(device_layer.bias, host_layer.bias, 1e-4);
+}
