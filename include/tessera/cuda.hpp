@@ -10,3 +10,5 @@
 #include "tessera/backend/cuda/reduce.hpp"
 #include "tessera/backend/cuda/softmax.hpp"
 #include "tessera/backend/cuda/random.hpp"
+#include "tessera/backend/cuda/conv.hpp"
+#include "tessera/backend/cuda/embedding.hpp"

@@ -233,3 +233,99 @@ TEST_CASE("an Adam step on device parameters matches the CPU's (one fused update
   check_close(device_layer.weight, host_layer.weight, 1e-4);
   check_close(device_layer.bias, host_layer.bias, 1e-4);
 }
+
+TEST_CASE("cuDNN convolution, pooling and batch norm: forward and gradients match the CPU's") {
+  const auto x = random2(2 * 3 * 9, 11, 21).reshape(Shape<4>{2, 3, 9, 11});
+  const auto w = random2(4 * 3 * 3, 3, 22, -0.5f, 0.5f).reshape(Shape<4>{4, 3, 3, 3});
+  const auto bias = Tensor<float, 1, cpu>(random2(1, 4, 23).reshape(Shape<1>{4}));
+  const auto r = random2(2 * 4 * 5, 6, 24).reshape(Shape<4>{2, 4, 5, 6});  // weights the output
+  const ts::Conv2dOptions opt{.stride = 2, .padding = 1};
+  auto conv_loss = [&](const auto& rr) {
+    return [&rr, opt](const auto& xx, const auto& ww, const auto& bb) { return ts::sum(ts::conv2d(xx, ww, bb, opt) * rr); };
+  };
+  check_close(Tensor<float, 4, Dev>(ts::conv2d(to_dev(x), to_dev(w), to_dev(bias), opt)),
+              Tensor<float, 4, cpu>(ts::conv2d(x, w, bias, opt)), 1e-4);
+  const auto dr = to_dev(r);
+  auto [gx, gw, gb] = ts::grad(conv_loss(dr), to_dev(x), to_dev(w), to_dev(bias));
+  auto [hx, hw, hb] = ts::grad(conv_loss(r), x, w, bias);
+  check_close(gx, hx, 1e-4);
+  check_close(gw, hw, 1e-4);
+  check_close(gb, hb, 1e-4);
+  // Grouped and dilated.
+  const auto wg = random2(4 * 1 * 3, 3, 25).reshape(Shape<4>{4, 1, 3, 3});
+  const auto x4 = random2(2 * 4 * 9, 11, 26).reshape(Shape<4>{2, 4, 9, 11});
+  const ts::Conv2dOptions grouped{.stride = 1, .padding = 2, .dilation = 2, .groups = 4};
+  check_close(Tensor<float, 4, Dev>(ts::conv2d(to_dev(x4), to_dev(wg), grouped)), Tensor<float, 4, cpu>(ts::conv2d(x4, wg, grouped)),
+              1e-4);
+
+  // Pooling (max and average, with padding) and its gradient.
+  const auto y = random2(2 * 3 * 8, 10, 27).reshape(Shape<4>{2, 3, 8, 10});
+  auto pool_loss = [](const auto& t) {
+    return ts::sum(ts::square(ts::max_pool2d(t, 2))) + ts::sum(ts::avg_pool2d(t, 3, {.stride = 2, .padding = 1}));
+  };
+  check_close(Tensor<float, 4, Dev>(ts::max_pool2d(to_dev(y), 2)), Tensor<float, 4, cpu>(ts::max_pool2d(y, 2)));
+  check_close(std::get<0>(ts::grad(pool_loss, to_dev(y))), std::get<0>(ts::grad(pool_loss, y)), 1e-5);
+
+  // Batch norm in training mode: output, and gradients through the batch statistics.
+  const auto gamma = Tensor<float, 1, cpu>(random2(1, 3, 28, 0.5f, 1.5f).reshape(Shape<1>{3}));
+  const auto beta = Tensor<float, 1, cpu>(random2(1, 3, 29).reshape(Shape<1>{3}));
+  auto bn_loss = [](const auto& weight) {
+    return [&weight](const auto& t, const auto& g, const auto& b) { return ts::sum(ts::batch_norm(t, g, b) * weight); };
+  };
+  check_close(Tensor<float, 4, Dev>(ts::batch_norm(to_dev(y), to_dev(gamma), to_dev(beta))),
+              Tensor<float, 4, cpu>(ts::batch_norm(y, gamma, beta)), 1e-4);
+  const auto wy = random2(2 * 3 * 8, 10, 30).reshape(Shape<4>{2, 3, 8, 10});
+  const auto dwy = to_dev(wy);
+  auto [dy1, dg1, db1] = ts::grad(bn_loss(dwy), to_dev(y), to_dev(gamma), to_dev(beta));
+  auto [hy1, hg1, hb1] = ts::grad(bn_loss(wy), y, gamma, beta);
+  check_close(dy1, hy1, 1e-3);
+  check_close(dg1, hg1, 1e-3);
+  check_close(db1, hb1, 1e-3);
+}
+
+TEST_CASE("embedding lookups and their gradient; a bad index raises as on the CPU") {
+  const auto table = random2(7, 5, 31);
+  const Tensor<std::int64_t, 1, cpu> ids = {3, 0, 3, 6, 1};
+  auto f = [](const auto& t, const auto& i) { return ts::sum(ts::square(ts::embedding(t, i))); };
+  check_close(Tensor<float, 2, Dev>(ts::embedding(to_dev(table), to_dev(ids))), Tensor<float, 2, cpu>(ts::embedding(table, ids)));
+  check_close(std::get<0>(ts::grad(f, to_dev(table), to_dev(ids))), std::get<0>(ts::grad(f, table, ids)), 1e-5);
+  const Tensor<std::int64_t, 1, cpu> bad = {1, 9};
+  CHECK_THROWS_AS((Tensor<float, 2, Dev>(ts::embedding(to_dev(table), to_dev(bad)))), tessera::index_error);
+}
+
+TEST_CASE("train::fit runs a small CNN on the device with batches copied from a host loader") {
+  auto make = [](auto backend) {
+    using B = decltype(backend);
+    namespace nn = tessera::nn;
+    ts::manual_seed(5);
+    return nn::sequential(nn::Conv2d<float, B>(1, 4, 3, {.padding = 1}), nn::BatchNorm2d<float, B>(4), nn::ReLU{},
+                          nn::MaxPool2d(2), nn::Flatten{}, nn::Linear<float, B>(4 * 4 * 4, 3));
+  };
+  ts::Generator gen(32);
+  const auto images = ts::uniform<float>(gen, Shape<4>{48, 1, 8, 8});
+  Tensor<std::int64_t, 1, cpu> labels(48);
+  for (index_t i = 0; i < 48; ++i) labels(i) = i % 3;
+  ts::data::TensorDataset data(images, labels);
+  ts::data::DataLoader loader(data, {.batch_size = 16, .shuffle = false});
+  auto loss = [](const auto& out, const auto& y) { return ts::nn::cross_entropy(out, y); };
+  ts::train::FitOptions options;
+  options.epochs = 2;
+  options.verbose = 0;
+
+  auto host_model = make(cpu{});
+  ts::optim::Adam<float, cpu> host_opt({0.01});
+  const auto host_history = ts::train::fit(host_model, host_opt, loss, loader, options);
+
+  auto device_model = make(Dev{});
+  ts::optim::Adam<float, Dev> device_opt({0.01});
+  auto device_batches = ts::data::on_device<Dev>(loader);
+  const auto device_history = ts::train::fit(device_model, device_opt, loss, device_batches, options);
+  for (std::size_t e = 0; e < 2; ++e) {
+    CHECK(device_history["loss"][e] == doctest::Approx(host_history["loss"][e]).epsilon(1e-3));
+    CHECK(device_history["accuracy"][e] == doctest::Approx(host_history["accuracy"][e]));
+  }
+  const auto eval = ts::train::evaluate(device_model, loss, device_batches);
+  CHECK(eval.loss == doctest::Approx(ts::train::evaluate(host_model, loss, loader).loss).epsilon(1e-3));
+  const auto predictions = ts::train::predict(device_model, device_batches);  // stacked on the host
+  CHECK(predictions.shape() == Shape<2>{48, 3});
+}

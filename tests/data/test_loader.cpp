@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <set>
 #include <stdexcept>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "autodiff/grad_test_support.hpp"
@@ -111,6 +113,25 @@ TEST_CASE("DataLoader: leaving an epoch early stops its producer; producer error
     }
   }(), "transform failed on purpose");
   CHECK(good == 2);  // batches prepared before the failure arrive first
+}
+
+TEST_CASE("on_device: the wrapped loader's batches, epochs and size (here onto the CPU itself)") {
+  const auto ds = numbered(10);
+  data::DataLoader plain(ds, {.batch_size = 4, .shuffle = true, .drop_last = false, .seed = 3, .prefetch = 1});
+  data::DataLoader wrapped_source(ds, {.batch_size = 4, .shuffle = true, .drop_last = false, .seed = 3, .prefetch = 1});
+  auto wrapped = data::on_device<cpu>(wrapped_source);
+  static_assert(std::is_same_v<decltype(wrapped)::Batch, std::tuple<Tensor<float, 2>, Tensor<std::int64_t, 1>>>);
+  CHECK(wrapped.size() == 3);
+  CHECK(epoch_labels(wrapped) == epoch_labels(plain));
+  CHECK(epoch_labels(wrapped) == epoch_labels(plain));  // the second epoch reshuffles alike
+  wrapped.set_epoch(0);  // forwarded: epoch 0's order again
+  plain.set_epoch(0);
+  CHECK(epoch_labels(wrapped) == epoch_labels(plain));
+  int batches = 0;
+  for (auto it = wrapped.begin(); it != wrapped.end(); ++it) {
+    if (++batches == 2) break;  // leaving early ends the wrapped loader's epoch
+  }
+  CHECK(batches == 2);
 }
 
 TEST_CASE("image transforms: normalize, random crop with padding, horizontal flip; seeded per batch") {

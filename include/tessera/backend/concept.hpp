@@ -20,13 +20,18 @@
 //   reduce_into(B, Tensor<T,RO,B>& out, const Expr& in, axes mask, reducer, scale)
 //   arg_reduce_into<Largest>(B, Tensor<int64,R-1,B>& out, const Tensor<T,R,B>& in, axis)
 //   softmax_into(B, Tensor<T,R,B>& out, const Tensor<T,R,B>& in, axis, log)
+//   random_fill(B, T* data, n, Generator& gen, draw)       the next counter blocks of gen through a
+//                                                          draw of core/random.hpp (uniform, normal,
+//                                                          dropout masks); same values on every backend
+//   elementwise_assign_multi(B, dsts, exprs, index_sequence)   several same-shaped outputs, one pass
 //
 // OPTIONAL (an op whose entry a backend lacks fails to compile where it is used):
 //   conv2d_forward (optional fused bias) / conv2d_backward_data / _filter / _bias(B, ...)  backend/cpu/conv.hpp
 //   pool2d_forward<Max> / pool2d_backward<Max>(B, ...)                          backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
 //   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp
-//   later: fused optimizer updates and random fills on the device.
+//   exclusive_products_into(B, out, x, reduced mask)   prod's gradient          backend/cpu/reduce.hpp
+// The CUDA backend (backend/cuda/*.hpp) provides all of them.
 #pragma once
 
 #include <cstddef>

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -219,5 +220,87 @@ template <class Dataset>
 DataLoader(const Dataset&, LoaderOptions) -> DataLoader<Dataset>;
 template <class Dataset, class Transform>
 DataLoader(const Dataset&, LoaderOptions, Transform) -> DataLoader<Dataset, Transform>;
+
+namespace detail {
+template <class V>
+struct is_tensor : std::false_type {};
+template <class T, std::size_t R, class B>
+struct is_tensor<Tensor<T, R, B>> : std::true_type {};
+
+template <class B, class V>
+auto batch_element_on(const V& v) {
+  if constexpr (is_tensor<V>::value) {
+    return v.template to<B>();
+  } else {
+    return v;
+  }
+}
+template <class B, class Tuple>
+struct batch_on;
+template <class B, class... E>
+struct batch_on<B, std::tuple<E...>> {
+  using type = std::tuple<decltype(batch_element_on<B>(std::declval<const E&>()))...>;
+};
+}  // namespace detail
+
+/// The batches of another loader, each tensor in them copied to backend B as it is read:
+/// `train::fit(model, opt, loss, data::on_device<cuda>(train_loader))`. Other batch elements pass
+/// unchanged. Batching, shuffling and prefetching stay with the wrapped loader (on the host).
+template <class B, class Loader>
+class DeviceLoader {
+ public:
+  using HostBatch = std::decay_t<decltype(*std::declval<Loader&>().begin())>;
+  using Batch = typename detail::batch_on<B, HostBatch>::type;
+
+  explicit DeviceLoader(Loader& loader) : loader_(&loader) {}
+  /// Batches per epoch.
+  index_t size() const { return loader_->size(); }
+  /// Forwarded to loaders that have it (so fit can resume mid-way).
+  template <class L = Loader>
+  auto set_epoch(std::uint64_t e) -> decltype(std::declval<L&>().set_epoch(e)) {
+    return loader_->set_epoch(e);
+  }
+
+  class iterator {
+   public:
+    using value_type = Batch;
+    using Inner = decltype(std::declval<Loader&>().begin());
+    iterator() = default;
+    iterator(Inner it, Inner end) : it_(std::move(it)), end_(std::move(end)) { load(); }
+    Batch& operator*() { return *current_; }
+    Batch* operator->() { return &*current_; }
+    iterator& operator++() {
+      ++*it_;
+      load();
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return !current_ && !o.current_; }
+    bool operator!=(const iterator& o) const { return !(*this == o); }
+
+   private:
+    void load() {
+      if (it_ && *it_ != *end_) {
+        current_ = std::apply([](const auto&... e) { return Batch(detail::batch_element_on<B>(e)...); }, **it_);
+      } else {
+        current_.reset();
+        it_.reset();  // ends the wrapped loader's epoch
+      }
+    }
+    std::optional<Inner> it_, end_;
+    std::optional<Batch> current_;
+  };
+
+  iterator begin() { return iterator(loader_->begin(), loader_->end()); }
+  iterator end() { return iterator(); }
+
+ private:
+  Loader* loader_;
+};
+
+/// A view of `loader` whose batches arrive on backend B (see DeviceLoader).
+template <class B, class Loader>
+DeviceLoader<B, Loader> on_device(Loader& loader) {
+  return DeviceLoader<B, Loader>(loader);
+}
 
 }  // namespace tessera::data

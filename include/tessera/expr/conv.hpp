@@ -235,7 +235,7 @@ struct Conv2dBiasGrad : ExprBase<Conv2dBiasGrad<G>> {
   G dy;
   bool used;
   Conv2dBiasGrad(G g, bool use) : dy(std::move(g)), used(use) {}
-  Shape<1> shape() const { return {dy.shape()[1]}; }
+  Shape<1> shape() const { return Shape<1>{dy.shape()[1]}; }
   void evaluate_into(Tensor<value_type, 1, backend_type>& out) const {
     if (used) {
       conv2d_backward_bias(backend_type{}, detail::contiguous_value<value_type, backend_type>(dy), out);

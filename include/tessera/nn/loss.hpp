@@ -75,21 +75,26 @@ std::pair<Tensor<T, 2, B>, T> class_coefficients(const Shape<2>& logits_shape, c
   }
   const T s = T(o.label_smoothing);
   const T off = classes > 0 ? s / T(classes) : T(0);
-  auto a = Tensor<T, 2, B>::uninitialized(logits_shape);
+  // Built on the host (labels are checked there); on a device backend the labels and weights are
+  // copied over first and the coefficients copied back: [N, C] values, small beside the logits.
+  const auto host_labels = labels.template to<cpu>();
+  Tensor<T, 1, cpu> host_weight;
+  if (o.weight) host_weight = o.weight->template to<cpu>();
+  auto a = Tensor<T, 2, cpu>::uninitialized(logits_shape);
   T denominator = 0;
   for (index_t i = 0; i < n; ++i) {
-    const auto y = static_cast<index_t>(labels(i));
+    const auto y = static_cast<index_t>(host_labels(i));
     if (y < 0 || y >= classes) {
-      throw value_error(std::string(loss) + ": label " + std::to_string(labels(i)) + " at position " + std::to_string(i) +
-                        " is outside [0, " + std::to_string(classes) + ")");
+      throw value_error(std::string(loss) + ": label " + std::to_string(host_labels(i)) + " at position " +
+                        std::to_string(i) + " is outside [0, " + std::to_string(classes) + ")");
     }
     for (index_t c = 0; c < classes; ++c) {
-      const T w = o.weight ? (*o.weight)(c) : T(1);
+      const T w = o.weight ? host_weight(c) : T(1);
       a(i, c) = w * ((c == y ? T(1) - s : T(0)) + off);
     }
-    denominator += o.weight ? (*o.weight)(y) : T(1);
+    denominator += o.weight ? host_weight(y) : T(1);
   }
-  return {a, denominator};
+  return {a.template to<B>(), denominator};
 }
 
 }  // namespace detail

@@ -86,6 +86,13 @@ const auto& batch_labels(const Batch& b) {
   return std::get<1>(b);
 }
 
+/// A tensor's values where the host can read them: a copy from a device backend, the tensor
+/// itself on the CPU. Metrics (argmax hits, loss sums) are computed on the host.
+template <class T, std::size_t R, class B>
+Tensor<T, R, cpu> on_host(const Tensor<T, R, B>& t) {
+  return t.template to<cpu>();
+}
+
 /// The tensor type a model's output evaluates to.
 template <class Model, class X>
 using output_tensor_t = Tensor<value_type_t<decltype(std::declval<Model&>()(std::declval<const X&>()))>,
@@ -161,12 +168,13 @@ Evaluation evaluate(Model& model, Loss&& loss, Loader& loader, const EvaluateOpt
     using Out = detail::output_tensor_t<Model, std::decay_t<decltype(x)>>;
     const Out out = model(x);
     const index_t n = out.shape()[0];
-    loss_sum += double(Tensor<value_type_t<Out>, 0, backend_t<Out>>(loss(out, y))()) * double(n);
+    loss_sum += double(detail::on_host(Tensor<value_type_t<Out>, 0, backend_t<Out>>(loss(out, y)))()) * double(n);
     e.samples += n;
     if constexpr (detail::is_classification_v<Out, std::decay_t<decltype(y)>>) {
       e.classification = true;
       if (o.confusion_matrix && e.confusion.size() == 0) e.confusion = zeros<std::int64_t>({out.shape()[1], out.shape()[1]});
-      detail::count_hits(out, y, o.top_k, correct, top_hits, o.confusion_matrix ? &e.confusion : nullptr);
+      detail::count_hits(detail::on_host(out), detail::on_host(y), o.top_k, correct, top_hits,
+                         o.confusion_matrix ? &e.confusion : nullptr);
     }
   }
   if (e.samples == 0) throw value_error("evaluate: the loader yielded no samples");
@@ -176,34 +184,35 @@ Evaluation evaluate(Model& model, Loss&& loss, Loader& loader, const EvaluateOpt
   return e;
 }
 
-/// The model's outputs for every batch of `loader` (inputs only), stacked along the first axis,
-/// in evaluation mode.
+/// The model's outputs for every batch of `loader` (inputs only), stacked along the first axis into
+/// a host (CPU) tensor, in evaluation mode.
 template <class Model, class Loader>
 auto predict(Model& model, Loader& loader) {
   nn::ModeGuard<Model> eval_mode(model, false);
   using X = std::decay_t<decltype(detail::batch_inputs(*loader.begin()))>;
   using Out = detail::output_tensor_t<Model, X>;
-  std::vector<Out> parts;
+  std::vector<Tensor<value_type_t<Out>, rank_v<Out>, cpu>> parts;
   index_t rows = 0;
   for (auto& batch : loader) {
-    parts.push_back(Out(model(detail::batch_inputs(batch))).contiguous());
+    parts.push_back(detail::on_host(Out(model(detail::batch_inputs(batch)))).contiguous());
     rows += parts.back().shape()[0];
   }
   if (parts.empty()) throw value_error("predict: the loader yielded no batches");
   return detail::stack_rows(parts, rows);
 }
 
-/// The model's outputs for inputs `x` (first axis: samples), `batch_size` samples at a time.
+/// The model's outputs for inputs `x` (first axis: samples), `batch_size` samples at a time, in a
+/// host (CPU) tensor.
 template <class Model, class T, std::size_t R, class B>
 auto predict(Model& model, const Tensor<T, R, B>& x, index_t batch_size = 256) {
   if (batch_size <= 0) throw value_error("predict: batch_size must be positive");
   nn::ModeGuard<Model> eval_mode(model, false);
   using Out = detail::output_tensor_t<Model, Tensor<T, R, B>>;
-  std::vector<Out> parts;
+  std::vector<Tensor<value_type_t<Out>, rank_v<Out>, cpu>> parts;
   index_t rows = 0;
   for (index_t b = 0; b < x.shape()[0]; b += batch_size) {
     const Tensor<T, R, B> xb = x.slice(0, b, std::min(x.shape()[0], b + batch_size));
-    parts.push_back(Out(model(xb)).contiguous());
+    parts.push_back(detail::on_host(Out(model(xb))).contiguous());
     rows += parts.back().shape()[0];
   }
   if (parts.empty()) throw value_error("predict: no samples");
@@ -277,17 +286,17 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
         auto kept = std::make_shared<std::decay_t<decltype(std::get<0>(grads))>>(std::get<0>(grads));
         ctx.visit_gradients = [kept](const auto& f) {
           nn::for_each_parameter(*kept, [&](const std::string& name, const auto& g) {
-            const auto t = g.contiguous();
+            const auto t = detail::on_host(g).contiguous();
             f(name, std::vector<double>(t.data(), t.data() + t.size()));
           });
         };
       }
       const index_t n = outputs.shape()[0];
-      loss_sum += double(value()) * double(n);
+      loss_sum += double(detail::on_host(value)()) * double(n);
       ctx.samples += n;
       if constexpr (detail::is_classification_v<Out, std::decay_t<decltype(y)>>) {
         classification = true;
-        detail::count_hits(outputs, y, 0, correct, unused_top, nullptr);
+        detail::count_hits(detail::on_host(outputs), detail::on_host(y), 0, correct, unused_top, nullptr);
       }
       ++ctx.batch;
       ++ctx.step;

@@ -54,6 +54,24 @@ inline unsigned grid_for(index_t work) {
   return static_cast<unsigned>(std::max<index_t>(1, std::min(wanted, cap)));
 }
 
+/// Device scratch memory from the caching pool for the length of one call (workspaces, flags).
+/// Freed blocks are reused in stream order, so it may be released right after the launch.
+class Scratch {
+ public:
+  explicit Scratch(std::size_t bytes) : bytes_(bytes), data_(bytes ? cuda::allocate(bytes) : nullptr) {}
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() {
+    if (data_) cuda::deallocate(data_, bytes_);
+  }
+  void* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return bytes_; }
+
+ private:
+  std::size_t bytes_;
+  void* data_;
+};
+
 /// Says how to compile device expressions when a host compiler reaches one.
 template <class E>
 constexpr void require_nvcc() {

@@ -1,0 +1,127 @@
+// GPU benchmarks of the CUDA backend (issue 7's targets), timed with CUDA events:
+//   fused_elementwise   a*b + c*d - tanh(e) over 2^26 floats: one kernel; bytes moved = 6 arrays
+//   device_copy         cudaMemcpy device-to-device of 2^26 floats: the bandwidth reference
+//   gemm_tessera/_cublas  4096^3 SGEMM through tessera::matmul and through cublasSgemm directly
+//   cnn_train_step      the nn issue's CNN (conv 32, conv 64, dense 128; BN, ReLU, max pooling,
+//                       dropout), batch 256 of 1x28x28, forward + backward + Adam step
+// scripts/gpu-check runs it next to bench/torch_cuda_reference.py (PyTorch eager, same shapes).
+#include <benchmark/benchmark.h>
+
+#include <tessera/cuda.hpp>
+
+#include <cstdio>
+
+namespace {
+
+namespace ts = tessera;
+using Dev = tessera::cuda;
+
+/// Times `f` per iteration with CUDA events on tessera's stream.
+template <class F>
+void time_on_device(benchmark::State& state, F&& f) {
+  cudaEvent_t start, stop;
+  TESSERA_CUDA_CHECK(cudaEventCreate(&start));
+  TESSERA_CUDA_CHECK(cudaEventCreate(&stop));
+  f();  // warm-up: kernels loaded, algorithms chosen, pool filled
+  Dev::synchronize();
+  for (auto _ : state) {
+    TESSERA_CUDA_CHECK(cudaEventRecord(start, Dev::stream()));
+    f();
+    TESSERA_CUDA_CHECK(cudaEventRecord(stop, Dev::stream()));
+    TESSERA_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    TESSERA_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    state.SetIterationTime(ms / 1000.0);
+  }
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(stop);
+}
+
+constexpr ts::index_t kElements = ts::index_t{1} << 26;
+
+void fused_elementwise(benchmark::State& state) {
+  ts::Generator gen(1);
+  const auto a = ts::uniform<float, Dev>(gen, ts::Shape<1>{kElements});
+  const auto b = ts::uniform<float, Dev>(gen, ts::Shape<1>{kElements});
+  const auto c = ts::uniform<float, Dev>(gen, ts::Shape<1>{kElements});
+  const auto d = ts::uniform<float, Dev>(gen, ts::Shape<1>{kElements});
+  const auto e = ts::uniform<float, Dev>(gen, ts::Shape<1>{kElements});
+  auto out = ts::Tensor<float, 1, Dev>::uninitialized(ts::Shape<1>{kElements});
+  time_on_device(state, [&] { out.assign(a * b + c * d - ts::tanh(e)); });
+  state.SetBytesProcessed(state.iterations() * 6 * kElements * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void device_copy(benchmark::State& state) {
+  const ts::Tensor<float, 1, Dev> src(kElements);
+  auto dst = ts::Tensor<float, 1, Dev>::uninitialized(ts::Shape<1>{kElements});
+  time_on_device(state, [&] { Dev::copy_device(dst.data(), src.data(), kElements * sizeof(float)); });
+  state.SetBytesProcessed(state.iterations() * 2 * kElements * static_cast<std::int64_t>(sizeof(float)));
+}
+
+constexpr ts::index_t kGemm = 4096;
+
+void gemm_tessera(benchmark::State& state) {
+  ts::Generator gen(2);
+  const auto a = ts::uniform<float, Dev>(gen, ts::Shape<2>{kGemm, kGemm});
+  const auto b = ts::uniform<float, Dev>(gen, ts::Shape<2>{kGemm, kGemm});
+  auto c = ts::Tensor<float, 2, Dev>::uninitialized(ts::Shape<2>{kGemm, kGemm});
+  time_on_device(state, [&] { c.assign(ts::matmul(a, b)); });
+  state.counters["TFLOPS"] = benchmark::Counter(2.0 * kGemm * kGemm * kGemm * 1e-12 * double(state.iterations()),
+                                                benchmark::Counter::kIsRate);
+}
+
+void gemm_cublas(benchmark::State& state) {
+  ts::Generator gen(2);
+  const auto a = ts::uniform<float, Dev>(gen, ts::Shape<2>{kGemm, kGemm});
+  const auto b = ts::uniform<float, Dev>(gen, ts::Shape<2>{kGemm, kGemm});
+  auto c = ts::Tensor<float, 2, Dev>::uninitialized(ts::Shape<2>{kGemm, kGemm});
+  const float one = 1, zero = 0;
+  const int n = static_cast<int>(kGemm);
+  time_on_device(state, [&] {
+    TESSERA_CUDA_CHECK(cublasSgemm(ts::detail::gpu::cublas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, b.data(), n,
+                                   a.data(), n, &zero, c.data(), n));
+  });
+  state.counters["TFLOPS"] = benchmark::Counter(2.0 * kGemm * kGemm * kGemm * 1e-12 * double(state.iterations()),
+                                                benchmark::Counter::kIsRate);
+}
+
+void cnn_train_step(benchmark::State& state) {
+  namespace nn = tessera::nn;
+  const ts::index_t batch = 256;
+  ts::manual_seed(3);
+  auto model = nn::sequential(nn::Conv2d<float, Dev>(1, 32, 3, {.padding = 1}), nn::BatchNorm2d<float, Dev>(32), nn::ReLU{},
+                              nn::MaxPool2d(2), nn::Conv2d<float, Dev>(32, 64, 3, {.padding = 1}),
+                              nn::BatchNorm2d<float, Dev>(64), nn::ReLU{}, nn::MaxPool2d(2), nn::Flatten{},
+                              nn::Linear<float, Dev>(64 * 7 * 7, 128), nn::ReLU{}, nn::Dropout<float, Dev>(0.3),
+                              nn::Linear<float, Dev>(128, 10));
+  ts::optim::Adam<float, Dev> opt({.lr = 1e-3});
+  ts::Generator gen(4);
+  const auto x = ts::uniform<float, Dev>(gen, ts::Shape<4>{batch, 1, 28, 28});
+  ts::Tensor<std::int64_t, 1> host_labels(batch);
+  for (ts::index_t i = 0; i < batch; ++i) host_labels(i) = i % 10;
+  const auto labels = host_labels.to<Dev>();
+  model.train();
+  time_on_device(state, [&] {
+    auto [value, grads] = ts::value_and_grad([&](const auto& m) { return nn::cross_entropy(m(x), labels); }, model);
+    opt.step(model, std::get<0>(grads));
+  });
+}
+
+}  // namespace
+
+BENCHMARK(fused_elementwise)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(device_copy)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(gemm_tessera)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(gemm_cublas)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(cnn_train_step)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  if (!Dev::available()) {
+    std::printf("cuda_bench: no CUDA device here\n");
+    return 77;
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

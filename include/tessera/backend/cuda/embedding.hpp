@@ -1,0 +1,101 @@
+// Embedding lookups on the device: row gather, and scatter-add with atomics for the gradient.
+// An index out of range cannot throw inside a kernel: the kernel records the first offending
+// position, and the host reads it back after the launch (a synchronization) to throw the same
+// tessera::index_error as the CPU backend.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "tessera/backend/cpu/embedding.hpp"  // check_embedding_index
+#include "tessera/backend/cuda/elementwise.hpp"
+
+namespace tessera {
+
+namespace detail::gpu {
+#if defined(__CUDACC__)
+template <class T, class I>
+__global__ void __launch_bounds__(block_threads) embedding_gather(const T* table, index_t rows, index_t dim, const I* ids,
+                                                                  index_t count, T* out, unsigned long long* first_bad) {
+  const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count * dim; k += step) {
+    const index_t p = k / dim, j = k % dim;
+    const auto id = static_cast<std::int64_t>(ids[p]);
+    if (id < 0 || id >= rows) {
+      atomicMin(first_bad, static_cast<unsigned long long>(p));
+      out[k] = T(0);
+    } else {
+      out[k] = table[id * dim + j];
+    }
+  }
+}
+
+template <class T, class I>
+__global__ void __launch_bounds__(block_threads) embedding_scatter_add(const T* dy, const I* ids, index_t count, T* grad,
+                                                                       index_t rows, index_t dim, index_t skip,
+                                                                       unsigned long long* first_bad) {
+  const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count * dim; k += step) {
+    const index_t p = k / dim, j = k % dim;
+    const auto id = static_cast<std::int64_t>(ids[p]);
+    if (id < 0 || id >= rows) {
+      atomicMin(first_bad, static_cast<unsigned long long>(p));
+    } else if (id != skip) {
+      atomicAdd(grad + id * dim + j, dy[k]);
+    }
+  }
+}
+
+/// A device word holding the first bad position (all ones: none).
+struct BadIndexFlag {
+  Scratch memory{sizeof(unsigned long long)};
+  BadIndexFlag() { TESSERA_CUDA_CHECK(cudaMemsetAsync(memory.data(), 0xff, sizeof(unsigned long long), cuda::stream())); }
+  unsigned long long* word() const { return static_cast<unsigned long long*>(memory.data()); }
+  /// Throws the CPU backend's index_error when a kernel recorded a position (synchronizes).
+  template <class I>
+  void check(const I* ids, index_t rows) const {
+    unsigned long long bad = 0;
+    cuda::copy_to_host(&bad, word(), sizeof bad);
+    if (bad == std::numeric_limits<unsigned long long>::max()) return;
+    I id{};
+    cuda::copy_to_host(&id, ids + bad, sizeof(I));
+    check_embedding_index(static_cast<std::int64_t>(id), rows, static_cast<index_t>(bad));
+  }
+};
+#endif
+}  // namespace detail::gpu
+
+/// out[p, :] = table[ids[p], :] (see backend/cpu/embedding.hpp).
+template <class T, class I>
+void embedding_forward(cuda, const T* table, index_t rows, index_t dim, const I* ids, index_t count, T* out) {
+  detail::gpu::require_nvcc<T>();
+  if (count * dim == 0) return;
+#if defined(__CUDACC__)
+  const detail::gpu::BadIndexFlag flag;
+  detail::gpu::embedding_gather<<<detail::gpu::grid_for(count * dim), detail::gpu::block_threads, 0, cuda::stream()>>>(
+      table, rows, dim, ids, count, out, flag.word());
+  TESSERA_CUDA_CHECK(cudaGetLastError());
+  flag.check(ids, rows);
+#else
+  (void)table, (void)rows, (void)ids, (void)out;
+#endif
+}
+
+/// grad = 0, then grad[ids[p], :] += dy[p, :] for every p whose index is not `skip`.
+template <class T, class I>
+void embedding_backward(cuda, const T* dy, const I* ids, index_t count, T* grad, index_t rows, index_t dim, index_t skip) {
+  detail::gpu::require_nvcc<T>();
+#if defined(__CUDACC__)
+  cuda::fill_zero(grad, static_cast<std::size_t>(rows * dim) * sizeof(T));
+  if (count * dim == 0) return;
+  const detail::gpu::BadIndexFlag flag;
+  detail::gpu::embedding_scatter_add<<<detail::gpu::grid_for(count * dim), detail::gpu::block_threads, 0, cuda::stream()>>>(
+      dy, ids, count, grad, rows, dim, skip, flag.word());
+  TESSERA_CUDA_CHECK(cudaGetLastError());
+  flag.check(ids, rows);
+#else
+  (void)dy, (void)ids, (void)count, (void)grad, (void)rows, (void)dim, (void)skip;
+#endif
+}
+
+}  // namespace tessera
