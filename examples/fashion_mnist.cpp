@@ -7,16 +7,22 @@
 // its last checkpoint left it.
 //
 //   fashion_mnist [--data DIR] [--out DIR] [--epochs N] [--batch B] [--lr X] [--threads T]
-//                 [--seed S] [--limit N] [--resume | --resume=CHECKPOINT]
+//                 [--seed S] [--limit N] [--device cpu|cuda] [--resume | --resume=CHECKPOINT]
 //
 //   --out DIR     where checkpoint.safetensors, log.csv and the TensorBoard event file go
 //                 (default runs/fashion_mnist)
 //   --limit N     train on the first N images only (a quick smoke run)
 //   --channels C  width of the first conv layer (the second has 2C); --hidden H: dense units
+//   --device cuda trains on the GPU: the same program compiled by nvcc (target fashion_mnist_cuda,
+//                 examples/fashion_mnist_cuda.cu); data stay on the host and batches are copied
 //
 // Ends with one machine-readable line:
 //   {"test_accuracy": 0.9012, "train_seconds": 151.2, "epochs": 2}
+#if defined(__CUDACC__)
+#include <tessera/cuda.hpp>
+#else
 #include <tessera/tessera.hpp>
+#endif
 
 #include <algorithm>
 #include <cstdio>
@@ -43,11 +49,12 @@ struct Options {
   index_t channels = 16;  // of the first conv; the second has twice as many
   index_t hidden = 128;   // units of the dense layer
   std::string resume;  // checkpoint to continue from ("" : start afresh)
+  std::string device = "cpu";
 };
 
 const char* const usage =
     "usage: fashion_mnist [--data DIR] [--out DIR] [--epochs N] [--batch B] [--lr X] [--threads T] [--seed S]\n"
-    "                     [--limit N] [--channels C] [--hidden H] [--resume | --resume=CHECKPOINT]\n";
+    "                     [--limit N] [--channels C] [--hidden H] [--device cpu|cuda] [--resume | --resume=CHECKPOINT]\n";
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -68,6 +75,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--limit") o.limit = std::stol(value());
     else if (a == "--channels") o.channels = std::stol(value());
     else if (a == "--hidden") o.hidden = std::stol(value());
+    else if (a == "--device") o.device = value();
     else if (a == "--resume") resume = true;
     else if (a.rfind("--resume=", 0) == 0) o.resume = a.substr(9);
     else if (a == "--help" || a == "-h") {
@@ -80,6 +88,7 @@ Options parse(int argc, char** argv) {
   if (o.epochs < 1 || o.batch < 1 || !(o.lr > 0) || o.limit < 0 || o.channels < 1 || o.hidden < 1) {
     throw std::invalid_argument("epochs, batch, lr, channels and hidden must be positive");
   }
+  if (o.device != "cpu" && o.device != "cuda") throw std::invalid_argument("--device must be cpu or cuda, got " + o.device);
   if (resume && o.resume.empty()) o.resume = o.out + "/checkpoint.safetensors";
   return o;
 }
@@ -97,31 +106,28 @@ data::TensorDataset<Tensor<float, 4>, Tensor<std::int64_t, 1>> load(const std::s
 
 /// conv(1 -> c) + BN + ReLU + pool, conv(c -> 2c) + BN + ReLU + pool, dense(49 * 2c -> hidden) +
 /// ReLU + dropout, dense(hidden -> 10). The widths are run-time extents: one type for all of them.
+/// B: the backend the model lives on (cpu, or tessera::cuda).
+template <class B>
 auto make_model(index_t c, index_t hidden) {
   namespace nn = tessera::nn;
-  return nn::sequential(nn::Conv2d<float>(1, c, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d<float>(c), nn::ReLU{},
-                        nn::MaxPool2d(2),
-                        nn::Conv2d<float>(c, 2 * c, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d<float>(2 * c), nn::ReLU{},
-                        nn::MaxPool2d(2), nn::Flatten{},
-                        nn::Linear<float>(2 * c * 7 * 7, hidden), nn::ReLU{}, nn::Dropout<float>(0.3),
-                        nn::Linear<float>(hidden, 10));
+  return nn::sequential(nn::Conv2d<float, B>(1, c, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d<float, B>(c),
+                        nn::ReLU{}, nn::MaxPool2d(2),
+                        nn::Conv2d<float, B>(c, 2 * c, 3, {.padding = 1, .bias = false}),
+                        nn::BatchNorm2d<float, B>(2 * c), nn::ReLU{}, nn::MaxPool2d(2), nn::Flatten{},
+                        nn::Linear<float, B>(2 * c * 7 * 7, hidden), nn::ReLU{}, nn::Dropout<float, B>(0.3),
+                        nn::Linear<float, B>(hidden, 10));
 }
 
-}  // namespace
+using TrainSet = data::TensorDataset<Tensor<float, 4>, Tensor<std::int64_t, 1>>;
 
-int main(int argc, char** argv) {
-  try {
-    const Options o = parse(argc, argv);
-    if (o.threads > 0) cpu::set_num_threads(o.threads);
-    const auto train_set = load(o.data, "train", o.limit);
-    const auto test_set = load(o.data, "t10k", 0);
-    std::printf("Fashion-MNIST: %ld training and %ld test images, %d thread(s)\n", long(train_set.size()),
-                long(test_set.size()), int(cpu::num_threads()));
-
+/// Trains and evaluates on backend B; returns the process's exit status.
+template <class B>
+int train_on(const Options& o, const TrainSet& train_set, const TrainSet& test_set) {
+  {  // everything that holds device memory ends before the return
     manual_seed(o.seed);
-    auto model = make_model(o.channels, o.hidden);
-    std::cout << nn::summary(model, zeros<float>({o.batch, 1, 28, 28}));
-    optim::Adam<float> opt({.lr = o.lr});
+    auto model = make_model<B>(o.channels, o.hidden);
+    std::cout << nn::summary(model, zeros<float, B>({o.batch, 1, 28, 28}));
+    optim::Adam<float, B> opt({.lr = o.lr});
 
     // Mean and standard deviation of the training pixels.
     const data::Normalize normalize({0.2860}, {0.3530});
@@ -129,6 +135,10 @@ int main(int argc, char** argv) {
                                   normalize);
     data::DataLoader test_loader(test_set, {.batch_size = 1000, .shuffle = false, .drop_last = false, .seed = 0, .prefetch = 2},
                                  normalize);
+    // The loaders batch, shuffle and prefetch on the host; these views copy each batch to B as it
+    // is read (on the CPU they pass the batches through).
+    auto train_batches = data::on_device<B>(train_loader);
+    auto test_batches = data::on_device<B>(test_loader);
 
     // Warm up for 10% of the steps (at most 100), then cosine decay to 0 at the last step.
     const std::int64_t total_steps = std::int64_t(train_loader.size()) * o.epochs;
@@ -147,10 +157,10 @@ int main(int argc, char** argv) {
                                                 {"channels", double(o.channels)}, {"hidden", double(o.hidden)}}});
     tensorboard.sample_images(std::get<0>(train_set.tensors()).slice(0, 0, 16));  // pixels in [0, 1]
     // The Graphs tab: the model and its loss, traced from their expression types (nothing runs).
-    const Tensor<std::int64_t, 1> one_label = zeros<std::int64_t>({1});
-    writer.graph(io::model_graph(model, zeros<float>({1, 1, 28, 28}),
+    const auto one_label = zeros<std::int64_t, B>({1});
+    writer.graph(io::model_graph(model, zeros<float, B>({1, 1, 28, 28}),
                                  [&](const auto& logits) { return nn::cross_entropy(logits, one_label); }));
-    tensorboard.confusion_matrix_on(loss, test_loader);
+    tensorboard.confusion_matrix_on(loss, test_batches);
 
     train::FitOptions fit_options{.epochs = o.epochs, .initial_epoch = 0, .initial_step = 0, .verbose = 1,
                                   .callbacks = {&tensorboard, &schedule, &checkpoint, &log}};
@@ -163,11 +173,11 @@ int main(int argc, char** argv) {
       std::printf("resuming from %s after epoch %ld (step %ld)\n", o.resume.c_str(), long(p.epoch), long(p.step));
     }
 
-    const train::History history = train::fit(model, opt, loss, train_loader, test_loader, fit_options);
+    const train::History history = train::fit(model, opt, loss, train_batches, test_batches, fit_options);
 
     double train_seconds = 0, test_accuracy = 0;
     if (history.epochs.empty()) {
-      test_accuracy = train::evaluate(model, loss, test_loader).accuracy;  // nothing left to train
+      test_accuracy = train::evaluate(model, loss, test_batches).accuracy;  // nothing left to train
     } else {
       for (const double s : history["seconds"]) train_seconds += s;
       test_accuracy = history["val_accuracy"].back();
@@ -175,7 +185,27 @@ int main(int argc, char** argv) {
     std::printf("checkpoint: %s/checkpoint.safetensors, log: %s/log.csv, TensorBoard: tensorboard --logdir %s\n",
                 o.out.c_str(), o.out.c_str(), io::detail::parent_directory(o.out).c_str());
     std::printf("{\"test_accuracy\": %.4f, \"train_seconds\": %.1f, \"epochs\": %d}\n", test_accuracy, train_seconds, o.epochs);
-    return 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    if (o.threads > 0) cpu::set_num_threads(o.threads);
+    const auto train_set = load(o.data, "train", o.limit);
+    const auto test_set = load(o.data, "t10k", 0);
+    std::printf("Fashion-MNIST: %ld training and %ld test images, %d thread(s), device %s\n", long(train_set.size()),
+                long(test_set.size()), int(cpu::num_threads()), o.device.c_str());
+    if (o.device == "cpu") return train_on<cpu>(o, train_set, test_set);
+#if defined(__CUDACC__)
+    if (!tessera::cuda::available()) throw std::runtime_error("--device cuda: no CUDA device is available here");
+    return train_on<tessera::cuda>(o, train_set, test_set);
+#else
+    throw std::invalid_argument("--device cuda: this build has no CUDA; run fashion_mnist_cuda (built with TESSERA_CUDA)");
+#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
     return 1;

@@ -152,6 +152,14 @@ struct MatMul : ExprBase<MatMul<A, B>> {
       gemm(backend_type{}, false, gb.trans, batches * m, n, k, T(1), a.data(), ga.ld, b.data(), gb.ld, T(0), c, n);
       return;
     }
+    // Offsets affine in the flat batch number (dense batches, or one matrix broadcast to all):
+    // one strided-batched call, which a device backend runs as one cuBLAS launch.
+    index_t stride_a = 0, stride_b = 0;
+    if (batches > 1 && affine_batches(batch, sa, stride_a) && affine_batches(batch, sb, stride_b)) {
+      gemm_batched(backend_type{}, ga.trans, gb.trans, m, n, k, T(1), a.data(), ga.ld, stride_a, b.data(), gb.ld, stride_b,
+                   T(0), c, n, m * n, batches);
+      return;
+    }
     Shape<batch_rank> idx{};
     for (index_t bi = 0; bi < batches; ++bi) {
       index_t oa = 0, ob = 0;
@@ -169,6 +177,22 @@ struct MatMul : ExprBase<MatMul<A, B>> {
   }
 
  private:
+  /// Whether offsets[i] * idx[i] summed over the batch axes equals flat * stride for every batch
+  /// index (row-major flat numbering); sets `stride`.
+  static bool affine_batches(const Shape<batch_rank>& batch, const Shape<batch_rank>& offsets, index_t& stride) {
+    if constexpr (batch_rank == 0) {
+      stride = 0;
+      return true;
+    } else {
+      stride = offsets[batch_rank - 1];
+      index_t expected = stride;
+      for (std::size_t i = batch_rank; i-- > 0;) {
+        if (batch[i] != 1 && offsets[i] != expected) return false;
+        expected *= batch[i];
+      }
+      return true;
+    }
+  }
   using TA = Tensor<value_type, rank_a, backend_type>;
   using TB = Tensor<value_type, rank_b, backend_type>;
 

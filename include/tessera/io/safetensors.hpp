@@ -140,7 +140,7 @@ class SafetensorsFile {
     static_assert(safetensors_dtype<T>() != nullptr, "tessera::io::SafetensorsFile: no safetensors dtype for this element type");
     if (name.empty() || name == "__metadata__") throw value_error("safetensors: invalid tensor name \"" + name + "\"");
     if (find(name)) throw value_error("safetensors: tensor \"" + name + "\" added twice");
-    const Tensor<T, R, B> c = t.contiguous();
+    const Tensor<T, R, cpu> c = t.template to<cpu>().contiguous();  // device tensors: copied to the host first
     SafetensorsEntry e;
     e.name = name;
     e.dtype = safetensors_dtype<T>();
@@ -217,7 +217,7 @@ class SafetensorsFile {
   void copy_to(std::string_view name, Tensor<T, R, B>& dst) const {
     const SafetensorsEntry& e = check<T>(name, dst.shape());
     if (dst.is_contiguous()) {
-      if (dst.size() > 0) std::memcpy(dst.data(), data_.data() + e.begin, e.end - e.begin);
+      copy_bytes_to<B>(dst.data(), e);
     } else {
       dst.assign(tensor<T, R, B>(name));
     }
@@ -230,7 +230,7 @@ class SafetensorsFile {
     if (!dst.is_contiguous() || static_cast<std::size_t>(dst.size()) * sizeof(T) != e.end - e.begin) {
       throw shape_error(where() + "tensor \"" + e.name + "\": destination buffer does not match");
     }
-    if (dst.size() > 0) std::memcpy(dst.data(), data_.data() + e.begin, e.end - e.begin);
+    copy_bytes_to<B>(dst.data(), e);
   }
 
   /// Tensor `name` as a new tensor; its element type and rank must match the file's.
@@ -240,11 +240,23 @@ class SafetensorsFile {
     Shape<R> shape{};
     for (std::size_t i = 0; i < R; ++i) shape[i] = static_cast<index_t>(e.shape[i]);
     auto out = Tensor<T, R, B>::uninitialized(shape);
-    if (out.size() > 0) std::memcpy(out.data(), data_.data() + e.begin, e.end - e.begin);
+    copy_bytes_to<B>(out.data(), e);
     return out;
   }
 
  private:
+  /// The entry's bytes into contiguous memory of backend B (host or device).
+  template <class B>
+  void copy_bytes_to(void* dst, const SafetensorsEntry& e) const {
+    const std::size_t bytes = e.end - e.begin;
+    if (bytes == 0) return;
+    if constexpr (B::host_accessible) {
+      std::memcpy(dst, data_.data() + e.begin, bytes);
+    } else {
+      B::copy_from_host(dst, data_.data() + e.begin, bytes);
+    }
+  }
+
   template <class Fail>
   static SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& value, std::size_t data_size,
                                       const Fail& fail) {

@@ -128,7 +128,7 @@ inline Message plugin_metadata(const std::string& plugin, const std::string& con
 /// The elements of any expression as doubles, in row-major order.
 template <class E>
 std::vector<double> to_doubles(const E& e) {
-  const auto t = tessera::detail::value_of(e).contiguous();
+  const auto t = tessera::detail::value_of(e).template to<cpu>().contiguous();  // device values: copied
   return std::vector<double>(t.data(), t.data() + t.size());
 }
 
@@ -186,7 +186,7 @@ class Writer {
              double wall_time = io::wall_time_now()) {
     constexpr std::size_t R = rank_v<E>;
     static_assert(R >= 2 && R <= 4, "tessera::summary::Writer::image: the image must be of rank 2, 3 or 4");
-    const auto t = tessera::detail::value_of(img).contiguous();
+    const auto t = tessera::detail::value_of(img).template to<cpu>().contiguous();
     const auto s = t.shape();
     index_t n = 1, c = 1, h, w;
     if constexpr (R == 2) {
@@ -231,7 +231,7 @@ class Writer {
              double wall_time = io::wall_time_now()) {
     constexpr std::size_t R = rank_v<E>;
     static_assert(R == 1 || R == 2, "tessera::summary::Writer::audio: samples must be [frames] or [frames, channels]");
-    const auto t = tessera::detail::value_of(samples).contiguous();
+    const auto t = tessera::detail::value_of(samples).template to<cpu>().contiguous();
     const index_t frames = t.shape()[0];
     const index_t channels = R == 2 ? t.shape()[R - 1] : 1;
     if (!(sample_rate > 0) || sample_rate > 1e9 || channels < 1 || channels > 32767) {

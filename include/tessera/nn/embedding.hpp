@@ -35,8 +35,7 @@ struct Embedding : Module<Embedding<T, B>> {
     }
     init::normal_(weight, o.generator ? *o.generator : default_generator(), 0.0, 1.0);
     if (padding_idx_ >= 0) {
-      T* row = weight.data() + padding_idx_ * embedding_dim;
-      for (index_t j = 0; j < embedding_dim; ++j) row[j] = T(0);
+      weight.slice(0, padding_idx_, padding_idx_ + 1).fill(T(0));  // a view: works on any backend
     }
   }
   auto members() { return std::make_tuple(param("weight", weight)); }

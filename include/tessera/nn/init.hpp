@@ -129,11 +129,11 @@ void orthogonal_(Tensor<T, R, B>& t, Generator& gen, double gain = 1.0) {
     if (r(j, j) < 0) q.col(j) *= -1.0;
   }
   const Mat w = wide ? Mat(q.transpose()) : q;  // [rows, cols]
-  auto dst = Tensor<T, 2, B>::uninitialized(Shape<2>{rows, cols});
+  auto dst = Tensor<T, 2, cpu>::uninitialized(Shape<2>{rows, cols});  // built on the host, then copied
   for (index_t i = 0; i < rows; ++i) {
     for (index_t j = 0; j < cols; ++j) dst(i, j) = T(gain * w(i, j));
   }
-  t.assign(dst.reshape(t.shape()));
+  t.assign(dst.template to<B>().reshape(t.shape()));
 }
 
 }  // namespace tessera::nn::init

@@ -91,7 +91,7 @@ class TensorBoard : public Callback {
   /// Images written as one grid when training begins (e.g. a batch of inputs, [N, C, H, W]).
   template <class E>
   void sample_images(const E& images, summary::ImageLayout layout = summary::ImageLayout::CHW) {
-    auto value = tessera::detail::value_of(images).contiguous();
+    auto value = tessera::detail::value_of(images).template to<cpu>().contiguous();
     write_images_ = [this, value, layout](std::int64_t step) { writer_.image("inputs", value, step, layout); };
   }
 

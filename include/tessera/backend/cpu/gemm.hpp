@@ -152,4 +152,15 @@ void gemm(cpu, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T al
   detail::eigen_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/// C_i = alpha * op(A_i) op(B_i) + beta * C_i for i < batches, with X_i at x + i * stride_x
+/// (a stride of 0 shares one matrix). On the CPU: one GEMM per batch.
+template <class T>
+void gemm_batched(cpu, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                  index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c, index_t ldc, index_t stride_c,
+                  index_t batches) {
+  for (index_t i = 0; i < batches; ++i) {
+    gemm(cpu{}, trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+  }
+}
+
 }  // namespace tessera

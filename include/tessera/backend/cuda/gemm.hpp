@@ -64,4 +64,35 @@ void gemm(cuda, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T a
   }
 }
 
+/// C_i = alpha * op(A_i) op(B_i) + beta * C_i for i < batches (X_i at x + i * stride_x): one
+/// cublas<S|D>gemmStridedBatched launch.
+template <class T>
+void gemm_batched(cuda, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                  index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c, index_t ldc, index_t stride_c,
+                  index_t batches) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "tessera: matmul on cuda tensors supports float and double");
+  if (m == 0 || n == 0 || batches == 0) return;
+  if (k == 0) {
+    for (index_t i = 0; i < batches; ++i) {
+      gemm(cuda{}, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c + i * stride_c, ldc);
+    }
+    return;
+  }
+  instrument::count_materialization();
+  using detail::gpu::blas_int;
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int M = blas_int(n, "n"), N = blas_int(m, "m"), K = blas_int(k, "k"), count = blas_int(batches, "batches");
+  const int LA = blas_int(lda, "lda"), LB = blas_int(ldb, "ldb"), LC = blas_int(ldc, "ldc");
+  const auto sa = static_cast<long long>(stride_a), sb = static_cast<long long>(stride_b), sc = static_cast<long long>(stride_c);
+  if constexpr (std::is_same_v<T, float>) {
+    TESSERA_CUDA_CHECK(cublasSgemmStridedBatched(detail::gpu::cublas_handle(), op_b, op_a, M, N, K, &alpha, b, LB, sb, a, LA,
+                                                 sa, &beta, c, LC, sc, count));
+  } else {
+    TESSERA_CUDA_CHECK(cublasDgemmStridedBatched(detail::gpu::cublas_handle(), op_b, op_a, M, N, K, &alpha, b, LB, sb, a, LA,
+                                                 sa, &beta, c, LC, sc, count));
+  }
+}
+
 }  // namespace tessera

@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(block_threads) softmax_rows(T* out, const T* i
     T m = -std::numeric_limits<T>::infinity();
     for (index_t j = lane; j < n; j += 32) m = ops::MaxReducer{}(m, x[j]);
     m = WarpReduce(temp[warp]).Reduce(m, Combine<ops::MaxReducer, T>{});
+    __syncwarp();  // temp is reused by the next reduction
     m = softmax_shift(__shfl_sync(0xffffffffu, m, 0));
     T s = 0;
     for (index_t j = lane; j < n; j += 32) {
@@ -43,6 +44,7 @@ __global__ void __launch_bounds__(block_threads) softmax_rows(T* out, const T* i
       s += e;
     }
     s = WarpReduce(temp[warp]).Sum(s);
+    __syncwarp();
     s = __shfl_sync(0xffffffffu, s, 0);
     if (log) {
       const T log_s = std::log(s);
