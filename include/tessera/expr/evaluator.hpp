@@ -7,6 +7,7 @@
 // along the innermost axis. Evaluators are copied per thread.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -177,6 +178,41 @@ void visit_leaves(const E& e, const Shape<RO>& out, F&& f) {
   } else {
     e.visit_leaves(out, f);
   }
+}
+
+/// The plan of one elementwise pass that writes every expression of `exprs` (broadcast to `shape`)
+/// through the destination strides `dst_strides`.
+template <std::size_t R, class... E>
+IterPlan pass_plan(const Shape<R>& shape, const Shape<R>& dst_strides, const E&... exprs) {
+  std::vector<Shape<R>> operands;
+  operands.reserve(8);
+  operands.push_back(dst_strides);
+  (visit_leaves(exprs, shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); }), ...);
+  return make_plan(shape, operands);
+}
+
+/// The iteration plan of a reduction of `input` over the axes flagged in `reduced` into a
+/// contiguous output of the kept extents: out_strides are the output's strides in the input's
+/// space (0 along reduced axes), and the plan merges axes only where the output and every leaf
+/// stay dense and the axes agree on being reduced or kept.
+template <std::size_t R>
+struct ReductionPlan {
+  Shape<R> out_strides{};
+  IterPlan plan;
+};
+template <class E, std::size_t R>
+ReductionPlan<R> reduction_plan(const E& input, const std::array<bool, R>& reduced) {
+  const Shape<R> shape = input.shape();
+  ReductionPlan<R> r;
+  index_t acc = 1;
+  for (std::size_t i = R; i-- > 0;) {
+    r.out_strides[i] = reduced[i] ? 0 : acc;
+    acc *= reduced[i] ? 1 : shape[i];
+  }
+  std::vector<Shape<R>> operands{r.out_strides};
+  visit_leaves(input, shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); });
+  r.plan = make_plan(shape, operands, reduced.data());
+  return r;
 }
 
 /// Calls f(tensor) for every tensor the expression reads, also those inside materialized nodes.

@@ -191,15 +191,7 @@ namespace {
 template <std::size_t R, class E>
 std::vector<float> reduce_like_kernel(const E& expr, const std::array<bool, R>& reduced) {
   const Shape<R> shape = expr.shape();
-  Shape<R> out_st{};
-  index_t acc = 1;
-  for (std::size_t i = R; i-- > 0;) {
-    out_st[i] = reduced[i] ? 0 : acc;
-    acc *= reduced[i] ? 1 : shape[i];
-  }
-  std::vector<Shape<R>> operands{out_st};
-  detail::visit_leaves(expr, shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); });
-  const auto plan = detail::make_plan(shape, operands, reduced.data());
+  const auto plan = detail::reduction_plan(expr, reduced).plan;
   const auto s = gpu::reduce_shape(plan);
   const auto dev = gpu::to_device(detail::make_evaluator(expr, shape, plan));
   std::vector<float> out(static_cast<std::size_t>(s.outputs));

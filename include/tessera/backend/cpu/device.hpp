@@ -176,6 +176,23 @@ class CpuPool {
   std::unique_ptr<WorkerPool> pool_;
 };
 
+/// A non-owning reference to a callable `void(index_t)`: what the pool runs. Kernels pass their
+/// lambdas through it, so the pool's machinery (ParallelRegion::work, the std::function job, the
+/// shared state) is compiled once per program rather than once per kernel type; a test program
+/// instantiates hundreds of kernels, and that copy per kernel was a large share of its build.
+class TaskRef {
+ public:
+  template <class F>
+  TaskRef(F& f) noexcept  // NOLINT(google-explicit-constructor): built at the call of parallel_tasks
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, index_t t) { (*static_cast<F*>(o))(t); }) {}
+  void operator()(index_t t) const { call_(object_, t); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, index_t);
+};
+
 /// What the threads of one parallel_tasks call share. Helpers hold it by shared_ptr, so a helper
 /// that starts after the call has returned finds no task left and touches nothing else.
 struct ParallelRegion {
@@ -190,8 +207,7 @@ struct ParallelRegion {
 
   /// Claims and runs tasks until none is left. f is only called for a claimed task, and the
   /// calling thread waits for every task to be done, so f is alive whenever it runs.
-  template <class F>
-  void work(F& f) {
+  void work(TaskRef f) {
     for (index_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
       if (!failed.load(std::memory_order_relaxed)) {
         try {
@@ -215,6 +231,20 @@ struct ParallelRegion {
   }
 };
 
+/// parallel_tasks for a type-erased task (see TaskRef).
+inline void run_parallel_tasks(index_t tasks, TaskRef f) {
+  auto& pool = CpuPool::instance();
+  if (tasks == 1 || pool.threads() == 1 || pool.on_worker()) {
+    for (index_t t = 0; t < tasks; ++t) f(t);
+    return;
+  }
+  auto region = std::make_shared<ParallelRegion>(tasks);
+  pool.pool().offer(std::make_shared<const std::function<void()>>([region, f] { region->work(f); }));
+  region->work(f);
+  region->wait();
+  if (region->error) std::rethrow_exception(region->error);
+}
+
 /// Runs f(task) for task in [0, tasks) on the pool; the calling thread takes part.
 ///
 /// Tasks are claimed one at a time, by the caller as well as by the workers, so the call never
@@ -225,17 +255,7 @@ struct ParallelRegion {
 template <class F>
 void parallel_tasks(index_t tasks, F&& f) {
   if (tasks <= 0) return;
-  auto& pool = CpuPool::instance();
-  if (tasks == 1 || pool.threads() == 1 || pool.on_worker()) {
-    for (index_t t = 0; t < tasks; ++t) f(t);
-    return;
-  }
-  auto region = std::make_shared<ParallelRegion>(tasks);
-  auto* fn = &f;
-  pool.pool().offer(std::make_shared<const std::function<void()>>([region, fn] { region->work(*fn); }));
-  region->work(f);
-  region->wait();
-  if (region->error) std::rethrow_exception(region->error);
+  run_parallel_tasks(tasks, TaskRef(f));
 }
 
 /// Splits [0, n) into contiguous chunks (multiples of `grain`) over the pool's threads and runs

@@ -78,11 +78,7 @@ void elementwise_assign(cpu, Tensor<T, R, cpu>& dst, const E& expr) {
   const index_t total = dst.size();
   if (total == 0) return;
   instrument::count_elementwise_pass();
-  std::vector<Shape<R>> operands;
-  operands.reserve(8);
-  operands.push_back(dst.strides());
-  detail::visit_leaves(expr, dst.shape(), [&](const void*, const Shape<R>& st) { operands.push_back(st); });
-  const detail::IterPlan plan = detail::make_plan(dst.shape(), operands);
+  const detail::IterPlan plan = detail::pass_plan(dst.shape(), dst.strides(), expr);
   const auto ev = detail::make_evaluator(expr, dst.shape(), plan);
   index_t dst_strides[max_rank];
   plan.map(dst.strides(), dst_strides);
@@ -121,9 +117,7 @@ void elementwise_assign_multi(cpu, const std::array<Tensor<T, R, cpu>*, sizeof..
   const index_t total = numel(shape);
   if (total == 0) return;
   instrument::count_elementwise_pass();
-  std::vector<Shape<R>> operands{dsts[0]->strides()};
-  (detail::visit_leaves(std::get<K>(exprs), shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); }), ...);
-  const detail::IterPlan plan = detail::make_plan(shape, operands);
+  const detail::IterPlan plan = detail::pass_plan(shape, dsts[0]->strides(), std::get<K>(exprs)...);
   const auto evs = std::make_tuple(detail::make_evaluator(std::get<K>(exprs), shape, plan)...);
   const index_t inner = plan.inner();
   detail::parallel_for(total, 64, 32768, [&](index_t begin, index_t end) {

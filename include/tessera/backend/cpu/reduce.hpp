@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <vector>
 
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/cpu/elementwise.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/core/instrument.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/evaluator.hpp"
@@ -180,6 +182,77 @@ void exclusive_products(const T* x, T* out, const Shape<R>& shape, const std::ar
 }
 }  // namespace detail
 
+namespace detail {
+/// Position of the largest (Largest) or smallest of the n > 0 elements p[0], p[stride], ...: the
+/// first one on ties, and the first NaN if there is one (as NumPy). Shared with the CUDA kernel.
+template <bool Largest, class T>
+TESSERA_HD index_t arg_extremum(const T* p, index_t n, index_t stride) {
+  index_t best = 0;
+  T bv = p[0];
+  for (index_t k = 1; k < n; ++k) {
+    const T v = p[k * stride];
+    bool better;
+    if constexpr (std::is_floating_point_v<T>) {
+      if (bv != bv) break;  // a NaN is already the answer
+      better = (v != v) || (Largest ? v > bv : v < bv);
+    } else {
+      better = Largest ? v > bv : v < bv;
+    }
+    if (better) {
+      bv = v;
+      best = k;
+    }
+  }
+  return best;
+}
+}  // namespace detail
+
+namespace detail {
+/// Index arithmetic of a CPU reduction over a coalesced plan, independent of the element type
+/// and the expression (so compiled once, not per reduction kernel): the outer axes (all but the
+/// innermost) split into kept and reduced ones, each enumerated in row-major order.
+struct ReductionIndexer {
+  const IterPlan& plan;
+  int kept_axes[max_rank] = {}, reduced_axes[max_rank] = {};
+  int n_kept = 0, n_reduced = 0;
+  index_t kept_combos = 1, reduced_combos = 1;
+  index_t out_strides[max_rank] = {};  ///< the output's strides along the coalesced axes
+
+  template <std::size_t R>
+  ReductionIndexer(const IterPlan& p, const Shape<R>& out_st) : plan(p) {
+    plan.map(out_st, out_strides);
+    for (int k = 0; k + 1 < plan.rank; ++k) {
+      if (plan.reduced[k]) {
+        reduced_axes[n_reduced++] = k;
+        reduced_combos *= plan.dims[k];
+      } else {
+        kept_axes[n_kept++] = k;
+        kept_combos *= plan.dims[k];
+      }
+    }
+  }
+  /// Sets idx along the kept outer axes to their combination number `combo`.
+  void set_kept(index_t* idx, index_t combo) const { set(idx, kept_axes, n_kept, combo); }
+  /// Sets idx along the reduced outer axes to their combination number `combo`.
+  void set_reduced(index_t* idx, index_t combo) const { set(idx, reduced_axes, n_reduced, combo); }
+  /// The output element idx (along the kept outer axes) writes to.
+  index_t out_offset(const index_t* idx) const {
+    index_t off = 0;
+    for (int a = 0; a < n_kept; ++a) off += idx[kept_axes[a]] * out_strides[kept_axes[a]];
+    return off;
+  }
+
+ private:
+  void set(index_t* idx, const int* axes, int n, index_t combo) const {
+    for (int a = n - 1; a >= 0; --a) {
+      const int k = axes[a];
+      idx[k] = combo % plan.dims[k];
+      combo /= plan.dims[k];
+    }
+  }
+};
+}  // namespace detail
+
 /// out = reduce(input) over the axes flagged in `reduced`, each result multiplied by `scale`
 /// (mean passes 1/count). `out` is contiguous with the kept extents (keepdims or not).
 template <class Red, class T, std::size_t RO, std::size_t RI, class E>
@@ -199,48 +272,10 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
     return;
   }
 
-  Shape<RI> out_st{};
-  index_t acc = 1;
-  for (std::size_t i = RI; i-- > 0;) {
-    if (reduced[i]) {
-      out_st[i] = 0;
-    } else {
-      out_st[i] = acc;
-      acc *= in_shape[i];
-    }
-  }
-  std::vector<Shape<RI>> operands{out_st};
-  detail::visit_leaves(input, in_shape, [&](const void*, const Shape<RI>& st) { operands.push_back(st); });
-  const detail::IterPlan plan = detail::make_plan(in_shape, operands, reduced.data());
+  const auto reduction = detail::reduction_plan(input, reduced);
+  const detail::IterPlan& plan = reduction.plan;
   const auto ev = detail::make_evaluator(input, in_shape, plan);
-  index_t ostr[max_rank];
-  plan.map(out_st, ostr);
-
-  // Outer axes (all but the innermost) split into kept and reduced ones.
-  int kept_axes[max_rank], red_axes[max_rank];
-  int n_kept = 0, n_red = 0;
-  index_t red_combos = 1, kept_combos = 1;
-  for (int k = 0; k + 1 < plan.rank; ++k) {
-    if (plan.reduced[k]) {
-      red_axes[n_red++] = k;
-      red_combos *= plan.dims[k];
-    } else {
-      kept_axes[n_kept++] = k;
-      kept_combos *= plan.dims[k];
-    }
-  }
-  auto set_axes = [&](index_t* idx, const int* axes, int n, index_t combo) {
-    for (int a = n - 1; a >= 0; --a) {
-      const int k = axes[a];
-      idx[k] = combo % plan.dims[k];
-      combo /= plan.dims[k];
-    }
-  };
-  auto out_offset = [&](const index_t* idx) {
-    index_t off = 0;
-    for (int a = 0; a < n_kept; ++a) off += idx[kept_axes[a]] * ostr[kept_axes[a]];
-    return off;
-  };
+  const detail::ReductionIndexer ix(plan, reduction.out_strides);
   const index_t inner = plan.inner();
   const index_t work = numel(in_shape);
   const index_t serial_below = work < 32768 ? (index_t(1) << 62) : 0;
@@ -248,12 +283,12 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
 
   if (plan.reduced[plan.rank - 1]) {
     // Innermost axis reduced: each output folds a run of rows.
-    const index_t len = red_combos * inner;
+    const index_t len = ix.reduced_combos * inner;
     auto fold = [&](auto& local, index_t* idx, index_t begin, index_t end) {
       T a = Red::template identity<T>();
       index_t r = begin / inner, j = begin % inner;
       while (begin < end) {
-        set_axes(idx, red_axes, n_red, r);
+        ix.set_reduced(idx, r);
         local.seek(idx);
         const index_t j1 = std::min(inner, j + (end - begin));
         a = detail::reduce_row(red, local, j, j1, a);
@@ -267,50 +302,45 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
     // arithmetic (and the result) is the same whatever the thread count.
     constexpr index_t block = 16384;
     const index_t blocks = (len + block - 1) / block;
-    auto fold_blocks = [&](auto& local, index_t* idx, index_t b0, index_t b1, T a) {
-      for (index_t b = b0; b < b1; ++b) a = red(a, fold(local, idx, b * block, std::min(len, (b + 1) * block)));
-      return a;
-    };
     if (n_out > 1 || blocks == 1 || threads == 1 || serial_below > 0) {
       detail::parallel_for(n_out, 1, serial_below > 0 ? serial_below : 1, [&](index_t b, index_t e) {
         auto local = ev;
         index_t idx[max_rank] = {};
         for (index_t o = b; o < e; ++o) {
-          set_axes(idx, kept_axes, n_kept, o);
-          obase[out_offset(idx)] = finish(fold_blocks(local, idx, 0, blocks, Red::template identity<T>()));
+          ix.set_kept(idx, o);
+          T a = Red::template identity<T>();
+          for (index_t k = 0; k < blocks; ++k) a = red(a, fold(local, idx, k * block, std::min(len, (k + 1) * block)));
+          obase[ix.out_offset(idx)] = finish(a);
         }
       });
     } else {
       // One long reduction: blocks in parallel, then their results in order.
       std::vector<T> partial(static_cast<std::size_t>(blocks), Red::template identity<T>());
-      index_t base_idx[max_rank] = {};
       detail::parallel_for(blocks, 1, 1, [&](index_t b0, index_t b1) {
         auto local = ev;
-        index_t idx[max_rank];
-        std::copy(base_idx, base_idx + max_rank, idx);
+        index_t idx[max_rank] = {};
         for (index_t b = b0; b < b1; ++b) {
-          partial[static_cast<std::size_t>(b)] =
-              fold(local, idx, b * block, std::min(len, (b + 1) * block));
+          partial[static_cast<std::size_t>(b)] = fold(local, idx, b * block, std::min(len, (b + 1) * block));
         }
       });
       T a = Red::template identity<T>();
       for (T p : partial) a = red(a, p);
-      obase[out_offset(base_idx)] = finish(a);
+      obase[0] = finish(a);  // one output
     }
   } else {
     // Innermost axis kept: accumulate whole rows into the output row.
-    const index_t total = kept_combos * inner;
+    const index_t total = ix.kept_combos * inner;
     detail::parallel_for(total, 64, serial_below > 0 ? serial_below : 1, [&](index_t begin, index_t end) {
       auto local = ev;
       index_t idx[max_rank] = {};
       index_t ko = begin / inner, j = begin % inner;
       while (begin < end) {
         const index_t j1 = std::min(inner, j + (end - begin));
-        set_axes(idx, kept_axes, n_kept, ko);
-        T* orow = obase + out_offset(idx);
+        ix.set_kept(idx, ko);
+        T* orow = obase + ix.out_offset(idx);
         std::fill(orow + j, orow + j1, Red::template identity<T>());
-        for (index_t r = 0; r < red_combos; ++r) {
-          set_axes(idx, red_axes, n_red, r);
+        for (index_t r = 0; r < ix.reduced_combos; ++r) {
+          ix.set_reduced(idx, r);
           local.seek(idx);
           detail::accumulate_row(red, local, orow, j, j1);
         }
@@ -354,24 +384,7 @@ void arg_reduce_into(cpu, Tensor<std::int64_t, (R > 0 ? R - 1 : 0), cpu>& out, c
   detail::parallel_for(outer * inner, 16, 32768 / std::max<index_t>(n, 1), [&](index_t b, index_t e) {
     for (index_t q = b; q < e; ++q) {
       const index_t o = q / inner, i = q % inner;
-      const T* p = src + o * n * inner + i;
-      index_t best = 0;
-      T bv = p[0];
-      for (index_t k = 1; k < n; ++k) {
-        const T v = p[k * inner];
-        bool better;
-        if constexpr (std::is_floating_point_v<T>) {
-          if (bv != bv) break;  // NaN wins, as in NumPy
-          better = (v != v) || (Largest ? v > bv : v < bv);
-        } else {
-          better = Largest ? v > bv : v < bv;
-        }
-        if (better) {
-          bv = v;
-          best = k;
-        }
-      }
-      dst[q] = best;
+      dst[q] = detail::arg_extremum<Largest>(src + o * n * inner + i, n, inner);
     }
   });
 }

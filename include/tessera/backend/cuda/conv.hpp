@@ -105,28 +105,6 @@ struct ConvChoice {
 enum class ConvDirection { forward = 0, backward_data = 1, backward_filter = 2 };
 using ConvKey = std::array<index_t, 21>;
 
-inline ConvKey conv_key(ConvDirection dir, cudnnDataType_t type, const Shape<4>& x, const Shape<4>& w, const Shape<4>& y,
-                        const Conv2dGeometry& g) {
-  return {static_cast<index_t>(dir), static_cast<index_t>(type), x[0], x[1], x[2], x[3], w[0], w[1], w[2], w[3], y[0],
-          y[1], y[2], y[3], g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups};
-}
-
-/// The cached choice for `key`, measured by `find` (cuDNN's benchmark) on first use.
-template <class Find>
-ConvChoice cached_conv_choice(const ConvKey& key, Find&& find) {
-  static std::mutex mutex;
-  static std::map<ConvKey, ConvChoice> cache;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    const auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const ConvChoice choice = find();
-  std::lock_guard<std::mutex> lock(mutex);
-  cache.emplace(key, choice);
-  return choice;
-}
-
 /// The fastest successful entry of cuDNN's measured list.
 template <class Perf>
 ConvChoice best_of(const Perf* perf, int count, const char* what) {
@@ -135,6 +113,70 @@ ConvChoice best_of(const Perf* perf, int count, const char* what) {
   }
   throw cuda_error(std::string("cuDNN found no usable algorithm for ") + what);
 }
+
+/// Everything one conv2d call in one direction needs: descriptors of x, w and y (for the backward
+/// directions, of dx or dw and dy), the algorithm -- measured by cuDNN's Find the first time this
+/// (direction, type, shapes, geometry) is seen, then cached, as PyTorch's cudnn.benchmark mode
+/// does -- and a workspace of the size it asked for.
+template <class T>
+struct ConvPlan {
+  TensorDesc x, y;
+  ConvDescs descs;
+  ConvChoice choice;
+  Scratch workspace;
+
+  ConvPlan(ConvDirection dir, const Shape<4>& xs, const Shape<4>& ws, const Shape<4>& ys, const Conv2dGeometry& g)
+      : x(TensorDesc::of<T>(xs)), y(TensorDesc::of<T>(ys)), descs(ws, g, static_cast<T*>(nullptr)),
+        choice(cached_choice(dir, xs, ws, ys, g)), workspace(choice.workspace) {}
+  template <class Algo>
+  Algo algo() const {
+    return static_cast<Algo>(choice.algo);
+  }
+
+ private:
+  ConvChoice cached_choice(ConvDirection dir, const Shape<4>& xs, const Shape<4>& ws, const Shape<4>& ys,
+                           const Conv2dGeometry& g) const {
+    static std::mutex mutex;
+    static std::map<ConvKey, ConvChoice> cache;
+    const ConvKey key{static_cast<index_t>(dir), static_cast<index_t>(cudnn_type<T>()), xs[0], xs[1], xs[2], xs[3], ws[0],
+                      ws[1], ws[2], ws[3], ys[0], ys[1], ys[2], ys[3], g.stride_h, g.stride_w, g.pad_h, g.pad_w,
+                      g.dilation_h, g.dilation_w, g.groups};
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      const auto it = cache.find(key);
+      if (it != cache.end()) return it->second;
+    }
+    const ConvChoice found = find(dir);
+    std::lock_guard<std::mutex> lock(mutex);
+    cache.emplace(key, found);
+    return found;
+  }
+  /// cuDNN's measurement of every algorithm for this call (it runs them on scratch buffers).
+  ConvChoice find(ConvDirection dir) const {
+    int found = 0;
+    switch (dir) {
+      case ConvDirection::forward: {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        TESSERA_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(cudnn_handle(), x.desc, descs.filter, descs.conv, y.desc,
+                                                                CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
+        return best_of(perf, found, "conv2d forward");
+      }
+      case ConvDirection::backward_data: {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        TESSERA_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn_handle(), descs.filter, y.desc, descs.conv, x.desc,
+                                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf));
+        return best_of(perf, found, "conv2d backward (data)");
+      }
+      case ConvDirection::backward_filter: {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        TESSERA_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(cudnn_handle(), x.desc, y.desc, descs.conv, descs.filter,
+                                                                       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf));
+        return best_of(perf, found, "conv2d backward (filter)");
+      }
+    }
+    throw cuda_error("conv2d: unknown direction");
+  }
+};
 
 template <class T>
 struct ScalingFactors {  // cuDNN's alpha/beta: double for double data, float otherwise
@@ -190,23 +232,14 @@ void conv2d_forward(cuda, const Tensor<T, 4, cuda>& x, const Tensor<T, 4, cuda>&
   using namespace detail::gpu;
   instrument::count_materialization();
   if (x.size() == 0 || y.size() == 0) return;
-  const auto xd = TensorDesc::of<T>(x.shape()), yd = TensorDesc::of<T>(y.shape());
-  const ConvDescs cd(w.shape(), g, static_cast<T*>(nullptr));
-  const auto choice = cached_conv_choice(conv_key(ConvDirection::forward, cudnn_type<T>(), x.shape(), w.shape(), y.shape(), g), [&] {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int found = 0;
-    TESSERA_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(cudnn_handle(), xd.desc, cd.filter, cd.conv, yd.desc,
-                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf));
-    return best_of(perf, found, "conv2d forward");
-  });
-  const Scratch ws(choice.workspace);
+  const ConvPlan<T> p(ConvDirection::forward, x.shape(), w.shape(), y.shape(), g);
   const ScalingFactors<T> s;
-  TESSERA_CUDA_CHECK(cudnnConvolutionForward(cudnn_handle(), &s.one, xd.desc, x.data(), cd.filter, w.data(), cd.conv,
-                                             static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo), ws.data(),
-                                             choice.workspace, &s.zero, yd.desc, y.data()));
+  TESSERA_CUDA_CHECK(cudnnConvolutionForward(cudnn_handle(), &s.one, p.x.desc, x.data(), p.descs.filter, w.data(), p.descs.conv,
+                                             p.template algo<cudnnConvolutionFwdAlgo_t>(), p.workspace.data(), p.choice.workspace,
+                                             &s.zero, p.y.desc, y.data()));
   if (bias) {
     const auto bd = TensorDesc::of<T>(1, y.shape()[1], 1, 1);
-    TESSERA_CUDA_CHECK(cudnnAddTensor(cudnn_handle(), &s.one, bd.desc, bias, &s.one, yd.desc, y.data()));
+    TESSERA_CUDA_CHECK(cudnnAddTensor(cudnn_handle(), &s.one, bd.desc, bias, &s.one, p.y.desc, y.data()));
   }
 }
 
@@ -221,21 +254,11 @@ void conv2d_backward_data(cuda, const Tensor<T, 4, cuda>& w, const Tensor<T, 4, 
     dx.fill(T(0));
     return;
   }
-  const auto dxd = TensorDesc::of<T>(dx.shape()), dyd = TensorDesc::of<T>(dy.shape());
-  const ConvDescs cd(w.shape(), g, static_cast<T*>(nullptr));
-  const auto choice =
-      cached_conv_choice(conv_key(ConvDirection::backward_data, cudnn_type<T>(), dx.shape(), w.shape(), dy.shape(), g), [&] {
-        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        int found = 0;
-        TESSERA_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(cudnn_handle(), cd.filter, dyd.desc, cd.conv, dxd.desc,
-                                                                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf));
-        return best_of(perf, found, "conv2d backward (data)");
-      });
-  const Scratch ws(choice.workspace);
+  const ConvPlan<T> p(ConvDirection::backward_data, dx.shape(), w.shape(), dy.shape(), g);
   const ScalingFactors<T> s;
-  TESSERA_CUDA_CHECK(cudnnConvolutionBackwardData(cudnn_handle(), &s.one, cd.filter, w.data(), dyd.desc, dy.data(), cd.conv,
-                                                  static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo), ws.data(),
-                                                  choice.workspace, &s.zero, dxd.desc, dx.data()));
+  TESSERA_CUDA_CHECK(cudnnConvolutionBackwardData(cudnn_handle(), &s.one, p.descs.filter, w.data(), p.y.desc, dy.data(),
+                                                  p.descs.conv, p.template algo<cudnnConvolutionBwdDataAlgo_t>(), p.workspace.data(),
+                                                  p.choice.workspace, &s.zero, p.x.desc, dx.data()));
 }
 
 /// dw = conv2d's gradient with respect to its weight.
@@ -249,21 +272,12 @@ void conv2d_backward_filter(cuda, const Tensor<T, 4, cuda>& x, const Tensor<T, 4
     dw.fill(T(0));
     return;
   }
-  const auto xd = TensorDesc::of<T>(x.shape()), dyd = TensorDesc::of<T>(dy.shape());
-  const ConvDescs cd(dw.shape(), g, static_cast<T*>(nullptr));
-  const auto choice =
-      cached_conv_choice(conv_key(ConvDirection::backward_filter, cudnn_type<T>(), x.shape(), dw.shape(), dy.shape(), g), [&] {
-        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        int found = 0;
-        TESSERA_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(cudnn_handle(), xd.desc, dyd.desc, cd.conv, cd.filter,
-                                                                       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf));
-        return best_of(perf, found, "conv2d backward (filter)");
-      });
-  const Scratch ws(choice.workspace);
+  const ConvPlan<T> p(ConvDirection::backward_filter, x.shape(), dw.shape(), dy.shape(), g);
   const ScalingFactors<T> s;
-  TESSERA_CUDA_CHECK(cudnnConvolutionBackwardFilter(cudnn_handle(), &s.one, xd.desc, x.data(), dyd.desc, dy.data(), cd.conv,
-                                                    static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), ws.data(),
-                                                    choice.workspace, &s.zero, cd.filter, dw.data()));
+  TESSERA_CUDA_CHECK(cudnnConvolutionBackwardFilter(cudnn_handle(), &s.one, p.x.desc, x.data(), p.y.desc, dy.data(),
+                                                    p.descs.conv, p.template algo<cudnnConvolutionBwdFilterAlgo_t>(),
+                                                    p.workspace.data(), p.choice.workspace, &s.zero, p.descs.filter,
+                                                    dw.data()));
 }
 
 /// db[o] = the sum of dy[:, o, :, :].

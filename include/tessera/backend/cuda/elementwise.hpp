@@ -136,11 +136,7 @@ void elementwise_assign(cuda, Tensor<T, R, cuda>& dst, const E& expr) {
   const index_t total = dst.size();
   if (total == 0) return;
   instrument::count_elementwise_pass();
-  std::vector<Shape<R>> operands;
-  operands.reserve(8);
-  operands.push_back(dst.strides());
-  detail::visit_leaves(expr, dst.shape(), [&](const void*, const Shape<R>& st) { operands.push_back(st); });
-  const detail::IterPlan plan = detail::make_plan(dst.shape(), operands);
+  const detail::IterPlan plan = detail::pass_plan(dst.shape(), dst.strides(), expr);
   // The host evaluator holds materialized operands alive until the kernel is queued.
   const auto host_ev = detail::make_evaluator(expr, dst.shape(), plan);
   detail::gpu::Outputs<T, 1> out{{dst.data()}, {}};
@@ -162,9 +158,7 @@ void elementwise_assign_multi(cuda, const std::array<Tensor<T, R, cuda>*, sizeof
   const index_t total = numel(shape);
   if (total == 0) return;
   instrument::count_elementwise_pass();
-  std::vector<Shape<R>> operands{dsts[0]->strides()};
-  (detail::visit_leaves(std::get<K>(exprs), shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); }), ...);
-  const detail::IterPlan plan = detail::make_plan(shape, operands);
+  const detail::IterPlan plan = detail::pass_plan(shape, dsts[0]->strides(), std::get<K>(exprs)...);
   const auto host_evs = std::make_tuple(detail::make_evaluator(std::get<K>(exprs), shape, plan)...);
   detail::gpu::Outputs<T, sizeof...(E)> out{{dsts[K]->data()...}, {}};
   for (std::size_t o = 0; o < sizeof...(E); ++o) plan.map(dsts[o]->strides(), out.strides[o]);

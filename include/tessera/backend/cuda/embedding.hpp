@@ -14,19 +14,23 @@ namespace tessera {
 
 namespace detail::gpu {
 #if defined(__CUDACC__)
+/// The table row position p refers to, or -1 when its index is out of range (then p is recorded
+/// in first_bad if it is the first such position).
+template <class I>
+__device__ std::int64_t checked_row(const I* ids, index_t p, index_t rows, unsigned long long* first_bad) {
+  const auto id = static_cast<std::int64_t>(ids[p]);
+  if (id >= 0 && id < rows) return id;
+  atomicMin(first_bad, static_cast<unsigned long long>(p));
+  return -1;
+}
+
 template <class T, class I>
 __global__ void __launch_bounds__(block_threads) embedding_gather(const T* table, index_t rows, index_t dim, const I* ids,
                                                                   index_t count, T* out, unsigned long long* first_bad) {
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count * dim; k += step) {
-    const index_t p = k / dim, j = k % dim;
-    const auto id = static_cast<std::int64_t>(ids[p]);
-    if (id < 0 || id >= rows) {
-      atomicMin(first_bad, static_cast<unsigned long long>(p));
-      out[k] = T(0);
-    } else {
-      out[k] = table[id * dim + j];
-    }
+    const std::int64_t row = checked_row(ids, k / dim, rows, first_bad);
+    out[k] = row < 0 ? T(0) : table[row * dim + k % dim];
   }
 }
 
@@ -36,13 +40,8 @@ __global__ void __launch_bounds__(block_threads) embedding_scatter_add(const T* 
                                                                        unsigned long long* first_bad) {
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count * dim; k += step) {
-    const index_t p = k / dim, j = k % dim;
-    const auto id = static_cast<std::int64_t>(ids[p]);
-    if (id < 0 || id >= rows) {
-      atomicMin(first_bad, static_cast<unsigned long long>(p));
-    } else if (id != skip) {
-      atomicAdd(grad + id * dim + j, dy[k]);
-    }
+    const std::int64_t row = checked_row(ids, k / dim, rows, first_bad);
+    if (row >= 0 && row != skip) atomicAdd(grad + row * dim + k % dim, dy[k]);
   }
 }
 

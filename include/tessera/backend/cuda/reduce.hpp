@@ -159,24 +159,7 @@ __global__ void __launch_bounds__(block_threads) arg_reduce_kernel(std::int64_t*
                                                                    index_t inner) {
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t q = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; q < outer * inner; q += step) {
-    const T* p = in + (q / inner) * n * inner + q % inner;
-    index_t best = 0;
-    T bv = p[0];
-    for (index_t k = 1; k < n; ++k) {
-      const T v = p[k * inner];
-      bool better;
-      if constexpr (std::is_floating_point_v<T>) {
-        if (bv != bv) break;  // NaN wins, as in NumPy
-        better = (v != v) || (Largest ? v > bv : v < bv);
-      } else {
-        better = Largest ? v > bv : v < bv;
-      }
-      if (better) {
-        bv = v;
-        best = k;
-      }
-    }
-    out[q] = best;
+    out[q] = arg_extremum<Largest>(in + (q / inner) * n * inner + q % inner, n, inner);
   }
 }
 
@@ -202,15 +185,7 @@ void reduce_into(cuda, Tensor<T, RO, cuda>& out, const E& input, const std::arra
     out.fill(detail::gpu::scaled(Red::template identity<T>(), scale));
     return;
   }
-  Shape<RI> out_st{};
-  index_t acc = 1;
-  for (std::size_t i = RI; i-- > 0;) {
-    out_st[i] = reduced[i] ? 0 : acc;
-    acc *= reduced[i] ? 1 : in_shape[i];
-  }
-  std::vector<Shape<RI>> operands{out_st};
-  detail::visit_leaves(input, in_shape, [&](const void*, const Shape<RI>& st) { operands.push_back(st); });
-  const detail::IterPlan plan = detail::make_plan(in_shape, operands, reduced.data());
+  const detail::IterPlan plan = detail::reduction_plan(input, reduced).plan;
   const auto host_ev = detail::make_evaluator(input, in_shape, plan);
   const detail::gpu::ReduceShape s = detail::gpu::reduce_shape(plan);
   detail::gpu::launch_reduce<Red>(out.data(), detail::gpu::to_device(host_ev), s, scale, !plan.reduced[plan.rank - 1]);
