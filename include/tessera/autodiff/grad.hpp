@@ -137,7 +137,15 @@ auto evaluate_gradient(const Arg& arg, const Contributions& contributions) {
   if constexpr (std::is_same_v<decltype(total), NoContribution>) {
     return G(arg.shape());
   } else {
-    if (contributions_align<K>(contributions)) return G(sum_to(total, arg.shape()));
+    if (contributions_align<K>(contributions)) {
+      // A materialization node of the argument's shape (a matmul's adjoint, prod's) hands over its
+      // buffer: copying it into the gradient would be one more pass. (gradients_from gives two
+      // gradients that received the same buffer one copy each.)
+      if constexpr (has_cache_slot<decltype(total)>::value && std::is_same_v<materialized_tensor_t<decltype(total)>, G>) {
+        if (total.shape() == arg.shape()) return materialize(total);
+      }
+      return G(sum_to(total, arg.shape()));
+    }
     return G(sum_fitted_contributions<K>(NoContribution{}, contributions, arg.shape()));
   }
 }
@@ -364,12 +372,32 @@ struct GradPlan {
   static_assert(!(match_tensors && level > 0), "tessera::grad: parameter structs are supported for first-order gradients only");
 };
 
+/// Gives every gradient that shares its buffer with an earlier one (two arguments handed the
+/// same node's buffer by evaluate_gradient) a copy of its own: users may write them in place.
+template <class Grads>
+void unshare_gradients(Grads& grads) {
+  if constexpr (std::tuple_size_v<Grads> > 1) {
+    std::vector<const void*> seen;
+    auto one = [&](auto& g) {
+      const void* id = g.storage_id();
+      if (id == nullptr) return;
+      if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
+        g = g.clone();
+      } else {
+        seen.push_back(id);
+      }
+    };
+    std::apply([&](auto&... g) { (one(g), ...); }, grads);
+  }
+}
+
 /// Evaluates the gradients of every argument from the contributions (level 0).
 template <bool MatchTensors, class Contributions, class... A>
 auto gradients_from(const Contributions& contributions, const std::tuple<const A&...>& args) {
   constexpr std::size_t vars = var_offsets<A...>()[sizeof...(A)];
   auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
   auto flat_grads = evaluate_gradients(flat, contributions, std::make_index_sequence<vars>{});
+  unshare_gradients(flat_grads);
   auto grads = unflatten_args(args, flat_grads, std::index_sequence_for<A...>{});
   if constexpr (MatchTensors) route_tensor_contributions(contributions, grads, args);
   return grads;

@@ -30,7 +30,7 @@
 //   pool2d_forward<Max> / pool2d_backward<Max>(B, ...)                          backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
 //   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp
-//   exclusive_products_into(B, out, x, reduced mask)   prod's gradient          backend/cpu/reduce.hpp
+//   prod_adjoint_into(B, out, x, reduced mask, g, p)   prod's gradient          backend/cpu/reduce.hpp
 // The CUDA backend (backend/cuda/*.hpp) provides all of them.
 #pragma once
 

@@ -163,6 +163,8 @@ auto value_of(const E& e);
 }  // namespace detail
 template <class A>
 struct ExclusiveProduct;
+template <class Expr, class A, class G, class Prod>
+struct ProdAdjoint;
 
 /// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
 template <class Red, class A, std::size_t RO>
@@ -231,7 +233,10 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
       const auto ties = detail::make_reduce<ops::SumReducer, input_rank>(hit, reduced, "sum", false);
       return std::make_tuple(g_keep * hit / ties);
     } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
-      return std::make_tuple(g_keep * ExclusiveProduct<A>(arg, reduced));
+      auto closed_form = g_keep * ExclusiveProduct<A>(arg, reduced);
+      auto g_groups = sum_to(g, shape_);
+      return std::make_tuple(ProdAdjoint<decltype(closed_form), A, decltype(g_groups), Reduce>(
+          std::move(closed_form), arg, reduced, std::move(g_groups), *this));
     } else {
       static_assert(detail::dependent_false_v<G>, "tessera::grad: all/any are not differentiable");
     }
@@ -263,7 +268,13 @@ struct ExclusiveProduct : ExprBase<ExclusiveProduct<A>> {
   }
   auto inputs() const { return std::tie(arg); }
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
-    exclusive_products_into(backend_type{}, out, detail::value_of(arg), reduced);
+    index_t groups = 1;
+    const auto s = arg.shape();
+    for (std::size_t i = 0; i < rank; ++i) groups *= reduced[i] ? 1 : s[i];
+    using Vector = Tensor<value_type, 1, backend_type>;
+    Vector ones(Shape<1>{groups});
+    ones.fill(value_type(1));
+    prod_adjoint_into(backend_type{}, out, detail::value_of(arg), reduced, ones, Vector());
   }
   /// d e_i / d x_j = e_i / x_j for j != i in i's group, 0 for j == i: the pullback of g is
   /// (sum over the group of g e - g e) / x. Second derivatives divide by x, so unlike the first
@@ -273,6 +284,44 @@ struct ExclusiveProduct : ExprBase<ExclusiveProduct<A>> {
     const auto ge = g * (*this);
     const auto group = detail::make_reduce<ops::SumReducer, rank>(ge, reduced, "sum", false);
     return std::make_tuple((group - ge) / arg);
+  }
+};
+
+/// prod's adjoint, g (per group, broadcast back) times ExclusiveProduct(x): evaluated by the
+/// backend in one kernel that also takes the groups' forward products, so that where a product is
+/// a normal number the adjoint is one pass (g p / x) rather than prefix products, suffix products
+/// and a multiplication by g. For higher derivatives it is the expression `closed_form` (the
+/// sweep passes its adjoint through unchanged), whose rules are ExclusiveProduct's.
+template <class Expr, class A, class G, class Prod>
+struct ProdAdjoint : ExprBase<ProdAdjoint<Expr, A, G, Prod>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = rank_v<A>;
+  static constexpr const char* name = "prod_adjoint";
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  Expr closed_form;
+  A arg;
+  std::array<bool, rank> reduced;
+  G g_groups;  ///< the adjoint of each group's product, in the prod node's shape
+  Prod prod;   ///< the prod node: its value is cached by the forward pass
+
+  ProdAdjoint(Expr e, A a, const std::array<bool, rank>& red, G g, Prod p)
+      : closed_form(std::move(e)), arg(std::move(a)), reduced(red), g_groups(std::move(g)), prod(std::move(p)) {}
+  Shape<rank> shape() const { return arg.shape(); }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(closed_form, f);
+  }
+  auto inputs() const { return std::tie(closed_form); }
+  template <class H>
+  auto input_adjoints(const H& h) const {
+    return std::make_tuple(h);
+  }
+  void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
+    const auto g = detail::value_of(g_groups).contiguous().flatten();
+    const auto p = detail::value_of(prod).contiguous().flatten();
+    prod_adjoint_into(backend_type{}, out, detail::value_of(arg), reduced, g, p);
   }
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -56,14 +57,14 @@ TESSERA_ALWAYS_INLINE void accumulate_row(const Red& red, const Ev& ev, T* out, 
   for (; j < j1; ++j) out[j] = red(out[j], static_cast<T>(ev.coeff(j)));
 }
 
-/// out[i] = the product of x[j] over j in [0, n), j != i. Exclusive products need prefix and
-/// suffix products, two chains of dependent multiplications; here they run as W independent
+/// out[i] = g times the product of x[j] over j in [0, n), j != i. Exclusive products need prefix
+/// and suffix products, two chains of dependent multiplications; here they run as W independent
 /// chains at once (four SIMD registers): x is read as rows of W elements, column c's chain
 /// multiplies x[c], x[c + W], ..., and the product of the other columns' totals (and of the tail
 /// after the last full row) completes each element. Two passes, no division, so zeros need no
 /// special case.
 template <class T>
-void exclusive_products_contiguous(const T* x, T* out, index_t n) {
+void exclusive_products_contiguous(const T* x, T* out, index_t n, T g) {
   namespace pk = Eigen::internal;
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
@@ -95,7 +96,7 @@ void exclusive_products_contiguous(const T* x, T* out, index_t n) {
     tail_product *= x[i];
   }
   for (index_t c = 0; c < W; ++c) body_product *= column[c];
-  T after(1);
+  T after = g;
   for (index_t i = n - 1; i >= body; --i) {
     out[i] *= after * body_product;
     after *= x[i];
@@ -103,7 +104,7 @@ void exclusive_products_contiguous(const T* x, T* out, index_t n) {
   if (rows == 0) return;
   // Each column's factor from outside it: the other columns' products and the tail's.
   std::array<T, W> outside;
-  T before(1);
+  T before = g;
   for (index_t c = 0; c < W; ++c) {
     outside[c] = before;
     before *= column[c];
@@ -132,10 +133,66 @@ void exclusive_products_contiguous(const T* x, T* out, index_t n) {
   }
 }
 
-/// out[i] = the product of the other elements of x's group of i (the elements that differ from i
-/// only along the reduced axes). x and out are contiguous with x's shape.
+/// out[i] = q / x[i] for i in [0, n), by a reciprocal refined with Newton steps where AVX-512
+/// has one (a division per element costs more than the rest of the pass). The caller has checked
+/// that every x[i] is finite and nonzero (their product is a normal number); false (out partly
+/// written) when some |x[i]| is subnormal, where 1 / x could overflow.
+template <class T>
+bool scaled_reciprocals(const T* x, T* out, index_t n, T q) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>;
+  const P qp = pk::pset1<P>(q);
+  P smallest = pk::pset1<P>(std::numeric_limits<T>::max());
+  index_t i = 0;
+  for (; i + S <= n; i += S) {
+    const P v = pk::ploadu<P>(x + i);
+    smallest = pk::pmin(smallest, pk::pabs(v));
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, double> && S == 8) {  // P is __m512d
+      __m512d r = _mm512_rcp14_pd(v);  // 14 bits; two Newton steps give full precision
+      r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(v, r, _mm512_set1_pd(1.0)), r);
+      r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(v, r, _mm512_set1_pd(1.0)), r);
+      pk::pstoreu(out + i, pk::pmul(qp, r));
+      continue;
+    } else if constexpr (std::is_same_v<T, float> && S == 16) {  // P is __m512
+      __m512 r = _mm512_rcp14_ps(v);
+      r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(v, r, _mm512_set1_ps(1.0f)), r);
+      pk::pstoreu(out + i, pk::pmul(qp, r));
+      continue;
+    }
+#endif
+    pk::pstoreu(out + i, pk::pdiv(qp, v));
+  }
+  T least = pk::predux_min(smallest);
+  for (; i < n; ++i) {
+    least = std::min(least, x[i] < T(0) ? -x[i] : x[i]);
+    out[i] = q / x[i];
+  }
+  return least >= std::numeric_limits<T>::min();
+}
+
+/// out[i] = g * (the product of the other elements of x[0, n)), given p, the product of all of
+/// them as the forward pass computed it, or NaN when unknown. Where p and g * p are normal numbers
+/// and so is every element, that is g * p / x[i]: one pass (PyTorch's prod backward divides too,
+/// when no element is zero). Otherwise (zeros, underflow, overflow) prefix and suffix products.
+template <class T>
+void prod_adjoint_contiguous(const T* x, T* out, index_t n, T g, T p) {
+  const T q = g * p;
+  const auto normal = [](T v) {
+    const T a = v < T(0) ? -v : v;
+    return a >= std::numeric_limits<T>::min() && a <= std::numeric_limits<T>::max();
+  };
+  if (normal(p) && (normal(q) || q == T(0)) && scaled_reciprocals(x, out, n, q)) return;
+  exclusive_products_contiguous(x, out, n, g);
+}
+
+/// out[i] = g[k] * (the product of the other elements of x's group of i), where k is the group's
+/// position (row-major over the kept axes; groups are the elements that differ only along the
+/// reduced axes) and p[k] its product, when p is not empty. x and out are contiguous with x's shape.
 template <class T, std::size_t R>
-void exclusive_products(const T* x, T* out, const Shape<R>& shape, const std::array<bool, R>& reduced) {
+void prod_adjoint(const T* x, T* out, const Shape<R>& shape, const std::array<bool, R>& reduced, const T* g,
+                  const T* p) {
   // When the reduced axes are the trailing ones (as for a full reduction), groups are contiguous.
   bool trailing = true, seen_reduced = false;
   index_t group_size = 1, total = 1;
@@ -149,8 +206,9 @@ void exclusive_products(const T* x, T* out, const Shape<R>& shape, const std::ar
     }
   }
   if (trailing) {
-    for (index_t base = 0; base + group_size <= total && group_size > 0; base += group_size) {
-      exclusive_products_contiguous(x + base, out + base, group_size);
+    index_t k = 0;
+    for (index_t base = 0; base + group_size <= total && group_size > 0; base += group_size, ++k) {
+      prod_adjoint_contiguous(x + base, out + base, group_size, g[k], p ? p[k] : std::numeric_limits<T>::quiet_NaN());
     }
     return;
   }
@@ -167,13 +225,14 @@ void exclusive_products(const T* x, T* out, const Shape<R>& shape, const std::ar
     }
     list.swap(grown);
   }
-  for (const index_t base : starts) {
+  for (std::size_t k = 0; k < starts.size(); ++k) {
+    const index_t base = starts[k];
     T acc(1);
     for (const index_t o : group) {
       out[base + o] = acc;
       acc *= x[base + o];
     }
-    acc = T(1);
+    acc = g[k];
     for (auto it = group.rbegin(); it != group.rend(); ++it) {
       out[base + *it] *= acc;
       acc *= x[base + *it];
@@ -355,16 +414,22 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
   }
 }
 
-/// out[i] = the product of the other elements of x's reduction group of i (prod's gradient).
+/// prod's adjoint: out[i] = g[k] * (the product of the other elements of x's reduction group k
+/// of i). g and p (the groups' products from the forward pass, or empty when unknown) hold one
+/// value per group, in row-major order of the kept axes.
 template <class T, std::size_t R>
-void exclusive_products_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& x, const std::array<bool, R>& reduced) {
+void prod_adjoint_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& x, const std::array<bool, R>& reduced,
+                       const Tensor<T, 1, cpu>& g, const Tensor<T, 1, cpu>& p) {
   const auto xc = x.contiguous();
+  const auto gc = g.contiguous();
+  const auto pc = p.contiguous();
+  const T* pp = pc.size() == 0 ? nullptr : pc.data();
   if (out.is_contiguous()) {
-    detail::exclusive_products(xc.data(), out.data(), xc.shape(), reduced);
+    detail::prod_adjoint(xc.data(), out.data(), xc.shape(), reduced, gc.data(), pp);
     return;
   }
   auto tmp = Tensor<T, R, cpu>::uninitialized(xc.shape());
-  detail::exclusive_products(xc.data(), tmp.data(), xc.shape(), reduced);
+  detail::prod_adjoint(xc.data(), tmp.data(), xc.shape(), reduced, gc.data(), pp);
   out.assign(tmp);
 }
 

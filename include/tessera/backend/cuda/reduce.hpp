@@ -1,6 +1,6 @@
 // CUDA reductions: sum/mean/prod/max/min/all/any over any axes of an elementwise expression (the
-// expression is evaluated inside the reduction kernel, not stored first), prod's exclusive
-// products, and argmax/argmin. Block-level combining goes through CUB (BlockReduce, BlockScan).
+// expression is evaluated inside the reduction kernel, not stored first), prod's adjoint
+// (exclusive products), and argmax/argmin. Block-level combining goes through CUB (BlockReduce, BlockScan).
 //
 // Plan per reduce_into call, from the coalesced plan's kept and reduced axes:
 //   few inputs per output (<= 64), or many outputs along a kept innermost axis: one thread per
@@ -122,10 +122,11 @@ void launch_reduce(T* out, const Ev& ev, const ReduceShape& s, T scale, bool inn
   TESSERA_CUDA_CHECK(cudaGetLastError());
 }
 
-/// Block x computes, for reduction group x, every element's product of the others: a forward
-/// exclusive scan (prefix products) written to out, then a backward one multiplied in.
+/// Block x computes, for reduction group x, every element's product of the others times g[x]: a
+/// forward exclusive scan (prefix products) written to out, then a backward one (starting from
+/// g[x]) multiplied in.
 template <class T>
-__global__ void __launch_bounds__(block_threads) exclusive_products_kernel(T* out, Leaf<T> x, ReduceShape s) {
+__global__ void __launch_bounds__(block_threads) prod_adjoint_kernel(T* out, Leaf<T> x, ReduceShape s, const T* g) {
   using BlockScan = cub::BlockScan<T, block_threads>;
   __shared__ typename BlockScan::TempStorage temp;
   const index_t o = blockIdx.x;
@@ -137,7 +138,7 @@ __global__ void __launch_bounds__(block_threads) exclusive_products_kernel(T* ou
     return off;
   };
   for (int backward = 0; backward < 2; ++backward) {
-    T carry = T(1);
+    T carry = backward ? g[o] : T(1);
     for (index_t base = 0; base < s.count; base += blockDim.x) {
       const index_t t = base + threadIdx.x;
       const index_t r = backward ? s.count - 1 - t : t;
@@ -197,18 +198,23 @@ void reduce_into(cuda, Tensor<T, RO, cuda>& out, const E& input, const std::arra
 #endif
 }
 
-/// out[i] = the product of the other elements of x's reduction group of i (prod's gradient).
+/// prod's adjoint: out[i] = g[k] * (the product of the other elements of x's reduction group k of
+/// i), g in row-major order of the kept axes (backend/cpu/reduce.hpp). The groups' products p are
+/// not needed here: prefix and suffix products cost one scan each, no more than a division.
 template <class T, std::size_t R>
-void exclusive_products_into(cuda, Tensor<T, R, cuda>& out, const Tensor<T, R, cuda>& x, const std::array<bool, R>& reduced) {
+void prod_adjoint_into(cuda, Tensor<T, R, cuda>& out, const Tensor<T, R, cuda>& x, const std::array<bool, R>& reduced,
+                       const Tensor<T, 1, cuda>& g, const Tensor<T, 1, cuda>& p) {
   detail::gpu::require_nvcc<Tensor<T, R, cuda>>();
+  (void)p;
 #if defined(__CUDACC__)
   if (!out.is_contiguous()) {
     auto tmp = Tensor<T, R, cuda>::uninitialized(x.shape());
-    exclusive_products_into(cuda{}, tmp, x, reduced);
+    prod_adjoint_into(cuda{}, tmp, x, reduced, g, p);
     out.assign(tmp);
     return;
   }
   const auto xc = x.contiguous();
+  const auto gc = g.contiguous();
   if (xc.size() == 0) return;
   const auto strides = contiguous_strides(xc.shape());
   const detail::IterPlan plan = detail::make_plan(xc.shape(), std::vector<Shape<R>>{strides}, reduced.data());
@@ -216,13 +222,14 @@ void exclusive_products_into(cuda, Tensor<T, R, cuda>& out, const Tensor<T, R, c
   detail::gpu::Leaf<T> leaf{xc.data(), {}};
   plan.map(strides, leaf.strides);
   if (s.outputs > 0x7fffffff) throw shape_error("cuda prod gradient: more than 2^31 - 1 groups");
-  detail::gpu::exclusive_products_kernel<<<static_cast<unsigned>(s.outputs), detail::gpu::block_threads, 0,
-                                           cuda::stream()>>>(out.data(), leaf, s);
+  detail::gpu::prod_adjoint_kernel<<<static_cast<unsigned>(s.outputs), detail::gpu::block_threads, 0, cuda::stream()>>>(
+      out.data(), leaf, s, gc.data());
   TESSERA_CUDA_CHECK(cudaGetLastError());
 #else
   (void)out;
   (void)x;
   (void)reduced;
+  (void)g;
 #endif
 }
 
