@@ -11,7 +11,9 @@
 //   dbeta = sum(dy), dgamma = sum(dy * xhat)            (over every axis but the channel axis)
 //   dx = gamma * invstd * (dy - centring * (dbeta + xhat * dgamma))
 //
-// where centring is 1/count in training (the statistics depend on x) and 0 in evaluation.
+// where centring is 1/count in training (the statistics depend on x) and 0 in evaluation. A
+// backend with its own training backward (has_batch_norm_backward: cuDNN on cuda) computes the
+// three in one call instead; the expressions then serve for higher derivatives.
 #pragma once
 
 #include <array>
@@ -74,6 +76,109 @@ Shape<R> channel_shape(index_t channels) {
 }
 
 }  // namespace detail
+
+namespace detail {
+
+/// What the three parts of a backend-computed batch-norm backward share (see BatchNormAdjoint):
+/// the inputs, and within one cache epoch the results, so one backend call serves all three.
+template <class X, class G, class Dy>
+struct BatchNormBackwardShared {
+  using T = value_type_t<X>;
+  using B = backend_t<X>;
+  static constexpr std::size_t R = rank_v<X>;
+  X input;
+  G gamma;
+  Dy dy;
+  std::shared_ptr<BatchNormState<T, B>> state;
+  std::uint64_t epoch = 0;  ///< the cache epoch the results below belong to (0: none)
+  Tensor<T, R, B> dx;
+  Tensor<T, 1, B> dgamma, dbeta;
+
+  BatchNormBackwardShared(X x, G g, Dy d, std::shared_ptr<BatchNormState<T, B>> st)
+      : input(std::move(x)), gamma(std::move(g)), dy(std::move(d)), state(std::move(st)) {}
+
+  /// Writes part K (0: dx, 1: dgamma, 2: dbeta) into out, computing all three unless this epoch
+  /// already has them.
+  template <int K, class Out>
+  void evaluate(Out& out) {
+    const std::uint64_t e = active_cache_epoch();
+    if (e == 0 || e != epoch) {
+      // dx (the large one) is written straight into out when it is asked for first.
+      if constexpr (K == 0) {
+        if (out.is_contiguous()) {
+          compute(e, &out);
+          return;
+        }
+      }
+      compute(e, nullptr);
+    }
+    if constexpr (K == 0) {
+      out.assign(dx);
+    } else if constexpr (K == 1) {
+      out.assign(dgamma);
+    } else {
+      out.assign(dbeta);
+    }
+  }
+
+ private:
+  void compute(std::uint64_t e, const Tensor<T, R, B>* dx_out) {
+    const auto x = value_of(input).contiguous();
+    const Tensor<T, 1, B> g = value_of(gamma).contiguous();
+    const Tensor<T, R, B> d = Tensor<T, R, B>(dy).contiguous();
+    const auto s = x.shape();
+    BatchNormForwardArgs args;
+    args.batch = s[0];
+    args.channels = s[1];
+    args.inner = 1;
+    for (std::size_t i = 2; i < R; ++i) args.inner *= s[i];
+    args.eps = state->options.eps;
+    args.training = true;
+    dx = dx_out ? *dx_out : Tensor<T, R, B>::uninitialized(s);  // a handle: shares dx_out's buffer
+    dgamma = Tensor<T, 1, B>::uninitialized(Shape<1>{args.channels});
+    dbeta = Tensor<T, 1, B>::uninitialized(Shape<1>{args.channels});
+    batch_norm_backward(B{}, x.data(), d.data(), g.data(), state->mean.data(), state->invstd.data(), dx.data(),
+                        dgamma.data(), dbeta.data(), args);
+    epoch = e;
+  }
+};
+
+}  // namespace detail
+
+/// One part (K = 0: dx, 1: dgamma, 2: dbeta) of batch norm's training backward computed by the
+/// backend (has_batch_norm_backward: cuDNN on cuda). It evaluates through the shared backend call
+/// and differentiates as its closed form `closed_form` (the sweep passes its adjoint through), so
+/// higher derivatives are those of the expression. In evaluation mode it evaluates the closed form.
+template <int K, class Shared, class Expr>
+struct BatchNormAdjoint : ExprBase<BatchNormAdjoint<K, Shared, Expr>> {
+  using value_type = value_type_t<Expr>;
+  using backend_type = backend_t<Expr>;
+  static constexpr std::size_t rank = rank_v<Expr>;
+  static constexpr const char* name = "batch_norm_adjoint";
+  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  Expr closed_form;
+  std::shared_ptr<Shared> shared;
+
+  BatchNormAdjoint(Expr e, std::shared_ptr<Shared> s) : closed_form(std::move(e)), shared(std::move(s)) {}
+  Shape<rank> shape() const { return closed_form.shape(); }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(closed_form, f);
+  }
+  auto inputs() const { return std::tie(closed_form); }
+  template <class H>
+  auto input_adjoints(const H& h) const {
+    return std::make_tuple(h);
+  }
+  void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
+    if (shared->state->options.training) {
+      shared->template evaluate<K>(out);
+    } else {
+      out.assign(closed_form);
+    }
+  }
+};
 
 /// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1).
 template <class X, class G, class Bt>
@@ -180,7 +285,16 @@ struct BatchNorm : ExprBase<BatchNorm<X, G, Bt>> {
     const auto dbeta = detail::make_reduce<ops::SumReducer, 1>(dy, mask, "sum", false);
     const auto dgamma = detail::make_reduce<ops::SumReducer, 1>(dy * xhat, mask, "sum", false);
     auto dx = (reshape(gamma, cs) * invstd) * (dy - state->centring * (reshape(dbeta, cs) + xhat * reshape(dgamma, cs)));
-    return std::make_tuple(std::move(dx), dgamma, dbeta);
+    if constexpr (has_batch_norm_backward<backend_type>::value) {
+      // One backend call (cuDNN's) for all three; the expressions above remain their derivatives.
+      using Shared = detail::BatchNormBackwardShared<X, G, decltype(dy)>;
+      auto shared = std::make_shared<Shared>(input, gamma, dy, state);
+      return std::make_tuple(BatchNormAdjoint<0, Shared, decltype(dx)>(std::move(dx), shared),
+                             BatchNormAdjoint<1, Shared, decltype(dgamma)>(dgamma, shared),
+                             BatchNormAdjoint<2, Shared, decltype(dbeta)>(dbeta, shared));
+    } else {
+      return std::make_tuple(std::move(dx), dgamma, dbeta);
+    }
   }
 };
 

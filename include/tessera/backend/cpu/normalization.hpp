@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/core/error.hpp"
@@ -17,6 +18,12 @@ struct BatchNormForwardArgs {
   double eps = 1e-5;
   bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
 };
+
+/// Whether backend B has `batch_norm_backward` (training mode: dx, dgamma and dbeta in one call,
+/// e.g. cuDNN's). Without it batch norm's backward is the closed-form expression of
+/// expr/normalization.hpp, which the CPU evaluates in three fused passes.
+template <class B>
+struct has_batch_norm_backward : std::false_type {};
 
 /// y = (x - mean) * invstd * gamma + beta per channel of contiguous x viewed as [N, C, S].
 /// Training: writes the batch mean and 1/sqrt(biased variance + eps) into `mean` and `invstd`, and

@@ -1,5 +1,5 @@
-// Convolution, pooling and batch normalization on the device through cuDNN 9 (its legacy
-// descriptor API), NCHW, float or double.
+// Convolution, pooling and batch normalization (forward, and the training backward) on the device
+// through cuDNN 9 (its legacy descriptor API), NCHW, float or double.
 //
 // Convolution algorithms are chosen by cuDNN's measurement (cudnnFind*) the first time a shape is
 // seen, and the choice (with its workspace size) is cached per shape, direction and type, as
@@ -355,6 +355,25 @@ void batch_norm_forward(cuda, const T* x, const T* gamma, const T* beta, T* y, T
 #else
   (void)x, (void)gamma, (void)beta, (void)y, (void)mean, (void)invstd, (void)var, (void)a;
 #endif
+}
+
+template <>
+struct has_batch_norm_backward<cuda> : std::true_type {};
+
+/// Batch norm's training backward through cuDNN: dx, dgamma and dbeta of contiguous x and dy
+/// viewed as [N, C, S], from the mean and invstd the training forward saved (same eps).
+template <class T>
+void batch_norm_backward(cuda, const T* x, const T* dy, const T* gamma, const T* mean, const T* invstd, T* dx, T* dgamma,
+                         T* dbeta, const BatchNormForwardArgs& a) {
+  using namespace detail::gpu;
+  instrument::count_materialization();
+  if (a.batch * a.channels * a.inner == 0) return;
+  const auto xd = TensorDesc::of<T>(a.batch, a.channels, a.inner, 1);
+  const auto pd = TensorDesc::of<T>(1, a.channels, 1, 1);
+  const ScalingFactors<T> s;
+  TESSERA_CUDA_CHECK(cudnnBatchNormalizationBackward(cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &s.one, &s.zero, &s.one, &s.zero,
+                                                     xd.desc, x, xd.desc, dy, xd.desc, dx, pd.desc, gamma, dgamma, dbeta,
+                                                     a.eps, mean, invstd));
 }
 
 }  // namespace tessera
