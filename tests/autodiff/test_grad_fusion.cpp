@@ -128,3 +128,20 @@ TEST_CASE("the gradient of a one-value parameter is one fused reduction, with no
   const auto [ds_again] = grad([&](const auto& scale) { return f(x, scale); }, s);
   CHECK(ds() == doctest::Approx(ds_again()).epsilon(1e-14));
 }
+
+TEST_CASE("prod's gradient is its own kernel: no elementwise pass for g *, none to copy it") {
+  // Values near 1 (a normal product: the one-pass path) and with a zero (prefix/suffix products).
+  Tensor<double, 1> x = sample({1000}, 0.95, 1.05, 96);
+  // (prod alone: a scale after it would add a rank-0 pass of its own.)
+  const auto f = [](const auto& v) { return prod(v); };
+  for (const bool with_zero : {false, true}) {
+    CAPTURE(with_zero);
+    if (with_zero) x(17) = 0.0;
+    Tensor<double, 1> g;
+    const Counts c = measure([&] { g = std::get<0>(grad(f, x)); });
+    CHECK(c.passes == 0);
+    double others = 1.0;
+    for (index_t j = 0; j < x.size(); ++j) others *= j == 17 ? 1.0 : x(j);
+    CHECK(g(17) == doctest::Approx(others).epsilon(1e-12));
+  }
+}

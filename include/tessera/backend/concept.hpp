@@ -29,6 +29,8 @@
 //   conv2d_forward (optional fused bias) / conv2d_backward_data / _filter / _bias(B, ...)  backend/cpu/conv.hpp
 //   pool2d_forward<Max> / pool2d_backward<Max>(B, ...)                          backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
+//   batch_norm_backward(B, x, dy, gamma, mean, invstd, dx, dgamma, dbeta, args) with
+//     has_batch_norm_backward<B> true (else autodiff's closed form)             backend/cuda/conv.hpp
 //   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp
 //   prod_adjoint_into(B, out, x, reduced mask, g, p)   prod's gradient          backend/cpu/reduce.hpp
 // The CUDA backend (backend/cuda/*.hpp) provides all of them.
