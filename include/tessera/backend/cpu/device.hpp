@@ -13,6 +13,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -182,8 +183,9 @@ class CpuPool {
 /// instantiates hundreds of kernels, and that copy per kernel was a large share of its build.
 class TaskRef {
  public:
-  template <class F>
-  TaskRef(F& f) noexcept  // NOLINT(google-explicit-constructor): built at the call of parallel_tasks
+  // Not for TaskRef itself: copying one must copy it, not make a reference to it.
+  template <class F, std::enable_if_t<!std::is_same_v<std::remove_const_t<F>, TaskRef>, int> = 0>
+  explicit TaskRef(F& f) noexcept
       : object_(const_cast<void*>(static_cast<const void*>(&f))),
         call_([](void* o, index_t t) { (*static_cast<F*>(o))(t); }) {}
   void operator()(index_t t) const { call_(object_, t); }
