@@ -290,12 +290,11 @@ void route_one(const C& c, Grads& grads, const Args& args, std::index_sequence<K
   (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
 }
 
-/// Gives every parameter no contribution reached a zero gradient, and every parameter whose
-/// gradient shares a buffer with another's (see add_if_same_storage) a copy of its own.
-template <class Grads, class Args, std::size_t... K>
-void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence<K...>) {
+/// Called on gradients in turn, replaces one whose buffer an earlier one holds by a copy.
+struct UnshareBuffers {
   std::vector<const void*> seen;
-  auto unshare = [&seen](auto& g) {
+  template <class G>
+  void operator()(G& g) {
     const void* id = g.storage_id();
     if (id == nullptr) return;
     if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
@@ -303,7 +302,14 @@ void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence
     } else {
       seen.push_back(id);
     }
-  };
+  }
+};
+
+/// Gives every parameter no contribution reached a zero gradient, and every parameter whose
+/// gradient shares a buffer with another's (see add_if_same_storage) a copy of its own.
+template <class Grads, class Args, std::size_t... K>
+void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence<K...>) {
+  UnshareBuffers unshare;
   auto visit_arg = [&](const auto& arg, auto& g) {
     using Arg = std::decay_t<decltype(arg)>;
     if constexpr (has_parameters<Arg>::value) {
@@ -377,17 +383,8 @@ struct GradPlan {
 template <class Grads>
 void unshare_gradients(Grads& grads) {
   if constexpr (std::tuple_size_v<Grads> > 1) {
-    std::vector<const void*> seen;
-    auto one = [&](auto& g) {
-      const void* id = g.storage_id();
-      if (id == nullptr) return;
-      if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
-        g = g.clone();
-      } else {
-        seen.push_back(id);
-      }
-    };
-    std::apply([&](auto&... g) { (one(g), ...); }, grads);
+    UnshareBuffers unshare;
+    std::apply([&](auto&... g) { (unshare(g), ...); }, grads);
   }
 }
 

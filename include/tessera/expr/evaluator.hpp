@@ -9,7 +9,9 @@
 
 #include <array>
 #include <memory>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -224,6 +226,32 @@ void for_each_tensor(const E& e, F&& f) {
     e.for_each_tensor(f);
   }
 }
+
+/// Base of a node computed by a kernel of its own but differentiated as an equivalent expression,
+/// `closed_form`: the reverse sweep sees closed_form as the node's one input and passes the
+/// adjoint through to it unchanged, so higher derivatives are the expression's. A materialization
+/// node (its buffer is cached within an autodiff sweep); Derived adds `name` and `evaluate_into`.
+template <class Derived, class Expr>
+struct KernelOfClosedForm : ExprBase<Derived> {
+  using value_type = value_type_t<Expr>;
+  using backend_type = backend_t<Expr>;
+  static constexpr std::size_t rank = rank_v<Expr>;
+  std::shared_ptr<CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
+      std::make_shared<CacheSlot<Tensor<value_type, rank, backend_type>>>();
+  Expr closed_form;
+
+  explicit KernelOfClosedForm(Expr e) : closed_form(std::move(e)) {}
+  Shape<rank> shape() const { return closed_form.shape(); }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(closed_form, f);
+  }
+  auto inputs() const { return std::tie(closed_form); }
+  template <class H>
+  auto input_adjoints(const H& h) const {
+    return std::make_tuple(h);
+  }
+};
 
 /// Whether every element of E has the same value, as far as E's type tells: rank-0 expressions
 /// (scalars among them), and broadcasts, reshapes and elementwise ops of such (specialized beside

@@ -127,13 +127,7 @@ struct BatchNormBackwardShared {
     const Tensor<T, 1, B> g = value_of(gamma).contiguous();
     const Tensor<T, R, B> d = Tensor<T, R, B>(dy).contiguous();
     const auto s = x.shape();
-    BatchNormForwardArgs args;
-    args.batch = s[0];
-    args.channels = s[1];
-    args.inner = 1;
-    for (std::size_t i = 2; i < R; ++i) args.inner *= s[i];
-    args.eps = state->options.eps;
-    args.training = true;
+    const auto args = BatchNormForwardArgs::of(s, state->options.eps, true);
     dx = dx_out ? *dx_out : Tensor<T, R, B>::uninitialized(s);  // a handle: shares dx_out's buffer
     dgamma = Tensor<T, 1, B>::uninitialized(Shape<1>{args.channels});
     dbeta = Tensor<T, 1, B>::uninitialized(Shape<1>{args.channels});
@@ -150,32 +144,20 @@ struct BatchNormBackwardShared {
 /// and differentiates as its closed form `closed_form` (the sweep passes its adjoint through), so
 /// higher derivatives are those of the expression. In evaluation mode it evaluates the closed form.
 template <int K, class Shared, class Expr>
-struct BatchNormAdjoint : ExprBase<BatchNormAdjoint<K, Shared, Expr>> {
-  using value_type = value_type_t<Expr>;
-  using backend_type = backend_t<Expr>;
-  static constexpr std::size_t rank = rank_v<Expr>;
+struct BatchNormAdjoint : detail::KernelOfClosedForm<BatchNormAdjoint<K, Shared, Expr>, Expr> {
+  using Base = detail::KernelOfClosedForm<BatchNormAdjoint<K, Shared, Expr>, Expr>;
+  using typename Base::backend_type;
+  using typename Base::value_type;
+  static constexpr std::size_t rank = Base::rank;
   static constexpr const char* name = "batch_norm_adjoint";
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
-  Expr closed_form;
   std::shared_ptr<Shared> shared;
 
-  BatchNormAdjoint(Expr e, std::shared_ptr<Shared> s) : closed_form(std::move(e)), shared(std::move(s)) {}
-  Shape<rank> shape() const { return closed_form.shape(); }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(closed_form, f);
-  }
-  auto inputs() const { return std::tie(closed_form); }
-  template <class H>
-  auto input_adjoints(const H& h) const {
-    return std::make_tuple(h);
-  }
+  BatchNormAdjoint(Expr e, std::shared_ptr<Shared> s) : Base(std::move(e)), shared(std::move(s)) {}
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
     if (shared->state->options.training) {
       shared->template evaluate<K>(out);
     } else {
-      out.assign(closed_form);
+      out.assign(this->closed_form);
     }
   }
 };
@@ -238,14 +220,7 @@ struct BatchNorm : ExprBase<BatchNorm<X, G, Bt>> {
     const auto x = detail::value_of(input).contiguous();
     const Tensor<value_type, 1, backend_type> g = detail::value_of(gamma).contiguous();
     const Tensor<value_type, 1, backend_type> b = detail::value_of(beta).contiguous();
-    const auto s = x.shape();
-    BatchNormForwardArgs args;
-    args.batch = s[0];
-    args.channels = s[1];
-    args.inner = 1;
-    for (std::size_t i = 2; i < rank; ++i) args.inner *= s[i];
-    args.eps = state->options.eps;
-    args.training = state->options.training;
+    const auto args = BatchNormForwardArgs::of(x.shape(), state->options.eps, state->options.training);
     State& st = *state;
     if (!args.training) {
       // Evaluation: the running statistics, copied so the backward sees these even if they change.

@@ -293,31 +293,19 @@ struct ExclusiveProduct : ExprBase<ExclusiveProduct<A>> {
 /// and a multiplication by g. For higher derivatives it is the expression `closed_form` (the
 /// sweep passes its adjoint through unchanged), whose rules are ExclusiveProduct's.
 template <class Expr, class A, class G, class Prod>
-struct ProdAdjoint : ExprBase<ProdAdjoint<Expr, A, G, Prod>> {
-  using value_type = value_type_t<A>;
-  using backend_type = backend_t<A>;
-  static constexpr std::size_t rank = rank_v<A>;
+struct ProdAdjoint : detail::KernelOfClosedForm<ProdAdjoint<Expr, A, G, Prod>, Expr> {
+  using Base = detail::KernelOfClosedForm<ProdAdjoint<Expr, A, G, Prod>, Expr>;
+  using typename Base::backend_type;
+  using typename Base::value_type;
+  static constexpr std::size_t rank = Base::rank;
   static constexpr const char* name = "prod_adjoint";
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
-  Expr closed_form;
   A arg;
   std::array<bool, rank> reduced;
   G g_groups;  ///< the adjoint of each group's product, in the prod node's shape
   Prod prod;   ///< the prod node: its value is cached by the forward pass
 
   ProdAdjoint(Expr e, A a, const std::array<bool, rank>& red, G g, Prod p)
-      : closed_form(std::move(e)), arg(std::move(a)), reduced(red), g_groups(std::move(g)), prod(std::move(p)) {}
-  Shape<rank> shape() const { return arg.shape(); }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(closed_form, f);
-  }
-  auto inputs() const { return std::tie(closed_form); }
-  template <class H>
-  auto input_adjoints(const H& h) const {
-    return std::make_tuple(h);
-  }
+      : Base(std::move(e)), arg(std::move(a)), reduced(red), g_groups(std::move(g)), prod(std::move(p)) {}
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
     const auto g = detail::value_of(g_groups).contiguous().flatten();
     const auto p = detail::value_of(prod).contiguous().flatten();

@@ -17,6 +17,19 @@ struct BatchNormForwardArgs {
   index_t batch = 0, channels = 0, inner = 0;  ///< x viewed as [batch, channels, inner]
   double eps = 1e-5;
   bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
+
+  /// The arguments for an input of shape s = [N, C, ...] (every axis after C is `inner`).
+  template <std::size_t R>
+  static BatchNormForwardArgs of(const Shape<R>& s, double eps, bool training) {
+    BatchNormForwardArgs a;
+    a.batch = s[0];
+    a.channels = s[1];
+    a.inner = 1;
+    for (std::size_t i = 2; i < R; ++i) a.inner *= s[i];
+    a.eps = eps;
+    a.training = training;
+    return a;
+  }
 };
 
 /// Whether backend B has `batch_norm_backward` (training mode: dx, dgamma and dbeta in one call,
