@@ -275,6 +275,31 @@ TEST_CASE("broadcast_to rejects extents that are neither equal nor 1") {
   CHECK_THROWS_AS(m.broadcast_to({2, 2, 1}), tessera::shape_error);
 }
 
+TEST_CASE("writing into a broadcast view throws instead of writing shared elements repeatedly") {
+  Tensor<float, 1> v = {1, 2, 3};
+  Tensor<float, 2> b = v.broadcast_to({4, 3});
+  CHECK_THROWS_WITH_AS(b += 1.0f, doctest::Contains("axis 0 has stride 0"), tessera::value_error);
+  CHECK_THROWS_WITH_AS(b.fill(5.0f), doctest::Contains("[4, 3]"), tessera::value_error);
+  CHECK_THROWS_AS(b.assign(b * 2.0f), tessera::value_error);
+  const Tensor<float, 2> rows = {{1, 2, 3}, {4, 5, 6}};
+  CHECK_THROWS_AS(v.broadcast_to({2, 3}) = rows, tessera::value_error);
+  CHECK(elements(v) == std::vector<float>{1, 2, 3});  // nothing was written
+
+  // Rebinding the handle is not a write into the view; a clone owns its elements.
+  b = b * 2.0f;
+  CHECK(elements(b) == std::vector<float>{2, 4, 6, 2, 4, 6, 2, 4, 6, 2, 4, 6});
+  Tensor<float, 2> c = v.broadcast_to({4, 3}).clone();
+  c += 1.0f;
+  CHECK(elements(c) == std::vector<float>{2, 3, 4, 2, 3, 4, 2, 3, 4, 2, 3, 4});
+  CHECK(elements(v) == std::vector<float>{1, 2, 3});
+
+  // Extent-1 and empty broadcasts share nothing, so they stay writable.
+  Tensor<float, 2> row = v.broadcast_to({1, 3});
+  row += 1.0f;
+  CHECK(elements(v) == std::vector<float>{2, 3, 4});
+  v.broadcast_to({0, 3}).fill(9.0f);
+}
+
 TEST_CASE("squeeze drops a size-1 axis") {
   Tensor<float, 3> a = iota(12).reshape({3, 1, 4});
   Tensor<float, 2> s = a.squeeze(1);

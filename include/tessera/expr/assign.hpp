@@ -48,6 +48,17 @@ Tensor<T, R, B> evaluate_expression(const E& expr) {
   }
 }
 
+/// The first axis along which several of dst's elements share one memory location (extent > 1,
+/// stride 0: a broadcast_to view), or -1. The views tessera makes (slice, permute, select, reshape
+/// of a contiguous tensor) nest their strides, so a zero stride is the only way to overlap.
+template <class T, std::size_t R, class B>
+int shared_memory_axis(const Tensor<T, R, B>& dst) noexcept {
+  for (std::size_t i = 0; i < R; ++i) {
+    if (dst.shape()[i] > 1 && dst.strides()[i] == 0) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 template <class T, std::size_t R, class B, class E>
 void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
   static_assert(rank_v<E> <= R, "tessera: cannot assign an expression of higher rank");
@@ -55,6 +66,14 @@ void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
   if (target != dst.shape()) {
     throw shape_error("assign: cannot write a value of shape " + shape_to_string(expr.shape()) +
                       " into a tensor of shape " + shape_to_string(dst.shape()));
+  }
+  // Writing elementwise into such a view would write each shared location once per element that
+  // maps to it (`b += 1` would add the count of repeats). PyTorch raises here too.
+  if (const int axis = shared_memory_axis(dst); axis >= 0 && dst.size() > 0) {
+    throw value_error("assign: cannot write into a tensor of shape " + shape_to_string(dst.shape()) +
+                      " whose elements share memory (axis " + std::to_string(axis) +
+                      " has stride 0, as in a broadcast_to view); write into a clone() of it, or into "
+                      "the tensor it was broadcast from");
   }
   if (may_alias(dst, expr)) {
     const auto tmp = evaluate_expression<T, rank_v<E>, B>(expr);
