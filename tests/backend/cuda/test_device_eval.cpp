@@ -149,7 +149,7 @@ TEST_CASE("transposed operands, where with a bool condition, casts") {
   const auto dense = where(a > 0.5f, a, 0.0f) * cast<float>(logical_not(a < -1.0f));
   check_equal(run_pass<float>(dense, a.shape(), Body::vector), Tensor<float, 2>(dense));
   const auto flags = a > 0.0f;  // bool output: 16 per vector
-  Tensor<float, 2> big = ramp(8, 8);
+  Tensor<float, 2> big = ramp(16, 16);  // 1 KiB: 64-byte aligned, as 16 floats per vector need
   check_equal(run_pass<bool>(big > 0.0f, big.shape(), Body::vector), Tensor<bool, 2>(big > 0.0f));
   check_equal(run_pass<bool>(flags, a.shape(), Body::flat), Tensor<bool, 2>(flags));
 }
