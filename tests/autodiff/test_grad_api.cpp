@@ -76,6 +76,21 @@ TEST_CASE("a parameter struct, a member used through a view (q.W.transpose())") 
   CHECK(g.b.storage_id() != layer.b.storage_id());
 }
 
+TEST_CASE("a parameter struct member used through a broadcast_to view is refused, not summed wrongly") {
+  const auto x = sample({5, 3}, -1, 1, 71);
+  const Linear layer{sample({4, 3}, -1, 1, 72), sample({4}, -1, 1, 73)};
+  // Tensor::broadcast_to is a stride-0 view: its gradient would have to be written through
+  // shared memory locations.
+  const auto through_view = [&](const auto& q) { return sum(square(matmul(x, q.W.transpose()) + q.b.broadcast_to({5, 4}))); };
+  CHECK_THROWS_WITH_AS(grad(through_view, layer), doctest::Contains("broadcast inside the expression"), tessera::value_error);
+  // Broadcasting inside the expression (free function, lazy) is the supported way.
+  const auto inside = [&](const auto& q) { return sum(square(matmul(x, q.W.transpose()) + broadcast_to(q.b, Shape<2>{5, 4}))); };
+  const auto [g] = grad(inside, layer);
+  const auto [dW, db] = grad([&](const auto& W, const auto& b) { return sum(square(matmul(x, transpose(W)) + b)); }, layer.W, layer.b);
+  CHECK_TENSOR_NEAR(g.W, dW, 1e-14);
+  CHECK_TENSOR_NEAR(g.b, db, 1e-14);
+}
+
 TEST_CASE("a parameter struct next to a tensor argument, a member used twice") {
   const auto x = sample({5, 3}, -1, 1, 70);
   const Linear layer{sample({4, 3}, -1, 1, 71), sample({4}, -1, 1, 72)};

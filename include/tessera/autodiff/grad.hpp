@@ -250,11 +250,9 @@ bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& para
     if (!param.is_contiguous()) {
       throw value_error("tessera::grad: a view of a non-contiguous parameter cannot receive a gradient");
     }
-    for (std::size_t i = 0; i < rank_v<Leaf>; ++i) {
-      if (leaf.strides()[i] == 0 && leaf.shape()[i] > 1) {
-        throw value_error("tessera::grad: a broadcast_to view of a parameter cannot receive a gradient; "
-                          "broadcast inside the expression instead");
-      }
+    if (shared_memory_axis(leaf) >= 0) {
+      throw value_error("tessera::grad: a broadcast_to view of a parameter cannot receive a gradient; "
+                        "broadcast inside the expression instead");
     }
     // The view is written in place, so into a buffer of the gradient's own.
     if (gradient_unset(grad)) {
