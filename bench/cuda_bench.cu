@@ -1,8 +1,8 @@
-// GPU benchmarks of the CUDA backend (issue 7's targets), timed with CUDA events:
+// GPU benchmarks of the CUDA backend, timed with CUDA events (targets: bench/gpu_targets.py):
 //   fused_elementwise   a*b + c*d - tanh(e) over 2^26 floats: one kernel; bytes moved = 6 arrays
 //   device_copy         cudaMemcpy device-to-device of 2^26 floats: the bandwidth reference
 //   gemm_tessera/_cublas  4096^3 SGEMM through tessera::matmul and through cublasSgemm directly
-//   cnn_train_step      the nn issue's CNN (conv 32, conv 64, dense 128; BN, ReLU, max pooling,
+//   cnn_train_step      the benchmarks' CNN (conv 32, conv 64, dense 128; BN, ReLU, max pooling,
 //                       dropout), batch 256 of 1x28x28, forward + backward + Adam step
 // scripts/gpu-check runs it next to bench/torch_cuda_reference.py (PyTorch eager, same shapes).
 #include <benchmark/benchmark.h>
@@ -10,6 +10,7 @@
 #include <tessera/cuda.hpp>
 
 #include <cstdio>
+#include <cstring>
 
 namespace {
 
@@ -116,7 +117,10 @@ BENCHMARK(gemm_cublas)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(cnn_train_step)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
-  if (!Dev::available()) {
+  // Listing the benchmarks needs no device (scripts/gpu-check runs each in its own process).
+  bool listing = false;
+  for (int i = 1; i < argc; ++i) listing = listing || std::strncmp(argv[i], "--benchmark_list_tests", 22) == 0;
+  if (!listing && !Dev::available()) {
     std::printf("cuda_bench: no CUDA device here\n");
     return 77;
   }

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 using namespace tessera;
@@ -68,7 +69,7 @@ Tensor<T, R, Dev> to_dev(const Tensor<T, R, cpu>& t) {
   return t.template to<Dev>();
 }
 
-/// Every element of the device result equals the CPU's within a relative tolerance.
+/// Every element of the device result equals the CPU's within a relative tolerance (0: exactly).
 template <class T, std::size_t R>
 void check_close(const Tensor<T, R, Dev>& got_device, const Tensor<T, R, cpu>& want, double tol = 1e-5) {
   const auto got = host(got_device);
@@ -79,6 +80,8 @@ void check_close(const Tensor<T, R, Dev>& got_device, const Tensor<T, R, cpu>& w
     if (std::isnan(x)) {
       CHECK(std::isnan(g));
     } else if (std::isinf(x)) {
+      CHECK(g == x);
+    } else if (tol == 0) {
       CHECK(g == x);
     } else {
       CHECK(g == doctest::Approx(x).epsilon(tol).scale(1.0));
@@ -229,11 +232,15 @@ TEST_CASE("matmul through cuBLAS: transposed operands, batches, vectors") {
 
 TEST_CASE("random fills draw the CPU's values") {
   ts::Generator g1(42), g2(42);
-  check_close(ts::uniform<float, Dev>(g1, Shape<2>{31, 17}, -1.0f, 3.0f), ts::uniform<float>(g2, Shape<2>{31, 17}, -1.0f, 3.0f));
+  // Uniform draws and dropout masks are bit-identical; normal draws go through the device's log,
+  // sin and cos, which may differ from the host's in the last bit of a double.
+  check_close(ts::uniform<float, Dev>(g1, Shape<2>{31, 17}, -1.0f, 3.0f), ts::uniform<float>(g2, Shape<2>{31, 17}, -1.0f, 3.0f), 0);
+  check_close(ts::uniform<double, Dev>(g1, Shape<1>{999}, -0.5, 7.0), ts::uniform<double>(g2, Shape<1>{999}, -0.5, 7.0), 0);
   check_close(ts::normal<double, Dev>(g1, Shape<1>{1001}, 0.5, 2.0), ts::normal<double>(g2, Shape<1>{1001}, 0.5, 2.0), 1e-12);
+  check_close(ts::normal<float, Dev>(g1, Shape<1>{1001}, 0.5f, 2.0f), ts::normal<float>(g2, Shape<1>{1001}, 0.5f, 2.0f), 1e-6);
   CHECK(g1.offset() == g2.offset());
   check_close(tessera::nn::detail::dropout_mask<float, 2, Dev>(g1, Shape<2>{9, 13}, 0.3),
-              tessera::nn::detail::dropout_mask<float, 2, cpu>(g2, Shape<2>{9, 13}, 0.3));
+              tessera::nn::detail::dropout_mask<float, 2, cpu>(g2, Shape<2>{9, 13}, 0.3), 0);
 }
 
 TEST_CASE("gradients of a small network and of prod match the CPU's") {
@@ -364,9 +371,12 @@ TEST_CASE("train::fit runs a small CNN on the device with batches copied from a 
   ts::optim::Adam<float, Dev> device_opt({0.01});
   auto device_batches = ts::data::on_device<Dev>(loader);
   const auto device_history = ts::train::fit(device_model, device_opt, loss, device_batches, options);
+  // Losses agree to float rounding; an accuracy may differ by a prediction whose two largest logits
+  // are within that rounding: at most one of the 48 samples per epoch.
+  const double one_prediction = 1.0 / 48.0;
   for (std::size_t e = 0; e < 2; ++e) {
     CHECK(device_history["loss"][e] == doctest::Approx(host_history["loss"][e]).epsilon(1e-3));
-    CHECK(device_history["accuracy"][e] == doctest::Approx(host_history["accuracy"][e]));
+    CHECK(std::abs(device_history["accuracy"][e] - host_history["accuracy"][e]) <= one_prediction + 1e-12);
   }
   const auto eval = ts::train::evaluate(device_model, loss, device_batches);
   CHECK(eval.loss == doctest::Approx(ts::train::evaluate(host_model, loss, loader).loss).epsilon(1e-3));
@@ -375,7 +385,10 @@ TEST_CASE("train::fit runs a small CNN on the device with batches copied from a 
 }
 
 int main(int argc, char** argv) {
-  if (!Dev::available()) {
+  // Listing the cases needs no device (scripts/gpu-check runs each case in its own process).
+  bool listing = false;
+  for (int i = 1; i < argc; ++i) listing = listing || std::strncmp(argv[i], "--list", 6) == 0 || std::strncmp(argv[i], "-l", 2) == 0;
+  if (!listing && !Dev::available()) {
     std::printf("test_cuda_device: no CUDA device here; skipped (exit 77)\n");
     return 77;
   }

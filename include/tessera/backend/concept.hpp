@@ -22,7 +22,8 @@
 //   softmax_into(B, Tensor<T,R,B>& out, const Tensor<T,R,B>& in, axis, log)
 //   random_fill(B, T* data, n, Generator& gen, draw)       the next counter blocks of gen through a
 //                                                          draw of core/random.hpp (uniform, normal,
-//                                                          dropout masks); same values on every backend
+//                                                          dropout masks); the same values on every backend
+//                                                          (normal: to libm's last-bit rounding)
 //   elementwise_assign_multi(B, dsts, exprs, index_sequence)   several same-shaped outputs, one pass
 //
 // OPTIONAL (an op whose entry a backend lacks fails to compile where it is used):

@@ -74,9 +74,12 @@ TESSERA_HD T unit_uniform(std::uint32_t w0, std::uint32_t w1) {
 }
 
 /// low + (high - low) * u for u in [0, 1), kept below high (rounding could otherwise reach it).
+/// An explicit fma: compilers may contract `low + (high - low) * u` into one (nvcc does by
+/// default, host compilers with FMA flags may), and one rounding or two must not depend on that,
+/// so that the CPU and the GPU draw bit-identical values.
 template <class T>
 TESSERA_HD T scale_uniform(T low, T high, T u) {
-  const T r = low + (high - low) * u;
+  const T r = std::fma(high - low, u, low);
   return (r < high || !(low < high)) ? r : std::nextafter(high, low);
 }
 
@@ -96,7 +99,8 @@ struct UniformDraw {
   }
 };
 
-/// Normal by Box-Muller in double: two elements per block.
+/// Normal by Box-Muller in double: two elements per block. The GPU's log, sin and cos may differ
+/// from the host's in the last bit of a double, so normal draws agree to rounding, not bit for bit.
 template <class T>
 struct NormalDraw {
   static constexpr int per_block = 2;
@@ -107,8 +111,8 @@ struct NormalDraw {
     const double u2 = unit_uniform<double>(w[2], w[3]);
     const double r = std::sqrt(-2.0 * std::log(u1));
     const double theta = 6.283185307179586476925 * u2;
-    out[0] = mean + stddev * static_cast<T>(r * std::cos(theta));
-    if (count > 1) out[1] = mean + stddev * static_cast<T>(r * std::sin(theta));
+    out[0] = std::fma(stddev, static_cast<T>(r * std::cos(theta)), mean);
+    if (count > 1) out[1] = std::fma(stddev, static_cast<T>(r * std::sin(theta)), mean);
   }
 };
 
