@@ -101,7 +101,7 @@ void wait_until_idle(int max_ms);
 /// y = a + 2 * b over `stream_elements` floats as a plain loop split over threads() std::threads
 /// (the calling thread takes the first share): the memory-bandwidth reference.
 std::unique_ptr<Runner> make_triad();
-/// Arrays of `stream_elements` floats one triad pass moves, as the issue counts them (2 read, 1 written).
+/// Arrays of `stream_elements` floats one triad pass moves, as STREAM counts them (2 read, 1 written).
 inline constexpr double triad_arrays = 3;
 /// Milliseconds to move `arrays` arrays of `stream_elements` floats at the triad's bandwidth.
 inline double memory_floor_ms(double triad_ms, double arrays) { return triad_ms * arrays / triad_arrays; }

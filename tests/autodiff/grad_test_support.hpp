@@ -22,7 +22,7 @@ using tessera::index_t;
     CHECK_MESSAGE(grad_check_result_.passed, grad_check_result_.message()); \
   } while (false)
 
-/// The tolerance the issue asks for, with the default central-difference step.
+/// A tolerance of 1e-6 (absolute near zero, relative above 1) with a central-difference step of 1e-6.
 inline tessera::GradCheckOptions tight() { return tessera::GradCheckOptions{1e-6, 1e-6}; }
 
 /// Largest |a - b| / max(1, |b|) over all elements; infinity when the shapes differ.

@@ -66,6 +66,17 @@ TEST_CASE("Linear rejects inputs with the wrong number of features") {
   CHECK_THROWS_AS(nn::Linear<>(0, 2), value_error);
 }
 
+TEST_CASE("a shape error inside Sequential names the layer's index and type, also when nested") {
+  auto model = nn::sequential(nn::Linear<>(4, 8), nn::ReLU{}, nn::Linear<>(6, 2));
+  CHECK_THROWS_WITH_AS(model(Tensor<float, 2>(Shape<2>{3, 4})),
+                       "Sequential layer 2 (Linear): Linear: input of shape [3, 8] has 8 features, expected 6", shape_error);
+  auto outer = nn::sequential(nn::Flatten{}, nn::sequential(nn::Linear<>(5, 3)));
+  CHECK_THROWS_WITH_AS(outer(Tensor<float, 3>(Shape<3>{2, 2, 2})),
+                       "Sequential layer 1 (Sequential): Sequential layer 0 (Linear): Linear: input of shape [2, 4] has 4 "
+                       "features, expected 5",
+                       shape_error);
+}
+
 TEST_CASE("Linear: gradients of weight, bias and input check against finite differences") {
   Generator gen(11);
   nn::Linear<double> lin(3, 2, {.bias = true, .generator = &gen});

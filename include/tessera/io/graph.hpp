@@ -1,6 +1,6 @@
 // Graphs of expressions and models, for TensorBoard's Graphs view (a GraphDef) and GraphViz (DOT).
 //
-// An expression's type is its graph (DESIGN.md "The compile-time graph"): each node names its op,
+// An expression's type is its graph (docs/architecture.md): each node names its op,
 // knows its shape and element type, and lists its children (`inputs()`). trace_graph records a node
 // per op node, per leaf tensor (per data(); named after `named_tensors`, else "input", "input_1")
 // and per scalar ("Const"), named "<scope>/<op>" made unique with "_1", ... (TensorBoard folds each

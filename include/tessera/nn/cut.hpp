@@ -1,4 +1,4 @@
-// Cut: a type boundary around a block of layers (DESIGN.md "Type depth").
+// Cut: a type boundary around a block of layers (docs/architecture.md, "Type depth").
 //
 // Without it a model's forward is one expression whose type nests every layer, and its backward is
 // instantiated over that whole type, so compile time grows with depth. `nn::cut(block)` evaluates

@@ -42,9 +42,14 @@ namespace detail {
 
 template <class P, class Q>
 void check_same_shape(const P& p, const Q& q, const char* loss) {
-  if (p.shape() != q.shape()) {
-    throw shape_error(std::string(loss) + ": input of shape " + shape_to_string(p.shape()) + " and target of shape " +
-                      shape_to_string(q.shape()) + " differ");
+  static_assert(rank_v<P> == rank_v<Q>,
+                "tessera::nn loss: input and target have different ranks (e.g. a [n, 1] output and [n] labels); "
+                "reshape one of them, e.g. reshape(target, Shape<2>{n, 1})");
+  if constexpr (rank_v<P> == rank_v<Q>) {  // else only the static_assert reports
+    if (p.shape() != q.shape()) {
+      throw shape_error(std::string(loss) + ": input of shape " + shape_to_string(p.shape()) + " and target of shape " +
+                        shape_to_string(q.shape()) + " differ");
+    }
   }
 }
 

@@ -25,6 +25,24 @@
 
 namespace tessera::nn {
 
+namespace detail {
+template <class M, class = void>
+struct has_type_name : std::false_type {};
+template <class M>
+struct has_type_name<M, std::void_t<decltype(M::type_name)>> : std::true_type {};
+
+/// A layer's type as summaries and error messages show it ("Conv2d"); "Module" for user modules
+/// without a `type_name`.
+template <class M>
+std::string type_name_of() {
+  if constexpr (has_type_name<M>::value) {
+    return M::type_name;
+  } else {
+    return "Module";
+  }
+}
+}  // namespace detail
+
 /// A trainable tensor of a module, with its name.
 template <class TensorType>
 struct ParameterMember {

@@ -49,12 +49,22 @@ struct Sequential : Module<Sequential<L...>> {
   auto members_impl(std::index_sequence<K...>) {
     return std::make_tuple(child(std::to_string(K), std::get<K>(layers))...);
   }
+  /// Layer K applied to x; a shape error it raises names the layer, as Keras does.
+  template <std::size_t K, class X>
+  auto apply(const X& x) const {
+    try {
+      return std::get<K>(layers)(x);
+    } catch (const shape_error& e) {
+      using Layer = std::tuple_element_t<K, std::tuple<L...>>;
+      throw shape_error("Sequential layer " + std::to_string(K) + " (" + detail::type_name_of<Layer>() + "): " + e.what());
+    }
+  }
   template <std::size_t K, class X>
   auto forward_from(const X& x) const {
     if constexpr (K + 1 == sizeof...(L)) {
-      return std::get<K>(layers)(x);
+      return apply<K>(x);
     } else {
-      return forward_from<K + 1>(std::get<K>(layers)(x));
+      return forward_from<K + 1>(apply<K>(x));
     }
   }
   template <std::size_t K, std::size_t End, class X>
@@ -62,7 +72,7 @@ struct Sequential : Module<Sequential<L...>> {
     if constexpr (K == End) {
       return x;
     } else {
-      return forward_range<K + 1, End>(std::get<K>(layers)(x));
+      return forward_range<K + 1, End>(apply<K>(x));
     }
   }
 };

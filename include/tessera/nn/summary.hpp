@@ -19,25 +19,10 @@ namespace tessera::nn {
 
 namespace detail {
 
-template <class M, class = void>
-struct has_type_name : std::false_type {};
-template <class M>
-struct has_type_name<M, std::void_t<decltype(M::type_name)>> : std::true_type {};
-
 template <class M>
 struct is_sequential : std::false_type {};
 template <class... L>
 struct is_sequential<Sequential<L...>> : std::true_type {};
-
-/// The layer's type as shown in summaries ("Conv2d"); "Module" for user modules without a type_name.
-template <class M>
-std::string type_name_of() {
-  if constexpr (has_type_name<M>::value) {
-    return M::type_name;
-  } else {
-    return "Module";
-  }
-}
 
 struct SummaryRow {
   std::string name, type, output;
