@@ -309,6 +309,12 @@ TEST_CASE("cuDNN convolution, pooling and batch norm: forward and gradients matc
   check_close(Tensor<float, 4, Dev>(ts::conv2d(to_dev(x4), to_dev(wg), grouped)), Tensor<float, 4, cpu>(ts::conv2d(x4, wg, grouped)),
               1e-4);
 
+  // A layer without bias: the bias gradient its node still produces is zeros, filled on the device.
+  ts::manual_seed(7);
+  tessera::nn::Conv2d<float, Dev> no_bias(3, 4, 3, {.bias = false});
+  auto [layer_grads] = ts::grad([&](const auto& m) { return ts::sum(m(to_dev(x))); }, no_bias);
+  check_close(layer_grads.bias, ts::zeros<float>({4}), 0);
+
   // Pooling (max and average, with padding) and its gradient.
   const auto y = random2(2 * 3 * 8, 10, 27).reshape(Shape<4>{2, 3, 8, 10});
   auto pool_loss = [](const auto& t) {

@@ -235,6 +235,22 @@ TEST_CASE("views in an expression are one pass; clone is one pass and one alloca
   CHECK(t(4, 7) == doctest::Approx(3.f * m(7, 4)));
 }
 
+TEST_CASE("a transposed product or sum is computed once per pass, then read through transposed strides") {
+  const auto a = random_tensor<float>(Shape<2>{5, 4}, 31), b = random_tensor<float>(Shape<2>{4, 3}, 32);
+  const auto c = random_tensor<float>(Shape<2>{3, 5}, 33);
+  instrument::reset();
+  Tensor<float, 2> y = transpose(matmul(a, b)) + c;
+  CHECK(materializations() == 1);  // the GEMM, once
+  CHECK(passes() == 1);
+  const Tensor<float, 2> ab = matmul(a, b);
+  CHECK(y(2, 4) == doctest::Approx(ab(4, 2) + c(2, 4)));
+
+  instrument::reset();
+  Tensor<float, 2> z = transpose(a + a) * 2.0f;
+  CHECK(passes() == 2);  // a + a into a buffer, then the transposed product
+  CHECK(z(3, 1) == doctest::Approx(4 * a(1, 3)));
+}
+
 TEST_CASE("views allocate nothing, including rank-0 views") {
   const auto m = random_tensor<float>(Shape<2>{6, 4}, 61);
   const auto v = random_tensor<float>(Shape<1>{5}, 62);

@@ -89,11 +89,17 @@ GradCheckResult check_gradients_impl(F& f, const Args& targs, const GradCheckOpt
       return std::apply(
           [&](const auto&... x) {
             using Refs = std::tuple<const std::decay_t<decltype(x)>&...>;
-            return Tensor<double, 0>(call_with_vars<0>(f, Refs(x...), std::index_sequence_for<decltype(x)...>{}))();
+            const auto value = call_with_vars<0>(f, Refs(x...), std::index_sequence_for<decltype(x)...>{});
+            return Tensor<double, 0, backend_t<decltype(value)>>(value)();
           },
           args);
     } else {
-      return std::apply([&](const auto&... x) { return Tensor<double, 0>(f(x...))(); }, args);
+      return std::apply(
+          [&](const auto&... x) {
+            const auto value = f(x...);
+            return Tensor<double, 0, backend_t<decltype(value)>>(value)();
+          },
+          args);
     }
   };
   GradCheckResult result;

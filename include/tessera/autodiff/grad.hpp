@@ -20,7 +20,6 @@
 
 #include "tessera/autodiff/backward.hpp"
 #include "tessera/autodiff/var.hpp"
-#include "tessera/backend/cpu/elementwise.hpp"
 #include "tessera/core/factories.hpp"
 #include "tessera/expr/assign.hpp"
 #include "tessera/expr/cache.hpp"
@@ -414,12 +413,12 @@ auto value_and_grad_impl(F& f, const A&... a) {
     CacheEpochScope scope(new_cache_epoch());
     auto out = call_with_vars<0>(f, args, std::index_sequence_for<A...>{});
     Tensor<T, 0, backend_t<decltype(out)>> value = out;
-    const auto contributions = backward<0, P::match_tensors>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
+    const auto contributions = reverse_sweep<0, P::match_tensors>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
     return std::make_pair(value, gradients_from<P::match_tensors>(contributions, args));
   } else {
     auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
     auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
-    const auto contributions = backward<P::level, false>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
+    const auto contributions = reverse_sweep<P::level, false>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
     auto flat_grads = std::apply(
         [&](const auto&... x) {
           return lazy_gradients(contributions, std::make_index_sequence<P::vars>{}, x...);
@@ -467,7 +466,7 @@ auto vjp(F&& f, const A&... a) {
                         shape_to_string(out.shape()));
     }
     detail::CacheEpochScope scope(epoch);
-    const auto contributions = detail::backward<0, P::match_tensors>(out, cotangent);
+    const auto contributions = detail::reverse_sweep<0, P::match_tensors>(out, cotangent);
     return std::apply([&](const auto&... x) { return detail::gradients_from<P::match_tensors>(contributions, std::tuple<const A&...>(x...)); }, args);
   };
   return std::make_pair(value, pullback);

@@ -17,8 +17,10 @@
 // REQUIRED (free functions found by overloading on a B{} tag; see backend/cpu/*.hpp):
 //   elementwise_assign(B, Tensor<T,R,B>& dst, const Expr& e)        one fused pass, dst = e
 //   gemm(B, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)   row-major GEMM
+//   gemm_batched(B, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+//                ldc, stride_c, batches)                  `batches` GEMMs at constant offsets
 //   reduce_into(B, Tensor<T,RO,B>& out, const Expr& in, axes mask, reducer, scale)
-//   arg_reduce_into<Largest>(B, Tensor<int64,R-1,B>& out, const Tensor<T,R,B>& in, axis)
+//   arg_reduce_into(B, std::bool_constant<Largest>, Tensor<int64,R-1,B>& out, const Tensor<T,R,B>& in, axis)
 //   softmax_into(B, Tensor<T,R,B>& out, const Tensor<T,R,B>& in, axis, log)
 //   random_fill(B, T* data, n, Generator& gen, draw)       the next counter blocks of gen through a
 //                                                          draw of core/random.hpp (uniform, normal,
@@ -26,9 +28,13 @@
 //                                                          (normal: to libm's last-bit rounding)
 //   elementwise_assign_multi(B, dsts, exprs, index_sequence)   several same-shaped outputs, one pass
 //
+// PROVIDED for every backend, which may overload it for its own tag:
+//   matmul_into(B, Tensor<T,R,B> out, Tensor<T,RA,B> a, Tensor<T,RB,B> b)   batched, broadcast
+//     matmul planned onto gemm/gemm_batched                                  backend/matmul_plan.hpp
+//
 // OPTIONAL (an op whose entry a backend lacks fails to compile where it is used):
 //   conv2d_forward (optional fused bias) / conv2d_backward_data / _filter / _bias(B, ...)  backend/cpu/conv.hpp
-//   pool2d_forward<Max> / pool2d_backward<Max>(B, ...)                          backend/cpu/conv.hpp
+//   pool2d_forward / pool2d_backward(B, std::bool_constant<Max>, ...)            backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
 //   batch_norm_backward(B, x, dy, gamma, mean, invstd, dx, dgamma, dbeta, args) with
 //     has_batch_norm_backward<B> true (else autodiff's closed form)             backend/cuda/conv.hpp
@@ -41,6 +47,11 @@
 #include <type_traits>
 
 namespace tessera {
+
+/// The CPU backend, the default backend argument of tensors and factories. Defined, with its
+/// kernels, in backend/cpu/ (tessera/tessera.hpp includes it): core and expression headers name
+/// it without depending on its implementation.
+struct cpu;
 
 namespace detail {
 template <class B, class = void>

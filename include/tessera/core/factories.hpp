@@ -9,7 +9,6 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/random.hpp"
 #include "tessera/core/tensor.hpp"
-#include "tessera/backend/cpu/device.hpp"
 
 namespace tessera {
 

@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "tessera/backend/concept.hpp"
-#include "tessera/backend/cpu/device.hpp"
 #include "tessera/core/config.hpp"
 #include "tessera/core/dtype.hpp"
 #include "tessera/core/error.hpp"
@@ -48,7 +47,7 @@ template <class T, std::size_t Rank, class Backend = cpu>
 class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   static_assert(is_supported_dtype_v<T>,
                 "tessera::Tensor: element type must be float, double, int32_t, int64_t or bool");
-  static_assert(is_backend_v<Backend>, "tessera::Tensor: Backend does not satisfy backend/concept.hpp");
+  static_assert(is_backend_v<Backend>, "tessera::Tensor: Backend does not satisfy backend/concept.hpp (for the CPU backend, include <tessera/tessera.hpp>)");
   static_assert(Rank <= max_rank, "tessera::Tensor: rank exceeds tessera::max_rank");
 
  public:
@@ -209,7 +208,11 @@ class Tensor : public ExprBase<Tensor<T, Rank, Backend>> {
   /// All elements as a rank-1 tensor.
   Tensor<T, 1, Backend> flatten() const { return reshape(Shape<1>{size()}); }
   /// Axes in a new order: result axis i is this tensor's axis order[i].
-  Tensor permute(const index_t (&order)[Rank]) const { return permute(to_shape(order)); }
+  /// (A template so that a rank-0 tensor declares no zero-length array, which C++ forbids.)
+  template <std::size_t N, std::enable_if_t<N == Rank, int> = 0>
+  Tensor permute(const index_t (&order)[N]) const {
+    return permute(to_shape(order));
+  }
   Tensor permute(const shape_type& order) const;
   /// Swaps two axes.
   Tensor transpose(index_t a, index_t b) const;

@@ -4,7 +4,6 @@
 
 #include <type_traits>
 
-#include "tessera/backend/cpu/elementwise.hpp"
 #include "tessera/core/print.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/binary_ops.hpp"

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "tessera/core/tensor.hpp"
+#include "tessera/expr/node_concept.hpp"
 
 namespace tessera::detail {
 
@@ -38,32 +39,8 @@ class CacheEpochScope {
   std::uint64_t previous_;
 };
 
-/// Shared by all copies of one materialization node.
-template <class TensorType>
-struct CacheSlot {
-  std::uint64_t epoch = 0;
-  std::optional<TensorType> value;  // optional: an empty rank-0 tensor would allocate its scalar
-};
-
 template <class E>
 using materialized_tensor_t = Tensor<value_type_t<E>, rank_v<E>, backend_t<E>>;
-
-template <class E>
-std::shared_ptr<CacheSlot<materialized_tensor_t<E>>> make_cache_slot() {
-  return std::make_shared<CacheSlot<materialized_tensor_t<E>>>();
-}
-
-/// Nodes may offer `std::optional<Tensor> alias() const`: their value as an existing buffer when,
-/// at run time, computing it would only copy (e.g. a sum_to with nothing to sum).
-template <class E, class = void>
-struct has_alias : std::false_type {};
-template <class E>
-struct has_alias<E, std::void_t<decltype(std::declval<const E&>().alias())>> : std::true_type {};
-
-template <class E, class = void>
-struct has_cache_slot : std::false_type {};
-template <class E>
-struct has_cache_slot<E, std::void_t<decltype(std::declval<const E&>().cache)>> : std::true_type {};
 
 /// The buffer of a materialization node: computed, or reused within the active epoch.
 /// (Nodes without a `cache` member, e.g. users' own, are always computed.)

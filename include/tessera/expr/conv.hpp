@@ -8,7 +8,7 @@
 #include <string>
 #include <tuple>
 
-#include "tessera/backend/cpu/conv.hpp"
+#include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/cache.hpp"
@@ -46,12 +46,6 @@ Tensor<T, 4, B> contiguous_value(const E& e) {
   return value_of(e).contiguous();
 }
 
-/// The cache slot every node of this file carries (its buffer is kept during an autodiff sweep).
-template <class T, class B>
-struct CachedNode4 {
-  std::shared_ptr<CacheSlot<Tensor<T, 4, B>>> cache = std::make_shared<CacheSlot<Tensor<T, 4, B>>>();
-};
-
 }  // namespace detail
 
 /// The bias input of a conv2d node without one.
@@ -68,7 +62,7 @@ struct Conv2dBiasGrad;
 /// With a Bias input the bias is added inside the convolution (no extra pass over y); `use_bias`
 /// false skips it (a layer built without bias keeps one type either way).
 template <class X, class W, class Bias = NoConvBias>
-struct Conv2d : ExprBase<Conv2d<X, W, Bias>>, detail::CachedNode4<value_type_t<X>, common_backend_t<backend_t<X>, backend_t<W>>> {
+struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias>, value_type_t<X>, 4, common_backend_t<backend_t<X>, backend_t<W>>> {
   using value_type = value_type_t<X>;
   using backend_type = common_backend_t<backend_t<X>, backend_t<W>>;
   static constexpr std::size_t rank = 4;
@@ -158,7 +152,7 @@ struct Conv2d : ExprBase<Conv2d<X, W, Bias>>, detail::CachedNode4<value_type_t<X
 
 /// The gradient of conv2d with respect to its input: a transposed convolution of dy by w.
 template <class W, class G>
-struct Conv2dInputGrad : ExprBase<Conv2dInputGrad<W, G>>, detail::CachedNode4<value_type_t<W>, backend_t<W>> {
+struct Conv2dInputGrad : detail::MaterializedNode<Conv2dInputGrad<W, G>, value_type_t<W>, 4, backend_t<W>> {
   using value_type = value_type_t<W>;
   using backend_type = backend_t<W>;
   static constexpr std::size_t rank = 4;
@@ -189,7 +183,7 @@ struct Conv2dInputGrad : ExprBase<Conv2dInputGrad<W, G>>, detail::CachedNode4<va
 
 /// The gradient of conv2d with respect to its weight: dy correlated with the input's columns.
 template <class X, class G>
-struct Conv2dWeightGrad : ExprBase<Conv2dWeightGrad<X, G>>, detail::CachedNode4<value_type_t<X>, backend_t<X>> {
+struct Conv2dWeightGrad : detail::MaterializedNode<Conv2dWeightGrad<X, G>, value_type_t<X>, 4, backend_t<X>> {
   using value_type = value_type_t<X>;
   using backend_type = backend_t<X>;
   static constexpr std::size_t rank = 4;
@@ -227,7 +221,7 @@ inline Conv2dGeometry conv2d_geometry(const Conv2dOptions& o) {
 /// The gradient of conv2d's bias: dy summed over the batch and the positions; zeros when the node
 /// does not use its bias (a layer without bias still has the tensor in its parameter tuple).
 template <class G>
-struct Conv2dBiasGrad : ExprBase<Conv2dBiasGrad<G>> {
+struct Conv2dBiasGrad : detail::MaterializedNode<Conv2dBiasGrad<G>, value_type_t<G>, 1, backend_t<G>> {
   using value_type = value_type_t<G>;
   using backend_type = backend_t<G>;
   static constexpr std::size_t rank = 1;
@@ -240,7 +234,8 @@ struct Conv2dBiasGrad : ExprBase<Conv2dBiasGrad<G>> {
     if (used) {
       conv2d_backward_bias(backend_type{}, detail::contiguous_value<value_type, backend_type>(dy), out);
     } else {
-      std::fill(out.data(), out.data() + out.size(), value_type(0));
+      // The backend's own fill: `out` may be device memory.
+      backend_type::fill_zero(out.data(), static_cast<std::size_t>(out.size()) * sizeof(value_type));
     }
   }
   template <class F>
@@ -272,7 +267,7 @@ struct Pool2dGrad;
 
 /// Max (Max = true) or average pooling over kh x kw windows, NCHW.
 template <bool Max, class X>
-struct Pool2d : ExprBase<Pool2d<Max, X>>, detail::CachedNode4<value_type_t<X>, backend_t<X>> {
+struct Pool2d : detail::MaterializedNode<Pool2d<Max, X>, value_type_t<X>, 4, backend_t<X>> {
   using value_type = value_type_t<X>;
   using backend_type = backend_t<X>;
   static constexpr std::size_t rank = 4;
@@ -296,7 +291,7 @@ struct Pool2d : ExprBase<Pool2d<Max, X>>, detail::CachedNode4<value_type_t<X>, b
   }
   const Shape<4>& shape() const { return shape_; }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
-    pool2d_forward<Max>(backend_type{}, detail::contiguous_value<value_type, backend_type>(input), out, kh, kw, geometry);
+    pool2d_forward(backend_type{}, std::bool_constant<Max>{}, detail::contiguous_value<value_type, backend_type>(input), out, kh, kw, geometry);
   }
   template <class F>
   void for_each_tensor(F&& f) const {
@@ -315,7 +310,7 @@ struct Pool2d : ExprBase<Pool2d<Max, X>>, detail::CachedNode4<value_type_t<X>, b
 
 /// The gradient of pooling with respect to its input (max: to each window's first maximum).
 template <bool Max, class X, class G>
-struct Pool2dGrad : ExprBase<Pool2dGrad<Max, X, G>>, detail::CachedNode4<value_type_t<X>, backend_t<X>> {
+struct Pool2dGrad : detail::MaterializedNode<Pool2dGrad<Max, X, G>, value_type_t<X>, 4, backend_t<X>> {
   using value_type = value_type_t<X>;
   using backend_type = backend_t<X>;
   static constexpr std::size_t rank = 4;
@@ -328,7 +323,7 @@ struct Pool2dGrad : ExprBase<Pool2dGrad<Max, X, G>>, detail::CachedNode4<value_t
       : input(std::move(x)), dy(std::move(g)), kh(h), kw(w), geometry(geo) {}
   auto shape() const { return input.shape(); }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
-    pool2d_backward<Max>(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
+    pool2d_backward(backend_type{}, std::bool_constant<Max>{}, detail::contiguous_value<value_type, backend_type>(input),
                          detail::contiguous_value<value_type, backend_type>(dy), out, kh, kw, geometry);
   }
   template <class F>

@@ -7,7 +7,7 @@
 #include <string>
 #include <tuple>
 
-#include "tessera/backend/cpu/embedding.hpp"
+#include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/cache.hpp"
@@ -21,7 +21,7 @@ struct EmbeddingGrad;
 
 /// out[i..., :] = weight[indices[i...], :]: weight [rows, dim], indices of any rank R -> R + 1.
 template <class W, class I>
-struct Embedding : ExprBase<Embedding<W, I>> {
+struct Embedding : detail::MaterializedNode<Embedding<W, I>, value_type_t<W>, rank_v<I> + 1, backend_t<W>> {
   using value_type = value_type_t<W>;
   using backend_type = backend_t<W>;
   static constexpr std::size_t rank = rank_v<I> + 1;
@@ -30,8 +30,6 @@ struct Embedding : ExprBase<Embedding<W, I>> {
   static_assert(std::is_integral_v<value_type_t<I>> && !std::is_same_v<value_type_t<I>, bool>,
                 "tessera::embedding: indices must be an integer tensor");
 
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   W weight;
   I indices;
   index_t padding_idx;  ///< this row receives no gradient; -1: none
@@ -65,13 +63,11 @@ struct Embedding : ExprBase<Embedding<W, I>> {
 
 /// The table's gradient: every output-gradient row added to the row its index picked.
 template <class I, class G>
-struct EmbeddingGrad : ExprBase<EmbeddingGrad<I, G>> {
+struct EmbeddingGrad : detail::MaterializedNode<EmbeddingGrad<I, G>, value_type_t<G>, 2, backend_t<G>> {
   using value_type = value_type_t<G>;
   using backend_type = backend_t<G>;
   static constexpr std::size_t rank = 2;
   static constexpr const char* name = "embedding_grad";
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, 2, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, 2, backend_type>>>();
   I indices;
   G dy;
   Shape<2> table_shape;

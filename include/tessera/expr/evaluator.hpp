@@ -149,27 +149,6 @@ struct ConstEval {
   }
 };
 
-/// True for expression nodes with children (they list them in `inputs()`); false for leaves.
-template <class E, class = void>
-struct has_inputs : std::false_type {};
-template <class E>
-struct has_inputs<E, std::void_t<decltype(std::declval<const E&>().inputs())>> : std::true_type {};
-
-template <class E>
-struct is_tensor : std::false_type {};
-template <class T, std::size_t R, class B>
-struct is_tensor<Tensor<T, R, B>> : std::true_type {};
-template <class E>
-inline constexpr bool is_tensor_v = is_tensor<std::decay_t<E>>::value;
-
-/// Nodes that compute into a buffer (matmul, reductions, softmax) rather than fuse.
-template <class E, class = void>
-struct is_materialized : std::false_type {};
-template <class E>
-struct is_materialized<E, std::void_t<decltype(&E::evaluate_into)>> : std::true_type {};
-template <class E>
-inline constexpr bool is_materialized_v = is_materialized<std::decay_t<E>>::value;
-
 /// Calls f(storage id, strides in `out`'s space) for every buffer an elementwise pass over `e` reads.
 template <class E, std::size_t RO, class F>
 void visit_leaves(const E& e, const Shape<RO>& out, F&& f) {
@@ -232,12 +211,10 @@ void for_each_tensor(const E& e, F&& f) {
 /// adjoint through to it unchanged, so higher derivatives are the expression's. A materialization
 /// node (its buffer is cached within an autodiff sweep); Derived adds `name` and `evaluate_into`.
 template <class Derived, class Expr>
-struct KernelOfClosedForm : ExprBase<Derived> {
+struct KernelOfClosedForm : MaterializedNode<Derived, value_type_t<Expr>, rank_v<Expr>, backend_t<Expr>> {
   using value_type = value_type_t<Expr>;
   using backend_type = backend_t<Expr>;
   static constexpr std::size_t rank = rank_v<Expr>;
-  std::shared_ptr<CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<CacheSlot<Tensor<value_type, rank, backend_type>>>();
   Expr closed_form;
 
   explicit KernelOfClosedForm(Expr e) : closed_form(std::move(e)) {}

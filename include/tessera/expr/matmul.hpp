@@ -5,7 +5,7 @@
 #include <string>
 #include <type_traits>
 
-#include "tessera/backend/cpu/gemm.hpp"
+#include "tessera/backend/matmul_plan.hpp"
 #include "tessera/core/shape.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/assign.hpp"
@@ -23,35 +23,12 @@ constexpr std::size_t matmul_rank(std::size_t ra, std::size_t rb) {
   return ra > rb ? ra : rb;
 }
 
-/// How GEMM reads one matrix operand: pointer to the first matrix, transposed or not, leading dim.
-struct GemmOperand {
-  bool trans = false;
-  index_t ld = 0;
-};
-/// Whether the last two axes can be read by GEMM directly (row-major or transposed with a stride).
-template <std::size_t R>
-bool gemm_layout(const Shape<R>& s, const Shape<R>& st, GemmOperand& op) {
-  const index_t rows = s[R - 2], cols = s[R - 1];
-  const index_t rs = st[R - 2], cs = st[R - 1];
-  if ((cs == 1 || cols == 1) && (rs >= cols || rows == 1) && rs > 0) {
-    op = {false, std::max<index_t>(rs, cols)};
-    return true;
-  }
-  if ((rs == 1 || rows == 1) && (cs >= rows || cols == 1) && cs > 0) {
-    op = {true, std::max<index_t>(cs, rows)};
-    return true;
-  }
-  if (rows == 1 && cols == 1) {
-    op = {false, 1};
-    return true;
-  }
-  return false;
-}
 }  // namespace detail
 
 /// Matrix product of A and B (see numpy.matmul for the rank rules).
 template <class A, class B>
-struct MatMul : ExprBase<MatMul<A, B>> {
+struct MatMul : detail::MaterializedNode<MatMul<A, B>, value_type_t<A>, detail::matmul_rank(rank_v<A>, rank_v<B>),
+                                          common_backend_t<backend_t<A>, backend_t<B>>> {
   using value_type = value_type_t<A>;
   using backend_type = common_backend_t<backend_t<A>, backend_t<B>>;
   static constexpr std::size_t rank_a = rank_v<A>, rank_b = rank_v<B>;
@@ -65,9 +42,6 @@ struct MatMul : ExprBase<MatMul<A, B>> {
                 "tessera::matmul: operands have different element types; convert one with cast<T>()");
   static_assert(!std::is_same_v<value_type, bool>, "tessera::matmul is not defined for bool tensors");
 
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A lhs;
   B rhs;
   MatMul(A a, B b) : lhs(std::move(a)), rhs(std::move(b)) { compute_shape(); }
@@ -121,78 +95,12 @@ struct MatMul : ExprBase<MatMul<A, B>> {
   }
 
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
-    using T = value_type;
-    auto a = promote_a(operand(lhs));
-    auto b = promote_b(operand(rhs));
-    detail::GemmOperand ga, gb;
-    if (!detail::gemm_layout(a.shape(), a.strides(), ga)) {
-      a = a.clone();
-      detail::gemm_layout(a.shape(), a.strides(), ga);
-    }
-    if (!detail::gemm_layout(b.shape(), b.strides(), gb)) {
-      b = b.clone();
-      detail::gemm_layout(b.shape(), b.strides(), gb);
-    }
-    const index_t m = a.shape()[rank_a2 - 2], k = a.shape()[rank_a2 - 1], n = b.shape()[rank_b2 - 1];
-    T* c = out.data();
-    if (m == 0 || n == 0) return;
-    // Batch offsets of each operand under NumPy broadcasting of the batch axes.
-    Shape<batch_rank> batch{}, sa{}, sb{};
-    for (std::size_t i = 0; i < batch_rank; ++i) {
-      const index_t ea = axis_or_one(a.shape(), rank_a2, i), eb = axis_or_one(b.shape(), rank_b2, i);
-      batch[i] = ea == 1 ? eb : ea;  // broadcasting: an extent of 1 yields (also to 0)
-      sa[i] = ea == 1 ? 0 : axis_or_one(a.strides(), rank_a2, i, 0);
-      sb[i] = eb == 1 ? 0 : axis_or_one(b.strides(), rank_b2, i, 0);
-    }
-    const index_t batches = numel(batch);
-    // One large GEMM when B is shared by every batch and A's matrices are stacked densely.
-    bool b_shared = true;
-    for (std::size_t i = 0; i < batch_rank; ++i) b_shared = b_shared && sb[i] == 0;
-    if (batches > 1 && b_shared && !ga.trans && a_rows_dense(a, ga)) {
-      gemm(backend_type{}, false, gb.trans, batches * m, n, k, T(1), a.data(), ga.ld, b.data(), gb.ld, T(0), c, n);
-      return;
-    }
-    // Offsets affine in the flat batch number (dense batches, or one matrix broadcast to all):
-    // one strided-batched call, which a device backend runs as one cuBLAS launch.
-    index_t stride_a = 0, stride_b = 0;
-    if (batches > 1 && affine_batches(batch, sa, stride_a) && affine_batches(batch, sb, stride_b)) {
-      gemm_batched(backend_type{}, ga.trans, gb.trans, m, n, k, T(1), a.data(), ga.ld, stride_a, b.data(), gb.ld, stride_b,
-                   T(0), c, n, m * n, batches);
-      return;
-    }
-    Shape<batch_rank> idx{};
-    for (index_t bi = 0; bi < batches; ++bi) {
-      index_t oa = 0, ob = 0;
-      for (std::size_t i = 0; i < batch_rank; ++i) {
-        oa += idx[i] * sa[i];
-        ob += idx[i] * sb[i];
-      }
-      gemm(backend_type{}, ga.trans, gb.trans, m, n, k, T(1), a.data() + oa, ga.ld, b.data() + ob, gb.ld, T(0),
-           c + bi * m * n, n);
-      for (std::size_t i = batch_rank; i-- > 0;) {
-        if (++idx[i] < batch[i]) break;
-        idx[i] = 0;
-      }
-    }
+    // Vectors promoted to matrices as numpy.matmul does; the output's shape is unchanged by that
+    // (its promoted axes have extent 1), so the backend writes the same buffer.
+    matmul_into(backend_type{}, out.reshape(promoted_out_shape()), promote_a(operand(lhs)), promote_b(operand(rhs)));
   }
 
  private:
-  /// Whether offsets[i] * idx[i] summed over the batch axes equals flat * stride for every batch
-  /// index (row-major flat numbering); sets `stride`.
-  static bool affine_batches(const Shape<batch_rank>& batch, const Shape<batch_rank>& offsets, index_t& stride) {
-    if constexpr (batch_rank == 0) {
-      stride = 0;
-      return true;
-    } else {
-      stride = offsets[batch_rank - 1];
-      index_t expected = stride;
-      for (std::size_t i = batch_rank; i-- > 0;) {
-        if (batch[i] != 1 && offsets[i] != expected) return false;
-        expected *= batch[i];
-      }
-      return true;
-    }
-  }
   using TA = Tensor<value_type, rank_a, backend_type>;
   using TB = Tensor<value_type, rank_b, backend_type>;
 
@@ -214,22 +122,14 @@ struct MatMul : ExprBase<MatMul<A, B>> {
       return b;
     }
   }
-  /// Extent (or stride) of batch axis i of a promoted operand, right-aligned; `missing` if absent.
-  template <std::size_t R>
-  static index_t axis_or_one(const Shape<R>& s, std::size_t r, std::size_t i, index_t missing = 1) {
-    const std::size_t lead = batch_rank - (r - 2);
-    return i < lead ? missing : s[i - lead];
+  /// The output's shape with the axes promoted vectors dropped put back as extent 1.
+  Shape<batch_rank + 2> promoted_out_shape() const {
+    Shape<batch_rank + 2> p{};
+    for (std::size_t i = 0; i < batch_rank; ++i) p[i] = shape_[i];
+    p[batch_rank] = rank_a == 1 ? 1 : shape_[batch_rank];
+    p[batch_rank + 1] = rank_b == 1 ? 1 : shape_[rank - 1];
+    return p;
   }
-  static bool a_rows_dense(const Tensor<value_type, rank_a2, backend_type>& a, const detail::GemmOperand& ga) {
-    // Batch axes must continue the row stride: stride(axis) == extent(next) * stride(next).
-    index_t expect = a.shape()[rank_a2 - 2] * ga.ld;
-    for (std::size_t i = rank_a2 - 2; i-- > 0;) {
-      if (a.shape()[i] != 1 && a.strides()[i] != expect) return false;
-      expect *= a.shape()[i];
-    }
-    return true;
-  }
-
   void compute_shape() {
     const auto sa = lhs.shape();
     const auto sb = rhs.shape();

@@ -22,7 +22,7 @@
 #include <string>
 #include <tuple>
 
-#include "tessera/backend/cpu/normalization.hpp"
+#include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/binary_ops.hpp"
@@ -164,7 +164,7 @@ struct BatchNormAdjoint : detail::KernelOfClosedForm<BatchNormAdjoint<K, Shared,
 
 /// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1).
 template <class X, class G, class Bt>
-struct BatchNorm : ExprBase<BatchNorm<X, G, Bt>> {
+struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt>, value_type_t<X>, rank_v<X>, backend_t<X>> {
   using value_type = value_type_t<X>;
   using backend_type = backend_t<X>;
   static constexpr std::size_t rank = rank_v<X>;
@@ -176,8 +176,6 @@ struct BatchNorm : ExprBase<BatchNorm<X, G, Bt>> {
                 "tessera::batch_norm: input, gamma and beta element types differ");
   using State = detail::BatchNormState<value_type, backend_type>;
 
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   X input;
   G gamma;
   Bt beta;

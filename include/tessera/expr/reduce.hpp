@@ -14,7 +14,6 @@
 
 #include <Eigen/Core>
 
-#include "tessera/backend/cpu/reduce.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/assign.hpp"
 #include "tessera/expr/binary_ops.hpp"
@@ -166,24 +165,17 @@ struct ExclusiveProduct;
 template <class Expr, class A, class G, class Prod>
 struct ProdAdjoint;
 
-/// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
-template <class Red, class A, std::size_t RO>
-struct Reduce : ExprBase<Reduce<Red, A, RO>> {
-  using value_type = value_type_t<A>;
-  using backend_type = backend_t<A>;
-  static constexpr std::size_t rank = RO;
+namespace detail {
+/// Base of the nodes that reduce A over a set of axes (sum and the other reducers, logsumexp, var):
+/// the input, the mask of reduced axes, the result's shape (RO: kept axes, or all with keepdims)
+/// and the cache slot.
+template <class Derived, class A, std::size_t RO>
+struct ReductionNode : MaterializedNode<Derived, value_type_t<A>, RO, backend_t<A>> {
   static constexpr std::size_t input_rank = rank_v<A>;
-
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::array<bool, input_rank> reduced{};
-  value_type scale;   ///< multiplies each result (mean: 1 / count)
-  const char* name;   ///< "sum", "mean", "var", ...
 
-  Reduce(A a, const std::array<bool, input_rank>& red, value_type s, const char* op_name)
-      : arg(std::move(a)), reduced(red), scale(s), name(op_name) {
+  ReductionNode(A a, const std::array<bool, input_rank>& red) : arg(std::move(a)), reduced(red) {
     const auto in = arg.shape();
     for (std::size_t i = 0, k = 0; i < input_rank; ++i) {
       if (!reduced[i]) {
@@ -201,13 +193,6 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
     for (std::size_t i = 0; i < input_rank; ++i) n *= reduced[i] ? in[i] : 1;
     return n;
   }
-  void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
-    reduce_into(backend_type{}, out, arg, reduced, Red{}, scale);
-  }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(arg, f);
-  }
   /// The input's shape with reduced axes kept as 1 (how results broadcast back over the input).
   Shape<input_rank> keep_shape() const {
     auto s = arg.shape();
@@ -216,14 +201,50 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
     }
     return s;
   }
+  /// An adjoint of the result broadcast back to the input's full shape (see SumTo::input_adjoints
+  /// for why it must be full).
+  template <class G>
+  auto broadcast_back(const G& g) const {
+    return broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
   auto inputs() const { return std::tie(arg); }
-  /// sum/mean/var: the adjoint broadcast back (times the scale); max/min: shared equally by the
-  /// elements equal to the result; prod: result / x.
+
+ private:
+  Shape<RO> shape_{};
+};
+}  // namespace detail
+
+/// A reduction of A over a set of axes; RO is the result rank (keepdims or not).
+template <class Red, class A, std::size_t RO>
+struct Reduce : detail::ReductionNode<Reduce<Red, A, RO>, A, RO> {
+  using Base = detail::ReductionNode<Reduce<Red, A, RO>, A, RO>;
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = RO;
+  using Base::arg;
+  using Base::input_rank;
+  using Base::keep_shape;
+  using Base::reduced;
+  using Base::shape;
+
+  value_type scale;   ///< multiplies each result (mean: 1 / count)
+  const char* name;   ///< "sum", "mean", "var", ...
+
+  Reduce(A a, const std::array<bool, input_rank>& red, value_type s, const char* op_name)
+      : Base(std::move(a), red), scale(s), name(op_name) {}
+  void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
+    reduce_into(backend_type{}, out, arg, reduced, Red{}, scale);
+  }
+  /// sum/mean: the adjoint broadcast back (times the scale); max/min: shared equally by the
+  /// elements equal to the result; prod: the product of the other elements of each group.
   template <class G>
   auto input_adjoints(const G& g) const {
     using T = value_type;
-    // Broadcast back to the input's full shape (see SumTo::input_adjoints for why it must be full).
-    const auto g_keep = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
+    const auto g_keep = this->broadcast_back(g);
     if constexpr (std::is_same_v<Red, ops::SumReducer>) {
       return std::make_tuple(g_keep * scale);
     } else if constexpr (std::is_same_v<Red, ops::MaxReducer> || std::is_same_v<Red, ops::MinReducer>) {
@@ -234,29 +255,24 @@ struct Reduce : ExprBase<Reduce<Red, A, RO>> {
       return std::make_tuple(g_keep * hit / ties);
     } else if constexpr (std::is_same_v<Red, ops::ProdReducer>) {
       auto closed_form = g_keep * ExclusiveProduct<A>(arg, reduced);
-      auto g_groups = sum_to(g, shape_);
+      auto g_groups = sum_to(g, shape());
       return std::make_tuple(ProdAdjoint<decltype(closed_form), A, decltype(g_groups), Reduce>(
           std::move(closed_form), arg, reduced, std::move(g_groups), *this));
     } else {
       static_assert(detail::dependent_false_v<G>, "tessera::grad: all/any are not differentiable");
     }
   }
-
- private:
-  Shape<RO> shape_{};
 };
 
 /// prod's gradient factor: each element of A replaced by the product of the other elements of its
 /// reduction group, from prefix and suffix products (as PyTorch's prod backward does when x has a
 /// zero; here always: product / x would cost a division per element).
 template <class A>
-struct ExclusiveProduct : ExprBase<ExclusiveProduct<A>> {
+struct ExclusiveProduct : detail::MaterializedNode<ExclusiveProduct<A>, value_type_t<A>, rank_v<A>, backend_t<A>> {
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A>;
   static constexpr const char* name = "exclusive_prod";
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::array<bool, rank> reduced;
 
@@ -397,38 +413,20 @@ TESSERA_REDUCTION(any, ops::LogicalReducer<false>, false, (std::is_same_v<value_
 /// max so it never overflows; -inf over an empty extent. A materialization point: all the work
 /// happens when it is evaluated.
 template <class A, std::size_t RO>
-struct LogSumExp : ExprBase<LogSumExp<A, RO>> {
+struct LogSumExp : detail::ReductionNode<LogSumExp<A, RO>, A, RO> {
+  using Base = detail::ReductionNode<LogSumExp<A, RO>, A, RO>;
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = RO;
-  static constexpr std::size_t input_rank = rank_v<A>;
+  using Base::arg;
+  using Base::input_rank;
+  using Base::keep_shape;
+  using Base::reduced;
+  using Base::shape;
   static constexpr const char* name = "logsumexp";
   static_assert(std::is_floating_point_v<value_type>, "tessera::logsumexp needs a floating-point expression");
 
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
-  A arg;
-  std::array<bool, input_rank> reduced{};
-
-  LogSumExp(A a, const std::array<bool, input_rank>& red) : arg(std::move(a)), reduced(red) {
-    const auto in = arg.shape();
-    for (std::size_t i = 0, k = 0; i < input_rank; ++i) {
-      if (!reduced[i]) {
-        shape_[k++] = in[i];
-      } else if (RO == input_rank) {
-        shape_[k++] = 1;
-      }
-    }
-  }
-  const Shape<RO>& shape() const { return shape_; }
-  Shape<input_rank> keep_shape() const {
-    auto s = arg.shape();
-    for (std::size_t i = 0; i < input_rank; ++i) {
-      if (reduced[i]) s[i] = 1;
-    }
-    return s;
-  }
+  LogSumExp(A a, const std::array<bool, input_rank>& red) : Base(std::move(a), red) {}
   void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
     using T = value_type;
     constexpr std::size_t R = input_rank;
@@ -443,23 +441,13 @@ struct LogSumExp : ExprBase<LogSumExp<A, RO>> {
     // Infinite maxima would turn x - m into NaN: shift by 0 there instead.
     const Tensor<T, R, backend_type> shift = where(abs(m) == std::numeric_limits<T>::infinity(), T(0), m);
     const Tensor<T, RO, backend_type> s = detail::make_reduce<ops::SumReducer, RO>(exp(arg - shift), reduced, "logsumexp", false);
-    out.assign(log(s) + shift.reshape(shape_));
+    out.assign(log(s) + shift.reshape(shape()));
   }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(arg, f);
-  }
-
-  auto inputs() const { return std::tie(arg); }
   /// d logsumexp / dx = exp(x - logsumexp): the softmax over the reduced axes.
   template <class G>
   auto input_adjoints(const G& g) const {
-    const auto g_full = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
-    return std::make_tuple(g_full * exp(arg - reshape(*this, keep_shape())));
+    return std::make_tuple(this->broadcast_back(g) * exp(arg - reshape(*this, keep_shape())));
   }
-
- private:
-  Shape<RO> shape_{};
 };
 
 /// Degrees of freedom subtracted from the count in var(): `var(x, {1}, ddof(1))`.
@@ -477,49 +465,24 @@ constexpr Ddof ddof(index_t v) noexcept { return Ddof(v, 0); }
 
 /// Variance sum((x - mean)^2) / (n - ddof) over a set of axes (a materialization point).
 template <class A, std::size_t RO>
-struct Variance : ExprBase<Variance<A, RO>> {
+struct Variance : detail::ReductionNode<Variance<A, RO>, A, RO> {
+  using Base = detail::ReductionNode<Variance<A, RO>, A, RO>;
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = RO;
-  static constexpr std::size_t input_rank = rank_v<A>;
+  using Base::arg;
+  using Base::input_rank;
+  using Base::reduced;
   static constexpr const char* name = "var";
   static_assert(std::is_floating_point_v<value_type>, "tessera::var needs a floating-point expression");
 
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
-  A arg;
-  std::array<bool, input_rank> reduced{};
   index_t ddof = 0;
 
-  Variance(A a, const std::array<bool, input_rank>& red, index_t d) : arg(std::move(a)), reduced(red), ddof(d) {
-    const auto in = arg.shape();
-    for (std::size_t i = 0, k = 0; i < input_rank; ++i) {
-      if (!reduced[i]) {
-        shape_[k++] = in[i];
-      } else if (RO == input_rank) {
-        shape_[k++] = 1;
-      }
-    }
-  }
-  const Shape<RO>& shape() const { return shape_; }
-  index_t count() const {
-    index_t n = 1;
-    const auto in = arg.shape();
-    for (std::size_t i = 0; i < input_rank; ++i) n *= reduced[i] ? in[i] : 1;
-    return n;
-  }
+  Variance(A a, const std::array<bool, input_rank>& red, index_t d) : Base(std::move(a), red), ddof(d) {}
   /// 1 / (n - ddof), NaN when not positive.
   value_type scale() const {
-    const index_t n = count() - ddof;
+    const index_t n = this->reduced_count() - ddof;
     return n > 0 ? value_type(1) / static_cast<value_type>(n) : std::numeric_limits<value_type>::quiet_NaN();
-  }
-  Shape<input_rank> keep_shape() const {
-    auto s = arg.shape();
-    for (std::size_t i = 0; i < input_rank; ++i) {
-      if (reduced[i]) s[i] = 1;
-    }
-    return s;
   }
   void evaluate_into(Tensor<value_type, RO, backend_type>& out) const {
     constexpr std::size_t R = input_rank;
@@ -528,23 +491,13 @@ struct Variance : ExprBase<Variance<A, RO>> {
     r.scale = scale();
     out.assign(r);
   }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(arg, f);
-  }
-
-  auto inputs() const { return std::tie(arg); }
   /// d var / dx = 2 (x - mean) / (n - ddof).
   template <class G>
   auto input_adjoints(const G& g) const {
     using T = value_type;
-    const auto g_full = broadcast_to(reshape(sum_to(g, shape_), keep_shape()), arg.shape());
     const auto mean = detail::make_reduce<ops::SumReducer, input_rank>(arg, reduced, "mean", true);
-    return std::make_tuple(g_full * (arg - mean) * (T(2) * scale()));
+    return std::make_tuple(this->broadcast_back(g) * (arg - mean) * (T(2) * scale()));
   }
-
- private:
-  Shape<RO> shape_{};
 };
 
 /// log(sum(exp(x))) over all elements, computed stably.
@@ -600,14 +553,11 @@ auto var(const A& a, I axis, keepdims_t k, Ddof d = ddof(0)) {
 
 /// Index of the largest (Largest) or smallest element along one axis, as int64.
 template <bool Largest, class A>
-struct ArgReduce : ExprBase<ArgReduce<Largest, A>> {
+struct ArgReduce : detail::MaterializedNode<ArgReduce<Largest, A>, std::int64_t, rank_v<A> - 1, backend_t<A>> {
   using value_type = std::int64_t;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A> - 1;
   static constexpr const char* name = Largest ? "argmax" : "argmin";
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::size_t axis;
   ArgReduce(A a, index_t ax) : arg(std::move(a)), axis(normalize_axis(ax, rank_v<A>, name)) {
@@ -619,7 +569,7 @@ struct ArgReduce : ExprBase<ArgReduce<Largest, A>> {
   const Shape<rank>& shape() const { return shape_; }
   void evaluate_into(Tensor<std::int64_t, rank, backend_type>& out) const {
     const auto in = eval(arg).contiguous();
-    arg_reduce_into<Largest>(backend_type{}, out, in, axis);
+    arg_reduce_into(backend_type{}, std::bool_constant<Largest>{}, out, in, axis);
   }
   template <class F>
   void for_each_tensor(F&& f) const {
@@ -650,14 +600,11 @@ ArgReduce<false, A> argmin(const A& a, index_t axis) {
 }
 /// Flat (row-major) position of the largest (Largest) or smallest element of A, as int64.
 template <bool Largest, class A>
-struct ArgReduceAll : ExprBase<ArgReduceAll<Largest, A>> {
+struct ArgReduceAll : detail::MaterializedNode<ArgReduceAll<Largest, A>, std::int64_t, 0, backend_t<A>> {
   using value_type = std::int64_t;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = 0;
   static constexpr const char* name = Largest ? "argmax" : "argmin";
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   explicit ArgReduceAll(A a) : arg(std::move(a)) {}
   auto inputs() const { return std::tie(arg); }
@@ -669,7 +616,7 @@ struct ArgReduceAll : ExprBase<ArgReduceAll<Largest, A>> {
   Shape<0> shape() const { return {}; }
   void evaluate_into(Tensor<std::int64_t, 0, backend_type>& out) const {
     const auto flat = eval(arg).contiguous().flatten();
-    arg_reduce_into<Largest>(backend_type{}, out, flat, 0);
+    arg_reduce_into(backend_type{}, std::bool_constant<Largest>{}, out, flat, 0);
   }
   template <class F>
   void for_each_tensor(F&& f) const {

@@ -28,11 +28,6 @@ struct is_matmul_2d<MatMul<A, B>> : std::bool_constant<rank_v<A> == 2 && rank_v<
 }  // namespace detail
 
 namespace detail {
-template <class E, class = void>
-struct has_inner_expression : std::false_type {};
-template <class E>
-struct has_inner_expression<E, std::void_t<decltype(std::declval<const E&>().value_of_inner())>> : std::true_type {};
-
 /// The value of any expression as a tensor, for reading only: tensors as they are, materialization
 /// nodes from their (cached or aliased) buffer, elementwise trees evaluated into a new tensor.
 template <class E>
@@ -126,8 +121,16 @@ struct SwapLastAxes : ExprBase<SwapLastAxes<A>> {
   }
   template <std::size_t RO, class F>
   void visit_leaves(const Shape<RO>& out, F&& f) const {
-    const auto v = view();  // strides depend on A's layout, so look at the value itself
-    f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
+    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
+      const auto v = view();  // strides depend on A's layout, so look at the value itself
+      f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
+    } else {
+      // view() computes A into a new contiguous buffer, so its strides follow from the shape:
+      // computing it here as well would evaluate A twice per pass.
+      auto strides = contiguous_strides(arg.shape());
+      std::swap(strides[rank - 1], strides[rank - 2]);
+      f(static_cast<const void*>(nullptr), broadcast_strides(shape(), strides, out));
+    }
   }
   template <class F>
   void for_each_tensor(F&& f) const {
@@ -155,14 +158,12 @@ struct SwapLastAxes : ExprBase<SwapLastAxes<A>> {
 /// Sums a value that was broadcast back to `target` (the adjoint of broadcasting): axes where the
 /// target has extent 1 (or that it lacks) are summed; size-1 axes of A are broadcast.
 template <class A, std::size_t R>
-struct SumTo : ExprBase<SumTo<A, R>> {
+struct SumTo : detail::MaterializedNode<SumTo<A, R>, value_type_t<A>, R, backend_t<A>> {
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = R;
   static constexpr std::size_t input_rank = rank_v<A>;
   static constexpr const char* name = "sum_to";
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   Shape<R> target;
   SumTo(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {

@@ -3,7 +3,6 @@
 
 #include <type_traits>
 
-#include "tessera/backend/cpu/softmax.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/assign.hpp"
 #include "tessera/expr/cache.hpp"
@@ -16,7 +15,7 @@ namespace tessera {
 
 /// exp(x - max) / sum(exp(x - max)) along `axis` (Log: x - max - log(sum(...))).
 template <class A, bool Log>
-struct Softmax : ExprBase<Softmax<A, Log>> {
+struct Softmax : detail::MaterializedNode<Softmax<A, Log>, value_type_t<A>, rank_v<A>, backend_t<A>> {
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A>;
@@ -24,9 +23,6 @@ struct Softmax : ExprBase<Softmax<A, Log>> {
   static_assert(rank >= 1, "tessera::softmax: a rank-0 expression has no axis");
   static_assert(std::is_floating_point_v<value_type>, "tessera::softmax needs a floating-point expression");
 
-  /// Shared by every copy of this node; holds its buffer during an autodiff sweep.
-  std::shared_ptr<detail::CacheSlot<Tensor<value_type, rank, backend_type>>> cache =
-      std::make_shared<detail::CacheSlot<Tensor<value_type, rank, backend_type>>>();
   A arg;
   std::size_t axis;
   Softmax(A a, index_t ax) : arg(std::move(a)), axis(normalize_axis(ax, rank, name)) {}

@@ -9,6 +9,7 @@
 
 #include <Eigen/QR>
 
+#include "tessera/backend/cpu/device.hpp"  // initializers that need a host buffer
 #include "tessera/core/error.hpp"
 #include "tessera/core/factories.hpp"
 #include "tessera/core/random.hpp"

@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "tessera/backend/cpu/elementwise.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/factories.hpp"
 #include "tessera/core/tensor.hpp"

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tessera/autodiff/grad.hpp"
+#include "tessera/backend/cpu/device.hpp"  // metrics and predictions are host tensors
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/train/callbacks.hpp"

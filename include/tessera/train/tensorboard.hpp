@@ -99,7 +99,9 @@ class TensorBoard : public Callback {
   template <class Loss, class Loader>
   void confusion_matrix_on(Loss loss, Loader& loader) {
     confusion_ = [this, loss, &loader] {
-      return evaluate(model_, loss, loader, {.top_k = 0, .confusion_matrix = true}).confusion;
+      EvaluateOptions options;  // (the headers are C++17: no designated initializers)
+      options.confusion_matrix = true;
+      return evaluate(model_, loss, loader, options).confusion;
     };
   }
 

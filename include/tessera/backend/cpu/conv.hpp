@@ -13,29 +13,11 @@
 
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/cpu/gemm.hpp"
+#include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 
 namespace tessera {
-
-/// Geometry of a 2-D convolution or pooling window.
-struct Conv2dGeometry {
-  index_t stride_h = 1, stride_w = 1;
-  index_t pad_h = 0, pad_w = 0;
-  index_t dilation_h = 1, dilation_w = 1;
-  index_t groups = 1;
-
-  /// Output extent along one axis, or a shape_error when the window does not fit.
-  static index_t out_extent(index_t in, index_t k, index_t stride, index_t pad, index_t dil, const char* op) {
-    const index_t span = dil * (k - 1) + 1;
-    if (in + 2 * pad < span) {
-      throw shape_error(std::string(op) + ": window of " + std::to_string(span) + " (kernel " + std::to_string(k) +
-                        ", dilation " + std::to_string(dil) + ") does not fit an input of " + std::to_string(in) +
-                        " with padding " + std::to_string(pad));
-    }
-    return (in + 2 * pad - span) / stride + 1;
-  }
-};
 
 namespace detail {
 
@@ -257,7 +239,7 @@ inline bool is_plain_2x2_pool(index_t kh, index_t kw, const Conv2dGeometry& g) {
 /// Max (Max = true) or average pooling forward, NCHW. Average counts padding (PyTorch's default
 /// count_include_pad = true); max ignores it.
 template <bool Max, class T>
-void pool2d_forward(cpu, const Tensor<T, 4, cpu>& x, Tensor<T, 4, cpu>& y, index_t kh, index_t kw, const Conv2dGeometry& g) {
+void pool2d_forward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, Tensor<T, 4, cpu>& y, index_t kh, index_t kw, const Conv2dGeometry& g) {
   const auto s = x.shape();
   const index_t H = s[2], W = s[3], Ho = y.shape()[2], Wo = y.shape()[3];
   const T inv = T(1) / T(kh * kw);
@@ -317,7 +299,7 @@ void pool2d_forward(cpu, const Tensor<T, 4, cpu>& x, Tensor<T, 4, cpu>& y, index
 /// Pooling backward: dx (zeroed here) from dy; max pooling routes each gradient to the first
 /// maximum of its window (recomputed from x).
 template <bool Max, class T>
-void pool2d_backward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dx, index_t kh,
+void pool2d_backward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dx, index_t kh,
                      index_t kw, const Conv2dGeometry& g) {
   const auto s = x.shape();
   const index_t H = s[2], W = s[3], Ho = dy.shape()[2], Wo = dy.shape()[3];

@@ -329,7 +329,7 @@ inline void* cpu::allocate(std::size_t bytes) {
 inline void cpu::deallocate(void* p, std::size_t bytes) noexcept {
   if (bytes == 0) bytes = alignment;
   if (bytes < small_bytes) {
-    ::operator delete(p, bytes);
+    ::operator delete(p);  // unsized: Clang before 19 does not declare sized deallocation by default
     return;
   }
   if (bytes >= detail::HostBlockCache::min_bytes) {

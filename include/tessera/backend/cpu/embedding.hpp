@@ -4,19 +4,12 @@
 #include <cstdint>
 #include <string>
 
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 
 namespace tessera {
-
-namespace detail {
-inline void check_embedding_index(std::int64_t id, index_t rows, index_t position) {
-  if (id < 0 || id >= rows) {
-    throw index_error("embedding: index " + std::to_string(id) + " at position " + std::to_string(position) +
-                      " is out of range for a table of " + std::to_string(rows) + " rows");
-  }
-}
-}  // namespace detail
 
 /// out[p, :] = table[ids[p], :] for p < count; table is [rows, dim] row-major. Throws
 /// tessera::index_error naming the first index out of range.

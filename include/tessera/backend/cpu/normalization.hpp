@@ -7,36 +7,11 @@
 #include <type_traits>
 
 #include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 
 namespace tessera {
-
-/// What batch_norm_forward computes besides y.
-struct BatchNormForwardArgs {
-  index_t batch = 0, channels = 0, inner = 0;  ///< x viewed as [batch, channels, inner]
-  double eps = 1e-5;
-  bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
-
-  /// The arguments for an input of shape s = [N, C, ...] (every axis after C is `inner`).
-  template <std::size_t R>
-  static BatchNormForwardArgs of(const Shape<R>& s, double eps, bool training) {
-    BatchNormForwardArgs a;
-    a.batch = s[0];
-    a.channels = s[1];
-    a.inner = 1;
-    for (std::size_t i = 2; i < R; ++i) a.inner *= s[i];
-    a.eps = eps;
-    a.training = training;
-    return a;
-  }
-};
-
-/// Whether backend B has `batch_norm_backward` (training mode: dx, dgamma and dbeta in one call,
-/// e.g. cuDNN's). Without it batch norm's backward is the closed-form expression of
-/// expr/normalization.hpp, which the CPU evaluates in three fused passes.
-template <class B>
-struct has_batch_norm_backward : std::false_type {};
 
 /// y = (x - mean) * invstd * gamma + beta per channel of contiguous x viewed as [N, C, S].
 /// Training: writes the batch mean and 1/sqrt(biased variance + eps) into `mean` and `invstd`, and

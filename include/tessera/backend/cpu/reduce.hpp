@@ -435,7 +435,7 @@ void prod_adjoint_into(cpu, Tensor<T, R, cpu>& out, const Tensor<T, R, cpu>& x, 
 
 /// Index of the largest (Greater) or smallest (Less) element along `axis` of a contiguous input.
 template <bool Largest, class T, std::size_t R>
-void arg_reduce_into(cpu, Tensor<std::int64_t, (R > 0 ? R - 1 : 0), cpu>& out, const Tensor<T, R, cpu>& in,
+void arg_reduce_into(cpu, std::bool_constant<Largest>, Tensor<std::int64_t, (R > 0 ? R - 1 : 0), cpu>& out, const Tensor<T, R, cpu>& in,
                      std::size_t axis) {
   instrument::count_materialization();
   index_t outer = 1, inner = 1;

@@ -16,8 +16,7 @@
 #include <string>
 #include <type_traits>
 
-#include "tessera/backend/cpu/conv.hpp"  // Conv2dGeometry
-#include "tessera/backend/cpu/normalization.hpp"  // BatchNormForwardArgs
+#include "tessera/backend/op_args.hpp"
 #include "tessera/backend/cuda/elementwise.hpp"
 #include "tessera/backend/cuda/error.hpp"
 #include "tessera/core/error.hpp"
@@ -297,7 +296,7 @@ void conv2d_backward_bias(cuda, const Tensor<T, 4, cuda>& dy, Tensor<T, 1, cuda>
 
 /// Max (Max = true) or average pooling forward, NCHW; average counts padding, as on the CPU.
 template <bool Max, class T>
-void pool2d_forward(cuda, const Tensor<T, 4, cuda>& x, Tensor<T, 4, cuda>& y, index_t kh, index_t kw, const Conv2dGeometry& g) {
+void pool2d_forward(cuda, std::bool_constant<Max>, const Tensor<T, 4, cuda>& x, Tensor<T, 4, cuda>& y, index_t kh, index_t kw, const Conv2dGeometry& g) {
   using namespace detail::gpu;
   instrument::count_materialization();
   if (y.size() == 0) return;
@@ -309,7 +308,7 @@ void pool2d_forward(cuda, const Tensor<T, 4, cuda>& x, Tensor<T, 4, cuda>& y, in
 
 /// Pooling backward: dx from dy (cuDNN needs the forward output, recomputed here).
 template <bool Max, class T>
-void pool2d_backward(cuda, const Tensor<T, 4, cuda>& x, const Tensor<T, 4, cuda>& dy, Tensor<T, 4, cuda>& dx, index_t kh,
+void pool2d_backward(cuda, std::bool_constant<Max>, const Tensor<T, 4, cuda>& x, const Tensor<T, 4, cuda>& dy, Tensor<T, 4, cuda>& dx, index_t kh,
                      index_t kw, const Conv2dGeometry& g) {
   using namespace detail::gpu;
   instrument::count_materialization();

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "tessera/backend/cpu/embedding.hpp"  // check_embedding_index
+#include "tessera/backend/op_args.hpp"
 #include "tessera/backend/cuda/elementwise.hpp"
 
 namespace tessera {

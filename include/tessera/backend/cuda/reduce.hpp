@@ -235,7 +235,7 @@ void prod_adjoint_into(cuda, Tensor<T, R, cuda>& out, const Tensor<T, R, cuda>& 
 
 /// Index of the largest (Largest) or smallest element along `axis` of a contiguous input.
 template <bool Largest, class T, std::size_t R>
-void arg_reduce_into(cuda, Tensor<std::int64_t, (R > 0 ? R - 1 : 0), cuda>& out, const Tensor<T, R, cuda>& in,
+void arg_reduce_into(cuda, std::bool_constant<Largest>, Tensor<std::int64_t, (R > 0 ? R - 1 : 0), cuda>& out, const Tensor<T, R, cuda>& in,
                      std::size_t axis) {
   detail::gpu::require_nvcc<Tensor<T, R, cuda>>();
 #if defined(__CUDACC__)

@@ -1,0 +1,70 @@
+// The arguments of the backend contract's optional entries (backend/concept.hpp): convolution and
+// pooling geometry, batch-norm arguments, the embedding index check. Backend-neutral: the
+// expression nodes that call the entries and every backend that implements them share these.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/shape.hpp"
+
+namespace tessera {
+
+/// Geometry of a 2-D convolution or pooling window.
+struct Conv2dGeometry {
+  index_t stride_h = 1, stride_w = 1;
+  index_t pad_h = 0, pad_w = 0;
+  index_t dilation_h = 1, dilation_w = 1;
+  index_t groups = 1;
+
+  /// Output extent along one axis, or a shape_error when the window does not fit.
+  static index_t out_extent(index_t in, index_t k, index_t stride, index_t pad, index_t dil, const char* op) {
+    const index_t span = dil * (k - 1) + 1;
+    if (in + 2 * pad < span) {
+      throw shape_error(std::string(op) + ": window of " + std::to_string(span) + " (kernel " + std::to_string(k) +
+                        ", dilation " + std::to_string(dil) + ") does not fit an input of " + std::to_string(in) +
+                        " with padding " + std::to_string(pad));
+    }
+    return (in + 2 * pad - span) / stride + 1;
+  }
+};
+
+/// What batch_norm_forward computes besides y.
+struct BatchNormForwardArgs {
+  index_t batch = 0, channels = 0, inner = 0;  ///< x viewed as [batch, channels, inner]
+  double eps = 1e-5;
+  bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
+
+  /// The arguments for an input of shape s = [N, C, ...] (every axis after C is `inner`).
+  template <std::size_t R>
+  static BatchNormForwardArgs of(const Shape<R>& s, double eps, bool training) {
+    BatchNormForwardArgs a;
+    a.batch = s[0];
+    a.channels = s[1];
+    a.inner = 1;
+    for (std::size_t i = 2; i < R; ++i) a.inner *= s[i];
+    a.eps = eps;
+    a.training = training;
+    return a;
+  }
+};
+
+/// Whether backend B has `batch_norm_backward` (training mode: dx, dgamma and dbeta in one call,
+/// e.g. cuDNN's). Without it batch norm's backward is the closed-form expression of
+/// expr/normalization.hpp, which the CPU evaluates in three fused passes.
+template <class B>
+struct has_batch_norm_backward : std::false_type {};
+
+namespace detail {
+/// Throws index_error naming an embedding index outside [0, rows) and its position.
+inline void check_embedding_index(std::int64_t id, index_t rows, index_t position) {
+  if (id < 0 || id >= rows) {
+    throw index_error("embedding: index " + std::to_string(id) + " at position " + std::to_string(position) +
+                      " is out of range for a table of " + std::to_string(rows) + " rows");
+  }
+}
+}  // namespace detail
+
+}  // namespace tessera
