@@ -260,7 +260,9 @@ bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& para
       grad = grad.clone();
     }
     auto view = Leaf::view_of(grad.storage(), grad.data() + (leaf.data() - param.data()), leaf.shape(), leaf.strides());
-    view += sum_to(adjoint, leaf.shape());
+    // Evaluated first (the same node as the paths above), so that this rare path adds two tensors
+    // instead of compiling a pass of its own for every adjoint and parameter pair.
+    view += Leaf(sum_to(adjoint, leaf.shape()));
     return true;
   }
 }

@@ -18,10 +18,14 @@ inline constexpr std::size_t max_rank = 8;
 #define TESSERA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TESSERA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TESSERA_ALWAYS_INLINE inline __attribute__((always_inline))
+// Kept out of line: shape checks and the messages of their exceptions are called from every
+// instantiation of a node's constructor; inlined, they multiply the code the compiler optimizes.
+#define TESSERA_NOINLINE __attribute__((noinline))
 #else
 #define TESSERA_LIKELY(x) (x)
 #define TESSERA_UNLIKELY(x) (x)
 #define TESSERA_ALWAYS_INLINE inline
+#define TESSERA_NOINLINE
 #endif
 
 // Functions that run on the host and, under nvcc, in CUDA kernels too: the scalar form of every

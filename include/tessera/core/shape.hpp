@@ -36,7 +36,7 @@ constexpr Shape<R> contiguous_strides(const Shape<R>& s) noexcept {
 
 /// "[2, 3, 4]": the spelling used in every error message.
 template <class Extents>
-std::string shape_to_string(const Extents& s) {
+TESSERA_NOINLINE std::string shape_to_string(const Extents& s) {
   std::ostringstream os;
   os << '[';
   bool first = true;
@@ -61,7 +61,7 @@ inline std::size_t normalize_axis(index_t axis, std::size_t rank, const char* op
 
 /// NumPy broadcasting of two shapes (right-aligned; extents must match or be 1).
 template <std::size_t RA, std::size_t RB>
-Shape<(RA > RB ? RA : RB)> broadcast_shapes(const Shape<RA>& a, const Shape<RB>& b, const char* op) {
+TESSERA_NOINLINE Shape<(RA > RB ? RA : RB)> broadcast_shapes(const Shape<RA>& a, const Shape<RB>& b, const char* op) {
   constexpr std::size_t R = RA > RB ? RA : RB;
   Shape<R> out{};
   for (std::size_t i = 0; i < R; ++i) {

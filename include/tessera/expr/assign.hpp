@@ -58,13 +58,14 @@ int shared_memory_axis(const Tensor<T, R, B>& dst) noexcept {
   return -1;
 }
 
-template <class T, std::size_t R, class B, class E>
-void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
-  static_assert(rank_v<E> <= R, "tessera: cannot assign an expression of higher rank");
-  const auto target = broadcast_shapes(dst.shape(), expr.shape(), "assign");
+/// Throws unless a value of shape `value` can be written into `dst` (broadcast to its shape, and
+/// no two of dst's elements sharing memory). Out of line: every assignment's instantiation calls it.
+template <class T, std::size_t R, class B, std::size_t RV>
+TESSERA_NOINLINE void check_assignable(const Tensor<T, R, B>& dst, const Shape<RV>& value) {
+  const auto target = broadcast_shapes(dst.shape(), value, "assign");
   if (target != dst.shape()) {
-    throw shape_error("assign: cannot write a value of shape " + shape_to_string(expr.shape()) +
-                      " into a tensor of shape " + shape_to_string(dst.shape()));
+    throw shape_error("assign: cannot write a value of shape " + shape_to_string(value) + " into a tensor of shape " +
+                      shape_to_string(dst.shape()));
   }
   // Writing elementwise into such a view would write each shared location once per element that
   // maps to it (`b += 1` would add the count of repeats). PyTorch raises here too.
@@ -74,6 +75,12 @@ void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
                       " has stride 0, as in a broadcast_to view); write into a clone() of it, or into "
                       "the tensor it was broadcast from");
   }
+}
+
+template <class T, std::size_t R, class B, class E>
+void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
+  static_assert(rank_v<E> <= R, "tessera: cannot assign an expression of higher rank");
+  check_assignable(dst, expr.shape());
   if (may_alias(dst, expr)) {
     const auto tmp = evaluate_expression<T, rank_v<E>, B>(expr);
     elementwise_assign(B{}, dst, tmp);

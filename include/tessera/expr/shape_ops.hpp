@@ -60,6 +60,26 @@ struct SumTo;
 template <class A, std::size_t R>
 struct BroadcastTo;
 
+namespace detail {
+/// Throws shape_error unless `from` and `to` have as many elements.
+template <std::size_t RA, std::size_t R>
+TESSERA_NOINLINE void check_reshape(const Shape<RA>& from, const Shape<R>& to) {
+  if (numel(to) != numel(from)) {
+    throw shape_error("reshape: cannot reshape " + shape_to_string(from) + " into " + shape_to_string(to));
+  }
+}
+/// Throws shape_error unless `in` and `target` are mutually broadcast-compatible, right-aligned.
+template <std::size_t RA, std::size_t R>
+TESSERA_NOINLINE void check_sum_to(const Shape<RA>& in, const Shape<R>& target) {
+  for (std::size_t k = 0; k < RA && k < R; ++k) {
+    const index_t e = in[RA - 1 - k], t = target[R - 1 - k];
+    if (e != t && e != 1 && t != 1) {
+      throw shape_error("sum_to: cannot reduce " + shape_to_string(in) + " to " + shape_to_string(target));
+    }
+  }
+}
+}  // namespace detail
+
 /// A's elements read with a new shape (same count); free when A is a contiguous tensor.
 template <class A, std::size_t R>
 struct Reshaped : ExprBase<Reshaped<A, R>> {
@@ -69,11 +89,7 @@ struct Reshaped : ExprBase<Reshaped<A, R>> {
   static constexpr const char* name = "reshape";
   A arg;
   Shape<R> target;
-  Reshaped(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {
-    if (numel(target) != numel(arg.shape())) {
-      throw shape_error("reshape: cannot reshape " + shape_to_string(arg.shape()) + " into " + shape_to_string(target));
-    }
-  }
+  Reshaped(A a, const Shape<R>& s) : arg(std::move(a)), target(s) { detail::check_reshape(arg.shape(), target); }
   const Shape<R>& shape() const { return target; }
   Tensor<value_type, R, backend_type> view() const { return detail::value_of(arg).contiguous().reshape(target); }
   template <std::size_t RO, class F>
@@ -166,16 +182,7 @@ struct SumTo : detail::MaterializedNode<SumTo<A, R>, value_type_t<A>, R, backend
   static constexpr const char* name = "sum_to";
   A arg;
   Shape<R> target;
-  SumTo(A a, const Shape<R>& s) : arg(std::move(a)), target(s) {
-    const auto in = arg.shape();
-    // Mutually broadcast-compatible, right-aligned.
-    for (std::size_t k = 0; k < input_rank && k < R; ++k) {
-      const index_t e = in[input_rank - 1 - k], t = target[R - 1 - k];
-      if (e != t && e != 1 && t != 1) {
-        throw shape_error("sum_to: cannot reduce " + shape_to_string(in) + " to " + shape_to_string(target));
-      }
-    }
-  }
+  SumTo(A a, const Shape<R>& s) : arg(std::move(a)), target(s) { detail::check_sum_to(arg.shape(), target); }
   const Shape<R>& shape() const { return target; }
   /// Which input axes are summed.
   std::array<bool, input_rank> reduced_axes(bool& any) const {

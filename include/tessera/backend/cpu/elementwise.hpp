@@ -69,6 +69,56 @@ TESSERA_ALWAYS_INLINE void eval_row(const Ev& ev, T* out, index_t out_stride, in
   for (; j < j1; ++j) out[j * out_stride] = static_cast<T>(ev.coeff(j));
 }
 
+/// The loop of one pass: out[i] = ev(i) over `total` elements laid out by `plan`, written through
+/// `dst_strides`. Templated on the evaluator's type only, not on the expression's: every expression
+/// whose evaluator has the same type (a + b over any two materialized operands, say) shares one
+/// compiled loop, which keeps the code a model's backward instantiates, and its compile time, down.
+template <class T, class Ev>
+void run_pass(T* base, const index_t* dst_strides, const IterPlan& plan, const Ev& ev, index_t total) {
+  const index_t inner = plan.inner();
+  parallel_rows(total, inner, [&](index_t begin, index_t end) {
+    auto local = ev;
+    index_t idx[max_rank] = {};
+    index_t row = begin / inner;
+    index_t j = begin % inner;
+    outer_index_of(row, idx, plan);
+    while (begin < end) {
+      local.seek(idx);
+      index_t off = 0;
+      for (int k = 0; k + 1 < plan.rank; ++k) off += idx[k] * dst_strides[k];
+      const index_t j1 = std::min(inner, j + (end - begin));
+      eval_row(local, base + off, dst_strides[plan.rank - 1], j, j1);
+      begin += j1 - j;
+      j = 0;
+      next_outer_index(idx, plan);
+    }
+  });
+}
+
+/// The loop of a pass with several contiguous outputs of one shape (see run_pass).
+template <class T, class... Ev, std::size_t... K>
+void run_pass_multi(T* const* outs, const IterPlan& plan, const std::tuple<Ev...>& evs, index_t total,
+                    std::index_sequence<K...>) {
+  const index_t inner = plan.inner();
+  parallel_for(total, 64, 32768, [&](index_t begin, index_t end) {
+    auto local = evs;
+    index_t idx[max_rank] = {};
+    index_t row = begin / inner;
+    index_t j = begin % inner;
+    outer_index_of(row, idx, plan);
+    while (begin < end) {
+      (std::get<K>(local).seek(idx), ...);
+      const index_t off = row * inner;  // contiguous destinations
+      const index_t j1 = std::min(inner, j + (end - begin));
+      (eval_row(std::get<K>(local), outs[K] + off, 1, j, j1), ...);
+      begin += j1 - j;
+      j = 0;
+      ++row;
+      next_outer_index(idx, plan);
+    }
+  });
+}
+
 }  // namespace detail
 
 /// One fused pass: dst[i] = expr[i] for every element of dst (expr broadcast to dst's shape).
@@ -79,29 +129,9 @@ void elementwise_assign(cpu, Tensor<T, R, cpu>& dst, const E& expr) {
   if (total == 0) return;
   instrument::count_elementwise_pass();
   const detail::IterPlan plan = detail::pass_plan(dst.shape(), dst.strides(), expr);
-  const auto ev = detail::make_evaluator(expr, dst.shape(), plan);
   index_t dst_strides[max_rank];
   plan.map(dst.strides(), dst_strides);
-  T* const base = dst.data();
-  const index_t inner = plan.inner();
-
-  detail::parallel_rows(total, inner, [&](index_t begin, index_t end) {
-    auto local = ev;
-    index_t idx[max_rank] = {};
-    index_t row = begin / inner;
-    index_t j = begin % inner;
-    detail::outer_index_of(row, idx, plan);
-    while (begin < end) {
-      local.seek(idx);
-      index_t off = 0;
-      for (int k = 0; k + 1 < plan.rank; ++k) off += idx[k] * dst_strides[k];
-      const index_t j1 = std::min(inner, j + (end - begin));
-      detail::eval_row(local, base + off, dst_strides[plan.rank - 1], j, j1);
-      begin += j1 - j;
-      j = 0;
-      detail::next_outer_index(idx, plan);
-    }
-  });
+  detail::run_pass(dst.data(), dst_strides, plan, detail::make_evaluator(expr, dst.shape(), plan), total);
 }
 
 }  // namespace tessera
@@ -119,24 +149,8 @@ void elementwise_assign_multi(cpu, const std::array<Tensor<T, R, cpu>*, sizeof..
   instrument::count_elementwise_pass();
   const detail::IterPlan plan = detail::pass_plan(shape, dsts[0]->strides(), std::get<K>(exprs)...);
   const auto evs = std::make_tuple(detail::make_evaluator(std::get<K>(exprs), shape, plan)...);
-  const index_t inner = plan.inner();
-  detail::parallel_for(total, 64, 32768, [&](index_t begin, index_t end) {
-    auto local = evs;
-    index_t idx[max_rank] = {};
-    index_t row = begin / inner;
-    index_t j = begin % inner;
-    detail::outer_index_of(row, idx, plan);
-    while (begin < end) {
-      (std::get<K>(local).seek(idx), ...);
-      const index_t off = row * inner;  // contiguous destinations
-      const index_t j1 = std::min(inner, j + (end - begin));
-      (detail::eval_row(std::get<K>(local), dsts[K]->data() + off, 1, j, j1), ...);
-      begin += j1 - j;
-      j = 0;
-      ++row;
-      detail::next_outer_index(idx, plan);
-    }
-  });
+  T* const outs[] = {dsts[K]->data()...};
+  detail::run_pass_multi(outs, plan, evs, total, std::index_sequence<K...>{});
 }
 
 }  // namespace tessera

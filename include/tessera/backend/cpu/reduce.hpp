@@ -312,6 +312,93 @@ struct ReductionIndexer {
 };
 }  // namespace detail
 
+namespace detail {
+/// The loops of a reduction (see reduce_into), templated on the evaluator's type rather than the
+/// expression's, so that reductions of different expressions with the same evaluator type (the
+/// sum of any materialized operand, say) share one compiled kernel.
+template <class Red, class T, class Ev>
+void run_reduction(const Red& red, T* obase, index_t n_out, const ReductionIndexer& ix, const Ev& ev, index_t work, T scale) {
+  auto finish = [&](T v) { return scale == T(1) ? v : static_cast<T>(v * scale); };
+  const IterPlan& plan = ix.plan;
+  const index_t inner = plan.inner();
+  const index_t serial_below = work < 32768 ? (index_t(1) << 62) : 0;
+  const int threads = cpu::num_threads();
+
+  if (plan.reduced[plan.rank - 1]) {
+    // Innermost axis reduced: each output folds a run of rows.
+    const index_t len = ix.reduced_combos * inner;
+    auto fold = [&](auto& local, index_t* idx, index_t begin, index_t end) {
+      T a = Red::template identity<T>();
+      index_t r = begin / inner, j = begin % inner;
+      while (begin < end) {
+        ix.set_reduced(idx, r);
+        local.seek(idx);
+        const index_t j1 = std::min(inner, j + (end - begin));
+        a = reduce_row(red, local, j, j1, a);
+        begin += j1 - j;
+        j = 0;
+        ++r;
+      }
+      return a;
+    };
+    // Each result folds fixed blocks of the run and combines the block results in order, so the
+    // arithmetic (and the result) is the same whatever the thread count.
+    constexpr index_t block = 16384;
+    const index_t blocks = (len + block - 1) / block;
+    if (n_out > 1 || blocks == 1 || threads == 1 || serial_below > 0) {
+      parallel_for(n_out, 1, serial_below > 0 ? serial_below : 1, [&](index_t b, index_t e) {
+        auto local = ev;
+        index_t idx[max_rank] = {};
+        for (index_t o = b; o < e; ++o) {
+          ix.set_kept(idx, o);
+          T a = Red::template identity<T>();
+          for (index_t k = 0; k < blocks; ++k) a = red(a, fold(local, idx, k * block, std::min(len, (k + 1) * block)));
+          obase[ix.out_offset(idx)] = finish(a);
+        }
+      });
+    } else {
+      // One long reduction: blocks in parallel, then their results in order.
+      std::vector<T> partial(static_cast<std::size_t>(blocks), Red::template identity<T>());
+      parallel_for(blocks, 1, 1, [&](index_t b0, index_t b1) {
+        auto local = ev;
+        index_t idx[max_rank] = {};
+        for (index_t b = b0; b < b1; ++b) {
+          partial[static_cast<std::size_t>(b)] = fold(local, idx, b * block, std::min(len, (b + 1) * block));
+        }
+      });
+      T a = Red::template identity<T>();
+      for (T p : partial) a = red(a, p);
+      obase[0] = finish(a);  // one output
+    }
+  } else {
+    // Innermost axis kept: accumulate whole rows into the output row.
+    const index_t total = ix.kept_combos * inner;
+    parallel_for(total, 64, serial_below > 0 ? serial_below : 1, [&](index_t begin, index_t end) {
+      auto local = ev;
+      index_t idx[max_rank] = {};
+      index_t ko = begin / inner, j = begin % inner;
+      while (begin < end) {
+        const index_t j1 = std::min(inner, j + (end - begin));
+        ix.set_kept(idx, ko);
+        T* orow = obase + ix.out_offset(idx);
+        std::fill(orow + j, orow + j1, Red::template identity<T>());
+        for (index_t r = 0; r < ix.reduced_combos; ++r) {
+          ix.set_reduced(idx, r);
+          local.seek(idx);
+          accumulate_row(red, local, orow, j, j1);
+        }
+        if (scale != T(1)) {
+          for (index_t q = j; q < j1; ++q) orow[q] = finish(orow[q]);
+        }
+        begin += j1 - j;
+        j = 0;
+        ++ko;
+      }
+    });
+  }
+}
+}  // namespace detail
+
 /// out = reduce(input) over the axes flagged in `reduced`, each result multiplied by `scale`
 /// (mean passes 1/count). `out` is contiguous with the kept extents (keepdims or not).
 template <class Red, class T, std::size_t RO, std::size_t RI, class E>
@@ -332,86 +419,8 @@ void reduce_into(cpu, Tensor<T, RO, cpu>& out, const E& input, const std::array<
   }
 
   const auto reduction = detail::reduction_plan(input, reduced);
-  const detail::IterPlan& plan = reduction.plan;
-  const auto ev = detail::make_evaluator(input, in_shape, plan);
-  const detail::ReductionIndexer ix(plan, reduction.out_strides);
-  const index_t inner = plan.inner();
-  const index_t work = numel(in_shape);
-  const index_t serial_below = work < 32768 ? (index_t(1) << 62) : 0;
-  const int threads = cpu::num_threads();
-
-  if (plan.reduced[plan.rank - 1]) {
-    // Innermost axis reduced: each output folds a run of rows.
-    const index_t len = ix.reduced_combos * inner;
-    auto fold = [&](auto& local, index_t* idx, index_t begin, index_t end) {
-      T a = Red::template identity<T>();
-      index_t r = begin / inner, j = begin % inner;
-      while (begin < end) {
-        ix.set_reduced(idx, r);
-        local.seek(idx);
-        const index_t j1 = std::min(inner, j + (end - begin));
-        a = detail::reduce_row(red, local, j, j1, a);
-        begin += j1 - j;
-        j = 0;
-        ++r;
-      }
-      return a;
-    };
-    // Each result folds fixed blocks of the run and combines the block results in order, so the
-    // arithmetic (and the result) is the same whatever the thread count.
-    constexpr index_t block = 16384;
-    const index_t blocks = (len + block - 1) / block;
-    if (n_out > 1 || blocks == 1 || threads == 1 || serial_below > 0) {
-      detail::parallel_for(n_out, 1, serial_below > 0 ? serial_below : 1, [&](index_t b, index_t e) {
-        auto local = ev;
-        index_t idx[max_rank] = {};
-        for (index_t o = b; o < e; ++o) {
-          ix.set_kept(idx, o);
-          T a = Red::template identity<T>();
-          for (index_t k = 0; k < blocks; ++k) a = red(a, fold(local, idx, k * block, std::min(len, (k + 1) * block)));
-          obase[ix.out_offset(idx)] = finish(a);
-        }
-      });
-    } else {
-      // One long reduction: blocks in parallel, then their results in order.
-      std::vector<T> partial(static_cast<std::size_t>(blocks), Red::template identity<T>());
-      detail::parallel_for(blocks, 1, 1, [&](index_t b0, index_t b1) {
-        auto local = ev;
-        index_t idx[max_rank] = {};
-        for (index_t b = b0; b < b1; ++b) {
-          partial[static_cast<std::size_t>(b)] = fold(local, idx, b * block, std::min(len, (b + 1) * block));
-        }
-      });
-      T a = Red::template identity<T>();
-      for (T p : partial) a = red(a, p);
-      obase[0] = finish(a);  // one output
-    }
-  } else {
-    // Innermost axis kept: accumulate whole rows into the output row.
-    const index_t total = ix.kept_combos * inner;
-    detail::parallel_for(total, 64, serial_below > 0 ? serial_below : 1, [&](index_t begin, index_t end) {
-      auto local = ev;
-      index_t idx[max_rank] = {};
-      index_t ko = begin / inner, j = begin % inner;
-      while (begin < end) {
-        const index_t j1 = std::min(inner, j + (end - begin));
-        ix.set_kept(idx, ko);
-        T* orow = obase + ix.out_offset(idx);
-        std::fill(orow + j, orow + j1, Red::template identity<T>());
-        for (index_t r = 0; r < ix.reduced_combos; ++r) {
-          ix.set_reduced(idx, r);
-          local.seek(idx);
-          detail::accumulate_row(red, local, orow, j, j1);
-        }
-        if (scale != T(1)) {
-          for (index_t q = j; q < j1; ++q) orow[q] = finish(orow[q]);
-        }
-        begin += j1 - j;
-        j = 0;
-        ++ko;
-      }
-    });
-  }
+  const detail::ReductionIndexer ix(reduction.plan, reduction.out_strides);
+  detail::run_reduction(red, obase, n_out, ix, detail::make_evaluator(input, in_shape, reduction.plan), numel(in_shape), scale);
 }
 
 /// prod's adjoint: out[i] = g[k] * (the product of the other elements of x's reduction group k
