@@ -18,8 +18,15 @@ constexpr std::uint64_t mix(std::uint64_t x) {  // splitmix64 finalizer
   return x ^ (x >> 31);
 }
 
+/// The [3, 4] value a subtree broadcasts to (subtrees are [3, 4], [3, 1], [1, 4], [4] or [1, 1]).
+template <class A>
+auto to_full(const A& a) {
+  return tessera::broadcast_to(a, tessera::Shape<2>{3, 4});
+}
+
 /// A tree of depth <= Depth over leaves x [3, 4], y [3, 1], z [4]: unary, binary (with
-/// broadcasting) and keepdims-reduction nodes, all with bounded, smooth derivatives away from kinks.
+/// broadcasting), keepdims-reduction, matmul, softmax, where and shape nodes, all with bounded,
+/// smooth derivatives away from kinks.
 template <std::uint64_t Seed, int Depth>
 struct Tree {
   static constexpr std::uint64_t h = mix(Seed);
@@ -37,8 +44,23 @@ struct Tree {
       }
     } else {
       const auto a = Tree<left, Depth - 1>::build(x, y, z);
-      constexpr int op = static_cast<int>((h >> 8) % 16);
-      if constexpr (op < 8) {
+      constexpr int op = static_cast<int>((h >> 8) % 20);
+      if constexpr (op >= 16) {
+        if constexpr (op == 16) {
+          // A product with a fixed [4, 4] matrix (the identity plus 0.1 everywhere).
+          const auto m = tessera::full<double>({4, 4}, 0.1) + tessera::eye<double>(4);
+          return tessera::matmul(to_full(a), m) * 0.5;
+        } else if constexpr (op == 17) {
+          return tessera::softmax(to_full(a), -1) * 2.0 + tessera::log_softmax(to_full(a), 0) * 0.1;
+        } else if constexpr (op == 18) {
+          // The condition is a constant of the graph; both branches carry gradients.
+          const auto b = Tree<right, Depth - 1>::build(x, y, z);
+          return tessera::where(x > 0.0, tessera::tanh(a), b * 0.5);
+        } else {
+          // Transposed to [4, 3], reshaped to [3, 4]: a permutation of the elements.
+          return tessera::reshape(tessera::transpose(to_full(a)), tessera::Shape<2>{3, 4}) - a * 0.2;
+        }
+      } else if constexpr (op < 8) {
         if constexpr (op == 0) return tessera::tanh(a);
         else if constexpr (op == 1) return tessera::sigmoid(a);
         else if constexpr (op == 2) return tessera::sin(a);
