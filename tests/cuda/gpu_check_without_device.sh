@@ -3,9 +3,9 @@
 # must be reported as a failure ("no device"), the script must exit non-zero within a minute, and
 # leave at most 8 files (what the GPU machine's tool returns) in its output folder.
 #
-#   gpu_check_without_device.sh <repo> <test_cuda_device> <fashion_mnist_cuda> <scratch folder>
+#   gpu_check_without_device.sh <repo> <test_cuda_device> <test_cuda_ops> <fashion_mnist_cuda> <scratch folder>
 set -u
-repo=$1 tests_bin=$2 main_bin=$3 scratch=$4
+repo=$1 tests_bin=$2 ops_bin=$3 main_bin=$4 scratch=$5
 
 if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1; then
   echo "a GPU is present; this test is for machines without one"
@@ -14,6 +14,7 @@ fi
 rm -rf "${scratch}"
 mkdir -p "${scratch}/bundle/bin" "${scratch}/out"
 ln -s "${tests_bin}" "${scratch}/bundle/bin/test_cuda_device"
+ln -s "${ops_bin}" "${scratch}/bundle/bin/test_cuda_ops"
 ln -s "${main_bin}" "${scratch}/bundle/bin/fashion_mnist_cuda"
 
 start=$(date +%s)
@@ -27,7 +28,8 @@ fail() { echo "FAILED: $*"; exit 1; }
 [ "${elapsed}" -le 60 ] || fail "gpu-check took ${elapsed} s (at most 60)"
 files=$(find "${scratch}/out" -type f | wc -l)
 [ "${files}" -le 8 ] || fail "${files} files in the output folder (at most 8)"
-cases=$("${tests_bin}" --list-test-cases | grep -cv -e '^\[doctest\]' -e '^===' -e '^$')
+cases=$(for program in "${tests_bin}" "${ops_bin}"; do "${program}" --list-test-cases; done |
+  grep -cv -e '^\[doctest\]' -e '^===' -e '^$')
 [ "${cases}" -gt 0 ] || fail "test_cuda_device lists no test case"
 no_device=$(grep -c '^tests .*FAIL (no device)' "${scratch}/out/summary.txt")
 [ "${no_device}" -eq "${cases}" ] || fail "${no_device} of ${cases} cases reported as 'no device'"

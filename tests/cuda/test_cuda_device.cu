@@ -10,14 +10,18 @@
 
 #include <tessera/cuda.hpp>
 
+#include "cuda/device_test_support.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 
 using namespace tessera;
-// Unqualified `cuda` would be ambiguous: CUB (used by the kernels) declares a global namespace cuda.
-using Dev = tessera::cuda;
+using device_test::Dev;
+using device_test::check_close;
+using device_test::host;
+using device_test::to_dev;
 
 TEST_CASE("host -> device -> host round trips keep every element") {
   const Tensor<float, 2> a = {{1.0f, -2.0f, 3.5f}, {4.0f, 5.0f, -6.25f}};
@@ -59,35 +63,6 @@ TEST_CASE("freed device blocks are reused") {
 namespace ts = tessera;
 
 namespace {
-
-template <class T, std::size_t R>
-Tensor<T, R, cpu> host(const Tensor<T, R, Dev>& t) {
-  return t.template to<cpu>();
-}
-template <class T, std::size_t R>
-Tensor<T, R, Dev> to_dev(const Tensor<T, R, cpu>& t) {
-  return t.template to<Dev>();
-}
-
-/// Every element of the device result equals the CPU's within a relative tolerance (0: exactly).
-template <class T, std::size_t R>
-void check_close(const Tensor<T, R, Dev>& got_device, const Tensor<T, R, cpu>& want, double tol = 1e-5) {
-  const auto got = host(got_device);
-  REQUIRE(got.shape() == want.shape());
-  const auto w = want.contiguous();
-  for (index_t i = 0; i < got.size(); ++i) {
-    const double g = static_cast<double>(got.data()[i]), x = static_cast<double>(w.data()[i]);
-    if (std::isnan(x)) {
-      CHECK(std::isnan(g));
-    } else if (std::isinf(x)) {
-      CHECK(g == x);
-    } else if (tol == 0) {
-      CHECK(g == x);
-    } else {
-      CHECK(g == doctest::Approx(x).epsilon(tol).scale(1.0));
-    }
-  }
-}
 
 template <class T = float>
 Tensor<T, 3, cpu> random3(index_t a, index_t b, index_t c, std::uint64_t seed, T low = T(-2), T high = T(2)) {
@@ -390,14 +365,4 @@ TEST_CASE("train::fit runs a small CNN on the device with batches copied from a 
   CHECK(predictions.shape() == Shape<2>{48, 3});
 }
 
-int main(int argc, char** argv) {
-  // Listing the cases needs no device (scripts/gpu-check runs each case in its own process).
-  bool listing = false;
-  for (int i = 1; i < argc; ++i) listing = listing || std::strncmp(argv[i], "--list", 6) == 0 || std::strncmp(argv[i], "-l", 2) == 0;
-  if (!listing && !Dev::available()) {
-    std::printf("test_cuda_device: no CUDA device here; skipped (exit 77)\n");
-    return 77;
-  }
-  doctest::Context context(argc, argv);
-  return context.run();
-}
+int main(int argc, char** argv) { return device_test::run(argc, argv, "test_cuda_device"); }
