@@ -39,6 +39,14 @@ struct is_std_tuple : std::false_type {};
 template <class... T>
 struct is_std_tuple<std::tuple<T...>> : std::true_type {};
 
+/// What grad, value_and_grad and vjp differentiate with respect to: tensors (expressions),
+/// std::tuples of them, and parameter structs (modules).
+template <class A>
+inline constexpr bool is_grad_argument_v = is_expr_v<A> || is_std_tuple<A>::value || has_parameters<A>::value;
+template <class... A>
+inline constexpr bool are_grad_arguments_v = (is_grad_argument_v<A> && ...);
+#define TESSERA_GRAD_ARGUMENTS_MESSAGE "tessera::grad: arguments must be tensors, std::tuples of them, or parameter structs"
+
 /// How many Var leaves an argument becomes.
 template <class A>
 struct var_count {
@@ -73,7 +81,7 @@ auto wrap_arg(const A& a) {
   } else if constexpr (has_parameters<A>::value) {
     return a;
   } else {
-    static_assert(is_expr_v<A>, "tessera::grad: arguments must be tensors, std::tuples of them, or parameter structs");
+    static_assert(is_expr_v<A>, TESSERA_GRAD_ARGUMENTS_MESSAGE);
     return Var<L, I, A>(a);
   }
 }
@@ -436,13 +444,23 @@ auto value_and_grad_impl(F& f, const A&... a) {
 /// Gradients of a scalar-valued f at args, in the structure of args: `auto [dA, dB] = grad(f, A, B);`.
 template <class F, class... A>
 auto grad(F&& f, const A&... args) {
-  return detail::value_and_grad_impl(f, args...).second;
+  static_assert(detail::are_grad_arguments_v<A...>, TESSERA_GRAD_ARGUMENTS_MESSAGE);
+  if constexpr (detail::are_grad_arguments_v<A...>) {
+    return detail::value_and_grad_impl(f, args...).second;
+  } else {
+    return std::tuple<A...>{};  // never used: stops the compiler here, with the one message above
+  }
 }
 
 /// {f(args), gradients}.
 template <class F, class... A>
 auto value_and_grad(F&& f, const A&... args) {
-  return detail::value_and_grad_impl(f, args...);
+  static_assert(detail::are_grad_arguments_v<A...>, TESSERA_GRAD_ARGUMENTS_MESSAGE);
+  if constexpr (detail::are_grad_arguments_v<A...>) {
+    return detail::value_and_grad_impl(f, args...);
+  } else {
+    return std::pair<int, std::tuple<A...>>{};  // never used, as in grad
+  }
 }
 
 /// The output of f at args (any rank) and its pullback: a function from a cotangent of the output's
@@ -475,3 +493,5 @@ auto vjp(F&& f, const A&... a) {
 }
 
 }  // namespace tessera
+
+#undef TESSERA_GRAD_ARGUMENTS_MESSAGE
