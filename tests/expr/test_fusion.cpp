@@ -251,6 +251,23 @@ TEST_CASE("a transposed product or sum is computed once per pass, then read thro
   CHECK(z(3, 1) == doctest::Approx(4 * a(1, 3)));
 }
 
+TEST_CASE("sum_to of a strided tensor with nothing to sum is read through its own strides") {
+  // sum_to hands over its argument when there is nothing to sum; a transposed one must not be read
+  // as if it were contiguous (the pass plans its loops from the node's shape).
+  const auto g = random_tensor<float>(Shape<2>{4, 3}, 41);
+  const auto gt = g.transpose();
+  const Tensor<float, 2> y = sum_to(gt, Shape<2>{3, 4}) + 1.0f;
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 4; ++j) CHECK(y(i, j) == g(j, i) + 1.0f);
+  // The same through a vjp pullback given a transposed cotangent.
+  const auto x = random_tensor<float>(Shape<2>{3, 4}, 42);
+  auto [value, pullback] = vjp([](const auto& a) { return a * 2.0f; }, x);
+  const auto [dx] = pullback(gt);
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 4; ++j) CHECK(dx(i, j) == 2.0f * g(j, i));
+  (void)value;
+}
+
 TEST_CASE("views allocate nothing, including rank-0 views") {
   const auto m = random_tensor<float>(Shape<2>{6, 4}, 61);
   const auto v = random_tensor<float>(Shape<1>{5}, 62);

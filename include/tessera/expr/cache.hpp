@@ -62,11 +62,13 @@ materialized_tensor_t<E> materialize(const E& e) {
 }
 
 /// The value of a materialization node for reading only (an evaluator's or a view's operand): may
-/// be an existing buffer (see has_alias), so it must never be written to or handed to users.
+/// be an existing buffer (see has_alias), so it must never be written to or handed to users. It is
+/// always contiguous: a pass plans its loops (visit_leaves) before it reads the value, from the
+/// node's shape alone, so a strided buffer would be read out of bounds.
 template <class E>
 materialized_tensor_t<E> read_only_value(const E& e) {
   if constexpr (has_alias<E>::value) {
-    if (auto existing = e.alias()) return *existing;
+    if (auto existing = e.alias(); existing && existing->is_contiguous()) return *existing;
   }
   return materialize(e);
 }

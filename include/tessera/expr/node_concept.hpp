@@ -17,7 +17,7 @@
 //                   evaluate_into(Tensor<value_type, rank, backend_type>& out) const
 //                 OPTIONAL: `cache` (a shared CacheSlot; MaterializedNode provides it) to compute
 //                 once per autodiff sweep; alias() const -> std::optional<Tensor> to hand over an
-//                 existing buffer when computing would only copy.
+//                 existing buffer when computing would only copy (used only when contiguous).
 // OPTIONAL for every non-leaf node:
 //   inputs() const -> std::tuple<const Input&...>     (the graph's edges; needed by grad and graphs)
 //   input_adjoints(const G& g) const -> std::tuple<adjoint expression or NoAdjoint, ...>
