@@ -307,6 +307,22 @@ void for_each_op(Visit&& visit) {
         [](const auto& v) { return v.contiguous().reshape(Shape<3>{2, 2, 5}).clone(); }, d, in.x);
   visit("broadcast_to", [](const auto& v) { return ts::broadcast_to(v, Shape<3>{3, 4, 5}); },
         [](const auto& v) { return map(Shape<3>{3, 4, 5}, [](double e) { return e; }, v); }, d, in.column);
+  visit("slice", [](const auto& v) { return ts::slice(v * 1.0, 1, 1, 4); },
+        [](const auto& v) {
+          Tensor<double, 2> out(Shape<2>{v.shape()[0], 3});
+          for (index_t i = 0; i < v.shape()[0]; ++i)
+            for (index_t j = 0; j < 3; ++j) out(i, j) = at(v, {i, j + 1});
+          return out;
+        },
+        d, in.x);
+  visit("concat", [](const auto& a, const auto& b) { return ts::concat(std::make_tuple(a, b * 1.0), 0); },
+        [](const auto& a, const auto& b) {
+          Tensor<double, 2> out(Shape<2>{8, 5});
+          for (index_t i = 0; i < 8; ++i)
+            for (index_t j = 0; j < 5; ++j) out(i, j) = i < 4 ? at(a, {i, j}) : at(b, {i - 4, j});
+          return out;
+        },
+        d, in.x, in.y);
   visit("cast", [](const auto& v) { return ts::cast<float>(v) * 2.0f; },
         [](const auto& v) { return map(v, [](double e) { return double(float(e)) * 2; }); }, ForwardOnly{1e5, false}, in.x);
 

@@ -30,6 +30,7 @@
 #include "tessera/expr/softmax.hpp"
 #include "tessera/expr/join.hpp"
 #include "tessera/expr/shape_ops.hpp"
+#include "tessera/expr/slice.hpp"
 #include "tessera/expr/conv.hpp"
 #include "tessera/expr/embedding.hpp"
 #include "tessera/expr/normalization.hpp"

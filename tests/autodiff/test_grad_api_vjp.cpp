@@ -87,6 +87,34 @@ TEST_CASE("vjp: a cotangent of the wrong shape throws shape_error") {
   CHECK_NOTHROW(pullback(ones<double>(2, 4)));
 }
 
+TEST_CASE("vjp: several outputs, one cotangent each") {
+  const auto x = sample({2, 4}, -1, 1, 78);
+  const auto w = sample({4, 3}, -1, 1, 79);
+  const auto f = [](const auto& a, const auto& b) {
+    auto m = matmul(a, b);
+    return std::make_tuple(tanh(m), sum(m * m), a * 2.0);
+  };
+  auto [out, pullback] = vjp(f, x, w);
+  static_assert(std::is_same_v<std::decay_t<decltype(out)>, std::tuple<Tensor<double, 2>, Tensor<double, 0>, Tensor<double, 2>>>);
+  const Tensor<double, 2> expected_tanh = tanh(matmul(x, w));
+  CHECK_TENSOR_EQ(std::get<0>(out), expected_tanh);
+  const auto c0 = sample({2, 3}, -2, 2, 80);
+  const Tensor<double, 0> c1(0.75);
+  const auto c2 = sample({2, 4}, -2, 2, 81);
+  const auto [dx, dw] = pullback(std::make_tuple(c0, c1, c2));
+  // The gradient of the cotangent-weighted sum of the outputs.
+  const auto [ex, ew] = grad(
+      [&](const auto& a, const auto& b) {
+        auto m = matmul(a, b);
+        return sum(tanh(m) * c0) + sum(m * m) * 0.75 + sum(a * 2.0 * c2);
+      },
+      x, w);
+  CHECK_TENSOR_NEAR(dx, ex, 1e-14);
+  CHECK_TENSOR_NEAR(dw, ew, 1e-14);
+  CHECK_THROWS_WITH_AS(pullback(std::make_tuple(c0, c1, zeros<double>(2, 3))),
+                       "vjp: cotangent of shape [2, 3] for an output of shape [2, 4]", shape_error);
+}
+
 TEST_CASE("a leaf used in several places gets the sum of its uses") {
   const auto x = sample({3, 2}, -1, 1, 78);
   // d/dx sum(x^3 + x sin(x)) = 3 x^2 + sin(x) + x cos(x)

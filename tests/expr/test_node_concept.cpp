@@ -94,4 +94,7 @@ TEST_CASE("every elementwise, shape and materialized node of the library satisfi
   check_node(conv2d(img, w), true);
   check_node(max_pool2d(img, 2), true);
   check_node(embedding(a, ids), true);
+  check_node(slice(a + 1.0f, 1, 0, 2), false);
+  check_node(Unslice<Tensor<float, 2>>(a, Shape<2>{2, 5}, detail::SliceRange{1, 1, 4}), true);
+  check_node(concat(std::make_tuple(a, a * 2.0f), 0), true);
 }

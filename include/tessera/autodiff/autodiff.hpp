@@ -6,3 +6,4 @@
 #include "tessera/autodiff/var.hpp"
 #include "tessera/autodiff/check.hpp"
 #include "tessera/autodiff/tape.hpp"
+#include "tessera/autodiff/scan.hpp"

@@ -60,6 +60,10 @@ struct max_level_below<Cap, E, std::enable_if_t<has_inputs<E>::value && !is_var<
   static constexpr int value = max_level_below_tuple<Cap, inputs_t<E>>::value;
 };
 
+/// A tuple of expressions (vjp of a function with several outputs): the largest among them.
+template <int Cap, class... A>
+struct max_level_below<Cap, std::tuple<A...>> : max_level_below_tuple<Cap, std::tuple<A...>> {};
+
 /// Largest Var level inside E (-1 when none).
 template <class E>
 using max_level = max_level_below<std::numeric_limits<int>::max(), E>;

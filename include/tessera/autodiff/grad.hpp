@@ -463,9 +463,46 @@ auto value_and_grad(F&& f, const A&... args) {
   }
 }
 
+namespace detail {
+/// The tensor an output expression of vjp is evaluated into.
+template <class E>
+using vjp_value_t = Tensor<value_type_t<E>, rank_v<E>, backend_t<E>>;
+
+template <class E>
+struct vjp_values {
+  using type = vjp_value_t<E>;
+};
+template <class... E>
+struct vjp_values<std::tuple<E...>> {
+  using type = std::tuple<vjp_value_t<E>...>;
+};
+
+template <std::size_t R0, std::size_t R1>
+TESSERA_NOINLINE void check_cotangent(const Shape<R0>& cotangent, const Shape<R1>& output) {
+  if (cotangent != output) {
+    throw shape_error("vjp: cotangent of shape " + shape_to_string(cotangent) + " for an output of shape " +
+                      shape_to_string(output));
+  }
+}
+
+template <class... E, class Cot, std::size_t... K>
+void check_cotangents(const std::tuple<E...>& out, const Cot& cot, std::index_sequence<K...>) {
+  (check_cotangent(std::get<K>(cot).shape(), std::get<K>(out).shape()), ...);
+}
+
+/// Every contribution of the outputs' sweeps, one output after another.
+template <bool MatchTensors, class... E, class Cot, std::size_t... K>
+auto sweep_outputs(const std::tuple<E...>& out, const Cot& cot, std::index_sequence<K...>) {
+  return std::tuple_cat(reverse_sweep<0, MatchTensors>(std::get<K>(out), std::get<K>(cot))...);
+}
+}  // namespace detail
+
 /// The output of f at args (any rank) and its pullback: a function from a cotangent of the output's
 /// shape to the gradients of the arguments (in their structure). Forward buffers are kept for the
 /// pullback, which may be called several times. First order only.
+///
+/// f may return a std::tuple of expressions (a recurrent cell's new state and output): the output
+/// is then a std::tuple of tensors and the pullback takes a std::tuple of cotangents, one per output.
 template <class F, class... A>
 auto vjp(F&& f, const A&... a) {
   using P = detail::GradPlan<std::remove_reference_t<F>, A...>;
@@ -477,16 +514,28 @@ auto vjp(F&& f, const A&... a) {
   detail::CacheEpochScope forward_scope(epoch);  // open while f runs, as in value_and_grad
   auto out = std::apply([&](const auto&... x) { return detail::call_with_vars<0>(f, std::tuple<const A&...>(x...), std::index_sequence_for<A...>{}); }, args);
   using Out = decltype(out);
-  using T = value_type_t<Out>;
-  using OutTensor = Tensor<T, rank_v<Out>, backend_t<Out>>;
-  const OutTensor value(out);  // constructed, not assigned: a materialized output is not copied
-  auto pullback = [out, args, epoch](const OutTensor& cotangent) {
-    if (cotangent.shape() != out.shape()) {
-      throw shape_error("vjp: cotangent of shape " + shape_to_string(cotangent.shape()) + " for an output of shape " +
-                        shape_to_string(out.shape()));
+  using Values = typename detail::vjp_values<Out>::type;
+  Values value = [&] {
+    if constexpr (detail::is_std_tuple<Out>::value) {
+      return std::apply([](const auto&... o) { return Values(detail::vjp_value_t<std::decay_t<decltype(o)>>(o)...); }, out);
+    } else {
+      return Values(out);  // constructed, not assigned: a materialized output is not copied
+    }
+  }();
+  auto pullback = [out, args, epoch](const Values& cotangent) {
+    if constexpr (detail::is_std_tuple<Out>::value) {
+      detail::check_cotangents(out, cotangent, std::make_index_sequence<std::tuple_size_v<Out>>{});
+    } else {
+      detail::check_cotangent(cotangent.shape(), out.shape());
     }
     detail::CacheEpochScope scope(epoch);
-    const auto contributions = detail::reverse_sweep<0, P::match_tensors>(out, cotangent);
+    const auto contributions = [&] {
+      if constexpr (detail::is_std_tuple<Out>::value) {
+        return detail::sweep_outputs<P::match_tensors>(out, cotangent, std::make_index_sequence<std::tuple_size_v<Out>>{});
+      } else {
+        return detail::reverse_sweep<0, P::match_tensors>(out, cotangent);
+      }
+    }();
     return std::apply([&](const auto&... x) { return detail::gradients_from<P::match_tensors>(contributions, std::tuple<const A&...>(x...)); }, args);
   };
   return std::make_pair(value, pullback);
