@@ -1,6 +1,7 @@
-// Lazy slicing and joining of expressions: slice(e, axis, begin, end) and concat(std::tuple(a, b,
-// ...), axis). Recurrent cells split their gate pre-activations with slice; bidirectional layers
-// join their two directions with concat. Both are differentiable: a slice's adjoint is its
+// Lazy slicing, axis swapping and joining of expressions: slice(e, axis, begin, end),
+// transpose(e, a, b) and concat(std::tuple(a, b, ...), axis). Recurrent cells split their gate
+// pre-activations with slice; batch-first layers swap batch and time; bidirectional layers join
+// their two directions with concat. Both are differentiable: a slice's adjoint is its
 // gradient placed into zeros of the input's shape, a concat's is one slice of the gradient per part.
 #pragma once
 
@@ -133,6 +134,66 @@ auto slice(const A& a, index_t axis, index_t begin, index_t end) {
     return a.slice(axis, begin, end);
   } else {
     return Sliced<A>(a, axis, begin, end);
+  }
+}
+
+/// A with axes a and b swapped: a view of A's value, as Sliced (the adjoint swaps them back).
+template <class A>
+struct SwapAxes : ExprBase<SwapAxes<A>> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = rank_v<A>;
+  static constexpr const char* name = "transpose";
+  static_assert(rank >= 2, "tessera::transpose(e, a, b): needs an expression of rank 2 or more");
+  A arg;
+  std::size_t a, b;
+
+  SwapAxes(A x, index_t axis_a, index_t axis_b)
+      : arg(std::move(x)), a(normalize_axis(axis_a, rank, "transpose")), b(normalize_axis(axis_b, rank, "transpose")) {}
+  Shape<rank> shape() const {
+    auto s = arg.shape();
+    std::swap(s[a], s[b]);
+    return s;
+  }
+  Tensor<value_type, rank, backend_type> view() const {
+    return detail::value_of(arg).transpose(static_cast<index_t>(a), static_cast<index_t>(b));
+  }
+  template <std::size_t RO, class F>
+  void visit_leaves(const Shape<RO>& out, F&& f) const {
+    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
+      const auto v = view();
+      f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
+    } else {
+      auto strides = contiguous_strides(arg.shape());  // A is computed into a contiguous buffer
+      std::swap(strides[a], strides[b]);
+      f(static_cast<const void*>(nullptr), broadcast_strides(shape(), strides, out));
+    }
+  }
+  template <class F>
+  void for_each_tensor(F&& f) const {
+    detail::for_each_tensor(arg, f);
+  }
+  template <std::size_t RO>
+  detail::LeafEval<value_type> evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
+    return detail::view_evaluator(view(), out, plan);
+  }
+  Tensor<value_type, rank, backend_type> value_of_inner() const { return view(); }
+  auto inputs() const { return std::tie(arg); }
+  template <class G>
+  auto input_adjoints(const G& g) const {
+    // Through a buffer of the adjoint's own shape, so that the swapped read is of a tensor.
+    return std::make_tuple(SwapAxes<SumTo<G, rank>>(SumTo<G, rank>(g, shape()), static_cast<index_t>(a),
+                                                    static_cast<index_t>(b)));
+  }
+};
+
+/// Lazy swap of two axes of an expression (a tensor gets its view, as Tensor::transpose(a, b)).
+template <class A, std::enable_if_t<is_expr_v<A>, int> = 0>
+auto transpose(const A& x, index_t a, index_t b) {
+  if constexpr (detail::is_tensor_v<A>) {
+    return x.transpose(a, b);
+  } else {
+    return SwapAxes<A>(x, a, b);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "tessera/nn/loss.hpp"
 #include "tessera/nn/module.hpp"
 #include "tessera/nn/normalization.hpp"
+#include "tessera/nn/recurrent.hpp"
 #include "tessera/nn/residual.hpp"
 #include "tessera/nn/sequential.hpp"
 #include "tessera/nn/summary.hpp"
