@@ -237,6 +237,38 @@ class Adam10mStep final : public Runner {
   std::vector<float> first_;
 };
 
+/// One SGD step of torch::lstm (Lstm = true) or torch::gru over autograd.
+template <bool Lstm>
+class RecurrentTrainStep final : public Runner {
+ public:
+  explicit RecurrentTrainStep(const Inputs& in)
+      : x_(to_tensor(in.at(0))),
+        target_(to_tensor(in.at(1))),
+        params_(parameters_from(in, 2, 4)),
+        opt_(params_, torch::optim::SGDOptions(0.1)) {}
+  void run() override {
+    for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+    const auto h0 = torch::zeros({1, x_.size(1), target_.size(1)});  // [layers, batch, hidden]
+    torch::Tensor out;
+    if constexpr (Lstm) {
+      out = std::get<0>(torch::lstm(x_, {h0, h0}, params_, true, 1, 0.0, true, false, false));
+    } else {
+      out = std::get<0>(torch::gru(x_, h0, params_, true, 1, 0.0, true, false, false));
+    }
+    const auto loss = F::mse_loss(out[out.size(0) - 1], target_);
+    loss.backward();
+    opt_.step();
+    log_.record(loss);
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  torch::Tensor x_, target_;
+  std::vector<torch::Tensor> params_;
+  torch::optim::SGD opt_;
+  LossLog log_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -248,6 +280,8 @@ std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<Mlp
 std::unique_ptr<Runner> mlp_train_step(const Inputs& in) { return std::make_unique<MlpTrainStep>(in); }
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in) { return std::make_unique<CnnTrainStep>(in); }
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in) { return std::make_unique<Adam10mStep>(in); }
+std::unique_ptr<Runner> lstm_train_step(const Inputs& in) { return std::make_unique<RecurrentTrainStep<true>>(in); }
+std::unique_ptr<Runner> gru_train_step(const Inputs& in) { return std::make_unique<RecurrentTrainStep<false>>(in); }
 
 void set_num_threads(int n) { torch::set_num_threads(n); }
 int num_threads() { return torch::get_num_threads(); }

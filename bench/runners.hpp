@@ -31,6 +31,11 @@ std::unique_ptr<Runner> mlp_train_step(const Inputs& in);
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in);
 /// One Adam step over one parameter of 10M elements. Inputs: p, g. Result: p after the first run.
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
+/// One SGD (lr 0.1) step of a one-layer LSTM (GRU) from a zero state, MSE of the last step's
+/// output against a target. Inputs: x [seq, batch, in], target [batch, hidden], then weight_ih,
+/// weight_hh, bias_ih, bias_hh in PyTorch's layout. Result: the losses of the first two runs.
+std::unique_ptr<Runner> lstm_train_step(const Inputs& in);
+std::unique_ptr<Runner> gru_train_step(const Inputs& in);
 }  // namespace tessera_impl
 
 namespace libtorch_impl {
@@ -47,6 +52,9 @@ std::unique_ptr<Runner> mlp_grad(const Inputs& in);
 std::unique_ptr<Runner> mlp_train_step(const Inputs& in);
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in);
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
+/// torch::lstm / torch::gru (what torch::nn::LSTM / GRU call) with autograd and torch::optim::SGD.
+std::unique_ptr<Runner> lstm_train_step(const Inputs& in);
+std::unique_ptr<Runner> gru_train_step(const Inputs& in);
 
 /// torch::set_num_threads(n).
 void set_num_threads(int n);

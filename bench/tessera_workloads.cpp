@@ -257,6 +257,37 @@ class Adam10mStep final : public Runner {
   std::vector<float> first_;
 };
 
+/// One SGD step of a recurrent layer (nn::LSTM or nn::GRU), MSE of the last step's output.
+template <class Layer>
+class RecurrentTrainStep final : public Runner {
+ public:
+  explicit RecurrentTrainStep(const Inputs& in)
+      : x_(to_tensor<3>(in.at(0))),
+        target_(to_tensor<2>(in.at(1))),
+        model_(x_.shape()[2], target_.shape()[1]),
+        opt_({.lr = 0.1}) {
+    load_parameters(model_, in, 2);
+  }
+  void run() override {
+    const tessera::index_t steps = x_.shape()[0];
+    auto loss = [&](const auto& m) {
+      auto [out, state] = m(x_);
+      return tessera::nn::mse(tessera::reshape(tessera::slice(out, 0, steps - 1, steps), target_.shape()), target_);
+    };
+    auto [l, g] = tessera::value_and_grad(loss, model_);
+    opt_.step(model_, std::get<0>(g));
+    log_.record(l.item());
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  tessera::Tensor<float, 3> x_;
+  tessera::Tensor<float, 2> target_;
+  Layer model_;
+  tessera::optim::SGD<float> opt_;
+  LossLog log_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -267,5 +298,11 @@ std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<Mlp
 std::unique_ptr<Runner> mlp_train_step(const Inputs& in) { return std::make_unique<MlpTrainStep>(in); }
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in) { return std::make_unique<CnnTrainStep>(in); }
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in) { return std::make_unique<Adam10mStep>(in); }
+std::unique_ptr<Runner> lstm_train_step(const Inputs& in) {
+  return std::make_unique<RecurrentTrainStep<tessera::nn::LSTM<float>>>(in);
+}
+std::unique_ptr<Runner> gru_train_step(const Inputs& in) {
+  return std::make_unique<RecurrentTrainStep<tessera::nn::GRU<float>>>(in);
+}
 
 }  // namespace tessera_bench::tessera_impl

@@ -195,12 +195,41 @@ Workload adam_10m_step() {
   return w;
 }
 
+/// One SGD step of a one-layer LSTM or GRU: input 64, hidden 256, 32 steps, batch 32, MSE of the
+/// last step's output (the sequence-models issue's lstm_train_step and gru_train_step).
+Workload recurrent_train_step(bool lstm) {
+  const std::int64_t steps = 32, batch = 32, in_features = 64, hidden = 256, gates = lstm ? 4 : 3;
+  Workload w;
+  w.name = lstm ? "lstm_train_step" : "gru_train_step";
+  w.tolerance = 1e-4;
+  w.make_inputs = [=] {
+    Inputs in{uniform_array({steps, batch, in_features}, -1.0f, 1.0f, 81),
+              uniform_array({batch, hidden}, -0.5f, 0.5f, 82)};
+    // torch.nn.LSTM/GRU: every tensor from U(-1/sqrt(hidden), 1/sqrt(hidden)).
+    const float bound = 1.0f / std::sqrt(static_cast<float>(hidden));
+    in.push_back(uniform_array({gates * hidden, in_features}, -bound, bound, 83));
+    in.push_back(uniform_array({gates * hidden, hidden}, -bound, bound, 84));
+    in.push_back(uniform_array({gates * hidden}, -bound, bound, 85));
+    in.push_back(uniform_array({gates * hidden}, -bound, bound, 86));
+    return in;
+  };
+  if (lstm) {
+    w.tessera = tessera_impl::lstm_train_step;
+    w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(lstm_train_step);
+  } else {
+    w.tessera = tessera_impl::gru_train_step;
+    w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(gru_train_step);
+  }
+  return w;
+}
+
 }  // namespace
 
 const std::vector<Workload>& workloads() {
   static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024),       gemm(2048),
                                            sum(),               softmax(), mlp_grad(),       mlp_train_step(),
-                                           cnn_train_step(),    adam_10m_step()};
+                                           cnn_train_step(),    adam_10m_step(),   recurrent_train_step(true),
+                                           recurrent_train_step(false)};
   return table;
 }
 

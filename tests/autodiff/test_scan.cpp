@@ -159,6 +159,51 @@ TEST_CASE("scan with a parameter struct: per-step gradients are summed into the 
   GRAD_CHECK(loss_struct, p0, grad_test::tight());
 }
 
+TEST_CASE("a step in two stages gives the same values and gradients as in one") {
+  // pre reads the parameters (the matmuls); post uses its value twice (carry and output).
+  auto pre = [](const auto& h, const auto& x, const auto& p) {
+    const auto& [W, U, b] = p;
+    return matmul(x, W) + matmul(h, U) + b;
+  };
+  auto post = [](const auto& z, const auto& h, const auto&) {
+    auto h2 = tanh(z) * 0.5 + h * 0.5;
+    return std::make_pair(h2, tanh(z) * 2.0);
+  };
+  auto plain = [](const auto& h, const auto& x, const auto& p) {
+    const auto& [W, U, b] = p;
+    auto z = matmul(x, W) + matmul(h, U) + b;
+    return std::make_pair(tanh(z) * 0.5 + h * 0.5, tanh(z) * 2.0);
+  };
+  const index_t T = 4;
+  const auto xs0 = inputs(T);
+  const auto cy = output_weights(T);
+  for (const auto& options : {ScanOptions{}, ScanOptions{.reverse = true}, ScanOptions{.checkpoint = true},
+                              ScanOptions{.lengths = {4, 1, 3}}}) {
+    auto loss = [&](const auto& step) {
+      return [&, step](const auto& h0, const auto& xs, const auto& w, const auto& u, const auto& b) {
+        auto [hT, ys] = scan(step, h0, xs, std::make_tuple(w, u, b), options);
+        return sum(ys * cy) + sum(hT * carry_weights);
+      };
+    };
+    const auto [v1, g1] = value_and_grad(loss(scan_stages(pre, post)), h00, xs0, W0, U0, b0);
+    const auto [v2, g2] = value_and_grad(loss(plain), h00, xs0, W0, U0, b0);
+    CHECK(v1() == doctest::Approx(v2()).epsilon(1e-14));
+    CHECK_TENSOR_NEAR(std::get<0>(g1), std::get<0>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<1>(g1), std::get<1>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<2>(g1), std::get<2>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<3>(g1), std::get<3>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<4>(g1), std::get<4>(g2), 1e-13);
+  }
+  // With a parameter struct.
+  auto struct_pre = [](const auto& h, const auto& x, const RnnParams& p) { return matmul(x, p.W) + matmul(h, p.U) + p.b; };
+  const RnnParams p0{W0, U0, b0};
+  auto loss_struct = [&](const RnnParams& p) {
+    auto [hT, ys] = scan(scan_stages(struct_pre, post), h00, xs0, p);
+    return sum(ys * cy) + sum(hT * carry_weights);
+  };
+  GRAD_CHECK(loss_struct, p0, grad_test::tight());
+}
+
 TEST_CASE("a carry of several tensors and inputs of several tensors") {
   // An LSTM-like carry (h, c) and two input streams.
   const auto xs_a = inputs(3, 21);
@@ -262,6 +307,12 @@ TEST_CASE("scan's bad inputs end in exceptions naming the extents") {
   auto grow = [](const auto& h, const auto& x) { return std::make_pair(broadcast_to(sum(h), Shape<2>{2, 2}), x); };
   CHECK_THROWS_WITH_AS(scan(grow, Tensor<double, 2>(Shape<2>{2, 3}), xs),
                        "scan: the step changed a carry's shape from [2, 3] to [2, 2]; the carry must keep its shape",
+                       shape_error);
+  // A staged step whose pre value does not split into the parts its post stage takes.
+  auto pre5 = [](const auto& h, const auto&) { return h * 2.0; };  // [3, 5]: not 2 equal blocks
+  auto post2 = [](const auto& parts, const auto& h, const auto&) { return std::make_pair(h, std::get<0>(parts)); };
+  CHECK_THROWS_WITH_AS(scan(scan_stages<2>(pre5, post2), h00, xs),
+                       "scan_stages: a value of shape [3, 5] does not split into 2 equal parts along its last axis",
                        shape_error);
   // Shape errors inside the step propagate (an input of the wrong feature extent).
   CHECK_THROWS_AS(scan(rnn_step, h00, inputs(3).slice(2, 0, 3), params), shape_error);

@@ -1,7 +1,7 @@
 // Recurrent layers: LSTMCell, GRUCell, LSTM and GRU against PyTorch (forward values and every
-// gradient, from fixtures/sequence.safetensors made by make_sequence_fixtures.py), in double and
-// float, over padded sequences with per-example lengths; the cells against central differences.
-// (test_recurrent_layers.cpp has the rest.)
+// gradient, from fixtures/sequence.safetensors made by make_sequence_fixtures.py) in double, over
+// padded sequences with per-example lengths; the cells against central differences.
+// (test_recurrent_float.cpp: the same fixtures in float; test_recurrent_layers.cpp: the rest.)
 #include <doctest/doctest.h>
 
 #include <string>
@@ -9,126 +9,17 @@
 
 #include <tessera/tessera.hpp>
 
-#include "autodiff/grad_test_support.hpp"
-#include "nn/module_names.hpp"
+#include "nn/recurrent_fixtures.hpp"
 
 using namespace tessera;
-
-namespace {
-
-/// CHECK_TENSOR_NEAR as a function: its arguments may contain commas (template arguments).
-template <class A, class B>
-void expect_near(const A& actual, const B& expected, double tol) {
-  CHECK_TENSOR_NEAR(actual, expected, tol);
-}
-template <class A, class B>
-void expect_eq(const A& actual, const B& expected) {
-  CHECK_TENSOR_EQ(actual, expected);
-}
-
-std::string fixture_path() {
-  std::string here = __FILE__;
-  return here.substr(0, here.find_last_of('/')) + "/fixtures/sequence.safetensors";
-}
-const io::SafetensorsFile& fixtures() {
-  static const io::SafetensorsFile f = io::SafetensorsFile::read(fixture_path());
-  return f;
-}
-template <class T, std::size_t R>
-Tensor<T, R> fx(const std::string& name) {
-  return cast<T>(fixtures().tensor<double, R>(name));
-}
-std::vector<index_t> fx_lengths(const std::string& name) {
-  const auto t = fixtures().tensor<double, 1>(name);
-  std::vector<index_t> v;
-  for (index_t i = 0; i < t.size(); ++i) v.push_back(static_cast<index_t>(t(i)));
-  return v;
-}
-
-/// Copies the fixture's parameters into the module (by PyTorch's names).
-template <class M>
-void load_parameters(M& m, const std::string& prefix) {
-  nn::for_each_parameter(m, [&](const std::string& name, auto& t) {
-    using Tn = std::decay_t<decltype(t)>;
-    t.assign(fx<value_type_t<Tn>, rank_v<Tn>>(prefix + "." + name));
-  });
-}
-
-/// Every parameter gradient against the fixture's "<prefix>.grad.<name>".
-template <class M>
-void check_parameter_gradients(M& grads, const std::string& prefix, double tol) {
-  nn::for_each_parameter(grads, [&](const std::string& name, auto& g) {
-    using Tn = std::decay_t<decltype(g)>;
-    CAPTURE(name);
-    const auto expected = fx<value_type_t<Tn>, rank_v<Tn>>(prefix + ".grad." + name);
-    expect_near(g, expected, tol);
-  });
-}
-
-constexpr index_t T = 5, N = 3, I = 4, H = 6;
-
-/// The stacked LSTM of the fixture "lstm" (2 layers, bidirectional, initial state), in T.
-template <class T_>
-void check_lstm_fixture(double tol) {
-  nn::LSTM<T_, cpu, 2, true> lstm(I, H);
-  load_parameters(lstm, "lstm");
-  const auto x = fx<T_, 3>("lstm.x");
-  const auto h0 = fx<T_, 3>("lstm.h0");
-  const auto c0 = fx<T_, 3>("lstm.c0");
-  const auto w_out = fx<T_, 3>("lstm.w_out"), w_h = fx<T_, 3>("lstm.w_h"), w_c = fx<T_, 3>("lstm.w_c");
-  auto loss = [&](const auto& m, const auto& xs, const auto& h, const auto& c) {
-    auto [out, state] = m(xs, std::make_tuple(h, c));
-    return sum(out * w_out) + sum(std::get<0>(state) * w_h) + sum(std::get<1>(state) * w_c);
-  };
-  {
-    auto [out, state] = lstm(x, std::make_tuple(h0, c0));
-    CHECK(out.shape() == Shape<3>{T, N, 2 * H});
-    expect_near(Tensor<T_, 3>(out), fx<T_, 3>("lstm.output"), tol);
-    expect_near(Tensor<T_, 3>(std::get<0>(state)), fx<T_, 3>("lstm.h_n"), tol);
-    expect_near(Tensor<T_, 3>(std::get<1>(state)), fx<T_, 3>("lstm.c_n"), tol);
-  }
-  auto [value, grads] = value_and_grad(loss, lstm, x, h0, c0);
-  CHECK(value() == doctest::Approx(fixtures().tensor<double, 0>("lstm.loss")()).epsilon(tol));
-  check_parameter_gradients(std::get<0>(grads), "lstm", tol);
-  expect_near(std::get<1>(grads), fx<T_, 3>("lstm.grad.x"), tol);
-  expect_near(std::get<2>(grads), fx<T_, 3>("lstm.grad.h0"), tol);
-  expect_near(std::get<3>(grads), fx<T_, 3>("lstm.grad.c0"), tol);
-}
-
-template <class T_>
-void check_gru_fixture(double tol) {
-  nn::GRU<T_, cpu, 2, true> gru(I, H, {.batch_first = true});
-  load_parameters(gru, "gru");
-  const auto x = fx<T_, 3>("gru.x");
-  const auto h0 = fx<T_, 3>("gru.h0");
-  const auto w_out = fx<T_, 3>("gru.w_out"), w_h = fx<T_, 3>("gru.w_h");
-  auto loss = [&](const auto& m, const auto& xs, const auto& h) {
-    auto [out, h_n] = m(xs, h);
-    return sum(out * w_out) + sum(h_n * w_h);
-  };
-  {
-    auto [out, h_n] = gru(x, h0);
-    CHECK(out.shape() == Shape<3>{N, T, 2 * H});
-    expect_near(Tensor<T_, 3>(out), fx<T_, 3>("gru.output"), tol);
-    expect_near(Tensor<T_, 3>(h_n), fx<T_, 3>("gru.h_n"), tol);
-  }
-  auto [value, grads] = value_and_grad(loss, gru, x, h0);
-  CHECK(value() == doctest::Approx(fixtures().tensor<double, 0>("gru.loss")()).epsilon(tol));
-  check_parameter_gradients(std::get<0>(grads), "gru", tol);
-  expect_near(std::get<1>(grads), fx<T_, 3>("gru.grad.x"), tol);
-  expect_near(std::get<2>(grads), fx<T_, 3>("gru.grad.h0"), tol);
-}
-
-}  // namespace
+using namespace recurrent_test;
 
 TEST_CASE("LSTM: 2 layers, bidirectional, initial state: outputs and every gradient equal PyTorch's") {
   check_lstm_fixture<double>(1e-12);
-  check_lstm_fixture<float>(1e-5);
 }
 
 TEST_CASE("GRU: 2 layers, bidirectional, batch_first, initial state: outputs and every gradient equal PyTorch's") {
   check_gru_fixture<double>(1e-12);
-  check_gru_fixture<float>(1e-5);
 }
 
 TEST_CASE("LSTM and GRU over packed sequences (per-example lengths) equal PyTorch's") {

@@ -132,13 +132,68 @@ struct step_masks<std::tuple<V...>> {
   using type = std::tuple<step_mask_t<V>...>;
 };
 
-/// Calls the user's step with or without parameters.
+/// A step in two stages (see scan_stages): `pre(carry, x, params)` computes one tensor (the part
+/// that reads the parameters, e.g. a recurrent matmul), `post(pre_value, carry, x)` the rest.
+template <class Pre, class Post, std::size_t Parts = 1, bool SplitInput = false>
+struct ScanStages {
+  static constexpr std::size_t parts = Parts;
+  static constexpr bool split_input = SplitInput;
+  Pre pre;
+  Post post;
+};
+template <class S>
+struct is_scan_stages : std::false_type {};
+template <class Pre, class Post, std::size_t Parts, bool SplitInput>
+struct is_scan_stages<ScanStages<Pre, Post, Parts, SplitInput>> : std::true_type {};
+
+/// The pre value as the post stage receives it: itself, or (Parts > 1) a tuple of Parts equal
+/// column blocks of it (views along the last axis; an LSTM's four gates).
+template <std::size_t Parts, class V, std::size_t... K>
+auto split_columns(const V& v, std::index_sequence<K...>) {
+  const index_t w = v.shape()[rank_v<V> - 1] / index_t(Parts);
+  return std::make_tuple(v.slice(-1, index_t(K) * w, index_t(K + 1) * w)...);
+}
+template <std::size_t Parts, class V>
+auto split_parts(const V& v) {
+  if constexpr (Parts == 1) {
+    return v;
+  } else {
+    if (v.shape()[rank_v<V> - 1] % index_t(Parts) != 0) {
+      throw shape_error("scan_stages: a value of shape " + shape_to_string(v.shape()) + " does not split into " +
+                        std::to_string(Parts) + " equal parts along its last axis");
+    }
+    return split_columns<Parts>(v, std::make_index_sequence<Parts>{});
+  }
+}
+/// The inverse: the parts' gradients joined into one tensor.
+template <std::size_t Parts, class V, class G>
+V join_parts(const G& g) {
+  if constexpr (Parts == 1) {
+    return g;
+  } else {
+    return std::apply([](const auto&... p) { return concat({p...}, -1); }, g);
+  }
+}
+
+/// Calls the user's step (or a staged step's post stage) with or without parameters.
 template <class Step, class C, class X, class P>
 auto call_step(const Step& step, const C& c, const X& x, const P& p) {
   if constexpr (std::is_same_v<P, std::tuple<>>) {
     return step(c, x);
   } else {
     return step(c, x, p);
+  }
+}
+template <class Pre, class Post, std::size_t Parts, bool SplitInput, class PV, class C, class X>
+auto call_step(const ScanStages<Pre, Post, Parts, SplitInput>& stages, const PV& pre_value, const C& c, const X& x) {
+  return stages.post(pre_value, c, x);
+}
+template <class Pre, class Post, std::size_t Parts, bool SplitInput, class PV, class C, class X>
+auto call_pre(const ScanStages<Pre, Post, Parts, SplitInput>& stages, const C& c, const X& x, const PV& params) {
+  if constexpr (std::is_same_v<PV, std::tuple<>>) {
+    return stages.pre(c, x);
+  } else {
+    return stages.pre(c, x, params);
   }
 }
 
@@ -155,28 +210,36 @@ void check_carry_shape(const C& before, const C& after) {
 }
 
 /// The body vjp differentiates: the user's step, its outputs flattened into one tuple (carry
-/// components, then the step's output). Masked: examples whose sequence ended keep their carry and
-/// output zeros (CarryMasks: one mask per carry component; YMask: the output's).
-template <class Step, class CarryMasks = void, class YMask = void>
+/// components, then the step's output). Its arguments are (carry, x, params), or for a staged
+/// step's post stage (pre value, carry, x). Masked: examples whose sequence ended keep their carry
+/// and output zeros (CarryMasks: one mask per carry component; YMask: the output's).
+template <class Step, class CarryMasks = std::tuple<>, class YMask = std::tuple<>>
 struct ScanBody {
+  static constexpr std::size_t carry_arg = is_scan_stages<Step>::value ? 1 : 0;
+  static constexpr bool masked = !std::is_same_v<YMask, std::tuple<>>;
   const Step* step;
   CarryMasks carry_masks;
   YMask y_mask;
 
-  template <class C, class X, class P>
-  auto operator()(const C& c, const X& x, const P& p) const {
-    auto r = call_step(*step, c, x, p);
+  template <class... A>
+  auto operator()(const A&... a) const {
+    auto r = call_step(*step, a...);
+    const auto& c = std::get<carry_arg>(std::tie(a...));
     const auto new_carry = as_flat(std::get<0>(r));
     const auto& y = std::get<1>(r);
     static_assert(is_expr_v<std::decay_t<decltype(y)>>, "tessera::scan: the step must return (new carry, output expression)");
     static_assert(std::tuple_size_v<decltype(new_carry)> == std::tuple_size_v<decltype(as_flat(c))>,
                   "tessera::scan: the step's new carry must have as many components as the carry it received");
-    const auto old_carry = as_flat(c);
-    auto keep = [&](const auto& m, const auto& fresh, const auto& old) { return where(m, fresh, old); };
-    auto masked_carry = apply3(keep, carry_masks, new_carry, old_carry,
-                               std::make_index_sequence<std::tuple_size_v<decltype(new_carry)>>{});
-    using T = value_type_t<std::decay_t<decltype(y)>>;
-    return std::tuple_cat(masked_carry, std::make_tuple(where(y_mask, y, T(0))));
+    if constexpr (!masked) {
+      return std::tuple_cat(new_carry, std::make_tuple(y));
+    } else {
+      const auto old_carry = as_flat(c);
+      auto keep = [](const auto& m, const auto& fresh, const auto& old) { return where(m, fresh, old); };
+      auto masked_carry = apply3(keep, carry_masks, new_carry, old_carry,
+                                 std::make_index_sequence<std::tuple_size_v<decltype(new_carry)>>{});
+      using T = value_type_t<std::decay_t<decltype(y)>>;
+      return std::tuple_cat(masked_carry, std::make_tuple(where(y_mask, y, T(0))));
+    }
   }
 
  private:
@@ -185,15 +248,15 @@ struct ScanBody {
     return std::make_tuple(f(std::get<K>(a), std::get<K>(b), std::get<K>(c))...);
   }
 };
-template <class Step>
-struct ScanBody<Step, void, void> {
+/// A staged step's pre stage with the parameters fixed (per step, only the carry and the input are
+/// differentiated; the parameters' gradient is taken once over all steps).
+template <class Step, class PV>
+struct PreBody {
   const Step* step;
-  template <class C, class X, class P>
-  auto operator()(const C& c, const X& x, const P& p) const {
-    auto r = call_step(*step, c, x, p);
-    const auto& y = std::get<1>(r);
-    static_assert(is_expr_v<std::decay_t<decltype(y)>>, "tessera::scan: the step must return (new carry, output expression)");
-    return std::tuple_cat(as_flat(std::get<0>(r)), std::make_tuple(y));
+  const PV* params;
+  template <class C, class X>
+  auto operator()(const C& c, const X& x) const {
+    return call_pre(*step, c, x, *params);
   }
 };
 
@@ -242,38 +305,138 @@ void accumulate_into(T& acc, const T& g) {
   }
 }
 
+/// The pre stage's value type (a staged step), or std::tuple<> (a plain step).
+template <class Step, class CarryV, class XtV, class ParamsV, bool Staged = is_scan_stages<Step>::value>
+struct pre_value {
+  using type = std::tuple<>;
+};
+template <class Step, class CarryV, class XtV, class ParamsV>
+struct pre_value<Step, CarryV, XtV, ParamsV, true> {
+  using type = scan_values_t<decltype(std::declval<const PreBody<Step, ParamsV>&>()(std::declval<const CarryV&>(),
+                                                                                    std::declval<const XtV&>()))>;
+};
+
+/// a + b for tensors and tuples of them (a carry's or an input's two gradient parts).
+template <class V>
+V add_values(const V& a, const V& b);
+template <class V, std::size_t... K>
+V add_tuple(const V& a, const V& b, std::index_sequence<K...>) {
+  return V(add_values(std::get<K>(a), std::get<K>(b))...);
+}
+template <class V>
+V add_values(const V& a, const V& b) {
+  if constexpr (is_std_tuple<V>::value) {
+    return add_tuple(a, b, std::make_index_sequence<std::tuple_size_v<V>>{});
+  } else {
+    return V(a + b);
+  }
+}
+/// [T, N, ...] -> [T N, ...]: every step's examples as one batch.
+template <class T, std::size_t R, class B>
+Tensor<T, R - 1, B> merge_time(const Tensor<T, R, B>& v) {
+  Shape<R - 1> s{};
+  s[0] = v.shape()[0] * v.shape()[1];
+  for (std::size_t i = 1; i + 1 < R; ++i) s[i] = v.shape()[i + 1];
+  return v.contiguous().reshape(s);
+}
+
+/// Per-step values (a tensor or a tuple of them) stacked along a new axis 0, then merged with the
+/// batch axis: [T N, ...] per component.
+template <class V, std::size_t... K>
+auto stack_merged_tuple(const std::vector<V>& per_step, std::index_sequence<K...>) {
+  auto component = [&](auto k) {
+    std::vector<std::decay_t<std::tuple_element_t<decltype(k)::value, V>>> parts;
+    parts.reserve(per_step.size());
+    for (const auto& v : per_step) parts.push_back(std::get<decltype(k)::value>(v));
+    return merge_time(stack(parts, 0));
+  };
+  return std::make_tuple(component(std::integral_constant<std::size_t, K>{})...);
+}
+
+template <class V>
+auto stack_merged(const std::vector<V>& per_step) {
+  if constexpr (is_std_tuple<V>::value) {
+    return stack_merged_tuple(per_step, std::make_index_sequence<std::tuple_size_v<V>>{});
+  } else {
+    return merge_time(stack(per_step, 0));
+  }
+}
+/// The gradient type of a step's input: the body's (Split: the joined parts', a tensor).
+template <bool Split, class XtV, class BodyGrads, std::size_t I>
+struct step_input_grad {
+  using type = std::tuple_element_t<I, BodyGrads>;
+};
+template <class XtV, class BodyGrads, std::size_t I>
+struct step_input_grad<true, XtV, BodyGrads, I> {
+  using type = materialized_tensor_t<XtV>;
+};
+
 /// Everything one scan shares among its output nodes: the inputs' values, the per-step pullbacks
 /// (or, checkpointing, the per-step carries) and the outputs.
 template <class Step, class Init, class Xs, class Params>
 struct ScanState {
+  static constexpr bool staged = is_scan_stages<Step>::value;
   using CarryV = scan_values_t<Init>;
   using XsV = scan_values_t<Xs>;
   using XtV = decltype(select_step(std::declval<const XsV&>(), 0));
   using ParamsV = params_value_t<Params>;
+  using PreV = typename pre_value<Step, CarryV, XtV, ParamsV>::type;
+  static constexpr std::size_t pre_parts = [] {
+    if constexpr (is_scan_stages<Step>::value) {
+      return Step::parts;
+    } else {
+      return std::size_t{1};
+    }
+  }();
+  static constexpr bool split_x = [] {
+    if constexpr (is_scan_stages<Step>::value) {
+      return Step::split_input;
+    } else {
+      return false;
+    }
+  }();
+  static constexpr std::size_t x_parts = split_x ? pre_parts : 1;
+  using PostPreV = decltype(split_parts<pre_parts>(std::declval<const PreV&>()));  // what post receives
+  using PostXV = decltype(split_parts<x_parts>(std::declval<const XtV&>()));
   using Body = ScanBody<Step>;
-  using VjpResult = decltype(vjp(std::declval<const Body&>(), std::declval<const CarryV&>(), std::declval<const XtV&>(),
-                                 std::declval<const ParamsV&>()));
+  /// The differentiated body's result: (carry components..., output) and the pullback. A plain
+  /// step's arguments are (carry, x, params); a staged step's post stage's (pre value, carry, x).
+  template <class B>
+  static auto body_vjp(const B& body, const PostPreV& pre, const CarryV& carry, const PostXV& xt, const ParamsV& params) {
+    if constexpr (staged) {
+      return vjp(body, pre, carry, xt);
+    } else {
+      static_cast<void>(pre);
+      return vjp(body, carry, xt, params);
+    }
+  }
+  using VjpResult = decltype(body_vjp(std::declval<const Body&>(), std::declval<const PostPreV&>(), std::declval<const CarryV&>(),
+                                      std::declval<const PostXV&>(), std::declval<const ParamsV&>()));
   using Values = typename VjpResult::first_type;  // carry components..., output
-  using Grads = decltype(std::declval<typename VjpResult::second_type&>()(std::declval<const Values&>()));
-  using CarryGrad = std::tuple_element_t<0, Grads>;
-  using XtGrad = std::tuple_element_t<1, Grads>;
-  using ParamsGrad = std::tuple_element_t<2, Grads>;
+  using BodyGrads = decltype(std::declval<typename VjpResult::second_type&>()(std::declval<const Values&>()));
+  static constexpr std::size_t grad_offset = staged ? 1 : 0;  // a staged post stage's first gradient is the pre value's
+  using CarryGrad = std::tuple_element_t<grad_offset, BodyGrads>;
+  using XtGrad = typename step_input_grad<split_x, XtV, BodyGrads, grad_offset + 1>::type;
+  using ParamsGrad = ParamsV;  // a tensor's gradient has its type; a parameter struct's is a copy of it
+  /// One step's gradients: the carry's, the input's, the parameters' (plain steps) and the pre
+  /// value's (staged steps: the parameters' gradient is taken from them once, after the loop).
+  using StepGrads = std::tuple<CarryGrad, XtGrad, std::conditional_t<staged, std::tuple<>, ParamsGrad>, PreV>;
   static constexpr std::size_t carry_count = std::tuple_size_v<flat_t<Init>>;
   using YT = std::tuple_element_t<carry_count, Values>;
   using YsV = Tensor<value_type_t<YT>, rank_v<YT> + 1, backend_t<YT>>;
   using CarryMasks = typename step_masks<flat_t<CarryV>>::type;
   using MaskedBody = ScanBody<Step, CarryMasks, step_mask_t<YT>>;
-
   using FlatCarry = flat_t<CarryV>;
+  using Pullback = std::function<StepGrads(const Values&)>;
 
   Step step;
   ParamsV params;
   XsV xs;
   ScanOptions options;
   index_t steps = 0;
-  bool recorded = false;  ///< run inside a sweep: the backward is available
-  std::vector<std::function<Grads(const Values&)>> pullbacks;  // by time index
-  std::vector<CarryV> carries;                                 // checkpointing: the carry entering step t
+  bool recorded = false;          ///< run inside a sweep: the backward is available
+  std::vector<Pullback> pullbacks;  // by time index
+  std::vector<CarryV> carries;    // the carry entering step t (checkpointing, staged steps)
   FlatCarry final_carry;
   YsV ys;
 
@@ -289,9 +452,8 @@ struct ScanState {
   bool masked_at(index_t t) const {
     return std::any_of(options.lengths.begin(), options.lengths.end(), [t](index_t n) { return t >= n; });
   }
-  MaskedBody masked_body(index_t t) const {
-    return masked_body_impl(t, std::make_index_sequence<carry_count>{});
-  }
+  MaskedBody masked_body(index_t t) const { return masked_body_impl(t, std::make_index_sequence<carry_count>{}); }
+  bool keeps_carries() const { return recorded && (options.checkpoint || staged); }
 
   /// Runs the step at time t from `carry` and hands `use` its outputs and (if asked) its pullback.
   template <class F>
@@ -299,33 +461,57 @@ struct ScanState {
     const XtV xt = select_step(xs, t);
     auto go = [&](const auto& body) {
       if (want_pullback) {
-        auto [values, pullback] = vjp(body, carry, xt, params);
-        use(values, std::function<Grads(const Values&)>(std::move(pullback)));
+        if constexpr (staged) {
+          // (Not structured bindings: C++17 lambdas cannot capture them.)
+          auto pre_result = vjp(PreBody<Step, ParamsV>{&step, &params}, carry, xt);
+          auto post_result = body_vjp(body, split_parts<pre_parts>(pre_result.first), carry, split_parts<x_parts>(xt), params);
+          use(post_result.first, Pullback([pre_pullback = std::move(pre_result.second),
+                                           post_pullback = std::move(post_result.second)](const Values& cot) mutable {
+                auto post = post_pullback(cot);
+                const PreV dpre = join_parts<pre_parts, PreV>(std::get<0>(post));
+                auto [dcarry, dx] = pre_pullback(dpre);
+                const XtGrad dx_post = join_parts<x_parts, XtGrad>(std::get<2>(post));
+                return StepGrads(add_values(std::get<1>(post), dcarry), add_values(dx_post, dx), std::tuple<>{}, dpre);
+              }));
+        } else {
+          auto result = body_vjp(body, PreV{}, carry, xt, params);
+          use(result.first, Pullback([pullback = std::move(result.second)](const Values& cot) mutable {
+                auto g = pullback(cot);
+                return StepGrads(std::get<0>(g), std::get<1>(g), std::get<2>(g), PreV{});
+              }));
+        }
       } else {
-        const auto out = body(carry, xt, params);
+        const auto out = [&] {
+          if constexpr (staged) {
+            const PreV pre = values_of_struct(PreBody<Step, ParamsV>{&step, &params}(carry, xt));
+            return body(split_parts<pre_parts>(pre), carry, split_parts<x_parts>(xt));
+          } else {
+            return body(carry, xt, params);
+          }
+        }();
         const Values values = std::apply([](const auto&... o) { return Values(materialized_tensor_t<std::decay_t<decltype(o)>>(o)...); }, out);
-        use(values, std::function<Grads(const Values&)>());
+        use(values, Pullback());
       }
     };
     if (masked_at(t)) {
       go(masked_body(t));
     } else {
-      go(Body{&step});
+      go(Body{&step, {}, {}});
     }
   }
 
   void run(const CarryV& init) {
     recorded = active_cache_epoch() != 0;
     const auto n = static_cast<std::size_t>(steps);
-    if (recorded && options.checkpoint) carries.resize(n);
+    if (keeps_carries()) carries.resize(n);
     if (recorded && !options.checkpoint) pullbacks.resize(n);
     std::vector<YT> ys_list(n);
     CarryV carry = init;
     for (index_t s = 0; s < steps; ++s) {
       const index_t t = time_of(s);
       const auto ti = static_cast<std::size_t>(t);
-      if (recorded && options.checkpoint) carries[ti] = carry;
-      with_step(carry, t, recorded && !options.checkpoint, [&](const Values& values, auto pullback) {
+      if (keeps_carries()) carries[ti] = carry;
+      with_step(carry, t, recorded && !options.checkpoint, [&](const Values& values, Pullback pullback) {
         if (pullback) pullbacks[ti] = std::move(pullback);
         CarryV next = from_flat<Init>(first_components(values));
         check_carry_shape(carry, next);
@@ -350,30 +536,60 @@ struct ScanState {
     const YT zero_y(ys.select(0, 0).shape());
     auto dxs = uninitialized_like(xs);
     std::optional<ParamsGrad> dparams;
+    std::vector<PreV> dpre(staged ? static_cast<std::size_t>(steps) : 0);
     for (index_t s = steps - 1; s >= 0; --s) {
       const index_t t = time_of(s);
       const auto ti = static_cast<std::size_t>(t);
       YT dy = zero_y;
       if constexpr (K == carry_count) dy = cotangent.select(0, t);
       const Values cot = std::tuple_cat(dcarry, std::make_tuple(dy));
-      std::optional<Grads> grads;
+      std::optional<StepGrads> grads;
       if (options.checkpoint) {
-        with_step(carries[ti], t, true, [&](const Values&, auto pullback) { grads.emplace(pullback(cot)); });
+        with_step(carries[ti], t, true, [&](const Values&, Pullback pullback) { grads.emplace(pullback(cot)); });
       } else {
         grads.emplace(pullbacks[ti](cot));
       }
       dcarry = as_flat(std::get<0>(*grads));
       write_step(dxs, std::get<1>(*grads), t);
-      if (dparams) {
+      if constexpr (staged) {
+        dpre[ti] = std::get<3>(*grads);
+      } else if (dparams) {
         accumulate_into(*dparams, std::get<2>(*grads));
       } else {
         dparams.emplace(std::get<2>(*grads));
       }
     }
+    if constexpr (staged) dparams.emplace(pre_parameter_gradient(dpre));
     return std::tuple_cat(dcarry, as_flat(dxs), param_leaves(*dparams));
   }
 
  private:
+  /// The parameters' gradient of a staged step's pre stage, taken once over every step: the pre
+  /// stage treats axis 0 as independent examples, so it runs on all steps' carries and inputs as one
+  /// batch with the per-step cotangents of its value stacked the same way (one GEMM where a
+  /// recurrent matmul's weight would otherwise take one small GEMM and one addition per step).
+  ParamsGrad pre_parameter_gradient(const std::vector<PreV>& dpre) const {
+    if constexpr (std::is_same_v<ParamsV, std::tuple<>>) {
+      return ParamsGrad{};
+    } else {
+      const auto carries_all = stack_merged(carries);
+      const auto xs_all = std::apply([](const auto&... x) { return std::make_tuple(merge_time(x)...); }, as_flat(xs));
+      const auto dpre_all = stack_merged(dpre);
+      const Step* st = &step;
+      auto f = [&](const auto& p) { return call_pre(*st, carries_all, from_flat<Xs>(xs_all), p); };
+      using Plan = GradPlan<decltype(f), ParamsV>;
+      CacheEpochScope scope(new_cache_epoch());
+      const auto out = call_with_vars<0>(f, std::tuple<const ParamsV&>(params), std::index_sequence<0>{});
+      const auto contributions = [&] {
+        if constexpr (is_std_tuple<std::decay_t<decltype(out)>>::value) {
+          return sweep_outputs<Plan::match_tensors>(out, dpre_all, std::make_index_sequence<std::tuple_size_v<PreV>>{});
+        } else {
+          return reverse_sweep<0, Plan::match_tensors>(out, dpre_all);
+        }
+      }();
+      return std::get<0>(gradients_from<Plan::match_tensors>(contributions, std::tuple<const ParamsV&>(params)));
+    }
+  }
   template <std::size_t... C>
   MaskedBody masked_body_impl(index_t t, std::index_sequence<C...>) const {
     return MaskedBody{&step, CarryMasks(step_mask<std::tuple_element_t<C, FlatCarry>>(options.lengths, t)...),
@@ -541,6 +757,28 @@ auto scan(Step step, const Init& init, const Xs& xs, const Params& params, ScanO
                                              detail::params_value(params), std::move(options));
   return detail::scan_outputs(std::shared_ptr<const State>(state), init, xs, params,
                               std::make_index_sequence<State::carry_count>{});
+}
+
+/// A step in two stages: `pre(carry, x_t, params)` returns one expression (the part that reads the
+/// parameters, such as a recurrent matmul, evaluated into a buffer), `post(pre_value, carry, x_t)`
+/// returns {new carry, output} from it. Why: a value that several outputs share (an LSTM's gates
+/// feed both h and c) is then differentiated once per step, with the shares of its gradient added in
+/// one fused pass, instead of once per use; and the parameters' gradient is taken once over all
+/// steps (one large GEMM instead of a small GEMM and an addition per step). `pre` must treat axis
+/// 0 of the carry and of x_t as independent examples (matmuls over the batch, elementwise ops).
+template <class Pre, class Post>
+detail::ScanStages<Pre, Post> scan_stages(Pre pre, Post post) {
+  return {std::move(pre), std::move(post)};
+}
+/// scan_stages whose post stage receives the pre value as a std::tuple of Parts equal blocks of
+/// its last axis (views): `scan_stages<4>(pre, post)` hands an LSTM's post stage its four gates from
+/// one GEMM, and their gradients are joined back into one buffer for the pre stage's backward.
+/// With SplitInput, post's input x_t is split the same way (x_t a tensor whose last axis holds the
+/// same Parts blocks: an RNN's input projections of its gates, computed for all steps in one GEMM).
+template <std::size_t Parts, bool SplitInput = false, class Pre, class Post>
+detail::ScanStages<Pre, Post, Parts, SplitInput> scan_stages(Pre pre, Post post) {
+  static_assert(Parts >= 1, "tessera::scan_stages: at least one part");
+  return {std::move(pre), std::move(post)};
 }
 
 /// scan without parameters: `step(carry, x_t)`.

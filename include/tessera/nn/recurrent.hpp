@@ -56,29 +56,22 @@ auto gate_sum(index_t k, index_t H, const A&... pre) {
   return (... + slice(pre, -1, k * H, (k + 1) * H));
 }
 
-/// One LSTM update from the pre-activations (their sum has 4H columns, gates i, f, g, o):
+/// One LSTM update from the gates' pre-activations (PyTorch's order i, f, g, o):
 /// c' = f c + i g, h' = o tanh(c'). Returns {h', c'}.
-template <class C, class... A>
-auto lstm_update(const C& c, index_t H, const A&... pre) {
-  auto i = sigmoid(gate_sum(0, H, pre...));
-  auto f = sigmoid(gate_sum(1, H, pre...));
-  auto g = tanh(gate_sum(2, H, pre...));
-  auto o = sigmoid(gate_sum(3, H, pre...));
-  auto c2 = f * c + i * g;
-  return std::make_tuple(o * tanh(c2), c2);
+template <class C, class I, class F, class G, class O>
+auto lstm_update(const C& c, const I& i_pre, const F& f_pre, const G& g_pre, const O& o_pre) {
+  auto c2 = sigmoid(f_pre) * c + sigmoid(i_pre) * tanh(g_pre);
+  return std::make_tuple(sigmoid(o_pre) * tanh(c2), c2);
 }
 
-/// One GRU update (gates r, z, n over 3H columns): r = s(x_r + h_r), z = s(x_z + h_z),
-/// n = tanh(x_n + r h_n), h' = (1 - z) n + z h, where x_* come from the input pre-activations and
-/// h_* from the hidden ones (the hidden bias inside r's product, as PyTorch has it).
-template <class Hx, class XP, class HP>
-auto gru_update(const Hx& h, index_t H, const XP& x_pre, const HP& h_pre) {
-  auto xg = [&](index_t k) { return std::apply([&](const auto&... p) { return gate_sum(k, H, p...); }, x_pre); };
-  auto hg = [&](index_t k) { return std::apply([&](const auto&... p) { return gate_sum(k, H, p...); }, h_pre); };
+/// One GRU update (gates r, z, n): r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r h_n),
+/// h' = (1 - z) n + z h, where x_* are the input's pre-activations and h_* the hidden state's
+/// (the hidden bias inside r's product, as PyTorch has it).
+template <class Hx, class XR, class XZ, class XN, class HR, class HZ, class HN>
+auto gru_update(const Hx& h, const XR& xr, const XZ& xz, const XN& xn, const HR& hr, const HZ& hz, const HN& hn) {
   using T = value_type_t<Hx>;
-  auto r = sigmoid(xg(0) + hg(0));
-  auto z = sigmoid(xg(1) + hg(1));
-  auto n = tanh(xg(2) + r * hg(2));
+  auto z = sigmoid(xz + hz);
+  auto n = tanh(xn + sigmoid(xr + hr) * hn);
   return (T(1) - z) * n + z * h;
 }
 
@@ -149,19 +142,36 @@ struct HiddenWeights {
   }
 };
 
-struct LSTMStep {
+/// The layers' steps, in two stages (tessera::scan_stages): the hidden projection of all gates in
+/// one GEMM, which reads the weights, then the gates from its column blocks and those of the input
+/// projection (one view per gate). Each gate's block is then a plain variable of the second stage:
+/// it is differentiated once per step (the shares of its gradient added in one fused pass), the
+/// hidden state's gradient is one GEMM per step and the weight's one GEMM over all steps.
+struct LSTMPre {
   template <class C, class X, class P>
-  auto operator()(const C& carry, const X& xp, const P& p) const {
-    const index_t H = p.W.shape()[1];
-    auto next = lstm_update(std::get<1>(carry), H, xp, matmul(std::get<0>(carry), transpose(p.W)));
+  auto operator()(const C& carry, const X&, const P& p) const {
+    return matmul(std::get<0>(carry), transpose(p.W));
+  }
+};
+struct LSTMPost {
+  template <class G, class C, class X>
+  auto operator()(const G& hp, const C& carry, const X& xp) const {
+    auto next = lstm_update(std::get<1>(carry), std::get<0>(xp) + std::get<0>(hp), std::get<1>(xp) + std::get<1>(hp),
+                            std::get<2>(xp) + std::get<2>(hp), std::get<3>(xp) + std::get<3>(hp));
     return std::make_pair(next, std::get<0>(next));
   }
 };
-struct GRUStep {
+struct GRUPre {
   template <class Hx, class X, class P>
-  auto operator()(const Hx& h, const X& xp, const P& p) const {
-    const index_t H = p.W.shape()[1];
-    auto next = gru_update(h, H, std::tie(xp), std::make_tuple(matmul(h, transpose(p.W)), p.b));
+  auto operator()(const Hx& h, const X&, const P& p) const {
+    return matmul(h, transpose(p.W)) + p.b;
+  }
+};
+struct GRUPost {
+  template <class G, class Hx, class X>
+  auto operator()(const G& hp, const Hx& h, const X& xp) const {
+    auto next = gru_update(h, std::get<0>(xp), std::get<1>(xp), std::get<2>(xp), std::get<0>(hp), std::get<1>(hp),
+                           std::get<2>(hp));
     return std::make_pair(next, next);
   }
 };
@@ -171,14 +181,14 @@ struct LSTMKind {
   static constexpr index_t gates = 4;
   static constexpr bool hidden_bias_in_step = false;
   static constexpr std::size_t carry_size = 2;  // (h, c)
-  using Step = LSTMStep;
+  using Step = tessera::detail::ScanStages<LSTMPre, LSTMPost, 4, true>;
 };
 struct GRUKind {
   static constexpr const char* name = "GRU";
   static constexpr index_t gates = 3;
   static constexpr bool hidden_bias_in_step = true;
   static constexpr std::size_t carry_size = 1;  // h
-  using Step = GRUStep;
+  using Step = tessera::detail::ScanStages<GRUPre, GRUPost, 3, true>;
 };
 
 /// No initial state given: zeros.
@@ -216,8 +226,11 @@ struct LSTMCell : Module<LSTMCell<T, B>> {
     const Shape<2> hs{x.shape()[0], hidden_size()};
     detail::check_state_shape("LSTMCell", "h", std::get<0>(state).shape(), hs);
     detail::check_state_shape("LSTMCell", "c", std::get<1>(state).shape(), hs);
-    return detail::lstm_update(std::get<1>(state), hidden_size(), matmul(x, transpose(weight_ih)), bias_ih,
-                               matmul(std::get<0>(state), transpose(weight_hh)), bias_hh);
+    const index_t H = hidden_size();
+    const auto mx = matmul(x, transpose(weight_ih));
+    const auto mh = matmul(std::get<0>(state), transpose(weight_hh));
+    auto pre = [&](index_t k) { return detail::gate_sum(k, H, mx, bias_ih, mh, bias_hh); };
+    return detail::lstm_update(std::get<1>(state), pre(0), pre(1), pre(2), pre(3));
   }
   /// From a zero state.
   template <class X>
@@ -262,8 +275,12 @@ struct GRUCell : Module<GRUCell<T, B>> {
     static_assert(rank_v<X> == 2, "tessera::nn::GRUCell: the input must be [batch, features]");
     detail::check_features("GRUCell", x.shape(), input_size());
     detail::check_state_shape("GRUCell", "h", h.shape(), Shape<2>{x.shape()[0], hidden_size()});
-    return detail::gru_update(h, hidden_size(), std::make_tuple(matmul(x, transpose(weight_ih)), bias_ih),
-                              std::make_tuple(matmul(h, transpose(weight_hh)), bias_hh));
+    const index_t H = hidden_size();
+    const auto mx = matmul(x, transpose(weight_ih));
+    const auto mh = matmul(h, transpose(weight_hh));
+    auto xg = [&](index_t k) { return detail::gate_sum(k, H, mx, bias_ih); };
+    auto hg = [&](index_t k) { return detail::gate_sum(k, H, mh, bias_hh); };
+    return detail::gru_update(h, xg(0), xg(1), xg(2), hg(0), hg(1), hg(2));
   }
   template <class X>
   auto operator()(const X& x) const {
@@ -402,32 +419,40 @@ struct Recurrent : Module<Recurrent<Kind, T, B, Layers, Bidirectional>> {
     }
   }
 
-  /// One direction of one layer: the input projection of every step in one GEMM, then the scan.
+  /// One direction of one layer: the input projection of every step in one GEMM (over all T N
+  /// rows: a [T, N, in] matmul would be T batched GEMMs), then the scan, whose steps split it and
+  /// the hidden projection into the gates' column blocks. The LSTM adds both biases here (they
+  /// reach every gate alike); the GRU's hidden bias stays in the step (r multiplies it).
   template <std::size_t K, class In, class S>
   auto direction(const In& in, const S& state, ScanOptions options, index_t batch) const {
     options.reverse = K % directions == 1;
+    const Shape<3> s = in.shape();
+    const auto rows = reshape(in, Shape<2>{s[0] * s[1], s[2]});
+    const Shape<3> projected{s[0], s[1], Kind::gates * hidden_size()};
+    detail::HiddenWeights<T, B, Kind::hidden_bias_in_step> hidden{weight_hh[K], bias_hh[K]};
     if constexpr (Kind::hidden_bias_in_step) {
-      auto xp = matmul(in, transpose(weight_ih[K])) + bias_ih[K];
-      return scan(typename Kind::Step{}, initial_carry<K>(state, batch), xp,
-                  detail::HiddenWeights<T, B, true>{weight_hh[K], bias_hh[K]}, std::move(options));
+      auto xp = reshape(matmul(rows, transpose(weight_ih[K])) + bias_ih[K], projected);
+      return scan(typename Kind::Step{}, initial_carry<K>(state, batch), xp, hidden, std::move(options));
     } else {
-      auto xp = matmul(in, transpose(weight_ih[K])) + (bias_ih[K] + bias_hh[K]);
-      return scan(typename Kind::Step{}, initial_carry<K>(state, batch), xp,
-                  detail::HiddenWeights<T, B, false>{weight_hh[K], Tensor<T, 1, B>()}, std::move(options));
+      auto xp = reshape(matmul(rows, transpose(weight_ih[K])) + (bias_ih[K] + bias_hh[K]), projected);
+      return scan(typename Kind::Step{}, initial_carry<K>(state, batch), xp, hidden, std::move(options));
     }
   }
 
   /// Layers L.. on a time-major input: {last layer's output, tuple of final carries per (layer,
   /// direction)}.
   template <std::size_t L, class In, class S>
-  auto layer(const In& in, const S& state, const ScanOptions& options, index_t batch) const {
-    auto [fwd_carry, fwd_out] = direction<L * directions>(in, state, options, batch);
+  auto layer(const In& layer_input, const S& state, const ScanOptions& options, index_t batch) const {
+    // Both directions' projections read the input: computed once (a SumTo of its own shape is a
+    // buffer its copies share; a tensor is its own).
+    const SumTo<In, 3> in(layer_input, layer_input.shape());
+    const auto fwd = direction<L * directions>(in, state, options, batch);  // {final carry, outputs}
     auto joined = [&] {
       if constexpr (Bidirectional) {
-        auto [bwd_carry, bwd_out] = direction<L * directions + 1>(in, state, options, batch);
-        return std::make_pair(concat(std::make_tuple(fwd_out, bwd_out), -1), std::make_tuple(fwd_carry, bwd_carry));
+        const auto bwd = direction<L * directions + 1>(in, state, options, batch);
+        return std::make_pair(concat(std::make_tuple(fwd.second, bwd.second), -1), std::make_tuple(fwd.first, bwd.first));
       } else {
-        return std::make_pair(fwd_out, std::make_tuple(fwd_carry));
+        return std::make_pair(fwd.second, std::make_tuple(fwd.first));
       }
     }();
     if constexpr (L + 1 == Layers) {
