@@ -49,37 +49,27 @@ template <class B0, class B1, class... Bs>
 struct common_backend_all<B0, B1, Bs...> : common_backend_all<common_backend_t<B0, B1>, Bs...> {};
 }  // namespace detail
 
-/// Elements [begin, end) of A along one axis: a view of A's value (no copy when A is a tensor, a
-/// variable or a materialization node such as a matmul; an elementwise A is evaluated first).
-template <class A>
-struct Sliced : ExprBase<Sliced<A>> {
+namespace detail {
+/// What a view node of an expression's value shares (Sliced, SwapAxes): Self provides `view()`
+/// (the value of A seen through the view) and `computed_strides()` (the view's strides over A's
+/// shape when A is computed into a new contiguous buffer).
+template <class Self, class A>
+struct ViewOfValue : ExprBase<Self> {
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A>;
-  static constexpr const char* name = "slice";
-  static_assert(rank >= 1, "tessera::slice: a rank-0 expression has no axis to slice");
   A arg;
-  detail::SliceRange range;
 
-  Sliced(A a, index_t axis, index_t begin, index_t end)
-      : arg(std::move(a)), range(detail::slice_range(arg.shape(), axis, begin, end)) {}
-  Shape<rank> shape() const {
-    auto s = arg.shape();
-    s[range.axis] = range.end - range.begin;
-    return s;
-  }
-  Tensor<value_type, rank, backend_type> view() const {
-    return detail::value_of(arg).slice(static_cast<index_t>(range.axis), range.begin, range.end);
-  }
+  explicit ViewOfValue(A a) : arg(std::move(a)) {}
   template <std::size_t RO, class F>
   void visit_leaves(const Shape<RO>& out, F&& f) const {
-    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
-      const auto v = view();  // strides depend on A's layout
+    if constexpr (is_tensor_v<A> || has_inner_expression<A>::value) {
+      const auto v = self().view();  // strides depend on A's layout
       f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
     } else {
       // A is computed into a new contiguous buffer (a materialization node's, or a temporary):
       // its strides follow from its shape, and asking for the value here would compute it twice.
-      f(static_cast<const void*>(nullptr), broadcast_strides(shape(), contiguous_strides(arg.shape()), out));
+      f(static_cast<const void*>(nullptr), broadcast_strides(self().shape(), self().computed_strides(), out));
     }
   }
   template <class F>
@@ -87,11 +77,37 @@ struct Sliced : ExprBase<Sliced<A>> {
     detail::for_each_tensor(arg, f);
   }
   template <std::size_t RO>
-  detail::LeafEval<value_type> evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
-    return detail::view_evaluator(view(), out, plan);
+  LeafEval<value_type> evaluator(const Shape<RO>& out, const IterPlan& plan) const {
+    return view_evaluator(self().view(), out, plan);
   }
-  Tensor<value_type, rank, backend_type> value_of_inner() const { return view(); }
+  Tensor<value_type, rank, backend_type> value_of_inner() const { return self().view(); }
   auto inputs() const { return std::tie(arg); }
+
+ private:
+  const Self& self() const { return static_cast<const Self&>(*this); }
+};
+}  // namespace detail
+
+/// Elements [begin, end) of A along one axis: a view of A's value (no copy when A is a tensor, a
+/// variable or a materialization node such as a matmul; an elementwise A is evaluated first).
+template <class A>
+struct Sliced : detail::ViewOfValue<Sliced<A>, A> {
+  static constexpr const char* name = "slice";
+  static_assert(rank_v<A> >= 1, "tessera::slice: a rank-0 expression has no axis to slice");
+  detail::SliceRange range;
+
+  Sliced(A a, index_t axis, index_t begin, index_t end)
+      : detail::ViewOfValue<Sliced<A>, A>(std::move(a)),
+        range(detail::slice_range(this->arg.shape(), axis, begin, end)) {}
+  Shape<rank_v<A>> shape() const {
+    auto s = this->arg.shape();
+    s[range.axis] = range.end - range.begin;
+    return s;
+  }
+  Tensor<value_type_t<A>, rank_v<A>, backend_t<A>> view() const {
+    return detail::value_of(this->arg).slice(static_cast<index_t>(range.axis), range.begin, range.end);
+  }
+  Shape<rank_v<A>> computed_strides() const { return contiguous_strides(this->arg.shape()); }
   template <class G>
   auto input_adjoints(const G& g) const;
 };
@@ -124,7 +140,7 @@ struct Unslice : detail::MaterializedNode<Unslice<G>, value_type_t<G>, rank_v<G>
 template <class A>
 template <class G>
 auto Sliced<A>::input_adjoints(const G& g) const {
-  return std::make_tuple(Unslice<G>(g, arg.shape(), range));
+  return std::make_tuple(Unslice<G>(g, this->arg.shape(), range));
 }
 
 /// Lazy slice of an expression along `axis` (a tensor gets its view, as Tensor::slice).
@@ -139,51 +155,33 @@ auto slice(const A& a, index_t axis, index_t begin, index_t end) {
 
 /// A with axes a and b swapped: a view of A's value, as Sliced (the adjoint swaps them back).
 template <class A>
-struct SwapAxes : ExprBase<SwapAxes<A>> {
-  using value_type = value_type_t<A>;
-  using backend_type = backend_t<A>;
-  static constexpr std::size_t rank = rank_v<A>;
+struct SwapAxes : detail::ViewOfValue<SwapAxes<A>, A> {
   static constexpr const char* name = "transpose";
-  static_assert(rank >= 2, "tessera::transpose(e, a, b): needs an expression of rank 2 or more");
-  A arg;
+  static_assert(rank_v<A> >= 2, "tessera::transpose(e, a, b): needs an expression of rank 2 or more");
   std::size_t a, b;
 
   SwapAxes(A x, index_t axis_a, index_t axis_b)
-      : arg(std::move(x)), a(normalize_axis(axis_a, rank, "transpose")), b(normalize_axis(axis_b, rank, "transpose")) {}
-  Shape<rank> shape() const {
-    auto s = arg.shape();
+      : detail::ViewOfValue<SwapAxes<A>, A>(std::move(x)),
+        a(normalize_axis(axis_a, rank_v<A>, "transpose")),
+        b(normalize_axis(axis_b, rank_v<A>, "transpose")) {}
+  Shape<rank_v<A>> shape() const {
+    auto s = this->arg.shape();
     std::swap(s[a], s[b]);
     return s;
   }
-  Tensor<value_type, rank, backend_type> view() const {
-    return detail::value_of(arg).transpose(static_cast<index_t>(a), static_cast<index_t>(b));
+  Tensor<value_type_t<A>, rank_v<A>, backend_t<A>> view() const {
+    return detail::value_of(this->arg).transpose(static_cast<index_t>(a), static_cast<index_t>(b));
   }
-  template <std::size_t RO, class F>
-  void visit_leaves(const Shape<RO>& out, F&& f) const {
-    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
-      const auto v = view();
-      f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
-    } else {
-      auto strides = contiguous_strides(arg.shape());  // A is computed into a contiguous buffer
-      std::swap(strides[a], strides[b]);
-      f(static_cast<const void*>(nullptr), broadcast_strides(shape(), strides, out));
-    }
+  Shape<rank_v<A>> computed_strides() const {
+    auto strides = contiguous_strides(this->arg.shape());
+    std::swap(strides[a], strides[b]);
+    return strides;
   }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(arg, f);
-  }
-  template <std::size_t RO>
-  detail::LeafEval<value_type> evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
-    return detail::view_evaluator(view(), out, plan);
-  }
-  Tensor<value_type, rank, backend_type> value_of_inner() const { return view(); }
-  auto inputs() const { return std::tie(arg); }
   template <class G>
   auto input_adjoints(const G& g) const {
     // Through a buffer of the adjoint's own shape, so that the swapped read is of a tensor.
-    return std::make_tuple(SwapAxes<SumTo<G, rank>>(SumTo<G, rank>(g, shape()), static_cast<index_t>(a),
-                                                    static_cast<index_t>(b)));
+    constexpr std::size_t R = rank_v<A>;
+    return std::make_tuple(SwapAxes<SumTo<G, R>>(SumTo<G, R>(g, shape()), static_cast<index_t>(a), static_cast<index_t>(b)));
   }
 };
 

@@ -178,6 +178,7 @@ struct GRUPost {
 
 struct LSTMKind {
   static constexpr const char* name = "LSTM";
+  static constexpr const char* cell_name = "LSTMCell";
   static constexpr index_t gates = 4;
   static constexpr bool hidden_bias_in_step = false;
   static constexpr std::size_t carry_size = 2;  // (h, c)
@@ -185,6 +186,7 @@ struct LSTMKind {
 };
 struct GRUKind {
   static constexpr const char* name = "GRU";
+  static constexpr const char* cell_name = "GRUCell";
   static constexpr index_t gates = 3;
   static constexpr bool hidden_bias_in_step = true;
   static constexpr std::size_t carry_size = 1;  // h
@@ -196,18 +198,20 @@ struct NoState {};
 
 }  // namespace detail
 
-/// torch.nn.LSTMCell: (x [N, in], (h, c) [N, H]) -> (h', c') as a std::tuple of expressions.
-template <class T = float, class B = cpu>
-struct LSTMCell : Module<LSTMCell<T, B>> {
-  static constexpr const char* type_name = "LSTMCell";
-  Tensor<T, 2, B> weight_ih, weight_hh;  ///< [4H, in], [4H, H]
-  Tensor<T, 1, B> bias_ih, bias_hh;      ///< [4H]
+/// torch.nn.LSTMCell (Kind = LSTMKind): (x [N, in], (h, c) [N, H]) -> (h', c') as a std::tuple of
+/// expressions; torch.nn.GRUCell (GRUKind): (x [N, in], h [N, H]) -> h'. Called with x alone, a
+/// cell starts from zeros. Use the aliases LSTMCell and GRUCell below.
+template <class Kind, class T, class B>
+struct Cell : Module<Cell<Kind, T, B>> {
+  static constexpr const char* type_name = Kind::cell_name;
+  Tensor<T, 2, B> weight_ih, weight_hh;  ///< [G H, in], [G H, H] (G gates)
+  Tensor<T, 1, B> bias_ih, bias_hh;      ///< [G H]
 
-  LSTMCell(index_t input_size, index_t hidden_size, RNNCellOptions o = {})
-      : weight_ih(checked(input_size, hidden_size, Shape<2>{4 * hidden_size, input_size})),
-        weight_hh(Shape<2>{4 * hidden_size, hidden_size}),
-        bias_ih(Shape<1>{4 * hidden_size}),
-        bias_hh(Shape<1>{4 * hidden_size}),
+  Cell(index_t input_size, index_t hidden_size, RNNCellOptions o = {})
+      : weight_ih(checked(input_size, hidden_size, Shape<2>{Kind::gates * hidden_size, input_size})),
+        weight_hh(Shape<2>{Kind::gates * hidden_size, hidden_size}),
+        bias_ih(Shape<1>{Kind::gates * hidden_size}),
+        bias_hh(Shape<1>{Kind::gates * hidden_size}),
         has_bias_(o.bias) {
     detail::init_recurrent(weight_ih, weight_hh, bias_ih, bias_hh, hidden_size, has_bias_,
                            o.generator ? *o.generator : default_generator());
@@ -221,79 +225,49 @@ struct LSTMCell : Module<LSTMCell<T, B>> {
 
   template <class X, class S>
   auto operator()(const X& x, const S& state) const {
-    static_assert(rank_v<X> == 2, "tessera::nn::LSTMCell: the input must be [batch, features]");
-    detail::check_features("LSTMCell", x.shape(), input_size());
-    const Shape<2> hs{x.shape()[0], hidden_size()};
-    detail::check_state_shape("LSTMCell", "h", std::get<0>(state).shape(), hs);
-    detail::check_state_shape("LSTMCell", "c", std::get<1>(state).shape(), hs);
+    static_assert(rank_v<X> == 2, "tessera::nn::LSTMCell/GRUCell: the input must be [batch, features]");
+    detail::check_features(Kind::cell_name, x.shape(), input_size());
     const index_t H = hidden_size();
+    const Shape<2> hs{x.shape()[0], H};
     const auto mx = matmul(x, transpose(weight_ih));
-    const auto mh = matmul(std::get<0>(state), transpose(weight_hh));
-    auto pre = [&](index_t k) { return detail::gate_sum(k, H, mx, bias_ih, mh, bias_hh); };
-    return detail::lstm_update(std::get<1>(state), pre(0), pre(1), pre(2), pre(3));
+    if constexpr (Kind::carry_size == 2) {
+      detail::check_state_shape(Kind::cell_name, "h", std::get<0>(state).shape(), hs);
+      detail::check_state_shape(Kind::cell_name, "c", std::get<1>(state).shape(), hs);
+      const auto mh = matmul(std::get<0>(state), transpose(weight_hh));
+      auto pre = [&](index_t k) { return detail::gate_sum(k, H, mx, bias_ih, mh, bias_hh); };
+      return detail::lstm_update(std::get<1>(state), pre(0), pre(1), pre(2), pre(3));
+    } else {
+      detail::check_state_shape(Kind::cell_name, "h", state.shape(), hs);
+      const auto mh = matmul(state, transpose(weight_hh));
+      auto xg = [&](index_t k) { return detail::gate_sum(k, H, mx, bias_ih); };
+      auto hg = [&](index_t k) { return detail::gate_sum(k, H, mh, bias_hh); };
+      return detail::gru_update(state, xg(0), xg(1), xg(2), hg(0), hg(1), hg(2));
+    }
   }
-  /// From a zero state.
   template <class X>
   auto operator()(const X& x) const {
     const Tensor<T, 2, B> zero(Shape<2>{x.shape()[0], hidden_size()});
-    return (*this)(x, std::make_tuple(zero, zero));
+    if constexpr (Kind::carry_size == 2) {
+      return (*this)(x, std::make_tuple(zero, zero));
+    } else {
+      return (*this)(x, zero);
+    }
   }
 
  private:
   static Shape<2> checked(index_t in, index_t hidden, Shape<2> s) {
-    detail::check_sizes("LSTMCell", in, hidden);
+    detail::check_sizes(Kind::cell_name, in, hidden);
     return s;
   }
   bool has_bias_;
 };
 
-/// torch.nn.GRUCell: (x [N, in], h [N, H]) -> h' as an expression.
+/// torch.nn.LSTMCell.
 template <class T = float, class B = cpu>
-struct GRUCell : Module<GRUCell<T, B>> {
-  static constexpr const char* type_name = "GRUCell";
-  Tensor<T, 2, B> weight_ih, weight_hh;  ///< [3H, in], [3H, H]
-  Tensor<T, 1, B> bias_ih, bias_hh;      ///< [3H]
-
-  GRUCell(index_t input_size, index_t hidden_size, RNNCellOptions o = {})
-      : weight_ih(checked(input_size, hidden_size, Shape<2>{3 * hidden_size, input_size})),
-        weight_hh(Shape<2>{3 * hidden_size, hidden_size}),
-        bias_ih(Shape<1>{3 * hidden_size}),
-        bias_hh(Shape<1>{3 * hidden_size}),
-        has_bias_(o.bias) {
-    detail::init_recurrent(weight_ih, weight_hh, bias_ih, bias_hh, hidden_size, has_bias_,
-                           o.generator ? *o.generator : default_generator());
-  }
-  auto members() {
-    return std::make_tuple(param("weight_ih", weight_ih), param("weight_hh", weight_hh),
-                           param("bias_ih", bias_ih, has_bias_), param("bias_hh", bias_hh, has_bias_));
-  }
-  index_t input_size() const { return weight_ih.shape()[1]; }
-  index_t hidden_size() const { return weight_hh.shape()[1]; }
-
-  template <class X, class S>
-  auto operator()(const X& x, const S& h) const {
-    static_assert(rank_v<X> == 2, "tessera::nn::GRUCell: the input must be [batch, features]");
-    detail::check_features("GRUCell", x.shape(), input_size());
-    detail::check_state_shape("GRUCell", "h", h.shape(), Shape<2>{x.shape()[0], hidden_size()});
-    const index_t H = hidden_size();
-    const auto mx = matmul(x, transpose(weight_ih));
-    const auto mh = matmul(h, transpose(weight_hh));
-    auto xg = [&](index_t k) { return detail::gate_sum(k, H, mx, bias_ih); };
-    auto hg = [&](index_t k) { return detail::gate_sum(k, H, mh, bias_hh); };
-    return detail::gru_update(h, xg(0), xg(1), xg(2), hg(0), hg(1), hg(2));
-  }
-  template <class X>
-  auto operator()(const X& x) const {
-    return (*this)(x, Tensor<T, 2, B>(Shape<2>{x.shape()[0], hidden_size()}));
-  }
-
- private:
-  static Shape<2> checked(index_t in, index_t hidden, Shape<2> s) {
-    detail::check_sizes("GRUCell", in, hidden);
-    return s;
-  }
-  bool has_bias_;
-};
+using LSTMCell = Cell<detail::LSTMKind, T, B>;
+/// torch.nn.GRUCell.
+template <class T = float, class B = cpu>
+using GRUCell = Cell<detail::GRUKind, T, B>;
 
 /// A stack of recurrent layers (LSTM or GRU below), torch.nn.LSTM / torch.nn.GRU.
 ///
