@@ -9,34 +9,23 @@
 
 #include <tessera/tessera.hpp>
 
-#include "autodiff/grad_test_support.hpp"
+#include "nn/safetensors_fixture.hpp"
 
 namespace recurrent_test {
 
 using namespace tessera;
 
+using fixture_test::expect_eq;
+using fixture_test::expect_near;
 
-/// CHECK_TENSOR_NEAR as a function: its arguments may contain commas (template arguments).
-template <class A, class B>
-void expect_near(const A& actual, const B& expected, double tol) {
-  CHECK_TENSOR_NEAR(actual, expected, tol);
-}
-template <class A, class B>
-void expect_eq(const A& actual, const B& expected) {
-  CHECK_TENSOR_EQ(actual, expected);
-}
-
-inline std::string fixture_path() {
-  std::string here = __FILE__;
-  return here.substr(0, here.find_last_of('/')) + "/fixtures/sequence.safetensors";
-}
-inline const io::SafetensorsFile& fixtures() {
-  static const io::SafetensorsFile f = io::SafetensorsFile::read(fixture_path());
+inline const fixture_test::FixtureFile& sequence_fixtures() {
+  static const fixture_test::FixtureFile f("sequence.safetensors");
   return f;
 }
+inline const io::SafetensorsFile& fixtures() { return sequence_fixtures().file(); }
 template <class T, std::size_t R>
 Tensor<T, R> fx(const std::string& name) {
-  return cast<T>(fixtures().tensor<double, R>(name));
+  return sequence_fixtures().tensor<T, R>(name);
 }
 inline std::vector<index_t> fx_lengths(const std::string& name) {
   const auto t = fixtures().tensor<double, 1>(name);
@@ -44,25 +33,13 @@ inline std::vector<index_t> fx_lengths(const std::string& name) {
   for (index_t i = 0; i < t.size(); ++i) v.push_back(static_cast<index_t>(t(i)));
   return v;
 }
-
-/// Copies the fixture's parameters into the module (by PyTorch's names).
 template <class M>
 void load_parameters(M& m, const std::string& prefix) {
-  nn::for_each_parameter(m, [&](const std::string& name, auto& t) {
-    using Tn = std::decay_t<decltype(t)>;
-    t.assign(fx<value_type_t<Tn>, rank_v<Tn>>(prefix + "." + name));
-  });
+  sequence_fixtures().load_parameters(m, prefix);
 }
-
-/// Every parameter gradient against the fixture's "<prefix>.grad.<name>".
 template <class M>
 void check_parameter_gradients(M& grads, const std::string& prefix, double tol) {
-  nn::for_each_parameter(grads, [&](const std::string& name, auto& g) {
-    using Tn = std::decay_t<decltype(g)>;
-    CAPTURE(name);
-    const auto expected = fx<value_type_t<Tn>, rank_v<Tn>>(prefix + ".grad." + name);
-    expect_near(g, expected, tol);
-  });
+  sequence_fixtures().check_parameter_gradients(grads, prefix, tol);
 }
 
 constexpr index_t T = 5, N = 3, I = 4, H = 6;

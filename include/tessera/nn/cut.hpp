@@ -51,14 +51,29 @@ struct CutState {
   std::function<std::tuple<In, M>(const Out&)> pullback;
 };
 
+/// Whether a block computes its own value and pullback (`forward_with_pullback(in)`, returning
+/// the output and a function from its cotangent to the input's gradient and the block's gradients),
+/// instead of one vjp over `block(in)`: a block that runs in stages (the transformer layers).
+template <class M, class In, class = void>
+struct has_staged_forward : std::false_type {};
+template <class M, class In>
+struct has_staged_forward<M, In, std::void_t<decltype(std::declval<const M&>().forward_with_pullback(std::declval<const In&>()))>>
+    : std::true_type {};
+
 /// Runs the block on its input: with its pullback inside a sweep, plainly outside. Depends only on
 /// the block's and the input's types, so a block type repeated at any depth is compiled once.
 template <class M, class In, class Out = cut_output_t<M, In>>
 Out run_block(const In& in, const M& block, CutState<M, In, Out>& state) {
   if (tessera::detail::active_cache_epoch() == 0) return Out(block(in));
-  auto [out, pullback] = vjp([](const auto& t, const auto& m) { return m(t); }, in, block);
-  state.pullback = std::move(pullback);
-  return out;
+  if constexpr (has_staged_forward<M, In>::value) {
+    auto [out, pullback] = block.forward_with_pullback(in);
+    state.pullback = std::move(pullback);
+    return out;
+  } else {
+    auto [out, pullback] = vjp([](const auto& t, const auto& m) { return m(t); }, in, block);
+    state.pullback = std::move(pullback);
+    return out;
+  }
 }
 
 /// The block's output inside the outer expression. X: the input's expression type; M: the block.

@@ -8,6 +8,8 @@
 #include "tessera/core/random.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/embedding.hpp"
+#include "tessera/expr/matmul.hpp"
+#include "tessera/expr/shape_ops.hpp"
 #include "tessera/nn/init.hpp"
 #include "tessera/nn/module.hpp"
 
@@ -45,6 +47,19 @@ struct Embedding : Module<Embedding<T, B>> {
   template <class I>
   auto operator()(const I& ids) const {
     return embedding(weight, ids, padding_idx_);
+  }
+
+  /// The output projection tied to this table (weight tying, as in Press & Wolf 2017; Flax's
+  /// Embed.attend): h [..., embedding_dim] -> logits [..., num_embeddings] = h W^T. Used together
+  /// with the lookup, the table's gradient is the sum of both uses' contributions.
+  template <class H>
+  auto attend(const H& h) const {
+    static_assert(rank_v<H> >= 1, "tessera::nn::Embedding::attend: the input needs a feature axis");
+    if (h.shape()[rank_v<H> - 1] != embedding_dim()) {
+      throw shape_error("Embedding: attend on input of shape " + shape_to_string(h.shape()) + ", expected " +
+                        std::to_string(embedding_dim()) + " features");
+    }
+    return matmul(h, transpose(weight));
   }
 
  private:

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tessera/nn/activation.hpp"
+#include "tessera/nn/attention.hpp"
 #include "tessera/nn/conv.hpp"
 #include "tessera/nn/cut.hpp"
 #include "tessera/nn/dropout.hpp"
