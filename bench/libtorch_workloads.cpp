@@ -3,6 +3,7 @@
 // Each forward-only run() executes under c10::InferenceMode, as a LibTorch user serving a model
 // would; mlp_grad and the training steps run with autograd and torch::optim, as in training.
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,8 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/functional/linear.h>
 #include <torch/nn/functional/pooling.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/transformerlayer.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/types.h>
@@ -269,6 +272,87 @@ class RecurrentTrainStep final : public Runner {
   LossLog log_;
 };
 
+/// Copies inputs in[first...] into the module's parameters in named_parameters() order (PyTorch's).
+void load_parameters(torch::nn::Module& m, const Inputs& in, std::size_t first) {
+  torch::NoGradGuard no_grad;
+  std::size_t k = first;
+  for (auto& p : m.named_parameters()) {
+    const auto src = to_tensor(in.at(k++));
+    if (src.numel() != p.value().numel()) throw std::invalid_argument("libtorch runner: input for " + p.key() + " has the wrong size");
+    p.value().copy_(src.view(p.value().sizes()));
+  }
+}
+
+/// [L, L] float mask: 0 on and below the diagonal, -inf above (what is_causal means).
+torch::Tensor causal_mask(std::int64_t l) {
+  return torch::triu(torch::full({l, l}, -std::numeric_limits<float>::infinity()), 1);
+}
+
+class AttentionFwdBwd final : public Runner {
+ public:
+  explicit AttentionFwdBwd(const Inputs& in)
+      : x_(to_tensor(in.at(0)).requires_grad_(true)),
+        w_(to_tensor(in.at(1))),
+        mha_(torch::nn::MultiheadAttentionOptions(x_.size(2), 8)),
+        mask_(causal_mask(x_.size(1))) {
+    load_parameters(*mha_, in, 2);
+  }
+  void run() override {
+    x_.mutable_grad() = torch::Tensor();
+    for (auto& p : mha_->parameters()) p.mutable_grad() = torch::Tensor();
+    const auto xs = x_.transpose(0, 1);  // [seq, batch, E]
+    const auto out = std::get<0>(mha_->forward(xs, xs, xs, {}, /*need_weights=*/false, mask_)).transpose(0, 1);
+    const auto loss = (out * w_).sum() / static_cast<double>(x_.size(0));
+    loss.backward();
+    if (result_.empty()) {
+      result_.push_back(loss.item<float>());
+      const auto db = mha_->in_proj_bias.grad().contiguous();
+      result_.insert(result_.end(), db.data_ptr<float>(), db.data_ptr<float>() + db.numel());
+    }
+  }
+  std::vector<float> result() const override { return result_; }
+
+ private:
+  torch::Tensor x_, w_;
+  torch::nn::MultiheadAttention mha_;
+  torch::Tensor mask_;
+  std::vector<float> result_;
+};
+
+class TransformerTrainStep final : public Runner {
+ public:
+  explicit TransformerTrainStep(const Inputs& in)
+      : x_(to_tensor(in.at(0)).transpose(0, 1)),  // [seq, batch, E]
+        target_(to_tensor(in.at(1)).transpose(0, 1)),
+        first_(layer_options(x_.size(2))),
+        second_(layer_options(x_.size(2))) {
+    load_parameters(*first_, in, 2);
+    load_parameters(*second_, in, 14);
+    for (auto* layer : {&first_, &second_}) {
+      for (auto& p : (*layer)->parameters()) params_.push_back(p);
+    }
+    opt_ = std::make_unique<torch::optim::Adam>(params_, torch::optim::AdamOptions(1e-3));
+  }
+  void run() override {
+    for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+    const auto loss = F::mse_loss(second_->forward(first_->forward(x_)), target_);
+    loss.backward();
+    opt_->step();
+    log_.record(loss);
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  static torch::nn::TransformerEncoderLayerOptions layer_options(std::int64_t e) {
+    return torch::nn::TransformerEncoderLayerOptions(e, 8).dim_feedforward(1024).dropout(0.0);
+  }
+  torch::Tensor x_, target_;
+  torch::nn::TransformerEncoderLayer first_, second_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::Adam> opt_;
+  LossLog log_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -282,6 +366,8 @@ std::unique_ptr<Runner> cnn_train_step(const Inputs& in) { return std::make_uniq
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in) { return std::make_unique<Adam10mStep>(in); }
 std::unique_ptr<Runner> lstm_train_step(const Inputs& in) { return std::make_unique<RecurrentTrainStep<true>>(in); }
 std::unique_ptr<Runner> gru_train_step(const Inputs& in) { return std::make_unique<RecurrentTrainStep<false>>(in); }
+std::unique_ptr<Runner> attention_fwd_bwd(const Inputs& in) { return std::make_unique<AttentionFwdBwd>(in); }
+std::unique_ptr<Runner> transformer_train_step(const Inputs& in) { return std::make_unique<TransformerTrainStep>(in); }
 
 void set_num_threads(int n) { torch::set_num_threads(n); }
 int num_threads() { return torch::get_num_threads(); }

@@ -36,6 +36,14 @@ std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
 /// weight_hh, bias_ih, bias_hh in PyTorch's layout. Result: the losses of the first two runs.
 std::unique_ptr<Runner> lstm_train_step(const Inputs& in);
 std::unique_ptr<Runner> gru_train_step(const Inputs& in);
+/// Forward and backward of a causal MultiheadAttention (batch-first), loss sum(out * w) / batch.
+/// Inputs: x [batch, seq, E], w, in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias.
+/// Result: the loss, then in_proj_bias's gradient.
+std::unique_ptr<Runner> attention_fwd_bwd(const Inputs& in);
+/// One Adam step of two post-norm TransformerEncoderLayers (dropout 0), MSE against a target.
+/// Inputs: x [batch, seq, E], target, then each layer's 12 parameters in PyTorch's order
+/// (self_attn.in_proj_weight ... norm2.bias). Result: the losses of the first two runs.
+std::unique_ptr<Runner> transformer_train_step(const Inputs& in);
 }  // namespace tessera_impl
 
 namespace libtorch_impl {
@@ -55,6 +63,10 @@ std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
 /// torch::lstm / torch::gru (what torch::nn::LSTM / GRU call) with autograd and torch::optim::SGD.
 std::unique_ptr<Runner> lstm_train_step(const Inputs& in);
 std::unique_ptr<Runner> gru_train_step(const Inputs& in);
+/// torch::nn::MultiheadAttention and torch::nn::TransformerEncoderLayer (sequence-first, as
+/// LibTorch's C++ modules take it: the batch-first inputs are transposed, a view).
+std::unique_ptr<Runner> attention_fwd_bwd(const Inputs& in);
+std::unique_ptr<Runner> transformer_train_step(const Inputs& in);
 
 /// torch::set_num_threads(n).
 void set_num_threads(int n);

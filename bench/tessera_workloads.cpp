@@ -288,6 +288,72 @@ class RecurrentTrainStep final : public Runner {
   LossLog log_;
 };
 
+/// Forward and backward of nn::MultiheadAttention, causal self-attention.
+class AttentionFwdBwd final : public Runner {
+ public:
+  explicit AttentionFwdBwd(const Inputs& in)
+      : x_(to_tensor<3>(in.at(0))), w_(to_tensor<3>(in.at(1))), mha_(x_.shape()[2], 8) {
+    load_parameters(mha_, in, 2);
+    masks_.causal = true;
+  }
+  void run() override {
+    const float per_example = 1.0f / static_cast<float>(x_.shape()[0]);
+    auto loss = [&](const auto& m, const auto& x) { return tessera::sum(m(x, x, x, masks_) * w_) * per_example; };
+    auto [l, g] = tessera::value_and_grad(loss, mha_, x_);
+    if (result_.empty()) {
+      result_.push_back(l.item());
+      const auto& db = std::get<0>(g).in_proj_bias;
+      result_.insert(result_.end(), db.data(), db.data() + db.size());
+    }
+  }
+  std::vector<float> result() const override { return result_; }
+
+ private:
+  tessera::Tensor<float, 3> x_, w_;
+  tessera::nn::MultiheadAttention<float> mha_;
+  tessera::nn::AttentionMasks<float> masks_;
+  std::vector<float> result_;
+};
+
+/// Two TransformerEncoderLayers, one after the other.
+struct TwoEncoderLayers : tessera::nn::Module<TwoEncoderLayers> {
+  tessera::nn::TransformerEncoderLayer<float> first, second;
+  TwoEncoderLayers(tessera::index_t d_model, tessera::index_t heads, tessera::nn::TransformerLayerOptions o)
+      : first(d_model, heads, o), second(d_model, heads, o) {}
+  auto members() { return std::make_tuple(tessera::nn::child("0", first), tessera::nn::child("1", second)); }
+  template <class X>
+  auto operator()(const X& x) const {
+    return second(first(x));
+  }
+};
+
+class TransformerTrainStep final : public Runner {
+ public:
+  explicit TransformerTrainStep(const Inputs& in)
+      : x_(to_tensor<3>(in.at(0))), target_(to_tensor<3>(in.at(1))), model_(x_.shape()[2], 8, options()), opt_({.lr = 1e-3}) {
+    load_parameters(model_, in, 2);
+  }
+  void run() override {
+    auto loss = [&](const auto& m) { return tessera::nn::mse(m(x_), target_); };
+    auto [l, g] = tessera::value_and_grad(loss, model_);
+    opt_.step(model_, std::get<0>(g));
+    log_.record(l.item());
+  }
+  std::vector<float> result() const override { return log_.first_two; }
+
+ private:
+  static tessera::nn::TransformerLayerOptions options() {
+    tessera::nn::TransformerLayerOptions o;
+    o.dim_feedforward = 1024;
+    o.dropout = 0.0;
+    return o;
+  }
+  tessera::Tensor<float, 3> x_, target_;
+  TwoEncoderLayers model_;
+  tessera::optim::Adam<float> opt_;
+  LossLog log_;
+};
+
 }  // namespace
 
 std::unique_ptr<Runner> elementwise_chain(const Inputs& in) { return std::make_unique<ElementwiseChain>(in); }
@@ -304,5 +370,7 @@ std::unique_ptr<Runner> lstm_train_step(const Inputs& in) {
 std::unique_ptr<Runner> gru_train_step(const Inputs& in) {
   return std::make_unique<RecurrentTrainStep<tessera::nn::GRU<float>>>(in);
 }
+std::unique_ptr<Runner> attention_fwd_bwd(const Inputs& in) { return std::make_unique<AttentionFwdBwd>(in); }
+std::unique_ptr<Runner> transformer_train_step(const Inputs& in) { return std::make_unique<TransformerTrainStep>(in); }
 
 }  // namespace tessera_bench::tessera_impl

@@ -223,13 +223,70 @@ Workload recurrent_train_step(bool lstm) {
   return w;
 }
 
+/// PyTorch-like initial parameters of one attention block (MultiheadAttention: in_proj_weight
+/// [3E, E], in_proj_bias, out_proj.weight, out_proj.bias), appended to `in`; seeds from `seed`.
+void push_attention_parameters(Inputs& in, std::int64_t e, std::uint64_t seed) {
+  const float xavier = std::sqrt(6.0f / static_cast<float>(4 * e)), linear = 1.0f / std::sqrt(static_cast<float>(e));
+  in.push_back(uniform_array({3 * e, e}, -xavier, xavier, seed));
+  in.push_back(uniform_array({3 * e}, -0.1f, 0.1f, seed + 1));  // PyTorch starts at 0; nonzero tests more
+  in.push_back(uniform_array({e, e}, -linear, linear, seed + 2));
+  in.push_back(uniform_array({e}, -0.1f, 0.1f, seed + 3));
+}
+
+/// MultiheadAttention forward and backward (batch 16, seq 128, d_model 256, 8 heads, causal mask):
+/// loss sum(out * w) / batch, gradients of the input and every parameter.
+Workload attention_fwd_bwd() {
+  const std::int64_t batch = 16, seq = 128, e = 256;
+  Workload w;
+  w.name = "attention_fwd_bwd";
+  w.tolerance = 1e-2;  // the loss and in_proj_bias's gradient, both of order 1-10
+  w.make_inputs = [=] {
+    Inputs in{uniform_array({batch, seq, e}, -1.0f, 1.0f, 91), uniform_array({batch, seq, e}, -1.0f, 1.0f, 92)};
+    push_attention_parameters(in, e, 93);
+    return in;
+  };
+  w.tessera = tessera_impl::attention_fwd_bwd;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(attention_fwd_bwd);
+  return w;
+}
+
+/// One Adam step (lr 1e-3) of two post-norm TransformerEncoderLayers (d_model 256, 8 heads,
+/// feed-forward 1024, ReLU, dropout 0), seq 128, batch 16, MSE against a target.
+Workload transformer_train_step() {
+  const std::int64_t batch = 16, seq = 128, e = 256, ff = 1024;
+  Workload w;
+  w.name = "transformer_train_step";
+  w.tolerance = 1e-4;
+  w.make_inputs = [=] {
+    Inputs in{uniform_array({batch, seq, e}, -1.0f, 1.0f, 101), uniform_array({batch, seq, e}, -1.0f, 1.0f, 102)};
+    for (std::uint64_t layer = 0; layer < 2; ++layer) {
+      const std::uint64_t seed = 110 + 20 * layer;
+      push_attention_parameters(in, e, seed);
+      const float b1 = 1.0f / std::sqrt(static_cast<float>(e)), b2 = 1.0f / std::sqrt(static_cast<float>(ff));
+      in.push_back(uniform_array({ff, e}, -b1, b1, seed + 4));  // linear1
+      in.push_back(uniform_array({ff}, -b1, b1, seed + 5));
+      in.push_back(uniform_array({e, ff}, -b2, b2, seed + 6));  // linear2
+      in.push_back(uniform_array({e}, -b2, b2, seed + 7));
+      for (std::uint64_t k = 0; k < 2; ++k) {  // norm1, norm2: weight near 1, bias near 0
+        in.push_back(uniform_array({e}, 0.9f, 1.1f, seed + 8 + 2 * k));
+        in.push_back(uniform_array({e}, -0.1f, 0.1f, seed + 9 + 2 * k));
+      }
+    }
+    return in;
+  };
+  w.tessera = tessera_impl::transformer_train_step;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(transformer_train_step);
+  return w;
+}
+
 }  // namespace
 
 const std::vector<Workload>& workloads() {
   static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024),       gemm(2048),
                                            sum(),               softmax(), mlp_grad(),       mlp_train_step(),
                                            cnn_train_step(),    adam_10m_step(),   recurrent_train_step(true),
-                                           recurrent_train_step(false)};
+                                           recurrent_train_step(false), attention_fwd_bwd(),
+                                           transformer_train_step()};
   return table;
 }
 

@@ -91,6 +91,18 @@ TEST_CASE("batch broadcast [b, m, k] x [k, n]: the matrix's gradient sums over t
   GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(x, y) * w); }, a, b, tight());
 }
 
+TEST_CASE("[b1, b2, m, k] x [k, n] of a transposed view: the matrix's gradient is one GEMM over the stacked rows") {
+  const auto a = sample({3, 2, 3, 4}, -1, 1, 40);
+  const auto b = sample({4, 5}, -1, 1, 41);
+  const auto w = sample({2, 3, 3, 5}, -2, 2, 42);
+  GRAD_CHECK([&](const auto& x, const auto& y) { return sum(matmul(transpose(x, 0, 1), y) * w); }, a, b, tight());
+  // Second order through the reshaped form.
+  GRAD_CHECK([&](const auto& x, const auto& y) {
+    auto [gx, gy] = grad([&](const auto& p, const auto& q) { return sum(square(matmul(p, q))); }, x, y);
+    return sum(gy * gy) + sum(sin(gx));
+  }, a, b, tight());
+}
+
 TEST_CASE("batch broadcast [m, k] x [b, k, n]") {
   const auto a = sample({3, 4}, -1, 1, 18);
   const auto b = sample({2, 4, 5}, -1, 1, 19);

@@ -162,6 +162,34 @@ TEST_CASE_TEMPLATE("where with expression and number branches", T, float, double
   CHECK(w(1, 2) == -3);
 }
 
+// where() over a comparison of floating-point operands runs as a SIMD select; it must pick what
+// the scalar `cond ? a : b` picks, for NaN, infinities, equal pairs and signed zeros too.
+TEST_CASE_TEMPLATE("where over each comparison selects as the scalar form, NaN included", T, float, double) {
+  const T specials[] = {nan_v<T>, inf_v<T>, -inf_v<T>, T(0), T(-0.0), T(1), T(-1), T(2)};
+  unsigned seed = 31;
+  for (index_t n : kLengths) {
+    auto a = random_vector<T>(n, -2, 2, seed++);
+    auto b = random_vector<T>(n, -2, 2, seed++);
+    for (index_t i = 0; i < n; i += 3) {  // specials and equal pairs spread over packets and tails
+      a(i) = specials[(i / 3) % 8];
+      b(i) = specials[(i / 5) % 8];
+    }
+    const auto then = random_vector<T>(n, 10, 20, seed++);
+    const Tensor<T, 1> lt = tessera::where(a < b, then, a), le = tessera::where(a <= b, then, a);
+    const Tensor<T, 1> gt = tessera::where(a > b, then, a), ge = tessera::where(a >= b, then, a);
+    const Tensor<T, 1> eq = tessera::where(a == b, then, a), ne = tessera::where(a != b, then, a);
+    index_t bad = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const auto same = [](T x, T y) { return (std::isnan(x) && std::isnan(y)) || (x == y && std::signbit(x) == std::signbit(y)); };
+      const T x = a(i), y = b(i), t = then(i);
+      bad += !same(lt(i), x < y ? t : x) + !same(le(i), x <= y ? t : x) + !same(gt(i), x > y ? t : x) +
+             !same(ge(i), x >= y ? t : x) + !same(eq(i), x == y ? t : x) + !same(ne(i), x != y ? t : x);
+    }
+    INFO("n=" << n);
+    CHECK(bad == 0);
+  }
+}
+
 TEST_CASE("cast between float, double, int32, int64 and bool") {
   Tensor<float, 1> f = {-2.75f, -1.5f, -0.25f, 0.f, 0.5f, 1.99f, 3.f, 1e9f, -7.f};
   const Tensor<double, 1> d = tessera::cast<double>(f);

@@ -95,20 +95,29 @@ struct Maximum {
   }
 };
 
-#define TESSERA_COMPARE_OP(Name, str, sym) \
-  struct Name {                            \
-    static constexpr const char* name = str; \
-    template <class T>                     \
-    TESSERA_HD bool operator()(T a, T b) const {      \
-      return a sym b;                      \
-    }                                      \
+// A comparison's `select` is where(a OP b, then, otherwise) on SIMD packets (floating point;
+// ordered comparisons, so NaN compares false as in the scalar form), which lets a where() over a
+// comparison run vectorized instead of branching per element (ReLU's gradient is one).
+#define TESSERA_COMPARE_OP(Name, str, sym, mask, then_if_mask, else_if_mask) \
+  struct Name {                                                          \
+    static constexpr const char* name = str;                             \
+    template <class T>                                                   \
+    TESSERA_HD bool operator()(T a, T b) const {                         \
+      return a sym b;                                                    \
+    }                                                                    \
+    template <class T>                                                   \
+    static constexpr bool selectable = std::is_floating_point_v<T>;      \
+    template <class P>                                                   \
+    static P select(const P& a, const P& b, const P& then, const P& otherwise) { \
+      return pk::pselect(mask, then_if_mask, else_if_mask);              \
+    }                                                                    \
   };
-TESSERA_COMPARE_OP(Less, "less", <)
-TESSERA_COMPARE_OP(LessEqual, "less_equal", <=)
-TESSERA_COMPARE_OP(Greater, "greater", >)
-TESSERA_COMPARE_OP(GreaterEqual, "greater_equal", >=)
-TESSERA_COMPARE_OP(Equal, "equal", ==)
-TESSERA_COMPARE_OP(NotEqual, "not_equal", !=)
+TESSERA_COMPARE_OP(Less, "less", <, pk::pcmp_lt(a, b), then, otherwise)
+TESSERA_COMPARE_OP(LessEqual, "less_equal", <=, pk::pcmp_le(a, b), then, otherwise)
+TESSERA_COMPARE_OP(Greater, "greater", >, pk::pcmp_lt(b, a), then, otherwise)
+TESSERA_COMPARE_OP(GreaterEqual, "greater_equal", >=, pk::pcmp_le(b, a), then, otherwise)
+TESSERA_COMPARE_OP(Equal, "equal", ==, pk::pcmp_eq(a, b), then, otherwise)
+TESSERA_COMPARE_OP(NotEqual, "not_equal", !=, pk::pcmp_eq(a, b), otherwise, then)
 #undef TESSERA_COMPARE_OP
 
 struct LogicalAnd {

@@ -87,10 +87,23 @@ struct BinaryEval {
   }
 };
 
+/// Whether the condition C is a comparison of two vectorizable evaluators of element type T whose
+/// op can select between packets (binary_ops.hpp's comparisons, for floating point).
+template <class C, class T, class = void>
+struct selects_packets : std::false_type {};
+template <class Op, class L, class R, class T>
+struct selects_packets<BinaryEval<Op, L, R>, T, std::void_t<decltype(Op::template selectable<T>)>>
+    : std::bool_constant<Op::template selectable<T> && L::vectorizable && R::vectorizable &&
+                         std::is_same_v<typename L::value_type, T> && std::is_same_v<typename R::value_type, T>> {};
+
 template <class C, class A, class B>
 struct WhereEval {
   using value_type = typename A::value_type;
-  static constexpr bool vectorizable = false;
+  /// Vectorized as a masked select when the condition compares two vectorizable operands (no
+  /// branch per element: a random sign costs a misprediction every other element).
+  static constexpr bool vectorizable = A::vectorizable && B::vectorizable &&
+                                       std::is_same_v<typename B::value_type, value_type> &&
+                                       selects_packets<C, value_type>::value;
   C c;
   A a;
   B b;
@@ -100,6 +113,11 @@ struct WhereEval {
     b.seek(idx);
   }
   TESSERA_ALWAYS_INLINE value_type coeff(index_t j) const { return c.coeff(j) ? a.coeff(j) : b.coeff(j); }
+  template <class P>
+  TESSERA_ALWAYS_INLINE P packet(index_t j) const {
+    return c.op.template select<P>(c.a.template packet<P>(j), c.b.template packet<P>(j), a.template packet<P>(j),
+                                   b.template packet<P>(j));
+  }
 };
 
 template <class To, class A>

@@ -89,6 +89,13 @@ struct MatMul : detail::MaterializedNode<MatMul<A, B>, value_type_t<A>, detail::
       const auto u = detail::uniform_value(g) * count;
       return std::make_tuple(broadcast_to(reshape(sum(rhs, 1) * u, Shape<2>{1, k}), Shape<2>{m, k}),
                              broadcast_to(reshape(sum(lhs, 0) * u, Shape<2>{k, 1}), Shape<2>{k, n}));
+    } else if constexpr (rank_a > 2 && rank_b == 2) {
+      // One B for every batch (a Linear layer on [N, L, in]): dB = sum over the batch of A_i^T G_i
+      // is one GEMM over the stacked rows, A^T G with A as [N L, K], instead of a batched GEMM
+      // writing N partial products and a reduction of them.
+      const index_t rows = numel(sa) / sa[rank_a - 1];
+      return std::make_tuple(matmul(gg, transpose(rhs)),
+                             matmul(transpose(reshape(lhs, Shape<2>{rows, sa[rank_a - 1]})), reshape(gg, Shape<2>{rows, shape_[rank - 1]})));
     } else {
       return std::make_tuple(matmul(gg, transpose(rhs)), matmul(transpose(lhs), gg));
     }

@@ -18,6 +18,7 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "tessera/autodiff/grad.hpp"
 #include "tessera/backend/cpu/device.hpp"  // masks are built and checked on the host
@@ -313,10 +314,16 @@ struct TransformerLayer;
 namespace detail {
 
 /// One call of a transformer layer as an nn::cut block: the layer (a copy sharing its tensors)
-/// and the call's masks. Inside a sweep it runs as two stages, each one vjp over its own
-/// sublayer, so that the residual input (used twice) is a variable of the stage and the
-/// attention's backward runs once: forward_with_pullback (see nn/cut.hpp). Outside a sweep it is
-/// one evaluated expression.
+/// and the call's masks.
+///
+/// Inside a sweep it runs as a chain of stages, each one vjp over its input and the sublayers it
+/// uses (forward_with_pullback, see nn/cut.hpp): pre-norm x + attention(norm1(x)), then
+/// h + feed_forward(norm2(h)); post-norm x + attention(x), norm1, h + feed_forward(h), norm2.
+/// Why: the sweep differentiates a tree, so a value used twice in one expression is
+/// differentiated twice -- the residual stream (x and x + f(x)) feeds both the sublayer and the
+/// sum, and LayerNorm reads its input three times (mean, variance, centering); post-norm as one
+/// expression ran every backward GEMM three times. As a stage's input the value is a variable,
+/// whose uses add up in one pass. Outside a sweep the same stages are plain evaluations.
 template <class T, class B, bool Causal>
 struct TransformerLayerCall : Module<TransformerLayerCall<T, B, Causal>> {
   using Layer = TransformerLayer<T, B, Causal>;
@@ -325,72 +332,74 @@ struct TransformerLayerCall : Module<TransformerLayerCall<T, B, Causal>> {
   Layer layer;
   AttentionMasks<T, B> masks;
 
-  TransformerLayerCall(Layer l, AttentionMasks<T, B> m) : layer(std::move(l)), masks(std::move(m)) {}
+  TransformerLayerCall(Layer l, AttentionMasks<T, B> m) : layer(std::move(l)), masks(std::move(m)) {
+    masks.causal = masks.causal || Causal;
+  }
   auto members() { return std::make_tuple(child("layer", layer)); }
 
-  Value operator()(const Value& x) const {
-    return with_stages([&](const auto& attention_stage, const auto& feedforward_stage) {
-      const Value h = attention_stage(x, layer.self_attn, layer.norm1);
-      return Value(feedforward_stage(h, layer.linear1, layer.linear2, layer.norm2));
-    });
-  }
+  Value operator()(const Value& x) const { return run(x, nullptr); }
 
   std::pair<Value, Pullback> forward_with_pullback(const Value& x) const {
-    return with_stages([&](const auto& attention_stage, const auto& feedforward_stage) {
-      auto [h, attention_pullback] = vjp(attention_stage, x, layer.self_attn, layer.norm1);
-      auto [y, feedforward_pullback] = vjp(feedforward_stage, h, layer.linear1, layer.linear2, layer.norm2);
-      Pullback pullback = [self = *this, attention_pullback, feedforward_pullback](const Value& dy) {
-        auto [dh, d_linear1, d_linear2, d_norm2] = feedforward_pullback(dy);
-        auto [dx, d_attn, d_norm1] = attention_pullback(dh);
-        TransformerLayerCall g = self;  // the gradients in the call's structure
-        g.layer.self_attn = d_attn;
-        g.layer.norm1 = d_norm1;
-        g.layer.linear1 = d_linear1;
-        g.layer.linear2 = d_linear2;
-        g.layer.norm2 = d_norm2;
-        return std::make_tuple(dx, g);
-      };
-      return std::make_pair(Value(y), std::move(pullback));
-    });
+    std::vector<StagePullback> stages;
+    Value y = run(x, &stages);
+    Pullback pullback = [self = *this, stages = std::move(stages)](const Value& dy) {
+      TransformerLayerCall grads = self;  // every parameter is overwritten by the stage that uses it
+      Value d = dy;
+      for (auto it = stages.rbegin(); it != stages.rend(); ++it) d = (*it)(d, grads.layer);
+      return std::make_tuple(std::move(d), std::move(grads));
+    };
+    return {std::move(y), std::move(pullback)};
   }
 
  private:
-  /// Calls f(attention_stage, feedforward_stage) with the stages of this layer's norm placement
-  /// and activation: one expression type per combination, chosen at run time.
-  template <class F>
-  auto with_stages(F&& f) const {
-    const auto& L = layer;
-    const auto& m = masks;
-    const auto sublayer_masks = [&] {
-      AttentionMasks<T, B> s = m;
-      s.causal = s.causal || Causal;
-      return s;
-    }();
-    auto attention_pre = [&L, sublayer_masks](const auto& x, const auto& attn, const auto& norm1) {
-      const auto n = norm1(x);
-      return x + L.dropout1(attn(n, n, n, sublayer_masks));
-    };
-    auto attention_post = [&L, sublayer_masks](const auto& x, const auto& attn, const auto& norm1) {
-      return norm1(x + L.dropout1(attn(x, x, x, sublayer_masks)));
+  /// A stage's pullback: from its output's cotangent to its input's, writing its sublayers' gradients.
+  using StagePullback = std::function<Value(const Value&, Layer&)>;
+
+  /// f(x, sublayers...) evaluated; inside a sweep (stages given) as a vjp whose pullback is recorded.
+  template <class F, class... M>
+  Value stage(std::vector<StagePullback>* stages, const F& f, const Value& x, M Layer::*... sublayer) const {
+    if (!stages) return Value(f(x, (layer.*sublayer)...));
+    auto [y, pullback] = vjp(f, x, (layer.*sublayer)...);
+    stages->push_back([pullback = std::move(pullback), sublayer...](const Value& dy, Layer& grads) {
+      auto g = pullback(dy);
+      std::apply([&](auto& dx, auto&... dm) { ((grads.*sublayer = dm), ...); (void)dx; }, g);
+      return std::get<0>(g);
+    });
+    return Value(y);
+  }
+
+  Value run(const Value& x, std::vector<StagePullback>* stages) const {
+    const Layer& L = layer;
+    const AttentionMasks<T, B>& m = masks;
+    auto self_attention = [&L, &m](const auto& z, const auto& attn) { return L.dropout1(attn(z, z, z, m)); };
+    auto normalize = [](const auto& z, const auto& norm) { return norm(z); };
+    auto feed_forward = [&L](const auto& activation) {
+      return [&L, activation](const auto& z, const auto& linear1, const auto& linear2) {
+        return L.dropout2(linear2(L.dropout(activation(linear1(z)))));
+      };
     };
     auto relu_fn = [](const auto& z) { return relu(z); };
     auto gelu_fn = [](const auto& z) { return gelu(z); };
-    const bool pre = L.options().norm_first;
     const bool use_gelu = L.options().activation == Activation::gelu;
-    if (pre) {
-      auto ff_pre = [&L](auto activation) {
-        return [&L, activation](const auto& h, const auto& linear1, const auto& linear2, const auto& norm2) {
-          return h + L.dropout2(linear2(L.dropout(activation(linear1(norm2(h))))));
+    if (L.options().norm_first) {
+      auto attention_block = [&](const auto& z, const auto& attn, const auto& norm1) { return z + self_attention(norm1(z), attn); };
+      auto ff_block = [&](const auto& ff) {
+        return [ff](const auto& z, const auto& linear1, const auto& linear2, const auto& norm2) {
+          return z + ff(norm2(z), linear1, linear2);
         };
       };
-      return use_gelu ? f(attention_pre, ff_pre(gelu_fn)) : f(attention_pre, ff_pre(relu_fn));
+      const Value h = stage(stages, attention_block, x, &Layer::self_attn, &Layer::norm1);
+      return use_gelu ? stage(stages, ff_block(feed_forward(gelu_fn)), h, &Layer::linear1, &Layer::linear2, &Layer::norm2)
+                      : stage(stages, ff_block(feed_forward(relu_fn)), h, &Layer::linear1, &Layer::linear2, &Layer::norm2);
     }
-    auto ff_post = [&L](auto activation) {
-      return [&L, activation](const auto& h, const auto& linear1, const auto& linear2, const auto& norm2) {
-        return norm2(h + L.dropout2(linear2(L.dropout(activation(linear1(h))))));
-      };
+    auto attention_residual = [&](const auto& z, const auto& attn) { return z + self_attention(z, attn); };
+    auto ff_residual = [&](const auto& ff) {
+      return [ff](const auto& z, const auto& linear1, const auto& linear2) { return z + ff(z, linear1, linear2); };
     };
-    return use_gelu ? f(attention_post, ff_post(gelu_fn)) : f(attention_post, ff_post(relu_fn));
+    const Value h = stage(stages, normalize, stage(stages, attention_residual, x, &Layer::self_attn), &Layer::norm1);
+    const Value s = use_gelu ? stage(stages, ff_residual(feed_forward(gelu_fn)), h, &Layer::linear1, &Layer::linear2)
+                             : stage(stages, ff_residual(feed_forward(relu_fn)), h, &Layer::linear1, &Layer::linear2);
+    return stage(stages, normalize, s, &Layer::norm2);
   }
 };
 
