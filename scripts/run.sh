@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing (packages and the Fashion-MNIST data), builds, then trains
 # and evaluates the example model. Arguments go to the program (see examples/fashion_mnist.cpp).
+# PROGRAM=char_lm runs the character-level language model instead (examples/char_lm.cpp), with
+# Debian's fortunes package for its text.
 #
 #   scripts/run.sh [--epochs N] [--batch B] [--lr X] [--threads T] [--seed S] [--data DIR]
+#   PROGRAM=char_lm scripts/run.sh [--minutes M] [--prompt TEXT] [--resume] ...
 #
-# Environment: as setup.sh (BUILD_DIR, BUILD_TYPE, JOBS, TESSERA_SKIP_APT).
+# Environment: as setup.sh (BUILD_DIR, BUILD_TYPE, JOBS, TESSERA_SKIP_APT), and PROGRAM
+# (fashion_mnist, the default, or char_lm).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,7 +16,18 @@ cd "${repo_root}"
 
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
+PROGRAM="${PROGRAM:-fashion_mnist}"
 
-TESSERA_EXTRA_PACKAGES="dataset-fashion-mnist ${TESSERA_EXTRA_PACKAGES:-}" BUILD_TARGETS=fashion_mnist \
+# The data package each program reads.
+case "${PROGRAM}" in
+  fashion_mnist) data_package=dataset-fashion-mnist ;;
+  char_lm) data_package=fortunes ;;
+  *)
+    echo "run.sh: PROGRAM must be fashion_mnist or char_lm, got ${PROGRAM}" >&2
+    exit 2
+    ;;
+esac
+
+TESSERA_EXTRA_PACKAGES="${data_package} ${TESSERA_EXTRA_PACKAGES:-}" BUILD_TARGETS="${PROGRAM}" \
   "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_EXAMPLES=ON -DTESSERA_EXAMPLES_OPTIMIZE=
-exec "${BUILD_DIR}/examples/fashion_mnist" "$@"
+exec "${BUILD_DIR}/examples/${PROGRAM}" "$@"
