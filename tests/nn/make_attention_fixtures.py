@@ -44,30 +44,13 @@ import struct
 
 import torch
 
+from fixture_writer import FixtureWriter
+
 torch.manual_seed(2025)
 torch.set_default_dtype(torch.float64)
-tensors = {}
-
-
-def emit(name, t):
-    tensors[name] = torch.as_tensor(t, dtype=torch.float64).detach().contiguous()
-
-
-def write_safetensors(path):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].numpy().tobytes()
-        header[name] = {"dtype": "F64", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    header["__metadata__"] = {"generator": "make_attention_fixtures.py", "torch": torch.__version__}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
+writer = FixtureWriter("make_attention_fixtures.py")
+emit = writer.emit
+tensors = writer.tensors
 
 
 def read_safetensors_header(path):
@@ -174,7 +157,7 @@ finish("enc_pre_gelu", enc, out, {"src": src}, causal=True)
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(os.path.join(here, "fixtures"), exist_ok=True)
 path = os.path.join(here, "fixtures", "attention.safetensors")
-write_safetensors(path)
+writer.write(path)
 
 header = read_safetensors_header(path)
 assert sorted(k for k in header if k != "__metadata__") == sorted(tensors)

@@ -9,36 +9,17 @@ Each case "<case>" stores its module's parameters as "<case>.<name>" (PyTorch's 
 inputs, the outputs, and the gradients of the loss sum(output * w_out) + sum(h_n * w_h)
 [+ sum(c_n * w_c)] as "<case>.grad.<name>".
 """
-import json
 import os
-import struct
 
 import torch
 
+from fixture_writer import FixtureWriter
+
 torch.manual_seed(2024)
 torch.set_default_dtype(torch.float64)
-tensors = {}
-
-
-def emit(name, t):
-    tensors[name] = torch.as_tensor(t, dtype=torch.float64).detach().contiguous()
-
-
-def write_safetensors(path):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].numpy().tobytes()
-        header[name] = {"dtype": "F64", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    header["__metadata__"] = {"generator": "make_sequence_fixtures.py", "torch": torch.__version__}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
+writer = FixtureWriter("make_sequence_fixtures.py")
+emit = writer.emit
+tensors = writer.tensors
 
 
 def recurrent_case(case, module, x, state, lengths=None):
@@ -138,4 +119,4 @@ for case, cell in (("lstm_cell", torch.nn.LSTMCell(I, H)), ("gru_cell", torch.nn
 
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(os.path.join(here, "fixtures"), exist_ok=True)
-write_safetensors(os.path.join(here, "fixtures", "sequence.safetensors"))
+writer.write(os.path.join(here, "fixtures", "sequence.safetensors"))
