@@ -19,7 +19,6 @@ torch.manual_seed(2024)
 torch.set_default_dtype(torch.float64)
 writer = FixtureWriter("make_sequence_fixtures.py")
 emit = writer.emit
-tensors = writer.tensors
 
 
 def recurrent_case(case, module, x, state, lengths=None):
