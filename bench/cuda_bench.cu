@@ -4,6 +4,10 @@
 //   gemm_tessera/_cublas  4096^3 SGEMM through tessera::matmul and through cublasSgemm directly
 //   cnn_train_step      the benchmarks' CNN (conv 32, conv 64, dense 128; BN, ReLU, max pooling,
 //                       dropout), batch 256 of 1x28x28, forward + backward + Adam step
+//   attention_fwd_bwd   nn::MultiheadAttention(256, 8) on [16, 128, 256] (batch first), causal mask,
+//                       loss sum(out * w) / 16, value_and_grad over the module and the input
+// attention_fwd_bwd is bench/workloads.cpp's CPU workload of the same name. (lstm_train_step is
+// not here: nvcc's device compiler needs more than 36 minutes for its nested scan expressions.)
 // scripts/gpu-check runs it next to bench/torch_cuda_reference.py (PyTorch eager, same shapes).
 #include <benchmark/benchmark.h>
 
@@ -108,6 +112,26 @@ void cnn_train_step(benchmark::State& state) {
   });
 }
 
+/// AttentionFwdBwd of bench/tessera_workloads.cpp on the device: causal self-attention, forward and
+/// backward (gradients of the input and of every parameter), no update.
+void attention_fwd_bwd(benchmark::State& state) {
+  namespace nn = tessera::nn;
+  const ts::index_t batch = 16, seq = 128, embed = 256, heads = 8;
+  ts::manual_seed(7);
+  nn::MultiheadAttention<float, Dev> mha(embed, heads);
+  nn::AttentionMasks<float, Dev> masks;
+  masks.causal = true;
+  ts::Generator gen(8);
+  const auto x = ts::uniform<float, Dev>(gen, ts::Shape<3>{batch, seq, embed}, -1.0f, 1.0f);
+  const auto w = ts::uniform<float, Dev>(gen, ts::Shape<3>{batch, seq, embed}, -1.0f, 1.0f);
+  const float per_example = 1.0f / static_cast<float>(batch);
+  auto loss = [&](const auto& m, const auto& in) { return ts::sum(m(in, in, in, masks) * w) * per_example; };
+  time_on_device(state, [&] {
+    auto [value, grads] = ts::value_and_grad(loss, mha, x);
+    benchmark::DoNotOptimize(grads);
+  });
+}
+
 }  // namespace
 
 BENCHMARK(fused_elementwise)->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -115,6 +139,7 @@ BENCHMARK(device_copy)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(gemm_tessera)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(gemm_cublas)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(cnn_train_step)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(attention_fwd_bwd)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   // Listing the benchmarks needs no device (scripts/gpu-check runs each in its own process).

@@ -56,6 +56,8 @@ def targets(ms, torch):
     ratio("GEMM 4096^3 FP32: cuBLAS time / tessera's", ms.get("gemm_cublas"), ms.get("gemm_tessera"), 0.9)
     ratio("CNN train step, batch 256: PyTorch time / tessera's", torch.get("cnn_train_step_ms"),
           ms.get("cnn_train_step"), 1.0)
+    ratio("causal MHA fwd+bwd, 16x128x256, 8 heads: PyTorch / tessera", torch.get("attention_fwd_bwd_ms"),
+          ms.get("attention_fwd_bwd"), 1.0)
     return rows
 
 

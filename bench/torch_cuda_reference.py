@@ -56,6 +56,23 @@ def main():
         opt.step()
 
     out["cnn_train_step_ms"] = time_ms(step)
+
+    # attention_fwd_bwd: MultiheadAttention(256, 8) batch first on [16, 128, 256], causal float mask
+    # (0 on and below the diagonal, -inf above), loss sum(out * w) / 16, gradients of the input and
+    # every parameter (no update).
+    mha = nn.MultiheadAttention(256, 8, batch_first=True).to(dev)
+    tokens = (torch.rand(16, 128, 256, device=dev) * 2 - 1).requires_grad_()
+    weights = torch.rand(16, 128, 256, device=dev) * 2 - 1
+    causal = torch.triu(torch.full((128, 128), float("-inf"), device=dev), diagonal=1)
+
+    def attention_step():
+        tokens.grad = None
+        mha.zero_grad(set_to_none=True)
+        attended, _ = mha(tokens, tokens, tokens, attn_mask=causal, need_weights=False)
+        loss = (attended * weights).sum() / 16
+        loss.backward()
+
+    out["attention_fwd_bwd_ms"] = time_ms(attention_step)
     out["torch"] = torch.__version__
     out["device"] = torch.cuda.get_device_name()
     print(json.dumps(out))
