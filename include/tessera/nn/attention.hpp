@@ -107,6 +107,22 @@ void check_rows_see_a_key(const Tensor<T, R, cpu>& mask, const char* who) {
   }
 }
 
+/// softmax(q k^T * scale + mask) v with dropout on the weights, for operands and a mask already
+/// checked (an empty mask: none). The same expression type with and without mask and dropout (a
+/// broadcast 0 or 1 fuses for free).
+template <class Q, class K, class V, class T, std::size_t R, class B>
+auto attend(const Q& q, const K& k, const V& v, Tensor<T, R, B> mask, double scale, double dropout_p, Generator* generator) {
+  if (mask.storage_id() == nullptr) mask = zeros<T, B>(right_aligned<R>(Shape<0>{}));
+  auto weights = softmax(matmul(q, transpose(k)) * static_cast<T>(scale) + mask, -1);
+  Tensor<T, R, B> keep;
+  if (dropout_p > 0) {
+    keep = nn::detail::dropout_mask<T, R, B>(generator ? *generator : default_generator(), weights.shape(), dropout_p);
+  } else {
+    keep = ones<T, B>(right_aligned<R>(Shape<0>{}));
+  }
+  return matmul(weights * keep, v);
+}
+
 }  // namespace detail
 
 /// softmax(q k^T * scale + mask) v over the last two axes, with dropout on the weights, as
@@ -152,22 +168,9 @@ auto scaled_dot_product_attention(const Q& q, const K& k, const V& v, const Tens
     const auto causal = detail::host_to<B>(detail::causal_mask<T>(L, S).reshape(detail::right_aligned<R>(Shape<2>{L, S})));
     mask = user_mask ? Tensor<T, R, B>(mask + causal) : causal;
   }
-  if (user_mask || o.is_causal) {
-    detail::check_rows_see_a_key(detail::to_host(mask), who);
-  } else {
-    mask = zeros<T, B>(detail::right_aligned<R>(Shape<0>{}));
-  }
-  const T scale = static_cast<T>(o.scale ? *o.scale : 1.0 / std::sqrt(static_cast<double>(E)));
-  auto weights = softmax(matmul(q, transpose(k)) * scale + mask, -1);
-  // The same expression type with and without dropout (a broadcast 1 fuses for free).
-  Tensor<T, R, B> keep;
-  if (o.dropout_p > 0) {
-    Generator& gen = o.generator ? *o.generator : default_generator();
-    keep = nn::detail::dropout_mask<T, R, B>(gen, weights.shape(), o.dropout_p);
-  } else {
-    keep = ones<T, B>(detail::right_aligned<R>(Shape<0>{}));
-  }
-  return matmul(weights * keep, v);
+  if (user_mask || o.is_causal) detail::check_rows_see_a_key(detail::to_host(mask), who);
+  const double scale = o.scale ? *o.scale : 1.0 / std::sqrt(static_cast<double>(E));
+  return detail::attend(q, k, v, mask, scale, o.dropout_p, o.generator);
 }
 
 /// Masks of MultiheadAttention and the transformer layers (PyTorch's conventions).
@@ -245,11 +248,10 @@ struct MultiheadAttention : Module<MultiheadAttention<T, B>> {
       // [N, len, E] -> [N, heads, len, head_dim]
       return transpose(reshape(y, Shape<4>{N, x.shape()[1], num_heads_, head_dim()}), 1, 2);
     };
-    AttentionOptions sdpa;
-    sdpa.dropout_p = this->is_training() ? options_.dropout : 0.0;
-    sdpa.generator = options_.generator;
-    const auto heads = scaled_dot_product_attention(project(query, 0), project(key, 1), project(value, 2),
-                                                    combined_mask(masks, N, L, S), sdpa);
+    // The extents and the mask are checked here already: straight to the attention expression.
+    const auto heads = detail::attend(project(query, 0), project(key, 1), project(value, 2), combined_mask(masks, N, L, S),
+                                      1.0 / std::sqrt(static_cast<double>(head_dim())),
+                                      this->is_training() ? options_.dropout : 0.0, options_.generator);
     return out_proj(reshape(transpose(heads, 1, 2), Shape<3>{N, L, E}));
   }
 
