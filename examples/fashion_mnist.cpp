@@ -7,12 +7,14 @@
 // its last checkpoint left it.
 //
 //   fashion_mnist [--data DIR] [--out DIR] [--epochs N] [--batch B] [--lr X] [--threads T]
-//                 [--seed S] [--limit N] [--device cpu|cuda] [--resume | --resume=CHECKPOINT]
+//                 [--seed S] [--limit N] [--device cpu|cuda] [--resume | --resume=CHECKPOINT] [--export DIR]
 //
 //   --out DIR     where checkpoint.safetensors, log.csv and the TensorBoard event file go
 //                 (default runs/fashion_mnist)
 //   --limit N     train on the first N images only (a quick smoke run)
 //   --channels C  width of the first conv layer (the second has 2C); --hidden H: dense units
+//   --export DIR  after training, export the model for serving as DIR/<next version>/
+//                 (serve::export_model; serve it with `tessera-serve --model_base_path DIR`)
 //   --device cuda trains on the GPU: the same program compiled by nvcc (target fashion_mnist_cuda,
 //                 examples/fashion_mnist_cuda.cu, where it is the default); data stay on the host
 //                 and batches are copied
@@ -24,6 +26,8 @@
 #else
 #include <tessera/tessera.hpp>
 #endif
+
+#include "fashion_models.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -50,6 +54,7 @@ struct Options {
   index_t channels = 16;  // of the first conv; the second has twice as many
   index_t hidden = 128;   // units of the dense layer
   std::string resume;  // checkpoint to continue from ("" : start afresh)
+  std::string export_dir;  // "": no export; else the trained model goes to <export_dir>/<next version>/
 #if defined(__CUDACC__)
   std::string device = "cuda";  // fashion_mnist_cuda: the GPU build
 #else
@@ -59,7 +64,8 @@ struct Options {
 
 const char* const usage =
     "usage: fashion_mnist [--data DIR] [--out DIR] [--epochs N] [--batch B] [--lr X] [--threads T] [--seed S]\n"
-    "                     [--limit N] [--channels C] [--hidden H] [--device cpu|cuda] [--resume | --resume=CHECKPOINT]\n";
+    "                     [--limit N] [--channels C] [--hidden H] [--device cpu|cuda] [--resume | --resume=CHECKPOINT]\n"
+    "                     [--export DIR]\n";
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -81,6 +87,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--channels") o.channels = std::stol(value());
     else if (a == "--hidden") o.hidden = std::stol(value());
     else if (a == "--device") o.device = value();
+    else if (a == "--export") o.export_dir = value();
     else if (a == "--resume") resume = true;
     else if (a.rfind("--resume=", 0) == 0) o.resume = a.substr(9);
     else if (a == "--help" || a == "-h") {
@@ -112,17 +119,6 @@ data::TensorDataset<Tensor<float, 4>, Tensor<std::int64_t, 1>> load(const std::s
 /// conv(1 -> c) + BN + ReLU + pool, conv(c -> 2c) + BN + ReLU + pool, dense(49 * 2c -> hidden) +
 /// ReLU + dropout, dense(hidden -> 10). The widths are run-time extents: one type for all of them.
 /// B: the backend the model lives on (cpu, or tessera::cuda).
-template <class B>
-auto make_model(index_t c, index_t hidden) {
-  namespace nn = tessera::nn;
-  return nn::sequential(nn::Conv2d<float, B>(1, c, 3, {.padding = 1, .bias = false}), nn::BatchNorm2d<float, B>(c),
-                        nn::ReLU{}, nn::MaxPool2d(2),
-                        nn::Conv2d<float, B>(c, 2 * c, 3, {.padding = 1, .bias = false}),
-                        nn::BatchNorm2d<float, B>(2 * c), nn::ReLU{}, nn::MaxPool2d(2), nn::Flatten{},
-                        nn::Linear<float, B>(2 * c * 7 * 7, hidden), nn::ReLU{}, nn::Dropout<float, B>(0.3),
-                        nn::Linear<float, B>(hidden, 10));
-}
-
 using TrainSet = data::TensorDataset<Tensor<float, 4>, Tensor<std::int64_t, 1>>;
 
 /// Trains and evaluates on backend B; returns the process's exit status.
@@ -130,7 +126,7 @@ template <class B>
 int train_on(const Options& o, const TrainSet& train_set, const TrainSet& test_set) {
   {  // everything that holds device memory ends before the return
     manual_seed(o.seed);
-    auto model = make_model<B>(o.channels, o.hidden);
+    auto model = fashion::cnn<B>(o.channels, o.hidden);
     std::cout << nn::summary(model, zeros<float, B>({o.batch, 1, 28, 28}));
     optim::Adam<float, B> opt({.lr = o.lr});
 
@@ -186,6 +182,13 @@ int train_on(const Options& o, const TrainSet& train_set, const TrainSet& test_s
     } else {
       for (const double s : history["seconds"]) train_seconds += s;
       test_accuracy = history["val_accuracy"].back();
+    }
+    if (!o.export_dir.empty()) {
+      // For tessera-serve: `tessera-serve --model_name fashion --model_base_path <export_dir>`.
+      const std::string version_dir =
+          serve::export_model(model, o.export_dir, serve::next_version(o.export_dir), fashion::cnn_signature(),
+                              {"fashion_cnn", {{"channels", o.channels}, {"hidden", o.hidden}}});
+      std::printf("exported for serving: %s\n", version_dir.c_str());
     }
     std::printf("checkpoint: %s/checkpoint.safetensors, log: %s/log.csv, TensorBoard: tensorboard --logdir %s\n",
                 o.out.c_str(), o.out.c_str(), io::detail::parent_directory(o.out).c_str());

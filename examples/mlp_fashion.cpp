@@ -4,9 +4,15 @@
 // validation; the test set is only used once, at the end.
 //
 //   mlp_fashion [--data DIR] [--epochs N (10)] [--batch B (128)] [--lr X (0.05)] [--patience P (2)]
+//               [--export DIR]
+//
+// --export DIR writes the trained model for tessera-serve as DIR/<next version>/ (architecture
+// fashion_mlp; the model itself is fashion::mlp in fashion_models.hpp).
 //
 // Ends with {"test_accuracy": ..., "train_seconds": ..., "epochs": <epochs actually run>}.
 #include <tessera/tessera.hpp>
+
+#include "fashion_models.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +29,7 @@ struct Options {
   index_t batch = 128;
   double lr = 0.05;
   int patience = 2;
+  std::string export_dir;  // "": no export
 };
 
 Options parse(int argc, char** argv) {
@@ -38,8 +45,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--batch") o.batch = std::stol(value());
     else if (a == "--lr") o.lr = std::stod(value());
     else if (a == "--patience") o.patience = std::stoi(value());
+    else if (a == "--export") o.export_dir = value();
     else throw std::invalid_argument("unknown flag " + a +
-                                     "\nusage: mlp_fashion [--data DIR] [--epochs N] [--batch B] [--lr X] [--patience P]");
+                                     "\nusage: mlp_fashion [--data DIR] [--epochs N] [--batch B] [--lr X] [--patience P] [--export DIR]");
   }
   if (o.epochs < 1 || o.batch < 1 || !(o.lr > 0) || o.patience < 0) throw std::invalid_argument("bad flag value");
   return o;
@@ -64,8 +72,9 @@ int main(int argc, char** argv) {
     const auto val_set = all_train.slice(all_train.size() - 5000, all_train.size());
 
     manual_seed(7);
-    auto model = nn::sequential(nn::Linear<float>(784, 512), nn::ReLU{}, nn::Dropout<float>(0.2), nn::Linear<float>(512, 512),
-                                nn::ReLU{}, nn::Dropout<float>(0.2), nn::Linear<float>(512, 10));
+    const index_t hidden = 512;
+    const double dropout = 0.2;
+    auto model = fashion::mlp<cpu>(hidden, dropout);
     std::cout << nn::summary(model, zeros<float>({o.batch, 784}));
     optim::SGD<float> opt({.lr = o.lr, .momentum = 0.9, .dampening = 0, .nesterov = true, .weight_decay = 5e-4});
     optim::StepLR step(opt, 4, 0.3);
@@ -90,6 +99,11 @@ int main(int argc, char** argv) {
     for (index_t i = 0; i < 10; ++i) {
       for (index_t j = 0; j < 10; ++j) std::printf("%5ld", long(test.confusion(i, j)));
       std::printf("\n");
+    }
+    if (!o.export_dir.empty()) {
+      const std::string dir = serve::export_model(model, o.export_dir, serve::next_version(o.export_dir), fashion::mlp_signature(),
+                                                  {"fashion_mlp", {{"hidden", hidden}, {"dropout", dropout}}});
+      std::printf("exported for serving: %s\n", dir.c_str());
     }
     double seconds = 0;
     for (const double s : history["seconds"]) seconds += s;
