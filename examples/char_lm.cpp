@@ -8,7 +8,10 @@
 //           [--seq T] [--lr X] [--clip X] [--minutes M] [--threads T] [--seed S] [--limit-chars N]
 //           [--embed E] [--hidden H] [--d-model D] [--heads H] [--feedforward F] [--dropout P]
 //           [--prompt TEXT] [--samples N] [--sample-length L] [--temperature X] [--top-k K]
-//           [--beam W] [--beam-length L] [--resume | --resume=CHECKPOINT]
+//           [--beam W] [--beam-length L] [--resume | --resume=CHECKPOINT] [--export DIR]
+//
+// --export DIR writes the trained model for tessera-serve as DIR/<next version>/ (architectures
+// char_lstm and char_transformer, char_models.hpp: token ids [N, T] in, logits [N, T, 256] out).
 //
 // Data. Every regular file of --data (default /usr/share/games/fortunes) except the `.dat` indexes,
 // symbolic links (the `.u8` names) and files whose contents repeat an earlier file's, in name
@@ -66,6 +69,8 @@
 // data, training, validation, sampling and beam search are shared.
 #include <tessera/tessera.hpp>
 
+#include "char_models.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -90,7 +95,9 @@ namespace {
 using namespace tessera;
 
 /// Every byte value is a character of the vocabulary.
-constexpr index_t kVocab = 256;
+using char_models::CharLSTM;
+using char_models::CharTransformer;
+constexpr index_t kVocab = char_models::vocab;
 /// Every kValidationEvery-th fortune (the last of each group) goes to the validation text.
 constexpr std::int64_t kValidationEvery = 20;
 /// What precedes a fortune in the text: generation starts from it.
@@ -130,14 +137,29 @@ struct Options {
   index_t beam = 4;
   index_t beam_length = 80;
   std::string resume;  // checkpoint to continue from ("" : start afresh)
+  std::string export_dir;  // "": no export; else the trained model goes to <export_dir>/<next version>/
 };
+
+/// The model sizes the flags ask for.
+char_models::Sizes sizes_of(const Options& o) {
+  char_models::Sizes s;
+  s.embed = o.embed;
+  s.hidden = o.hidden;
+  s.d_model = o.d_model;
+  s.heads = o.heads;
+  s.feedforward = o.feedforward;
+  s.dropout = o.dropout;
+  s.seq = o.seq;
+  return s;
+}
 
 const char* const usage =
     "usage: char_lm [--model lstm|transformer] [--data DIR] [--out DIR] [--epochs N] [--steps S] [--batch B]\n"
     "               [--seq T] [--lr X] [--clip X] [--minutes M] [--threads T] [--seed S] [--limit-chars N]\n"
     "               [--embed E] [--hidden H] [--d-model D] [--heads H] [--feedforward F] [--dropout P]\n"
     "               [--prompt TEXT] [--samples N] [--sample-length L]\n"
-    "               [--temperature X] [--top-k K] [--beam W] [--beam-length L] [--resume | --resume=CHECKPOINT]\n";
+    "               [--temperature X] [--top-k K] [--beam W] [--beam-length L] [--resume | --resume=CHECKPOINT]\n"
+    "               [--export DIR]\n";
 
 /// The whole of `text` as an integer or a floating-point number; the flag is named if it is not one.
 template <class N>
@@ -200,6 +222,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--top-k") o.top_k = number<index_t>(a, value());
     else if (a == "--beam") o.beam = number<index_t>(a, value());
     else if (a == "--beam-length") o.beam_length = number<index_t>(a, value());
+    else if (a == "--export") o.export_dir = value();
     else if (a == "--resume") resume = true;
     else if (a.rfind("--resume=", 0) == 0) o.resume = a.substr(9);
     // clang-format on
@@ -375,83 +398,6 @@ double unigram_bits_per_char(const std::string& train, const std::string& text) 
   for (const unsigned char ch : text) bits -= std::log2(count[ch] / total);
   return text.empty() ? 0 : bits / double(text.size());
 }
-
-// ---- the models ----------------------------------------------------------------------------------
-
-/// Embedding -> LSTM -> Linear to the vocabulary. Batch-first: ids [N, T] -> logits [N, T, 256].
-struct CharLSTM : nn::Module<CharLSTM> {
-  static constexpr const char* type_name = "CharLSTM";
-  static constexpr const char* name = "lstm";
-  static constexpr double default_lr = 2e-2;
-  nn::Embedding<float> embed;
-  nn::LSTM<float> lstm;
-  nn::Linear<float> head;
-
-  explicit CharLSTM(const Options& o)
-      : embed(kVocab, o.embed), lstm(o.embed, o.hidden, {.batch_first = true}), head(o.hidden, kVocab) {}
-  auto members() {
-    return std::make_tuple(nn::child("embed", embed), nn::child("lstm", lstm), nn::child("head", head));
-  }
-
-  template <class I>
-  auto operator()(const I& ids) const {
-    return head(lstm(embed(ids)).first);  // the outputs of every step; the final state is not needed
-  }
-  /// The model's hyperparameters, for TensorBoard's HParams tab.
-  static summary::HParams hparams(const Options& o) {
-    return {{"embed", double(o.embed)}, {"hidden", double(o.hidden)}};
-  }
-};
-
-/// A decoder-only transformer (GPT-style): the embedding, learned positions, two pre-norm causal
-/// blocks with GELU, a final LayerNorm, and the embedding again as the output projection (tied
-/// weights). Batch-first: ids [N, T] -> logits [N, T, 256]; T at most --seq (the positions learned).
-struct CharTransformer : nn::Module<CharTransformer> {
-  static constexpr const char* type_name = "CharTransformer";
-  static constexpr const char* name = "transformer";
-  static constexpr double default_lr = 3e-3;
-  using Block = nn::TransformerDecoderOnlyLayer<float>;
-  nn::Embedding<float> embed;
-  nn::LearnedPositionalEncoding<float> positions;
-  Block block1, block2;
-  // In a cut: LayerNorm reads its input three times, and the sweep differentiates a tree, so as
-  // part of one expression it would run the blocks' backward three times (docs/nn.md).
-  nn::Cut<nn::LayerNorm<float>> norm;
-
-  explicit CharTransformer(const Options& o)
-      : embed(kVocab, o.d_model),
-        positions(o.seq, o.d_model),
-        block1(o.d_model, o.heads, block_options(o)),
-        block2(o.d_model, o.heads, block_options(o)),
-        norm(nn::LayerNorm<float>(o.d_model)) {
-    // GPT's scale: the table is also the output projection, and N(0, 1) rows would start the
-    // logits with a spread of sqrt(d_model).
-    nn::init::normal_(embed.weight, default_generator(), 0.0, 0.02);
-  }
-  auto members() {
-    return std::make_tuple(nn::child("embed", embed), nn::child("positions", positions), nn::child("block1", block1),
-                           nn::child("block2", block2), nn::child("norm", norm));
-  }
-
-  template <class I>
-  auto operator()(const I& ids) const {
-    return embed.attend(norm(block2(block1(positions(embed(ids))))));
-  }
-  static summary::HParams hparams(const Options& o) {
-    return {{"d_model", double(o.d_model)}, {"heads", double(o.heads)}, {"feedforward", double(o.feedforward)},
-            {"dropout", o.dropout}, {"layers", 2.0}};
-  }
-
- private:
-  static nn::TransformerLayerOptions block_options(const Options& o) {
-    nn::TransformerLayerOptions b;
-    b.dim_feedforward = o.feedforward;
-    b.dropout = o.dropout;
-    b.activation = nn::Activation::gelu;
-    b.norm_first = true;
-    return b;
-  }
-};
 
 // ---- training pieces ---------------------------------------------------------------------------
 
@@ -679,7 +625,7 @@ template <class Model>
 int run(Options o, const Corpus& corpus) {
   if (o.lr == 0) o.lr = Model::default_lr;
   manual_seed(o.seed);
-  Model model(o);
+  Model model(sizes_of(o));
   std::cout << nn::summary(model, zeros<std::int64_t>({1, 1}));
   ClippedOptimizer<optim::Adam<float>> opt(optim::Adam<float>({.lr = o.lr}), o.clip);
 
@@ -707,7 +653,7 @@ int run(Options o, const Corpus& corpus) {
   train::ModelCheckpoint checkpoint(o.out + "/checkpoint.safetensors", model, opt);
   train::CSVLogger log(o.out + "/log.csv", /*append=*/!o.resume.empty());
   summary::Writer writer(o.out);
-  summary::HParams hparams = Model::hparams(o);
+  summary::HParams hparams = Model::hparams(sizes_of(o));
   hparams.insert({{"model", std::string(Model::name)},
                   {"lr", o.lr},
                   {"batch", double(o.batch)},
@@ -770,6 +716,11 @@ int run(Options o, const Corpus& corpus) {
   }
   writer.flush();
 
+  if (!o.export_dir.empty()) {
+    const std::string dir = serve::export_model(model, o.export_dir, serve::next_version(o.export_dir), char_models::signature(),
+                                                {Model::architecture, sizes_of(o).to_json()});
+    std::printf("exported for serving: %s\n", dir.c_str());
+  }
   std::printf("checkpoint: %s/checkpoint.safetensors, log: %s/log.csv, TensorBoard: tensorboard --logdir %s\n",
               o.out.c_str(), o.out.c_str(), io::detail::parent_directory(o.out).c_str());
   std::printf("{\"model\": \"%s\", \"val_bits_per_char\": %.4f, \"train_seconds\": %.1f, \"chars_per_second\": %.0f}\n",

@@ -13,8 +13,9 @@
 //                 (default runs/fashion_mnist)
 //   --limit N     train on the first N images only (a quick smoke run)
 //   --channels C  width of the first conv layer (the second has 2C); --hidden H: dense units
-//   --export DIR  after training, export the model for serving as DIR/<next version>/
-//                 (serve::export_model; serve it with `tessera-serve --model_base_path DIR`)
+//   --export DIR  where the trained model is exported for serving, as DIR/<next version>/
+//                 (default <out>/export; `--export none` skips it); serve it with
+//                 `tessera-serve --model_name fashion --model_base_path DIR`
 //   --device cuda trains on the GPU: the same program compiled by nvcc (target fashion_mnist_cuda,
 //                 examples/fashion_mnist_cuda.cu, where it is the default); data stay on the host
 //                 and batches are copied
@@ -54,7 +55,7 @@ struct Options {
   index_t channels = 16;  // of the first conv; the second has twice as many
   index_t hidden = 128;   // units of the dense layer
   std::string resume;  // checkpoint to continue from ("" : start afresh)
-  std::string export_dir;  // "": no export; else the trained model goes to <export_dir>/<next version>/
+  std::string export_dir;  // the trained model goes to <export_dir>/<next version>/ ("": <out>/export; "none": not)
 #if defined(__CUDACC__)
   std::string device = "cuda";  // fashion_mnist_cuda: the GPU build
 #else
@@ -102,6 +103,8 @@ Options parse(int argc, char** argv) {
   }
   if (o.device != "cpu" && o.device != "cuda") throw std::invalid_argument("--device must be cpu or cuda, got " + o.device);
   if (resume && o.resume.empty()) o.resume = o.out + "/checkpoint.safetensors";
+  if (o.export_dir.empty()) o.export_dir = o.out + "/export";
+  if (o.export_dir == "none") o.export_dir.clear();
   return o;
 }
 

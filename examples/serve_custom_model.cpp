@@ -13,8 +13,6 @@
 #include <tessera/tessera.hpp>
 #include <tessera/serve/serve.hpp>
 
-#include <signal.h>
-
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -80,11 +78,7 @@ int main(int argc, char** argv) {
     config.base_path = base;
     serve::ServerOptions options;
     options.port = self_test ? 0 : port;
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before the server's threads start
+    serve::StopSignals signals;  // Ctrl-C or SIGTERM: stop cleanly (below)
     serve::Server server(registry, {config}, options);
     server.start();
     std::printf("serving on http://127.0.0.1:%d/v1/models/regressor\n", server.port());
@@ -100,8 +94,7 @@ int main(int argc, char** argv) {
       std::printf("prediction for [0.5, 1, -2]: %.3f (y = %.3f)\n", double(got), double(expected));
       return std::fabs(got - expected) < 0.5f ? 0 : 3;
     }
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
+    signals.wait();
     server.stop();
     server.wait();
     return 0;

@@ -10,9 +10,6 @@
 // the requests in flight, exit 0.
 #include <tessera/serve/serve.hpp>
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -20,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "char_models.hpp"
 #include "fashion_models.hpp"
 
 namespace {
@@ -48,7 +46,8 @@ TensorFlow Serving's REST API (/v1/models/...) and the open inference protocol (
                                       parallel instead)
   --help
 
-Architectures in this binary: fashion_cnn, fashion_mlp.
+Architectures in this binary: fashion_cnn, fashion_mlp (examples/fashion_models.hpp), char_lstm,
+char_transformer (examples/char_models.hpp).
 )";
 
 struct Flags {
@@ -143,18 +142,14 @@ Flags parse(int argc, char** argv) {
 }
 
 /// The architectures this binary can serve.
-void register_architectures(serve::ModelRegistry& registry) { fashion::register_models(registry); }
+void register_architectures(serve::ModelRegistry& registry) {
+  fashion::register_models(registry);
+  char_models::register_models(registry);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // SIGTERM and SIGINT are taken by one thread (sigwait), not by a handler, so stopping is
-  // ordinary code; every thread started later inherits the blocked mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
     Flags f = parse(argc, argv);
     cpu::set_num_threads(f.intra_op_threads);
@@ -173,10 +168,15 @@ int main(int argc, char** argv) {
     }
     serve::ModelRegistry registry;
     register_architectures(registry);
+    serve::StopSignals signals;  // SIGTERM and SIGINT from here on stop the server cleanly
     serve::Server server(registry, models, f.server);
     server.start();
     for (const auto& m : models) {
-      for (const auto& s : server.models().model(m.name).statuses()) {
+      const auto statuses = server.models().model(m.name).statuses();
+      if (statuses.empty()) {
+        std::printf("model %s: no version under %s yet (polled for new ones)\n", m.name.c_str(), m.base_path.c_str());
+      }
+      for (const auto& s : statuses) {
         std::printf("model %s version %lld: %s%s%s\n", m.name.c_str(), static_cast<long long>(s.version),
                     serve::state_name(s.state), s.error_message.empty() ? "" : ": ", s.error_message.c_str());
       }
@@ -184,17 +184,17 @@ int main(int argc, char** argv) {
     std::printf("tessera-serve: listening on http://%s:%d (REST: /v1/models/..., open inference protocol: /v2/...)\n",
                 f.server.host.c_str(), server.port());
     std::fflush(stdout);
-    std::thread stopper([&] {
-      int signal = 0;
-      sigwait(&stop_signals, &signal);
+    // The listener ends on its own only when its socket fails: then wake the wait below too.
+    std::thread watcher([&] {
+      server.wait();
+      signals.interrupt();
+    });
+    if (const int signal = signals.wait(); signal != 0) {
       std::printf("tessera-serve: signal %d: finishing the requests in flight\n", signal);
       std::fflush(stdout);
-      server.stop();
-    });
-    server.wait();
-    // wait() also returns when the listener ends by itself (the socket failed): end the stopper.
-    pthread_kill(stopper.native_handle(), SIGTERM);
-    stopper.join();
+    }
+    server.stop();
+    watcher.join();
     std::printf("tessera-serve: stopped\n");
     return 0;
   } catch (const std::exception& e) {

@@ -2,10 +2,12 @@
 # The main job: installs what is missing (packages and the Fashion-MNIST data), builds, then trains
 # and evaluates the example model. Arguments go to the program (see examples/fashion_mnist.cpp).
 # PROGRAM=char_lm runs the character-level language model instead (examples/char_lm.cpp), with
-# Debian's fortunes package for its text.
+# Debian's fortunes package for its text; PROGRAM=tessera-serve runs the model server
+# (examples/tessera_serve.cpp), e.g. on the model the main job exported.
 #
 #   scripts/run.sh [--epochs N] [--batch B] [--lr X] [--threads T] [--seed S] [--data DIR]
 #   PROGRAM=char_lm scripts/run.sh [--minutes M] [--prompt TEXT] [--resume] ...
+#   PROGRAM=tessera-serve scripts/run.sh --model_name fashion --model_base_path runs/fashion_mnist/export
 #
 # Environment: as setup.sh (BUILD_DIR, BUILD_TYPE, JOBS, TESSERA_SKIP_APT), and PROGRAM
 # (fashion_mnist, the default, or char_lm).
@@ -22,8 +24,9 @@ PROGRAM="${PROGRAM:-fashion_mnist}"
 case "${PROGRAM}" in
   fashion_mnist) data_package=dataset-fashion-mnist ;;
   char_lm) data_package=fortunes ;;
+  tessera-serve) data_package=curl ;;  # for the README's request
   *)
-    echo "run.sh: PROGRAM must be fashion_mnist or char_lm, got ${PROGRAM}" >&2
+    echo "run.sh: PROGRAM must be fashion_mnist, char_lm or tessera-serve, got ${PROGRAM}" >&2
     exit 2
     ;;
 esac

@@ -355,3 +355,13 @@ TEST_CASE("stop() lets the requests in flight finish") {
   httplib::Client late("127.0.0.1", s.server->port());
   CHECK_FALSE(late.Get("/v2/health/live"));
 }
+
+TEST_CASE("a port in use is an error, not a port shared with another server") {
+  Running first;
+  serve::ServerOptions options;
+  options.port = first.server->port();
+  const auto r = registry();
+  serve::Server second(r, {}, options);
+  CHECK_THROWS_WITH_AS(second.start(), doctest::Contains("(in use?)"), io_error);
+  CHECK(first.get("/v2/health/live")->status == 200);
+}

@@ -9,5 +9,6 @@
 #include "tessera/serve/protocol.hpp"
 #include "tessera/serve/registry.hpp"
 #include "tessera/serve/server.hpp"
+#include "tessera/serve/signals.hpp"
 #include "tessera/serve/signature.hpp"
 #include "tessera/serve/text_format.hpp"

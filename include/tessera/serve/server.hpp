@@ -119,6 +119,13 @@ class Server {
     http_.set_keep_alive_max_count(100000);
     http_.set_keep_alive_timeout(5);
     http_.set_tcp_nodelay(true);
+    // httplib's default also sets SO_REUSEPORT, with which a second server binds a port that is in
+    // use and the kernel splits the connections between the two. Only SO_REUSEADDR (a restarted
+    // server rebinds while old connections linger in TIME_WAIT).
+    http_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     auto handler = [this](const httplib::Request& req, httplib::Response& res) { answer(req, res); };
     http_.Get(".*", handler);
     http_.Post(".*", handler);
