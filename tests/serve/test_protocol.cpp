@@ -228,3 +228,65 @@ TEST_CASE("infer: malformed requests are 400s naming the input") {
       "unexpected inference output 'q'");
   bad(R"({"inputs": []})", "expected input 'x'");
 }
+
+TEST_CASE("predict: the fast reader of plain numeric requests gives exactly what the document parser gives") {
+  serve::Signature image;
+  image.inputs = {{"x", DataType::float32, {-1, 2, 3}}};
+  image.outputs = {{"y", DataType::float32, {-1, 2}}};
+  serve::Signature doubles = image;
+  doubles.inputs[0].dtype = DataType::float64;
+  std::vector<std::string> bodies = {
+      R"({"instances": [[[1, 2, 3], [4, 5, 6]]]})",
+      R"( { "signature_name" : "serving_default" , "inputs" : [ [ [ -0.5 , 1e-3 , 2E+2 ] , [ 0 , -0 , 123456789 ] ] ] } )",
+      R"({"instances": [[[0.1, 0.2, 0.3], [1.0000001, 3.4028235e38, 1e-45]], [[7, 8, 9], [10, 11, 12]]]})",
+  };
+  // Random numbers in every notation, through both readers.
+  std::uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return state >> 11;
+  };
+  for (int k = 0; k < 50; ++k) {
+    std::string b = R"({"instances": [)";
+    for (int n = 0; n < 3; ++n) {
+      b += n ? ",[" : "[";
+      for (int r = 0; r < 2; ++r) {
+        b += r ? ",[" : "[";
+        for (int c = 0; c < 3; ++c) {
+          char number[64];
+          const double v = (double(next() % 2000000) - 1e6) * std::pow(10.0, double(int(next() % 30) - 20));
+          std::snprintf(number, sizeof number, next() % 2 ? "%.17g" : "%.6e", v);
+          b += (c ? "," : "") + std::string(number);
+        }
+        b += "]";
+      }
+      b += "]";
+    }
+    bodies.push_back(b + "]}");
+  }
+  for (const auto& body : bodies) {
+    CAPTURE(body);
+    for (const auto* sig : {&image, &doubles}) {
+      const auto fast = serve::detail::NumericRequestReader(body, *sig).read();
+      REQUIRE(fast.has_value());
+      const auto general = serve::detail::parse_predict_document(body, *sig);
+      CHECK(fast->row_form == general.row_form);
+      CHECK(fast->inputs[0].shape == general.inputs[0].shape);
+      CHECK(fast->inputs[0].bytes == general.inputs[0].bytes);
+    }
+  }
+  // What the fast reader leaves to the document parser (which then answers or explains).
+  for (const char* other : {R"({"instances": [[[1, 2, 3], [4, 5, NaN]]]})", R"({"instances": [[[1, 2, 3], [4, 5, 06]]]})",
+                            R"({"instances": [[[1, 2, 3], [4, 5, 6.]]]})", R"({"instances": [[[1, 2, 3], [4, 5]]]})",
+                            R"({"instances": [[[1, 2, 3], [4, 5, 6]]], "x": 1})", R"({"instances": [[[1, 2, 3], [4, 5, true]]]})",
+                            R"({"inst\u0061nces": [[[1, 2, 3], [4, 5, 6]]]})", R"({"instances": [[[1, 2, 3], [4, 5, 6]]]} x)",
+                            R"({"instances": [[[1, 2, 3, 4], [4, 5, 6, 7]]]})", R"({"instances": []})",
+                            R"({"instances": [[[1, 2, 3], [4, 5, -inf]]]})", R"({"signature_name": "other", "instances": [[[1, 2, 3], [4, 5, 6]]]})"}) {
+    CAPTURE(other);
+    CHECK_FALSE(serve::detail::NumericRequestReader(other, image).read().has_value());
+  }
+  CHECK(serve::parse_predict(R"({"instances": [[[1, 2, 3], [4, 5, NaN]]]})", image).inputs[0].shape ==
+        std::vector<std::int64_t>{1, 2, 3});
+  CHECK(status_of([&] { serve::parse_predict(R"({"instances": [[[1, 2, 3], [4, 5, 06]]]})", image); }) == 400);
+  CHECK(status_of([&] { serve::parse_predict(R"({"instances": [[[1, 2, 3], [4, 5]]]})", image); }) == 400);
+}
