@@ -6,3 +6,4 @@
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/io/summary.hpp"
 #include "tessera/io/graph.hpp"
+#include "tessera/io/onnx.hpp"

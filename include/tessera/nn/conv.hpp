@@ -48,6 +48,8 @@ struct Conv2d : Module<Conv2d<T, B>> {
     if (has_bias_) init::uniform_(bias, gen, -bound, bound);
   }
   auto members() { return std::make_tuple(param("weight", weight), param("bias", bias, has_bias_)); }
+  const Conv2dOptions& options() const { return options_; }
+  bool has_bias() const { return has_bias_; }
 
   template <class X>
   auto operator()(const X& x) const {

@@ -46,6 +46,7 @@ struct Linear : Module<Linear<T, B>> {
   auto members() { return std::make_tuple(param("weight", weight), param("bias", bias, has_bias_)); }
   index_t in_features() const { return weight.shape()[1]; }
   index_t out_features() const { return weight.shape()[0]; }
+  bool has_bias() const { return has_bias_; }
 
   template <class X>
   auto operator()(const X& x) const {

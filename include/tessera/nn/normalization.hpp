@@ -111,6 +111,7 @@ struct LayerNorm : Module<LayerNorm<T, D, B>> {
   auto members() {
     return std::make_tuple(param("weight", weight, options_.elementwise_affine), param("bias", bias, options_.elementwise_affine));
   }
+  const LayerNormOptions& options() const { return options_; }
 
   template <class X>
   auto operator()(const X& x) const {
