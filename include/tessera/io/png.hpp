@@ -1,4 +1,5 @@
-// PNG encoding of 8-bit images through libpng (for TensorBoard image summaries).
+// PNG through libpng: encoding 8-bit images (TensorBoard image summaries) and reading a file as
+// 8-bit grayscale (the image classifier example).
 #pragma once
 
 #include <png.h>
@@ -77,6 +78,40 @@ inline std::string encode_png(const std::vector<std::uint8_t>& pixels, std::uint
     throw io_error(std::string("encode_png: libpng failed: ") + out.message);
   }
   return bytes;
+}
+
+/// An 8-bit grayscale image, rows top to bottom.
+struct GrayImage {
+  std::uint32_t width = 0;
+  std::uint32_t height = 0;
+  std::vector<std::uint8_t> pixels;
+};
+
+/// Reads a PNG file as 8-bit grayscale (libpng converts color, alpha over black, and other bit
+/// depths). io_error naming the path when the file is missing, not a PNG, corrupt, or larger than
+/// 16384 pixels a side.
+inline GrayImage read_png_gray(const std::string& path) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str())) {
+    throw io_error(path + ": not a readable PNG file (" + image.message + ")");
+  }
+  if (image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384) {
+    png_image_free(&image);
+    throw io_error(path + ": a PNG of " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                   " pixels is outside 1..16384 a side");
+  }
+  image.format = PNG_FORMAT_GRAY;
+  GrayImage g;
+  g.width = image.width;
+  g.height = image.height;
+  g.pixels.resize(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, g.pixels.data(), 0, nullptr)) {
+    const std::string message = image.message;
+    png_image_free(&image);
+    throw io_error(path + ": corrupt PNG data (" + message + ")");
+  }
+  return g;
 }
 
 }  // namespace tessera::io

@@ -1,5 +1,5 @@
-// The model types a server can serve, registered by architecture name, and the type-erased
-// servable each loaded version becomes.
+// The model types a server can serve, registered by architecture name, the type-erased servable
+// each loaded version becomes, and loading a version directory through the registry.
 //
 // tessera's models are C++ types, so the server is compiled with the types it serves (the way
 // llama.cpp's server is compiled with its architectures): a registration names the architecture,
@@ -32,6 +32,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/io/checkpoint.hpp"
+#include "tessera/io/file.hpp"
 #include "tessera/serve/signature.hpp"
 
 namespace tessera::serve {
@@ -221,5 +222,88 @@ class ModelRegistry {
  private:
   std::map<std::string, RegisteredArchitecture> architectures_;
 };
+
+namespace detail {
+/// Checks a manifest against its registered architecture; value_error saying what differs.
+inline void check_manifest(const Manifest& m, const RegisteredArchitecture& a) {
+  if (m.structural_hash != hash_string(a.structural_hash)) {
+    throw value_error("structural hash " + m.structural_hash + " differs from architecture '" + a.name +
+                      "' as this server has it (" + hash_string(a.structural_hash) +
+                      "): the weights come from a different model type");
+  }
+  auto check = [&](const std::vector<TensorSpec>& specs, const std::vector<std::pair<DataType, std::size_t>>& kinds,
+                   const char* what) {
+    if (specs.size() != kinds.size()) {
+      throw value_error(std::string("the signature has ") + std::to_string(specs.size()) + " " + what + ", architecture '" +
+                        a.name + "' has " + std::to_string(kinds.size()));
+    }
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      if (specs[i].dtype != kinds[i].first || specs[i].shape.size() != kinds[i].second) {
+        throw value_error(std::string("signature ") + what + " " + specs[i].name + " is " + dtype_name(specs[i].dtype) + " " +
+                          shape_string(specs[i].shape) + ", architecture '" + a.name + "' takes " +
+                          dtype_name(kinds[i].first) + " of rank " + std::to_string(kinds[i].second));
+      }
+    }
+  };
+  check(m.signature.inputs, a.inputs, "inputs");
+  check(m.signature.outputs, a.outputs, "outputs");
+}
+
+/// The signature's shape with each -1 made `fill`.
+inline std::vector<std::int64_t> concrete_shape(const std::vector<std::int64_t>& s, std::int64_t fill) {
+  std::vector<std::int64_t> out = s;
+  for (auto& d : out) {
+    if (d < 0) d = fill;
+  }
+  return out;
+}
+
+/// True when `shape` fits `spec` (-1 matches any extent).
+inline bool fits(const std::vector<std::int64_t>& spec, const std::vector<std::int64_t>& shape) {
+  if (spec.size() != shape.size()) return false;
+  for (std::size_t i = 0; i < spec.size(); ++i) {
+    if (spec[i] >= 0 && spec[i] != shape[i]) return false;
+  }
+  return true;
+}
+
+/// Loads the version in `dir`: manifest, checks, model, weights, and one run on a single zero
+/// example whose outputs must fit the signature. Throws with the reason.
+inline std::unique_ptr<Servable> load_servable(const ModelRegistry& registry, const std::string& dir, Manifest& manifest) {
+  const auto bytes = io::read_file(dir + "/manifest.json");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(bytes.begin(), bytes.end());
+  } catch (const nlohmann::json::exception& e) {
+    throw value_error(dir + "/manifest.json: not valid JSON: " + e.what());
+  }
+  manifest = manifest_from_json(j, dir + "/manifest.json");
+  const RegisteredArchitecture* a = registry.find(manifest.architecture);
+  if (a == nullptr) {
+    std::string known;
+    for (const auto& n : registry.names()) known += (known.empty() ? "" : ", ") + n;
+    throw value_error("architecture '" + manifest.architecture + "' is not registered in this server (it has: " + known + ")");
+  }
+  check_manifest(manifest, *a);
+  std::unique_ptr<Servable> servable;
+  try {
+    servable = a->build(manifest, dir + "/" + Manifest::weights_file);
+  } catch (const nlohmann::json::exception& e) {
+    throw value_error("hyperparameters " + manifest.hyperparameters.dump() + " do not build '" + a->name + "': " + e.what());
+  }
+  std::vector<HostTensor> probe;
+  for (const auto& s : manifest.signature.inputs) probe.emplace_back(s.dtype, concrete_shape(s.shape, 1));
+  for (auto& p : probe) std::fill(p.bytes.begin(), p.bytes.end(), 0);
+  const auto out = servable->run(probe);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const auto& s = manifest.signature.outputs[i];
+    if (!fits(s.shape, out[i].shape)) {
+      throw shape_error("on one example, output " + s.name + " has shape " + shape_string(out[i].shape) +
+                        " where the signature says " + shape_string(s.shape));
+    }
+  }
+  return servable;
+}
+}  // namespace detail
 
 }  // namespace tessera::serve
