@@ -35,17 +35,17 @@ int main(int argc, char** argv) {
   std::string base = "/tmp/tessera_regressor";
   int port = 8501;
   bool self_test = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--base" && i + 1 < argc) base = argv[++i];
-    else if (a == "--rest_api_port" && i + 1 < argc) port = std::stoi(argv[++i]);
-    else if (a == "--self-test") self_test = true;
-    else {
-      std::fprintf(stderr, "usage: serve_custom_model [--base DIR] [--rest_api_port PORT] [--self-test]\n");
-      return 2;
-    }
-  }
   try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--base" && i + 1 < argc) base = argv[++i];
+      else if (a == "--rest_api_port" && i + 1 < argc) port = std::stoi(argv[++i]);
+      else if (a == "--self-test") self_test = true;
+      else {
+        std::fprintf(stderr, "usage: serve_custom_model [--base DIR] [--rest_api_port PORT] [--self-test]\n");
+        return 2;
+      }
+    }
     // 2. Train it briefly on y = sin(x0) + x1 * x2.
     manual_seed(0);
     const index_t width = 32;

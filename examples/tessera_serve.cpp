@@ -120,6 +120,7 @@ Flags parse(int argc, char** argv) {
       f.server.threads = int(parse_integer(a, next(), 1));
     } else if (a == "--rest_api_timeout_in_ms") {
       f.server.timeout = std::chrono::milliseconds(parse_integer(a, next(), 1));
+      if (f.server.timeout.count() > 1000000000) throw std::invalid_argument("--rest_api_timeout_in_ms must be at most 10^9");
     } else if (a == "--max_body_bytes") {
       f.server.max_body_bytes = std::size_t(parse_integer(a, next(), 1));
     } else if (a == "--tensorflow_intra_op_parallelism") {

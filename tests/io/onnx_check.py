@@ -27,9 +27,9 @@ def main():
             checked.add(path)
             print(f"ok    {case['model']}: onnx checker (full_check)")
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        dtype = {"float32": np.float32, "int64": np.int64}[case["input_dtype"]]
-        x = np.fromfile(case["input"], dtype=dtype).reshape(case["input_shape"])
-        expected = np.fromfile(case["output"], dtype=np.float32).reshape(case["output_shape"])
+        dtypes = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
+        x = np.fromfile(case["input"], dtype=dtypes[case["input_dtype"]]).reshape(case["input_shape"])
+        expected = np.fromfile(case["output"], dtype=dtypes[case["output_dtype"]]).reshape(case["output_shape"])
         got = session.run(None, {session.get_inputs()[0].name: x})[0]
         worst = float(np.max(np.abs(got - expected) / np.maximum(1.0, np.abs(expected)))) if got.shape == expected.shape else float("inf")
         ok = got.shape == expected.shape and worst <= 1e-5

@@ -58,6 +58,7 @@ void export_case(const std::string& dir, const std::string& name, M& model, Make
                      {"input_dtype", x.dtype()},
                      {"input_shape", shape_json(x.shape())},
                      {"output", stem + "_output.bin"},
+                     {"output_dtype", y.dtype()},
                      {"output_shape", shape_json(y.shape())}});
   }
 }
@@ -111,6 +112,13 @@ TEST_CASE("the example models and every mapped layer export to ONNX, with tesser
   export_case(dir, "zoo", z, [&](index_t n) { return normal<float>(gen, {n, 3, 10, 10}); }, cases);
   auto h = heads();
   export_case(dir, "heads", h, [&](index_t n) { return normal<float>(gen, {n, 4}, 0.0f, 3.0f); }, cases);
+  // Double precision, and constants the exporter makes itself (a BatchNorm without affine). (GELU
+  // in double exports too, but ONNX Runtime's CPU provider has no double Erf to run it.)
+  auto doubles = nn::sequential(nn::Linear<double>(4, 6), nn::Tanh{},
+                                nn::BatchNorm1d<double>(6, {.eps = 1e-5, .momentum = 0.1, .affine = false}),
+                                nn::Linear<double>(6, 3));
+  randomize_buffers(doubles, gen);
+  export_case(dir, "doubles", doubles, [&](index_t n) { return normal<double>(gen, {n, 4}); }, cases);
   auto seq = sequence_model();
   export_case(
       dir, "sequence", seq,
@@ -122,7 +130,7 @@ TEST_CASE("the example models and every mapped layer export to ONNX, with tesser
       },
       cases);
   std::ofstream(dir + "/cases.json") << cases.dump(2);
-  CHECK(cases.size() == 10);
+  CHECK(cases.size() == 12);
 
   // The file starts as a ModelProto does: field 1 (ir_version) = 8.
   std::ifstream f(dir + "/fashion_cnn.onnx", std::ios::binary);

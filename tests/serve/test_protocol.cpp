@@ -290,3 +290,35 @@ TEST_CASE("predict: the fast reader of plain numeric requests gives exactly what
   CHECK(status_of([&] { serve::parse_predict(R"({"instances": [[[1, 2, 3], [4, 5, 06]]]})", image); }) == 400);
   CHECK(status_of([&] { serve::parse_predict(R"({"instances": [[[1, 2, 3], [4, 5]]]})", image); }) == 400);
 }
+
+TEST_CASE("hostile shapes and values are 400s before anything large is allocated") {
+  serve::Signature tokens;
+  tokens.inputs = {{"t", DataType::int64, {-1, -1}}};
+  tokens.outputs = {{"y", DataType::float32, {-1}}};
+  // Element counts that overflow, or claim gigabytes the body does not carry.
+  CHECK(message_of([&] {
+          serve::parse_infer(R"({"inputs": [{"name": "t", "shape": [4294967296, 4294967296], "datatype": "INT64", "data": []}]})",
+                             std::nullopt, tokens);
+        }).find("too large") != std::string::npos);
+  CHECK(message_of([&] {
+          serve::parse_infer(R"({"inputs": [{"name": "t", "shape": [549755813888, 4194304], "datatype": "INT64",
+                                             "parameters": {"binary_data_size": 0}}]})",
+                             std::nullopt, tokens);
+        }).find("too large") != std::string::npos);
+  CHECK(message_of([&] {
+          serve::parse_infer(R"({"inputs": [{"name": "t", "shape": [100000000, 8], "datatype": "INT64", "data": []}]})",
+                             std::nullopt, tokens);
+        }).find("'data' has 0 elements") != std::string::npos);
+  // Row form: one good instance, then scalars; column form: a ragged list behind a long first row.
+  CHECK(status_of([&] { serve::parse_predict(R"({"instances": [[1, 2], 0, 0, 0]})", one_input()); }) == 400);
+  CHECK(status_of([&] { serve::parse_predict(R"({"inputs": [[1, 2], 0, 0, 0]})", one_input()); }) == 400);
+  // A deeply nested value where a number belongs: a message, not a recursive dump.
+  std::string deep = R"({"instances": [[1, )";
+  for (int i = 0; i < 20000; ++i) deep += R"({"a":)";
+  deep += "1";
+  for (int i = 0; i < 20000; ++i) deep += "}";
+  deep += "]]}";
+  CHECK(message_of([&] { serve::parse_predict(deep, one_input()); }).find("a JSON object is not a number") != std::string::npos);
+  // "1.e5" is not JSON, through either reader.
+  CHECK(status_of([&] { serve::parse_predict(R"({"instances": [[1.e5, 2]]})", one_input()); }) == 400);
+}

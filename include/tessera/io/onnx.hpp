@@ -8,7 +8,7 @@
 // model runs once on `example_input` in eval mode (layer by layer), which gives every value's
 // shape; the first axis of the input and the output is the symbolic dimension "batch".
 //
-//   Linear            Gemm (transB = 1) on 2-D inputs; MatMul + Add on more axes
+//   Linear            Gemm (transB = 1) on 2-D inputs; MatMul (weight_transposed) + Add on more axes
 //   Conv2d            Conv                     MaxPool2d, AvgPool2d   MaxPool, AveragePool
 //   BatchNorm1d/2d    BatchNormalization (the running statistics: eval mode)
 //   LayerNorm         LayerNormalization       GlobalAvgPool2d        GlobalAveragePool + Flatten
@@ -96,13 +96,17 @@ class Builder {
     return raw_initializer(name, elem_type<T>(), dims, reinterpret_cast<const char*>(host.data()),
                            std::size_t(host.size()) * sizeof(T));
   }
-  std::string scalar(const std::string& name, float v) {
-    return raw_initializer(unique(name), elem_type<float>(), {}, reinterpret_cast<const char*>(&v), sizeof v);
+  /// A rank-0 constant of the model's element type T.
+  template <class T>
+  std::string scalar(const std::string& name, T v) {
+    return raw_initializer(unique(name), elem_type<T>(), {}, reinterpret_cast<const char*>(&v), sizeof v);
   }
-  std::string filled(const std::string& name, index_t n, float v) {
-    std::vector<float> values(std::size_t(n), v);
-    return raw_initializer(name, elem_type<float>(), {std::int64_t(n)}, reinterpret_cast<const char*>(values.data()),
-                           values.size() * sizeof(float));
+  /// [n] elements equal to v, of type T.
+  template <class T>
+  std::string filled(const std::string& name, index_t n, T v) {
+    std::vector<T> values(std::size_t(n), v);
+    return raw_initializer(name, elem_type<T>(), {std::int64_t(n)}, reinterpret_cast<const char*>(values.data()),
+                           values.size() * sizeof(T));
   }
   /// Adds a node; returns the name of its (single) output: `output` when given, else a fresh
   /// name from the scope and the op.
@@ -270,9 +274,9 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
       if (layer.has_bias()) inputs.push_back(b.initializer(bias, layer.bias));
       out = b.node("Gemm", inputs, scope, {int_attr("transB", 1)});
     } else {
-      // MatMul takes the weight as [in, out]: stored transposed under the same name.
+      // MatMul takes the weight as [in, out]: stored transposed, as "<name>.weight_transposed".
       const Tensor<T, 2, backend_t<X>> wt = transpose(layer.weight);
-      out = b.node("MatMul", {in, b.initializer(w, wt)}, scope);
+      out = b.node("MatMul", {in, b.initializer(w + "_transposed", wt)}, scope);
       if (layer.has_bias()) out = b.node("Add", {out, b.initializer(bias, layer.bias)}, scope);
     }
     next(out, run_layer(layer, x));
@@ -292,8 +296,8 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
                         "' keeps no running statistics, so its eval mode uses each batch's: ONNX has no such op");
     }
     const index_t c = layer.num_features();
-    const std::string scale = o.affine ? b.initializer(join(scope, "weight"), layer.weight) : b.filled(join(scope, "weight"), c, 1);
-    const std::string shift = o.affine ? b.initializer(join(scope, "bias"), layer.bias) : b.filled(join(scope, "bias"), c, 0);
+    const std::string scale = o.affine ? b.initializer(join(scope, "weight"), layer.weight) : b.filled(join(scope, "weight"), c, T(1));
+    const std::string shift = o.affine ? b.initializer(join(scope, "bias"), layer.bias) : b.filled(join(scope, "bias"), c, T(0));
     next(b.node("BatchNormalization",
                 {in, scale, shift, b.initializer(join(scope, "running_mean"), layer.running_mean),
                  b.initializer(join(scope, "running_var"), layer.running_var)},
@@ -341,10 +345,10 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
   } else if constexpr (std::is_same_v<L, nn::SiLU>) {
     next(b.node("Mul", {in, b.node("Sigmoid", {in}, scope)}, scope), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::GELU>) {
-    const std::string scaled = b.node("Div", {in, b.scalar(scope + "/sqrt2", float(std::sqrt(2.0)))}, scope);
+    const std::string scaled = b.node("Div", {in, b.scalar(scope + "/sqrt2", T(std::sqrt(2.0)))}, scope);
     const std::string erf = b.node("Erf", {scaled}, scope);
-    const std::string one_plus = b.node("Add", {erf, b.scalar(scope + "/one", 1.0f)}, scope);
-    const std::string half_x = b.node("Mul", {in, b.scalar(scope + "/half", 0.5f)}, scope);
+    const std::string one_plus = b.node("Add", {erf, b.scalar(scope + "/one", T(1))}, scope);
+    const std::string half_x = b.node("Mul", {in, b.scalar(scope + "/half", T(0.5))}, scope);
     next(b.node("Mul", {half_x, one_plus}, scope), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::Softmax>) {
     next(b.node("Softmax", {in}, scope, {int_attr("axis", layer.axis)}), run_layer(layer, x));

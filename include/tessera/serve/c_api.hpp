@@ -166,14 +166,18 @@ inline tessera_status run(tessera_model* model, const tessera_tensor* inputs, in
         return fail(TESSERA_ERROR_INVALID_ARGUMENT,
                     what + ": shape " + shape_string(shape) + " does not fit the signature's " + shape_string(spec.shape));
       }
-      HostTensor t(spec.dtype, shape);
-      if (in.bytes != t.bytes.size()) {
+      const std::size_t needed = std::size_t(checked_elements(shape, dtype_size(spec.dtype))) * dtype_size(spec.dtype);
+      if (in.bytes != needed) {
         return fail(TESSERA_ERROR_INVALID_ARGUMENT, what + ": " + std::to_string(in.bytes) + " bytes given, shape " +
-                                                        shape_string(shape) + " needs " + std::to_string(t.bytes.size()));
+                                                        shape_string(shape) + " needs " + std::to_string(needed));
       }
+      HostTensor t(spec.dtype, shape);
       if (!t.bytes.empty()) {
         if (in.data == nullptr) return fail(TESSERA_ERROR_INVALID_ARGUMENT, what + ": data is NULL");
         std::memcpy(t.bytes.data(), in.data, t.bytes.size());
+        if (spec.dtype == DataType::boolean) {  // one byte each; anything but 0 is true
+          for (auto& byte : t.bytes) byte = byte != 0;
+        }
       }
       host.push_back(std::move(t));
     }

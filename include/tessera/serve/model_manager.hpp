@@ -86,12 +86,14 @@ struct VersionStatus {
 /// Runs a servable on batches of queued requests (see the file comment).
 class Batcher {
  public:
-  Batcher(const Servable& servable, const BatchingParameters& p, std::string model_name, Metrics* metrics)
-      : servable_(servable), params_(p), model_(std::move(model_name)), metrics_(metrics) {
-    if (p.max_batch_size < 1 || p.max_enqueued_batches < 1 || p.batch_timeout_micros < 0 || p.num_batch_threads < 0 ||
-        p.num_batch_threads > 1024) {
+  /// `batchable`: every input's first axis is the batch (-1 in the signature); otherwise each
+  /// request runs alone, in the order it came.
+  Batcher(const Servable& servable, const BatchingParameters& p, bool batchable, std::string model_name, Metrics* metrics)
+      : servable_(servable), params_(p), batchable_(batchable), model_(std::move(model_name)), metrics_(metrics) {
+    if (p.max_batch_size < 1 || p.max_enqueued_batches < 1 || p.batch_timeout_micros < 0 ||
+        p.batch_timeout_micros > 1000000000 || p.num_batch_threads < 0 || p.num_batch_threads > 1024) {
       throw value_error("batching parameters out of range (max_batch_size and max_enqueued_batches >= 1, "
-                        "batch_timeout_micros >= 0, num_batch_threads in [0, 1024])");
+                        "batch_timeout_micros in [0, 10^9], num_batch_threads in [0, 1024])");
     }
     // The queue's capacity in examples, saturating instead of overflowing for huge settings.
     capacity_ = p.max_enqueued_batches > std::numeric_limits<std::int64_t>::max() / p.max_batch_size
@@ -99,16 +101,14 @@ class Batcher {
                     : p.max_enqueued_batches * p.max_batch_size;
     int threads = int(p.num_batch_threads);
     if (threads == 0) threads = std::max(1, int(std::thread::hardware_concurrency()));
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
-  }
-  ~Batcher() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
+    try {
+      for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+    } catch (...) {
+      stop_threads();  // the ones that did start
+      throw;
     }
-    ready_.notify_all();
-    for (auto& t : threads_) t.join();
   }
+  ~Batcher() { stop_threads(); }
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
@@ -133,22 +133,42 @@ class Batcher {
   }
 
  private:
+  void stop_threads() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
   struct Task {
     std::vector<HostTensor> inputs;
     std::int64_t rows = 1;
+    bool answered = false;
     std::chrono::steady_clock::time_point deadline;
     std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
     std::promise<std::vector<HostTensor>> result;
   };
   using TaskPtr = std::shared_ptr<Task>;
 
-  /// Tasks can share a batch when their inputs agree in dtype and in every extent but the first.
-  static bool compatible(const Task& a, const Task& b) {
-    if (a.inputs.size() != b.inputs.size()) return false;
+  /// A task whose every input has `rows` as its first extent (what concatenating along the first
+  /// axis needs).
+  static bool rows_first(const Task& t) {
+    for (const auto& x : t.inputs) {
+      if (x.shape.empty() || x.shape[0] != t.rows) return false;
+    }
+    return true;
+  }
+  /// Tasks can share a batch when the model's inputs are batch-major and theirs agree in dtype and
+  /// in every extent but the first.
+  bool compatible(const Task& a, const Task& b) const {
+    if (!batchable_ || a.inputs.size() != b.inputs.size() || !rows_first(a) || !rows_first(b)) return false;
     for (std::size_t i = 0; i < a.inputs.size(); ++i) {
       const auto& x = a.inputs[i];
       const auto& y = b.inputs[i];
-      if (x.dtype != y.dtype || x.shape.size() != y.shape.size() || x.shape.empty()) return false;
+      if (x.dtype != y.dtype || x.shape.size() != y.shape.size()) return false;
       if (!std::equal(x.shape.begin() + 1, x.shape.end(), y.shape.begin() + 1)) return false;
     }
     return true;
@@ -186,6 +206,8 @@ class Batcher {
     }
   }
   std::int64_t fillable_rows(std::unique_lock<std::mutex>&) const {
+    // A request that cannot share a batch does not wait for company.
+    if (!compatible(*queue_.front(), *queue_.front())) return params_.max_batch_size;
     std::int64_t rows = 0;
     for (const auto& t : queue_) {
       if (compatible(*queue_.front(), *t)) rows += t->rows;
@@ -193,11 +215,26 @@ class Batcher {
     return rows;
   }
 
+  /// Runs a batch; whatever goes wrong (even allocating the joined inputs) reaches every request
+  /// of it that has no answer yet, never the batch thread.
   void run_batch(std::vector<TaskPtr>& batch) {
+    try {
+      run_batch_unguarded(batch);
+    } catch (...) {
+      for (auto& t : batch) {
+        if (!t->answered) {
+          t->answered = true;
+          t->result.set_exception(std::current_exception());
+        }
+      }
+    }
+  }
+  void run_batch_unguarded(std::vector<TaskPtr>& batch) {
     const auto now = std::chrono::steady_clock::now();
     std::vector<TaskPtr> live;
     for (auto& t : batch) {
       if (now > t->deadline) {
+        t->answered = true;
         t->result.set_exception(std::make_exception_ptr(
             ServingError(504, "DEADLINE_EXCEEDED", "the request's deadline passed while it waited for a batch")));
       } else {
@@ -253,21 +290,26 @@ class Batcher {
         mine.push_back(std::move(part));
       }
       first += t->rows;
+      t->answered = true;
       t->result.set_value(std::move(mine));
     }
   }
   void run_alone(Task& t) {
+    if (t.answered) return;
     try {
       auto out = servable_.run(t.inputs);
       if (metrics_ != nullptr) metrics_->batch(model_, t.rows);
+      t.answered = true;
       t.result.set_value(std::move(out));
     } catch (...) {
+      t.answered = true;
       t.result.set_exception(std::current_exception());
     }
   }
 
   const Servable& servable_;
   BatchingParameters params_;
+  bool batchable_;
   std::string model_;
   Metrics* metrics_;
   std::mutex mutex_;
@@ -428,7 +470,11 @@ class ServedModel {
     std::string code = "OK", message;
     try {
       loaded->servable = detail::load_servable(registry_, dir, loaded->manifest);
-      if (batching_) loaded->batcher = std::make_unique<Batcher>(*loaded->servable, *batching_, config_.name, metrics_);
+      if (batching_) {
+        bool batchable = true;
+        for (const auto& spec : loaded->manifest.signature.inputs) batchable = batchable && !spec.shape.empty() && spec.shape[0] < 0;
+        loaded->batcher = std::make_unique<Batcher>(*loaded->servable, *batching_, batchable, config_.name, metrics_);
+      }
     } catch (const io_error& e) {
       code = "DATA_LOSS";
       message = e.what();
@@ -474,8 +520,9 @@ class ModelManager {
   ModelManager(const ModelManager&) = delete;
   ModelManager& operator=(const ModelManager&) = delete;
 
-  /// Polls every model once, now.
+  /// Polls every model once, now (one poll at a time: the poller thread's and a caller's).
   void poll() {
+    std::lock_guard<std::mutex> lock(poll_mutex_);
     for (auto& [name, m] : models_) m->poll();
   }
   /// Polls every `period` on a background thread (a period of zero: never).
@@ -520,6 +567,7 @@ class ModelManager {
 
  private:
   std::map<std::string, std::unique_ptr<ServedModel>> models_;
+  std::mutex poll_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;

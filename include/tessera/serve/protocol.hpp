@@ -30,8 +30,9 @@ namespace tessera::serve {
 
 namespace detail {
 // JSON has no NaN or Infinity; TensorFlow Serving accepts them as bare tokens. Outside strings,
-// each token is rewritten to a string that carries a control character no JSON text can hold
-// unescaped, so it never collides with a user's string, and the tensor conversion reads it back.
+// each token is rewritten to a string starting with the control character U+0001, which the tensor
+// conversion reads back as the number. (A request that itself spells the string "\u0001NaN" gets
+// NaN too: strings are never valid numbers otherwise, so nothing valid changes meaning.)
 inline constexpr std::string_view nan_marker = "\x01NaN";
 inline constexpr std::string_view inf_marker = "\x01Infinity";
 inline constexpr std::string_view ninf_marker = "\x01-Infinity";
@@ -83,6 +84,13 @@ inline nlohmann::json parse_body(std::string_view body) {
 
 inline bool is_b64(const nlohmann::json& v) { return v.is_object() && v.size() == 1 && v.contains("b64"); }
 
+/// A value as an error message shows it: primitives as JSON (cut at 40 characters), lists and
+/// objects by their kind (dumping one is recursive, and a hostile request nests them deeply).
+inline std::string describe(const nlohmann::json& v) {
+  if (v.is_structured()) return std::string("a JSON ") + v.type_name();
+  return "JSON value " + v.dump().substr(0, 40);
+}
+
 /// Writes one JSON leaf into element `i` of `t`, converting to t's dtype; 400 otherwise.
 inline void put_leaf(HostTensor& t, std::size_t i, const nlohmann::json& v, const std::string& name) {
   auto bad = [&](const std::string& why) { throw invalid_argument("input " + name + ": " + why); };
@@ -100,7 +108,7 @@ inline void put_leaf(HostTensor& t, std::size_t i, const nlohmann::json& v, cons
         else if (s == ninf_marker) x = -std::numeric_limits<double>::infinity();
         else bad("JSON value \"" + s.substr(0, 40) + "\" is not a number");
       } else {
-        bad("JSON value " + v.dump().substr(0, 40) + " is not a number");
+        bad(describe(v) + " is not a number");
       }
       if (t.dtype == DataType::float32) t.data<float>()[i] = static_cast<float>(x);
       else t.data<double>()[i] = x;
@@ -108,7 +116,7 @@ inline void put_leaf(HostTensor& t, std::size_t i, const nlohmann::json& v, cons
     }
     case DataType::int32:
     case DataType::int64: {
-      if (!v.is_number_integer()) bad("JSON value " + v.dump().substr(0, 40) + " is not an integer");
+      if (!v.is_number_integer()) bad(describe(v) + " is not an integer");
       if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
         bad("JSON value " + v.dump() + " is out of range");
       }
@@ -124,7 +132,7 @@ inline void put_leaf(HostTensor& t, std::size_t i, const nlohmann::json& v, cons
       return;
     }
     case DataType::boolean:
-      if (!v.is_boolean()) bad("JSON value " + v.dump().substr(0, 40) + " is not a bool");
+      if (!v.is_boolean()) bad(describe(v) + " is not a bool");
       t.data<bool>()[i] = v.get<bool>();
       return;
   }
@@ -164,10 +172,24 @@ inline void check_fits(const TensorSpec& spec, const std::vector<std::int64_t>& 
   }
 }
 
+/// True when nested list `v` is rectangular with shape shape[axis:] (checked before allocating:
+/// the shape comes from first elements, and a ragged request must not size a tensor).
+inline bool rectangular(const nlohmann::json& v, const std::vector<std::int64_t>& shape, std::size_t axis) {
+  if (axis == shape.size()) return !v.is_array();
+  if (!v.is_array() || std::int64_t(v.size()) != shape[axis]) return false;
+  for (const auto& e : v) {
+    if (!rectangular(e, shape, axis + 1)) return false;
+  }
+  return true;
+}
+
 /// One input from a nested list that holds the whole tensor.
 inline HostTensor tensor_from_nested(const nlohmann::json& v, const TensorSpec& spec) {
   const auto shape = nested_shape(v);
   check_fits(spec, shape);
+  if (!rectangular(v, shape, 0)) {
+    throw invalid_argument("input " + spec.name + ": the nested lists are ragged (or deeper in some places than others)");
+  }
   HostTensor t(spec.dtype, shape);
   std::size_t at = 0;
   fill_nested(t, at, v, shape, 0, spec.name);
@@ -265,10 +287,12 @@ class NumericRequestReader {
     if (at_ != s_.size() || !have_value || leaf_depth_ == 0) return std::nullopt;
     shape_.resize(leaf_depth_);
     if (!fits(spec.shape, shape_)) return std::nullopt;
+    std::uint64_t count = 1;
+    for (auto d : shape_) count *= std::uint64_t(d);  // no overflow: every element was read
+    if (count != values_.size()) return std::nullopt;
     PredictRequest r;
     r.row_form = row_form;
     HostTensor t(spec.dtype, shape_);
-    if (std::int64_t(values_.size()) != t.elements()) return std::nullopt;
     if (spec.dtype == DataType::float32) {
       for (std::size_t i = 0; i < values_.size(); ++i) t.data<float>()[i] = static_cast<float>(values_[i]);
     } else {
@@ -347,9 +371,13 @@ class NumericRequestReader {
     const auto r = std::from_chars(s_.data() + begin, s_.data() + s_.size(), v);
     if (r.ec != std::errc() || !std::isfinite(v)) return false;
     at_ = std::size_t(r.ptr - s_.data());
-    if (s_[at_ - 1] == '.') return false;  // "1." is not JSON
+    const std::string_view token = s_.substr(begin, at_ - begin);
+    const std::size_t dot = token.find('.');
+    if (dot != std::string_view::npos && (dot + 1 == token.size() || token[dot + 1] < '0' || token[dot + 1] > '9')) {
+      return false;  // "1." and "1.e5" are not JSON
+    }
     // "-0" is an integer to the document parser, so 0.0 there: the same here.
-    if (v == 0 && s_.substr(begin, at_ - begin).find_first_of(".eE") == std::string_view::npos) v = 0;
+    if (v == 0 && token.find_first_of(".eE") == std::string_view::npos) v = 0;
     values_.push_back(v);
     return true;
   }
@@ -441,15 +469,19 @@ inline PredictRequest parse_predict_document(std::string_view body, const Signat
     std::vector<std::int64_t> shape{n};
     shape.insert(shape.end(), item_shapes[i].begin(), item_shapes[i].end());
     detail::check_fits(specs[i], shape);
+    // Every instance is checked before the tensor is allocated.
+    for (std::int64_t k = 0; k < n; ++k) {
+      const auto& v = value_for(instances[std::size_t(k)], i, k);
+      if (!detail::rectangular(v, item_shapes[i], 0)) {
+        throw invalid_argument("instance " + std::to_string(k) + " of input " + specs[i].name + " has shape " +
+                               shape_string(detail::nested_shape(v)) + ", instance 0 has " + shape_string(item_shapes[i]) +
+                               " (or its nested lists are ragged)");
+      }
+    }
     HostTensor t(specs[i].dtype, shape);
     std::size_t at = 0;
     for (std::int64_t k = 0; k < n; ++k) {
-      const auto& v = value_for(instances[std::size_t(k)], i, k);
-      if (detail::nested_shape(v) != item_shapes[i]) {
-        throw invalid_argument("instance " + std::to_string(k) + " of input " + specs[i].name + " has shape " +
-                               shape_string(detail::nested_shape(v)) + ", instance 0 has " + shape_string(item_shapes[i]));
-      }
-      detail::fill_nested(t, at, v, item_shapes[i], 0, specs[i].name);
+      detail::fill_nested(t, at, value_for(instances[std::size_t(k)], i, k), item_shapes[i], 0, specs[i].name);
     }
     request.inputs.push_back(std::move(t));
   }
@@ -575,22 +607,31 @@ inline InferRequest parse_infer(std::string_view body, std::optional<std::size_t
       shape.push_back(d.get<std::int64_t>());
     }
     detail::check_fits(specs[i], shape);
-    HostTensor t(dtype, shape);
+    // The element count is checked against what the request carries before anything is allocated.
+    std::int64_t elements;
+    try {
+      elements = checked_elements(shape, dtype_size(dtype));
+    } catch (const value_error& e) {
+      throw invalid_argument("input '" + name + "': " + e.what());
+    }
+    const std::uint64_t needed = std::uint64_t(elements) * dtype_size(dtype);
     const nlohmann::json* parameters = in.contains("parameters") ? &in["parameters"] : nullptr;
     if (parameters != nullptr && parameters->is_object() && parameters->contains("binary_data_size")) {
       const auto& b = (*parameters)["binary_data_size"];
       if (!b.is_number_unsigned()) throw invalid_argument("input '" + name + "': 'binary_data_size' must be a non-negative integer");
       const std::uint64_t size = b.get<std::uint64_t>();
-      if (size != t.bytes.size()) {
+      if (size != needed) {
         throw invalid_argument("input '" + name + "': binary_data_size " + std::to_string(size) + " is not the " +
-                               std::to_string(t.bytes.size()) + " bytes of shape " + shape_string(shape));
+                               std::to_string(needed) + " bytes of shape " + shape_string(shape));
       }
       if (binary.size() - consumed < size) throw invalid_argument("input '" + name + "': the binary data ends early");
+      HostTensor t(dtype, shape);
       if (size != 0) std::memcpy(t.bytes.data(), binary.data() + consumed, size);
       consumed += size;
       if (dtype == DataType::boolean) {  // one byte each; anything but 0 is true
         for (auto& byte : t.bytes) byte = byte != 0;
       }
+      got[i] = std::move(t);
     } else {
       if (!in.contains("data")) throw invalid_argument("input '" + name + "' has neither 'data' nor binary data");
       const auto& data = in["data"];
@@ -606,13 +647,14 @@ inline InferRequest parse_infer(std::string_view body, std::optional<std::size_t
           leaves.push_back(v);
         }
       }
-      if (std::int64_t(leaves.size()) != t.elements()) {
+      if (std::int64_t(leaves.size()) != elements) {
         throw invalid_argument("input '" + name + "': 'data' has " + std::to_string(leaves.size()) + " elements, shape " +
-                               shape_string(shape) + " needs " + std::to_string(t.elements()));
+                               shape_string(shape) + " needs " + std::to_string(elements));
       }
+      HostTensor t(dtype, shape);
       for (std::size_t k = 0; k < leaves.size(); ++k) detail::put_leaf(t, k, *leaves[k], name);
+      got[i] = std::move(t);
     }
-    got[i] = std::move(t);
   }
   if (consumed != binary.size()) {
     throw invalid_argument(std::to_string(binary.size() - consumed) + " bytes of binary data belong to no input");

@@ -37,6 +37,26 @@
 
 namespace tessera::serve {
 
+/// The largest tensor a request or a manifest may describe (16 GiB): beyond it, or when the
+/// element count overflows, a shape is an error before anything is allocated.
+inline constexpr std::uint64_t max_tensor_bytes = std::uint64_t(1) << 34;
+
+/// The element count of `shape`; value_error for a negative extent, an overflow, or more than
+/// max_tensor_bytes of `element_size`-byte elements.
+inline std::int64_t checked_elements(const std::vector<std::int64_t>& shape, std::size_t element_size) {
+  std::uint64_t n = 1;
+  for (auto d : shape) {
+    if (d < 0) throw value_error("shape " + shape_string(shape) + " has a negative extent");
+    if (d != 0 && n > max_tensor_bytes / std::uint64_t(d)) n = max_tensor_bytes + 1;
+    else n *= std::uint64_t(d);
+  }
+  if (n * element_size > max_tensor_bytes || n > max_tensor_bytes) {
+    throw value_error("shape " + shape_string(shape) + " is too large (more than " +
+                      std::to_string(max_tensor_bytes >> 30) + " GiB)");
+  }
+  return std::int64_t(n);
+}
+
 /// A tensor on the host in transit between the protocols and a model: dtype, shape and the
 /// elements as little-endian bytes in row-major order.
 struct HostTensor {
@@ -45,14 +65,11 @@ struct HostTensor {
   std::vector<unsigned char> bytes;
 
   HostTensor() = default;
+  /// Zero-filled; value_error for a shape checked_elements refuses.
   HostTensor(DataType t, std::vector<std::int64_t> s) : dtype(t), shape(std::move(s)) {
-    bytes.resize(static_cast<std::size_t>(elements()) * dtype_size(dtype));
+    bytes.resize(static_cast<std::size_t>(checked_elements(shape, dtype_size(dtype))) * dtype_size(dtype));
   }
-  std::int64_t elements() const {
-    std::int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-  }
+  std::int64_t elements() const { return std::int64_t(bytes.size() / dtype_size(dtype)); }
   template <class T>
   T* data() {
     return reinterpret_cast<T*>(bytes.data());

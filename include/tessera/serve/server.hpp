@@ -80,7 +80,13 @@ class Server {
       }
       port_ = options_.port;
     }
-    listener_ = std::thread([this] { http_.listen_after_bind(); });
+    listener_ = std::thread([this] {
+      http_.listen_after_bind();
+      listening_done_ = true;
+    });
+    // httplib's stop() does nothing before the listener runs: return only once it does, so that a
+    // stop() right after start() (a SIGTERM that came while the models loaded) takes effect.
+    while (!http_.is_running() && !listening_done_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   /// The bound port (after start()).
   int port() const { return port_; }
@@ -191,8 +197,8 @@ class Server {
     std::smatch m;
     if (path.size() >= 4 && (path.compare(0, 4, "/v1/") == 0 || path.compare(0, 4, "/V1/") == 0)) {
       if (post && std::regex_match(path, m, tf_post)) {
-        reply.model = m[1];
         const ServedModel& model = manager_.model(m[1]);
+        reply.model = m[1];  // after the lookup: unknown names must not grow the metrics
         const auto version = resolve(model, m[2], m[3]);
         reply.version = std::to_string(version->version);
         const std::string verb = lower(m[4]);
@@ -205,8 +211,8 @@ class Server {
         return;
       }
       if (get && std::regex_match(path, m, tf_get)) {
-        reply.model = m[1];
         const ServedModel& model = manager_.model(m[1]);
+        reply.model = m[1];
         if (m[4].matched) {
           const auto version = resolve(model, m[2], m[3]);
           reply.version = std::to_string(version->version);
@@ -235,8 +241,8 @@ class Server {
       return;
     }
     if (std::regex_match(path, m, v2_model)) {
-      reply.model = m[1];
       const ServedModel& model = manager_.model(m[1]);
+      reply.model = m[1];
       std::string version_text = m[2];
       if (m[2].matched && detail::version_of(version_text) < 0) throw not_found("version '" + version_text + "' of model " + std::string(m[1]) + " is not a version number");
       const std::string what = m[3];
@@ -360,6 +366,7 @@ class Server {
   httplib::Server http_;
   int port_ = -1;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> listening_done_{false};
   std::thread listener_;
 };
 

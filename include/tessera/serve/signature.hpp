@@ -233,8 +233,8 @@ inline TensorSpec spec_from_json(const nlohmann::json& j, const std::string& whe
   s.dtype = parse_dtype(j["dtype"].get<std::string>());
   if (!j.contains("shape") || !j["shape"].is_array()) throw value_error(where + " needs an array \"shape\"");
   for (const auto& d : j["shape"]) {
-    if (!d.is_number_integer() || d.get<std::int64_t>() < -1) {
-      throw value_error(where + ": shape entries are integers >= -1 (-1: varies)");
+    if (!d.is_number_integer() || d.get<std::int64_t>() < -1 || d.get<std::int64_t>() > (std::int64_t(1) << 31)) {
+      throw value_error(where + ": shape entries are integers from -1 (varies) to 2^31");
     }
     s.shape.push_back(d.get<std::int64_t>());
   }
