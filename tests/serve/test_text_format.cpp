@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "tessera/serve/text_format.hpp"
+#include "tessera/serve/config.hpp"
 
 using tessera::io_error;
 using tessera::value_error;

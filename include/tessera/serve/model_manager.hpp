@@ -44,7 +44,7 @@
 #include "tessera/serve/metrics.hpp"
 #include "tessera/serve/registry.hpp"
 #include "tessera/serve/signature.hpp"
-#include "tessera/serve/text_format.hpp"
+#include "tessera/serve/config.hpp"
 
 namespace tessera::serve {
 

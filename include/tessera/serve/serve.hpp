@@ -11,4 +11,5 @@
 #include "tessera/serve/server.hpp"
 #include "tessera/serve/signals.hpp"
 #include "tessera/serve/signature.hpp"
+#include "tessera/serve/config.hpp"
 #include "tessera/serve/text_format.hpp"

@@ -37,7 +37,7 @@
 #include "tessera/serve/model_manager.hpp"
 #include "tessera/serve/protocol.hpp"
 #include "tessera/serve/registry.hpp"
-#include "tessera/serve/text_format.hpp"
+#include "tessera/serve/config.hpp"
 
 namespace tessera::serve {
 
