@@ -272,7 +272,7 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
     if constexpr (R == 2) {
       std::vector<std::string> inputs{in, b.initializer(w, layer.weight)};
       if (layer.has_bias()) inputs.push_back(b.initializer(bias, layer.bias));
-      out = b.node("Gemm", inputs, scope, {int_attr("transB", 1)});
+      out = b.node("Gemm", inputs, scope, std::vector<Attribute>{int_attr("transB", 1)});
     } else {
       // MatMul takes the weight as [in, out]: stored transposed, as "<name>.weight_transposed".
       const Tensor<T, 2, backend_t<X>> wt = transpose(layer.weight);
@@ -301,7 +301,7 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
     next(b.node("BatchNormalization",
                 {in, scale, shift, b.initializer(join(scope, "running_mean"), layer.running_mean),
                  b.initializer(join(scope, "running_var"), layer.running_var)},
-                scope, {float_attr("epsilon", o.eps)}),
+                scope, std::vector<Attribute>{float_attr("epsilon", o.eps)}),
          run_layer(layer, x));
   } else if constexpr (is_layer_norm<L>::value) {
     constexpr std::size_t D = rank_v<decltype(layer.weight)>;
@@ -314,7 +314,7 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
                 {int_attr("axis", -std::int64_t(D)), float_attr("epsilon", o.eps)}),
          run_layer(layer, x));
   } else if constexpr (is_embedding<L>::value) {
-    next(b.node("Gather", {b.initializer(join(scope, "weight"), layer.weight), in}, scope, {int_attr("axis", 0)}),
+    next(b.node("Gather", {b.initializer(join(scope, "weight"), layer.weight), in}, scope, std::vector<Attribute>{int_attr("axis", 0)}),
          run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::MaxPool2d> || std::is_same_v<L, nn::AvgPool2d>) {
     const auto& o = layer.options;
@@ -331,9 +331,9 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
     }
   } else if constexpr (std::is_same_v<L, nn::GlobalAvgPool2d>) {
     const std::string pooled = b.node("GlobalAveragePool", {in}, scope);
-    next(b.node("Flatten", {pooled}, scope, {int_attr("axis", 1)}), run_layer(layer, x));
+    next(b.node("Flatten", {pooled}, scope, std::vector<Attribute>{int_attr("axis", 1)}), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::Flatten>) {
-    next(b.node("Flatten", {in}, scope, {int_attr("axis", 1)}), run_layer(layer, x));
+    next(b.node("Flatten", {in}, scope, std::vector<Attribute>{int_attr("axis", 1)}), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::ReLU>) {
     next(b.node("Relu", {in}, scope), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::Sigmoid>) {
@@ -341,7 +341,7 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
   } else if constexpr (std::is_same_v<L, nn::Tanh>) {
     next(b.node("Tanh", {in}, scope), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::LeakyReLU>) {
-    next(b.node("LeakyRelu", {in}, scope, {float_attr("alpha", layer.negative_slope)}), run_layer(layer, x));
+    next(b.node("LeakyRelu", {in}, scope, std::vector<Attribute>{float_attr("alpha", layer.negative_slope)}), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::SiLU>) {
     next(b.node("Mul", {in, b.node("Sigmoid", {in}, scope)}, scope), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::GELU>) {
@@ -351,7 +351,7 @@ void emit(Builder& b, L& layer, const std::string& scope, const std::string& in,
     const std::string half_x = b.node("Mul", {in, b.scalar(scope + "/half", T(0.5))}, scope);
     next(b.node("Mul", {half_x, one_plus}, scope), run_layer(layer, x));
   } else if constexpr (std::is_same_v<L, nn::Softmax>) {
-    next(b.node("Softmax", {in}, scope, {int_attr("axis", layer.axis)}), run_layer(layer, x));
+    next(b.node("Softmax", {in}, scope, std::vector<Attribute>{int_attr("axis", layer.axis)}), run_layer(layer, x));
   } else {
     throw value_error("export_onnx: layer '" + scope + "' (" + nn::detail::type_name_of<L>() +
                       ") has no ONNX mapping (docs/io.md lists the layers that have one)");
