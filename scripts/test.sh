@@ -17,8 +17,8 @@ JOBS="${JOBS:-2}"
 # (see examples/CMakeLists.txt); a fraction of the Release compile time.
 # protoc and python3-venv serve the TensorBoard tests (protoc --decode_raw; TensorBoard's own
 # reader in a virtual environment); the dataset package and fortunes let the main job's and the
-# language model's smoke tests run.
-TESSERA_EXTRA_PACKAGES="protobuf-compiler python3-venv dataset-fashion-mnist fortunes ${TESSERA_EXTRA_PACKAGES:-}" \
+# language model's smoke tests run; curl is one of the clients that ask tessera-serve.
+TESSERA_EXTRA_PACKAGES="protobuf-compiler python3-venv dataset-fashion-mnist fortunes curl ${TESSERA_EXTRA_PACKAGES:-}" \
 "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_TESTS=ON -DTESSERA_BUILD_EXAMPLES=ON \
   -DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_EXAMPLES_OPTIMIZE=-O1 "$@"
 ctest --test-dir "${BUILD_DIR}" -j "${JOBS}" --output-on-failure
