@@ -113,6 +113,15 @@ TEST_CASE("TensorFlow Serving's REST API: status, metadata, predict, versions an
   const auto columns = json_of(s.post("/V1/Models/mlp:PREDICT", R"({"inputs": [[0.5, -1, 2, 0.25], [3, 1, -2, 0]]})"));
   CHECK(columns["outputs"] == latest["predictions"]);
 
+  // A body over 8 KB sent as a form (what `curl -d` does): read as JSON all the same.
+  std::string many = "{\"instances\": [";
+  for (int k = 0; k < 1000; ++k) many += (k ? ", " : "") + std::string("[1, 2, 3, 4]");
+  many += "]}";
+  REQUIRE(many.size() > 8192);
+  const auto form = s.client->Post("/v1/models/mlp:predict", many, "application/x-www-form-urlencoded");
+  REQUIRE(form);
+  CHECK(form->status == 200);
+  CHECK(nlohmann::json::parse(form->body)["predictions"].size() == 1000);
   // Two inputs and two outputs, by name; an int64 input.
   const auto two = json_of(s.post("/v1/models/two:predict", R"({"instances": [{"a": [1, 2, 3, 4], "b": [1, -1]}]})"));
   CHECK(two["predictions"][0].contains("sum"));

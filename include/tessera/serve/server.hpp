@@ -132,9 +132,27 @@ class Server {
       int yes = 1;
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
-    auto handler = [this](const httplib::Request& req, httplib::Response& res) { answer(req, res); };
-    http_.Get(".*", handler);
-    http_.Post(".*", handler);
+    http_.Get(".*", [this](const httplib::Request& req, httplib::Response& res) { answer(req, req.body, res); });
+    // POST bodies are read here, whatever their Content-Type: httplib parses a body it is handed as
+    // application/x-www-form-urlencoded (what `curl -d` sends) as a form and refuses one over 8 KB
+    // with 413; TensorFlow Serving reads the JSON regardless. (The size limit above still applies.)
+    http_.Post(".*", [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+      std::string body;
+      const bool complete = read([&](const char* data, std::size_t n) {
+        body.append(data, n);
+        return true;
+      });
+      if (!complete) {  // over the size limit, or the client stopped sending
+        const std::int64_t declared = detail::version_of(req.get_header_value("Content-Length"));  // a plain count, or -1
+        const bool too_large = declared < 0 || std::uint64_t(declared) > options_.max_body_bytes;
+        res.status = too_large ? 413 : 400;
+        res.set_content(error_body(too_large ? "the request body exceeds the server's limit" : "the request body ended early"),
+                        "application/json");
+        metrics_.request("", "", res.status, 0);
+        return;
+      }
+      answer(req, body, res);
+    });
     // What httplib answers itself (413 for a body over the limit, 404 for other methods...): JSON too.
     http_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
@@ -150,11 +168,11 @@ class Server {
     });
   }
 
-  void answer(const httplib::Request& req, httplib::Response& res) {
+  void answer(const httplib::Request& req, const std::string& body, httplib::Response& res) {
     const auto start = std::chrono::steady_clock::now();
     Reply reply;
     try {
-      route(req, reply, start + options_.timeout);
+      route(req, body, reply, start + options_.timeout);
     } catch (const ServingError& e) {
       reply.status = e.status();
       reply.body = error_body(e.what());
@@ -186,7 +204,8 @@ class Server {
 
   static std::string error_body(const std::string& message) { return nlohmann::json{{"error", message}}.dump(); }
 
-  void route(const httplib::Request& req, Reply& reply, std::chrono::steady_clock::time_point deadline) {
+  void route(const httplib::Request& req, const std::string& body, Reply& reply,
+             std::chrono::steady_clock::time_point deadline) {
     static const std::regex tf_post(R"(/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(predict|classify|regress))",
                                     std::regex::icase | std::regex::optimize);
     static const std::regex tf_get(R"(/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(/metadata)?)",
@@ -205,7 +224,7 @@ class Server {
         if (verb != "predict") {
           throw ServingError(501, "UNIMPLEMENTED", ":" + verb + " is not implemented by tessera's server; use :predict");
         }
-        auto request = parse_predict(req.body, version->manifest.signature);
+        auto request = parse_predict(body, version->manifest.signature);
         const auto outputs = version->run(std::move(request.inputs), deadline, &metrics_);
         reply.body = predict_response(outputs, version->manifest.signature, request.row_form);
         return;
@@ -263,7 +282,7 @@ class Server {
           if (n < 0) throw invalid_argument("Inference-Header-Content-Length '" + h + "' is not a byte count");
           json_length = std::size_t(n);
         }
-        auto request = parse_infer(req.body, json_length, version->manifest.signature);
+        auto request = parse_infer(body, json_length, version->manifest.signature);
         const auto outputs = version->run(std::move(request.inputs), deadline, &metrics_);
         auto response = infer_response(request, outputs, version->manifest.signature, model.config().name, version->version);
         reply.body = std::move(response.body);
