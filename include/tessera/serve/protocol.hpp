@@ -494,8 +494,8 @@ inline PredictRequest parse_predict_document(std::string_view body, const Signat
 inline std::string predict_response(const std::vector<HostTensor>& outputs, const Signature& signature, bool row_form) {
   std::string out;
   const bool single = outputs.size() == 1;
-  if (!row_form) {
-    out += "{\"outputs\":";
+  // One value per output: bare for a single output, else an object by output name.
+  auto append_each = [&](auto&& append_one) {
     if (!single) out += '{';
     for (std::size_t o = 0; o < outputs.size(); ++o) {
       if (!single) {
@@ -503,10 +503,16 @@ inline std::string predict_response(const std::vector<HostTensor>& outputs, cons
         detail::append_string(out, signature.outputs[o].name);
         out += ':';
       }
-      std::size_t at = 0;
-      detail::append_nested(out, outputs[o], at, 0);
+      append_one(o);
     }
     if (!single) out += '}';
+  };
+  if (!row_form) {
+    out += "{\"outputs\":";
+    append_each([&](std::size_t o) {
+      std::size_t at = 0;
+      detail::append_nested(out, outputs[o], at, 0);
+    });
     return out + "}";
   }
   std::int64_t n = -1;
@@ -522,16 +528,7 @@ inline std::string predict_response(const std::vector<HostTensor>& outputs, cons
   out += "{\"predictions\":[";
   for (std::int64_t k = 0; k < n; ++k) {
     if (k) out += ',';
-    if (!single) out += '{';
-    for (std::size_t o = 0; o < outputs.size(); ++o) {
-      if (!single) {
-        if (o) out += ',';
-        detail::append_string(out, signature.outputs[o].name);
-        out += ':';
-      }
-      detail::append_nested(out, outputs[o], at[o], 1);
-    }
-    if (!single) out += '}';
+    append_each([&](std::size_t o) { detail::append_nested(out, outputs[o], at[o], 1); });
   }
   return out + "]}";
 }

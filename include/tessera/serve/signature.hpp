@@ -25,61 +25,39 @@ namespace tessera::serve {
 /// The element types a served tensor may have (tessera's dtypes).
 enum class DataType { float32, float64, int32, int64, boolean };
 
-/// tessera's and NumPy's name ("float32"), as manifests write it.
-inline const char* dtype_name(DataType t) {
-  switch (t) {
-    case DataType::float32: return "float32";
-    case DataType::float64: return "float64";
-    case DataType::int32: return "int32";
-    case DataType::int64: return "int64";
-    case DataType::boolean: return "bool";
-  }
-  return "unknown";
-}
-/// TensorFlow's enum name ("DT_FLOAT"), as TensorFlow Serving's metadata writes it.
-inline const char* tf_dtype_name(DataType t) {
-  switch (t) {
-    case DataType::float32: return "DT_FLOAT";
-    case DataType::float64: return "DT_DOUBLE";
-    case DataType::int32: return "DT_INT32";
-    case DataType::int64: return "DT_INT64";
-    case DataType::boolean: return "DT_BOOL";
-  }
-  return "DT_INVALID";
-}
-/// The open inference protocol's name ("FP32").
-inline const char* v2_dtype_name(DataType t) {
-  switch (t) {
-    case DataType::float32: return "FP32";
-    case DataType::float64: return "FP64";
-    case DataType::int32: return "INT32";
-    case DataType::int64: return "INT64";
-    case DataType::boolean: return "BOOL";
-  }
-  return "INVALID";
-}
-/// Bytes per element.
-inline std::size_t dtype_size(DataType t) {
-  switch (t) {
-    case DataType::float32: return 4;
-    case DataType::float64: return 8;
-    case DataType::int32: return 4;
-    case DataType::int64: return 8;
-    case DataType::boolean: return 1;
-  }
-  return 0;
-}
+namespace detail {
+/// Each DataType's names in the three vocabularies, and its size; indexed by the enum's value.
+struct DataTypeInfo {
+  DataType type;
+  const char* name;     ///< tessera's and NumPy's ("float32"), as manifests write it
+  const char* tf_name;  ///< TensorFlow's enum ("DT_FLOAT"), as TensorFlow Serving's metadata writes it
+  const char* v2_name;  ///< the open inference protocol's ("FP32")
+  std::size_t size;     ///< bytes per element
+};
+inline constexpr DataTypeInfo data_types[] = {
+    {DataType::float32, "float32", "DT_FLOAT", "FP32", 4},  {DataType::float64, "float64", "DT_DOUBLE", "FP64", 8},
+    {DataType::int32, "int32", "DT_INT32", "INT32", 4},     {DataType::int64, "int64", "DT_INT64", "INT64", 8},
+    {DataType::boolean, "bool", "DT_BOOL", "BOOL", 1},
+};
+inline const DataTypeInfo& data_type_info(DataType t) { return data_types[static_cast<std::size_t>(t)]; }
+}  // namespace detail
+
+inline const char* dtype_name(DataType t) { return detail::data_type_info(t).name; }
+inline const char* tf_dtype_name(DataType t) { return detail::data_type_info(t).tf_name; }
+inline const char* v2_dtype_name(DataType t) { return detail::data_type_info(t).v2_name; }
+inline std::size_t dtype_size(DataType t) { return detail::data_type_info(t).size; }
+
 /// Parses a manifest's dtype name; value_error naming the accepted ones otherwise.
 inline DataType parse_dtype(std::string_view name) {
-  for (DataType t : {DataType::float32, DataType::float64, DataType::int32, DataType::int64, DataType::boolean}) {
-    if (name == dtype_name(t)) return t;
+  for (const auto& d : detail::data_types) {
+    if (name == d.name) return d.type;
   }
   throw value_error("unknown dtype '" + std::string(name) + "' (expected float32, float64, int32, int64 or bool)");
 }
 /// Parses an open-inference-protocol datatype ("FP32"); value_error for the ones tessera has not.
 inline DataType parse_v2_dtype(std::string_view name) {
-  for (DataType t : {DataType::float32, DataType::float64, DataType::int32, DataType::int64, DataType::boolean}) {
-    if (name == v2_dtype_name(t)) return t;
+  for (const auto& d : detail::data_types) {
+    if (name == d.v2_name) return d.type;
   }
   throw value_error("datatype '" + std::string(name) + "' is not supported (expected FP32, FP64, INT32, INT64 or BOOL)");
 }
