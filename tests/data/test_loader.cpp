@@ -90,6 +90,57 @@ TEST_CASE("DataLoader shuffling: a permutation per epoch, different across epoch
   CHECK(a.epochs_started() == 2);
 }
 
+TEST_CASE("DataLoader sharding: the shards of each global batch together are that batch; the tail split, padded or dropped") {
+  auto ds = numbered(47);
+  for (const index_t shards : {1, 2, 3, 4}) {
+    data::LoaderOptions whole_options{.batch_size = 11, .shuffle = true, .drop_last = false, .seed = 8};
+    data::DataLoader whole(ds, whole_options);
+    whole.set_epoch(2);
+    const auto expected = epoch_labels(whole);  // 4 batches of 11, then 3
+    std::vector<std::vector<std::vector<std::int64_t>>> parts;
+    for (index_t r = 0; r < shards; ++r) {
+      data::LoaderOptions o = whole_options;
+      o.shards = shards;
+      o.shard = r;
+      data::DataLoader shard(ds, o);
+      CHECK(shard.size() == whole.size());
+      shard.set_epoch(2);
+      parts.push_back(epoch_labels(shard));
+    }
+    for (std::size_t k = 0; k < expected.size(); ++k) {
+      std::vector<std::int64_t> joined;
+      for (index_t r = 0; r < shards; ++r) {
+        const auto& b = parts[std::size_t(r)].at(k);
+        // Position i of the global batch goes to shard i % shards: sizes differ by at most one.
+        CHECK(index_t(b.size()) >= index_t(expected[k].size()) / shards);
+        CHECK(index_t(b.size()) <= (index_t(std::max(expected[k].size(), std::size_t(shards))) + shards - 1) / shards);
+        joined.insert(joined.end(), b.begin(), b.end());
+      }
+      std::vector<std::int64_t> want = expected[k];
+      // A tail shorter than the number of shards (3 samples, 4 shards) is padded to one each.
+      for (std::size_t i = 0; want.size() < std::size_t(shards); ++i) want.push_back(expected[0][i]);
+      std::sort(joined.begin(), joined.end());
+      std::sort(want.begin(), want.end());
+      CHECK(joined == want);
+    }
+  }
+  // pad_last fills the tail to a full global batch from the epoch's first samples; drop_last drops it.
+  data::DataLoader padded(ds, {.batch_size = 11, .shuffle = false, .drop_last = false, .seed = 0, .prefetch = 2, .shards = 2,
+                               .shard = 1, .pad_last = true});
+  const auto p = epoch_labels(padded);
+  REQUIRE(p.size() == 5);
+  CHECK(p[4] == std::vector<std::int64_t>{45, 0, 2, 4, 6});  // the tail 44, 45, 46 then 0, 1, ..., 7: odd positions
+  data::DataLoader dropped(ds, {.batch_size = 11, .shuffle = false, .drop_last = true, .seed = 0, .prefetch = 2, .shards = 3,
+                                .shard = 0});
+  CHECK(epoch_labels(dropped).size() == 4);
+  CHECK_THROWS_AS(data::DataLoader(ds, {.batch_size = 2, .shuffle = false, .drop_last = false, .seed = 0, .prefetch = 2,
+                                        .shards = 3, .shard = 0}),
+                  value_error);
+  CHECK_THROWS_AS(data::DataLoader(ds, {.batch_size = 8, .shuffle = false, .drop_last = false, .seed = 0, .prefetch = 2,
+                                        .shards = 3, .shard = 3}),
+                  value_error);
+}
+
 TEST_CASE("DataLoader: leaving an epoch early stops its producer; producer errors reach the loop") {
   auto ds = numbered(1000);
   data::DataLoader loader(ds, {.batch_size = 10, .shuffle = true, .drop_last = false, .seed = 1, .prefetch = 4});

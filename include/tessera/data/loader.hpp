@@ -8,6 +8,15 @@
 // Determinism: the order of epoch e is a function of (seed, e) only, and a transform gets its own
 // generator per batch derived from (seed, e, batch index), so results do not depend on prefetching
 // or thread timing. An exception thrown while preparing a batch is rethrown by the loop.
+//
+// Sharding (data-parallel training, one loader per process): with `.shards = n, .shard = r`,
+// batch_size is the global batch. Every process computes the same order (same seed), cuts it into
+// the same global batches, and yields positions r, r + n, r + 2n, ... of each: together the n
+// loaders yield the samples of the batches one unsharded loader would (but for a padded tail),
+// split n ways, with sizes differing by at most one (docs/distributed.md).
+//
+//   data::DataLoader loader(train, {.batch_size = 64, .shuffle = true, .seed = 1,
+//                                   .shards = world_size, .shard = rank});
 #pragma once
 
 #include <condition_variable>
@@ -38,6 +47,12 @@ struct LoaderOptions {
   bool drop_last = false;     ///< drop a last batch smaller than batch_size
   std::uint64_t seed = 0;     ///< shuffling and transforms
   index_t prefetch = 2;       ///< batches prepared ahead by the background thread; 0: none (inline)
+  index_t shards = 1;         ///< processes sharing each (global) batch; batch_size >= shards
+  index_t shard = 0;          ///< which of them this loader serves, in [0, shards)
+  /// Sharded and !drop_last: fill the last global batch up to batch_size with the epoch's first
+  /// samples (PyTorch's DistributedSampler), so every step has the same size. Otherwise the last
+  /// batch stays short, but never shorter than `shards` samples: each process gets at least one.
+  bool pad_last = false;
 };
 
 namespace detail {
@@ -77,14 +92,40 @@ class DataLoader {
       : dataset_(&dataset), options_(options), transform_(std::move(transform)) {
     if (options_.batch_size <= 0) throw value_error("DataLoader: batch_size must be positive");
     if (options_.prefetch < 0) throw value_error("DataLoader: prefetch must not be negative");
+    if (options_.shards < 1 || options_.shard < 0 || options_.shard >= options_.shards) {
+      throw value_error("DataLoader: need shards >= 1 and 0 <= shard < shards (got shard " + std::to_string(options_.shard) +
+                        " of " + std::to_string(options_.shards) + ")");
+    }
+    if (options_.batch_size < options_.shards) {
+      throw value_error("DataLoader: the global batch_size " + std::to_string(options_.batch_size) +
+                        " is smaller than the number of shards " + std::to_string(options_.shards) +
+                        ": some process would get no samples");
+    }
   }
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  /// Batches per epoch.
+  /// Batches per epoch (global batches when sharded: the same on every shard).
   index_t size() const {
     const index_t n = dataset_->size(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
+  }
+  /// The dataset positions of batch k of epoch order `order` that this shard yields.
+  std::vector<index_t> batch_indices(const std::vector<index_t>& order, index_t k) const {
+    const index_t b = options_.batch_size, n = static_cast<index_t>(order.size());
+    const index_t begin = k * b;
+    index_t end = std::min<index_t>(begin + b, n);
+    if (options_.shards == 1) return std::vector<index_t>(order.begin() + begin, order.begin() + end);
+    // A short last batch: padded to batch_size, or at least to one sample per shard, by wrapping
+    // around to the start of the epoch's order.
+    const index_t want = options_.pad_last ? b : std::max(end - begin, options_.shards);
+    std::vector<index_t> global(order.begin() + begin, order.begin() + end);
+    for (index_t i = 0; index_t(global.size()) < want && n > 0; ++i) global.push_back(order[static_cast<std::size_t>(i % n)]);
+    std::vector<index_t> mine;
+    for (std::size_t i = static_cast<std::size_t>(options_.shard); i < global.size(); i += static_cast<std::size_t>(options_.shards)) {
+      mine.push_back(global[i]);
+    }
+    return mine;
   }
   const LoaderOptions& options() const noexcept { return options_; }
   /// Epochs started so far (the next one shuffles with this number).
@@ -139,11 +180,11 @@ class DataLoader {
 
    private:
     Batch make(index_t k) const {
-      const index_t bs = loader_.options_.batch_size;
-      const index_t begin = k * bs, end = std::min<index_t>(begin + bs, static_cast<index_t>(order_.size()));
-      std::vector<index_t> idx(order_.begin() + begin, order_.begin() + end);
-      Batch b = loader_.dataset_->batch(idx);
-      Generator gen(detail::mix(detail::mix(loader_.options_.seed, epoch_), static_cast<std::uint64_t>(k)));
+      Batch b = loader_.dataset_->batch(loader_.batch_indices(order_, k));
+      // Each shard's part of a batch gets its own transform stream.
+      const auto& o = loader_.options_;
+      const auto key = static_cast<std::uint64_t>(o.shards == 1 ? k : k * o.shards + o.shard);
+      Generator gen(detail::mix(detail::mix(o.seed, epoch_), key));
       loader_.transform_(b, gen);
       return b;
     }
