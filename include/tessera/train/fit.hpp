@@ -9,6 +9,11 @@
 // The loaders yield (inputs, labels) batches (data::DataLoader does). Gradients come from
 // tessera::value_and_grad, so the loss and model are any differentiable expressions. With integer
 // labels and [batch, classes] outputs the metrics include accuracy (argmax); otherwise only loss.
+//
+// Data-parallel training: run one process per replica, give each a sharded loader and
+// `.distributed = &data_parallel` (dist::DataParallel); fit then starts from rank 0's state,
+// averages every step's gradients over the global batch and reports metrics over all ranks
+// (docs/distributed.md).
 #pragma once
 
 #include <algorithm>
@@ -27,6 +32,7 @@
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/train/callbacks.hpp"
+#include "tessera/train/distributed.hpp"
 
 namespace tessera::train {
 
@@ -48,7 +54,12 @@ struct FitOptions {
   int initial_epoch = 0;          ///< epochs already done (resuming): the loader continues from there
   std::int64_t initial_step = 0;  ///< batches already done (resuming; from io::TrainingProgress)
   int verbose = 1;                ///< 0: silent; 1: progress bar on a terminal, else a line per epoch
-  std::vector<Callback*> callbacks;
+  /// (With an initializer, GCC accepts the member left out of a designated-initializer list.)
+  std::vector<Callback*> callbacks = {};
+  /// Data-parallel training over several processes (dist::DataParallel); nullptr: this process
+  /// alone. Every rank calls fit with the same options; only rank 0 shows progress. Callbacks run
+  /// on every rank (learning-rate schedules must): create the ones that write files on rank 0 only.
+  Distributed* distributed = nullptr;
 };
 
 struct EvaluateOptions {
@@ -136,6 +147,62 @@ template <class L, class = void>
 inline constexpr bool has_set_epoch_v = false;
 template <class L>
 inline constexpr bool has_set_epoch_v<L, std::void_t<decltype(std::declval<L&>().set_epoch(std::uint64_t{}))>> = true;
+
+template <class O, class = void>
+inline constexpr bool has_named_state_v = false;
+template <class O>
+inline constexpr bool has_named_state_v<O, std::void_t<decltype(std::declval<O&>().named_state())>> = true;
+
+/// The model's buffers (batch-norm statistics and counters) added to `b`.
+template <class M>
+void add_buffers(HostBuffers& b, M& model) {
+  nn::for_each_buffer(model, [&](const std::string& name, auto& t) {
+    if constexpr (exchangeable_v<value_type_t<std::decay_t<decltype(t)>>>) b.add(name, t);
+  });
+}
+
+/// Makes every rank start where rank 0 is: parameters, buffers, the optimizer's state, step count
+/// and learning rate, and the epoch and step to start from (rank 0 may have loaded a checkpoint
+/// alone). Ranks whose loaders have another number of steps per epoch (other data) would pair
+/// their collectives wrongly later: every rank throws here instead.
+template <class Model, class Opt>
+void start_from_rank0(Distributed& d, Model& model, Opt& optimizer, int& initial_epoch, std::int64_t& initial_step,
+                      index_t steps_per_epoch) {
+  HostBuffers b;
+  nn::for_each_parameter(model, [&](const std::string& name, auto& t) { b.add(name, t); });
+  add_buffers(b, model);
+  std::vector<double> counters{double(initial_epoch), double(initial_step), 0, optimizer.lr(), double(steps_per_epoch)};
+  if constexpr (has_named_state_v<Opt>) {
+    optimizer.prepare(model);
+    for (auto& s : optimizer.named_state()) b.add("optimizer." + s.name, s.value);
+    counters[2] = double(optimizer.step_count());
+  }
+  HostBuffer c{counters.data(), counters.size(), HostBuffer::Kind::float64, "fit's counters"};
+  std::vector<HostBuffer> all = b.buffers();
+  all.push_back(c);
+  d.broadcast(all);
+  b.write_back();
+  std::vector<double> differs{counters[4] != double(steps_per_epoch) ? 1.0 : 0.0};
+  d.sum(differs);
+  if (differs[0] > 0) {
+    throw value_error("fit: the training loaders of the ranks differ in steps per epoch (this rank " + std::to_string(steps_per_epoch) +
+                      ", rank 0 " + std::to_string(std::int64_t(counters[4])) +
+                      "): every rank needs the same dataset, global batch size and shard count");
+  }
+  initial_epoch = int(counters[0]);
+  initial_step = std::int64_t(counters[1]);
+  optimizer.set_lr(counters[3]);
+  if constexpr (has_named_state_v<Opt>) optimizer.set_step_count(std::int64_t(counters[2]));
+}
+
+/// Replaces this rank's gradients by their mean over the global batch.
+template <class Grads>
+void average_gradients(Distributed& d, Grads& grads, index_t local_samples, std::int64_t step) {
+  HostBuffers b;
+  nn::for_each_parameter(grads, [&](const std::string& name, auto& t) { b.add(name, t); });
+  d.average_gradients(b.buffers(), local_samples, step);
+  b.write_back();
+}
 
 /// Contiguous batches [n_i, ...] stacked into one tensor [rows, ...].
 template <class Out>
@@ -234,9 +301,13 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
     throw value_error("fit: need 0 <= initial_epoch <= epochs and initial_step >= 0 (got initial_epoch " +
                       std::to_string(o.initial_epoch) + ", epochs " + std::to_string(o.epochs) + ")");
   }
+  Distributed* const dist = o.distributed;
+  int initial_epoch = o.initial_epoch;
+  std::int64_t initial_step = o.initial_step;
+  if (dist) detail::start_from_rank0(*dist, model, optimizer, initial_epoch, initial_step, train_loader.size());
   std::vector<Callback*> callbacks;
   ProgressBar progress;
-  if (o.verbose > 0) callbacks.push_back(&progress);
+  if (o.verbose > 0 && (!dist || dist->rank() == 0)) callbacks.push_back(&progress);
   bool keep_gradients = false;
   for (auto* c : o.callbacks) {
     if (!c) throw value_error("fit: null callback");
@@ -246,18 +317,18 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
 
   TrainingContext ctx;
   ctx.epochs = o.epochs;
-  ctx.epoch = o.initial_epoch;
-  ctx.step = o.initial_step;
+  ctx.epoch = initial_epoch;
+  ctx.step = initial_step;
   ctx.steps_per_epoch = train_loader.size();
   ctx.learning_rate = [&optimizer] { return optimizer.lr(); };
   ctx.set_learning_rate = [&optimizer](double lr) { optimizer.set_lr(lr); };
   if constexpr (detail::has_set_epoch_v<Loader>) {
-    train_loader.set_epoch(static_cast<std::uint64_t>(o.initial_epoch));
+    train_loader.set_epoch(static_cast<std::uint64_t>(initial_epoch));
   }
 
   History history;
   for (auto* c : callbacks) c->on_train_begin(ctx);
-  for (int epoch = o.initial_epoch; epoch < o.epochs && !ctx.stop_training; ++epoch) {
+  for (int epoch = initial_epoch; epoch < o.epochs && !ctx.stop_training; ++epoch) {
     ctx.epoch = epoch;
     ctx.batch = 0;
     ctx.samples = 0;
@@ -282,6 +353,8 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
             return loss(out, y);
           },
           model);
+      const index_t n = outputs.shape()[0];
+      if (dist) detail::average_gradients(*dist, std::get<0>(grads), n, ctx.step);
       optimizer.step(model, std::get<0>(grads));
       if (keep_gradients) {
         auto kept = std::make_shared<std::decay_t<decltype(std::get<0>(grads))>>(std::get<0>(grads));
@@ -292,7 +365,6 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
           });
         };
       }
-      const index_t n = outputs.shape()[0];
       loss_sum += double(detail::on_host(value)()) * double(n);
       ctx.samples += n;
       if constexpr (detail::is_classification_v<Out, std::decay_t<decltype(y)>>) {
@@ -310,12 +382,36 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
     Logs logs = running;
     // "seconds": the epoch's training time, without the validation pass.
     ctx.epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (dist) {
+      // The epoch's metrics over every rank's samples; buffers (batch-norm statistics, computed
+      // from each rank's own samples) from rank 0, so that every replica evaluates the same model.
+      std::vector<double> totals{loss_sum, double(correct), double(ctx.samples)};
+      dist->sum(totals);
+      logs["loss"] = totals[0] / totals[2];
+      if (classification) logs["accuracy"] = totals[1] / totals[2];
+      detail::HostBuffers buffers;
+      detail::add_buffers(buffers, model);
+      dist->broadcast(buffers.buffers());
+      buffers.write_back();
+    }
     logs["seconds"] = ctx.epoch_seconds;
     if constexpr (!std::is_same_v<Validation, NoValidation>) {
-      for (const auto& [k, v] : evaluate(model, loss, validation).logs("val_")) logs[k] = v;
+      Evaluation e = evaluate(model, loss, validation);
+      if (dist) {  // each rank evaluated its shard (or all of it): the mean over all those samples
+        std::vector<double> totals{e.loss * double(e.samples), e.accuracy * double(e.samples), double(e.samples)};
+        dist->sum(totals);
+        e.loss = totals[0] / totals[2];
+        e.accuracy = totals[1] / totals[2];
+      }
+      for (const auto& [k, v] : e.logs("val_")) logs[k] = v;
     }
     logs["lr"] = optimizer.lr();
     for (auto* c : callbacks) c->on_epoch_end(ctx, logs);
+    if (dist) {  // a callback that stops one rank stops them all (the others would wait for it)
+      std::vector<double> stop{ctx.stop_training ? 1.0 : 0.0};
+      dist->sum(stop);
+      ctx.stop_training = stop[0] > 0;
+    }
     history.epochs.push_back(epoch);
     for (const auto& [k, v] : logs) history.metrics[k].push_back(v);
   }

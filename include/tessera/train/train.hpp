@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tessera/train/callbacks.hpp"
+#include "tessera/train/distributed.hpp"
 #include "tessera/train/fit.hpp"
 #include "tessera/train/model_selection.hpp"
 #include "tessera/train/tensorboard.hpp"

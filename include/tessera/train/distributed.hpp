@@ -1,0 +1,94 @@
+// What train::fit needs from a data-parallel strategy, without knowing how processes talk.
+//
+// fit trains one replica of the model per process; a `Distributed` object (dist::DataParallel,
+// which links MPI, docs/distributed.md) keeps the replicas equal: it copies rank 0's state to every
+// rank at the start, turns each rank's gradients into the gradient of the global batch after every
+// step, and sums metrics over ranks. The interface sees tensors as typed host buffers, so the
+// training layer stays free of MPI and the strategy free of model types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "tessera/backend/cpu/device.hpp"  // host copies of device tensors
+#include "tessera/core/error.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera::train {
+
+/// A contiguous host buffer, named for error messages. Gradients are float32 or float64; state
+/// that is broadcast may also hold integers (counters such as a batch norm's batches seen).
+struct HostBuffer {
+  enum class Kind { float32, float64, int32, int64 };
+  void* data = nullptr;
+  std::size_t count = 0;
+  Kind kind = Kind::float32;
+  std::string name;
+};
+
+class Distributed {
+ public:
+  virtual ~Distributed() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  /// Makes every rank's buffers equal to rank 0's, in place (same names and sizes on every rank).
+  virtual void broadcast(const std::vector<HostBuffer>& buffers) = 0;
+  /// `gradients`: this rank's gradients, each the mean over its `local_samples` samples. Replaces
+  /// them by the mean over every rank's samples (sum of local_samples x gradient over ranks,
+  /// divided by the global sample count), bitwise the same on every rank. `step` names the step in
+  /// error and watchdog messages.
+  virtual void average_gradients(const std::vector<HostBuffer>& gradients, index_t local_samples, std::int64_t step) = 0;
+  /// Element-wise sums over ranks, in place (metrics: loss sums, hit and sample counts).
+  virtual void sum(std::vector<double>& values) = 0;
+};
+
+namespace detail {
+
+template <class T>
+inline constexpr bool exchangeable_v = std::is_same_v<T, float> || std::is_same_v<T, double> ||
+                                       std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t>;
+
+template <class T>
+HostBuffer::Kind host_buffer_kind() {
+  static_assert(exchangeable_v<T>, "tessera::train: distributed training exchanges float, double, int32 or int64 tensors");
+  if constexpr (std::is_same_v<T, float>) return HostBuffer::Kind::float32;
+  else if constexpr (std::is_same_v<T, double>) return HostBuffer::Kind::float64;
+  else if constexpr (std::is_same_v<T, std::int32_t>) return HostBuffer::Kind::int32;
+  else return HostBuffer::Kind::int64;
+}
+
+/// Named tensors seen as host buffers for a Distributed call: a CPU tensor that is contiguous is
+/// used in place; anything else (a strided view, a tensor on a device) goes through a contiguous
+/// host copy that `write_back` copies into the tensor afterwards.
+class HostBuffers {
+ public:
+  template <class T, std::size_t R, class B>
+  void add(const std::string& name, Tensor<T, R, B>& t) {
+    if constexpr (std::is_same_v<B, cpu>) {
+      if (t.is_contiguous()) {
+        buffers_.push_back({t.data(), static_cast<std::size_t>(t.size()), host_buffer_kind<T>(), name});
+        return;
+      }
+    }
+    auto host = std::make_shared<Tensor<T, R, cpu>>(t.template to<cpu>().contiguous());
+    buffers_.push_back({host->data(), static_cast<std::size_t>(host->size()), host_buffer_kind<T>(), name});
+    Tensor<T, R, B> target = t;  // a handle: written in place, so every other handle sees it
+    write_back_.push_back([target, host]() mutable { target.assign(host->template to<B>()); });
+  }
+  const std::vector<HostBuffer>& buffers() const noexcept { return buffers_; }
+  void write_back() {
+    for (auto& w : write_back_) w();
+  }
+
+ private:
+  std::vector<HostBuffer> buffers_;
+  std::vector<std::function<void()>> write_back_;
+};
+
+}  // namespace detail
+}  // namespace tessera::train
