@@ -8,9 +8,10 @@
 #   scripts/run.sh [--epochs N] [--batch B] [--lr X] [--threads T] [--seed S] [--data DIR]
 #   PROGRAM=char_lm scripts/run.sh [--minutes M] [--prompt TEXT] [--resume] ...
 #   PROGRAM=tessera-serve scripts/run.sh --model_name fashion --model_base_path runs/fashion_mnist/export
+#   NP=2 scripts/run.sh [...]     # the main job data-parallel over 2 processes, started by mpiexec
 #
 # Environment: as setup.sh (BUILD_DIR, BUILD_TYPE, JOBS, TESSERA_SKIP_APT), and PROGRAM
-# (fashion_mnist, the default, or char_lm).
+# (fashion_mnist, the default, char_lm or tessera-serve), NP (processes for mpiexec; unset: one, no mpiexec).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,4 +34,13 @@ esac
 
 TESSERA_EXTRA_PACKAGES="${data_package} ${TESSERA_EXTRA_PACKAGES:-}" BUILD_TARGETS="${PROGRAM}" \
   "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_EXAMPLES=ON -DTESSERA_EXAMPLES_OPTIMIZE=
+if [[ -n "${NP:-}" ]]; then
+  # Open MPI wants to be told that root may run it, and that more processes than cores are fine.
+  mpi_flags=()
+  if mpiexec --version 2>/dev/null | grep -qE "Open MPI|OpenRTE"; then
+    mpi_flags=(--oversubscribe)
+    if [[ "$(id -u)" -eq 0 ]]; then mpi_flags+=(--allow-run-as-root); fi
+  fi
+  exec mpiexec "${mpi_flags[@]}" -np "${NP}" "${BUILD_DIR}/examples/${PROGRAM}" "$@"
+fi
 exec "${BUILD_DIR}/examples/${PROGRAM}" "$@"

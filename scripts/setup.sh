@@ -16,7 +16,7 @@ BUILD_TYPE="${BUILD_TYPE:-Release}"
 JOBS="${JOBS:-2}"
 
 packages=(cmake g++ libeigen3-dev doctest-dev libbenchmark-dev libopenblas-dev libopenblas0-pthread zlib1g-dev libpng-dev nlohmann-json3-dev
-          libcpp-httplib-dev)
+          libcpp-httplib-dev libopenmpi-dev openmpi-bin)
 # Callers add what only they need (scripts/run.sh adds the Fashion-MNIST data package).
 read -r -a extra_packages <<<"${TESSERA_EXTRA_PACKAGES:-}"
 packages+=("${extra_packages[@]}")

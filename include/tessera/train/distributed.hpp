@@ -2,8 +2,8 @@
 //
 // fit trains one replica of the model per process; a `Distributed` object (dist::DataParallel,
 // which links MPI, docs/distributed.md) keeps the replicas equal: it copies rank 0's state to every
-// rank at the start, turns each rank's gradients into the gradient of the global batch after every
-// step, and sums metrics over ranks. The interface sees tensors as typed host buffers, so the
+// rank at the start, sums the ranks' gradients (each weighted by its share of the global batch)
+// after every step, and sums metrics over ranks. The interface sees tensors as typed host buffers, so the
 // training layer stays free of MPI and the strategy free of model types.
 #pragma once
 
@@ -38,11 +38,14 @@ class Distributed {
   virtual int world_size() const = 0;
   /// Makes every rank's buffers equal to rank 0's, in place (same names and sizes on every rank).
   virtual void broadcast(const std::vector<HostBuffer>& buffers) = 0;
-  /// `gradients`: this rank's gradients, each the mean over its `local_samples` samples. Replaces
-  /// them by the mean over every rank's samples (sum of local_samples x gradient over ranks,
-  /// divided by the global sample count), bitwise the same on every rank. `step` names the step in
-  /// error and watchdog messages.
-  virtual void average_gradients(const std::vector<HostBuffer>& gradients, index_t local_samples, std::int64_t step) = 0;
+  /// The number of samples in this step's global batch: every rank's `local_samples` summed. fit
+  /// asks before computing the step's gradients and weights its loss (a mean over the rank's
+  /// samples) by local / global, so that the sum of the ranks' gradients is the gradient of the
+  /// mean loss over the global batch, exact even when ranks hold different numbers of samples.
+  /// `step` names the step in error and watchdog messages.
+  virtual double global_samples(index_t local_samples, std::int64_t step) = 0;
+  /// Sums the ranks' (weighted) gradients, in place, bitwise the same on every rank.
+  virtual void sum_gradients(const std::vector<HostBuffer>& gradients, std::int64_t step) = 0;
   /// Element-wise sums over ranks, in place (metrics: loss sums, hit and sample counts).
   virtual void sum(std::vector<double>& values) = 0;
 };
@@ -62,6 +65,8 @@ HostBuffer::Kind host_buffer_kind() {
   else return HostBuffer::Kind::int64;
 }
 
+}  // namespace detail
+
 /// Named tensors seen as host buffers for a Distributed call: a CPU tensor that is contiguous is
 /// used in place; anything else (a strided view, a tensor on a device) goes through a contiguous
 /// host copy that `write_back` copies into the tensor afterwards.
@@ -71,12 +76,12 @@ class HostBuffers {
   void add(const std::string& name, Tensor<T, R, B>& t) {
     if constexpr (std::is_same_v<B, cpu>) {
       if (t.is_contiguous()) {
-        buffers_.push_back({t.data(), static_cast<std::size_t>(t.size()), host_buffer_kind<T>(), name});
+        buffers_.push_back({t.data(), static_cast<std::size_t>(t.size()), detail::host_buffer_kind<T>(), name});
         return;
       }
     }
     auto host = std::make_shared<Tensor<T, R, cpu>>(t.template to<cpu>().contiguous());
-    buffers_.push_back({host->data(), static_cast<std::size_t>(host->size()), host_buffer_kind<T>(), name});
+    buffers_.push_back({host->data(), static_cast<std::size_t>(host->size()), detail::host_buffer_kind<T>(), name});
     Tensor<T, R, B> target = t;  // a handle: written in place, so every other handle sees it
     write_back_.push_back([target, host]() mutable { target.assign(host->template to<B>()); });
   }
@@ -90,5 +95,4 @@ class HostBuffers {
   std::vector<std::function<void()>> write_back_;
 };
 
-}  // namespace detail
 }  // namespace tessera::train

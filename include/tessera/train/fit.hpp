@@ -195,12 +195,23 @@ void start_from_rank0(Distributed& d, Model& model, Opt& optimizer, int& initial
   if constexpr (has_named_state_v<Opt>) optimizer.set_step_count(std::int64_t(counters[2]));
 }
 
-/// Replaces this rank's gradients by their mean over the global batch.
+/// The number of samples in a batch: its inputs' first extent (its labels' when the inputs are
+/// not one tensor).
+template <class X, class Y>
+index_t samples_in(const X& x, const Y& y) {
+  if constexpr (is_expr_v<X>) {
+    return x.shape()[0];
+  } else {
+    return y.shape()[0];
+  }
+}
+
+/// Sums the ranks' gradients (each already weighted by its share of the global batch).
 template <class Grads>
-void average_gradients(Distributed& d, Grads& grads, index_t local_samples, std::int64_t step) {
+void sum_gradients(Distributed& d, Grads& grads, std::int64_t step) {
   HostBuffers b;
   nn::for_each_parameter(grads, [&](const std::string& name, auto& t) { b.add(name, t); });
-  d.average_gradients(b.buffers(), local_samples, step);
+  d.sum_gradients(b.buffers(), step);
   b.write_back();
 }
 
@@ -344,17 +355,26 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
       const auto& x = detail::batch_inputs(batch);
       const auto& y = detail::batch_labels(batch);
       using Out = detail::output_tensor_t<Model, std::decay_t<decltype(x)>>;
+      // Several processes: this rank's share of the global batch weights its loss, so that the
+      // ranks' gradients sum to the gradient of the global batch's mean loss. Alone the weight is
+      // 1, and multiplying by it changes no bit.
+      double weight = 1;
+      if (dist) {
+        const index_t local = detail::samples_in(x, y);
+        weight = double(local) / dist->global_samples(local, ctx.step);
+      }
       Out outputs;
       auto [value, grads] = value_and_grad(
           [&](const auto& m) {
             auto out = m(x);
             // Evaluated inside the sweep's cache epoch: the loss reuses this buffer.
             outputs = Out(out);
-            return loss(out, y);
+            auto l = loss(out, y);
+            return l * value_type_t<decltype(l)>(weight);
           },
           model);
       const index_t n = outputs.shape()[0];
-      if (dist) detail::average_gradients(*dist, std::get<0>(grads), n, ctx.step);
+      if (dist) detail::sum_gradients(*dist, std::get<0>(grads), ctx.step);
       optimizer.step(model, std::get<0>(grads));
       if (keep_gradients) {
         auto kept = std::make_shared<std::decay_t<decltype(std::get<0>(grads))>>(std::get<0>(grads));
@@ -365,7 +385,7 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
           });
         };
       }
-      loss_sum += double(detail::on_host(value)()) * double(n);
+      loss_sum += double(detail::on_host(value)()) / weight * double(n);
       ctx.samples += n;
       if constexpr (detail::is_classification_v<Out, std::decay_t<decltype(y)>>) {
         classification = true;
@@ -389,7 +409,7 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
       dist->sum(totals);
       logs["loss"] = totals[0] / totals[2];
       if (classification) logs["accuracy"] = totals[1] / totals[2];
-      detail::HostBuffers buffers;
+      HostBuffers buffers;
       detail::add_buffers(buffers, model);
       dist->broadcast(buffers.buffers());
       buffers.write_back();

@@ -1,0 +1,6 @@
+// Training over several processes (docs/distributed.md): MPI set up from the launcher, collectives
+// on tensors, and the data-parallel strategy train::fit uses. Needs MPI: link tessera::dist.
+#pragma once
+
+#include "tessera/dist/communicator.hpp"
+#include "tessera/dist/data_parallel.hpp"
