@@ -119,3 +119,31 @@ TEST_CASE("a tape value used twice in one step and in two steps") {
   const Tensor<double, 1> expected = cos(a.value()) + a.value() * 2.0;
   CHECK_TENSOR_NEAR(da, expected, 1e-15);
 }
+
+TEST_CASE("a copied tape continues on its own; a moved tape still differentiates") {
+  Tape tape;
+  auto a = tape.variable(Tensor<double, 1>{0.5, -1.5, 2.0});
+  auto p = tape.apply([](const auto& u) { return u * u; }, a);  // a^2
+  Tape copy = tape;
+  // The copy records a step of its own; the original never sees it.
+  auto q = copy.apply([](const auto& v) { return sin(v); }, p);
+  auto copy_loss = copy.apply([](const auto& v) { return sum(v); }, q);
+  auto loss = tape.apply([](const auto& v) { return sum(v); }, p);
+  CHECK(copy.size() == 3);
+  CHECK(tape.size() == 2);
+  // The original is destroyed before the copy runs backwards: the copy's steps must not refer to it.
+  const auto [da] = tape.gradient(loss, a);
+  { Tape gone = std::move(tape); }
+  const auto [dc] = copy.gradient(copy_loss, a);
+  const Tensor<double, 1> twice_a = a.value() * 2.0;
+  CHECK_TENSOR_NEAR(da, twice_a, 1e-15);
+  // d/da sum(sin(a^2)) = cos(a^2) 2a
+  const Tensor<double, 1> chain = cos(a.value() * a.value()) * a.value() * 2.0;
+  CHECK_TENSOR_NEAR(dc, chain, 1e-15);
+
+  std::vector<Tape> tapes;
+  tapes.push_back(std::move(copy));
+  tapes.emplace_back();  // the vector reallocates: the moved tape's steps move with it
+  const auto [dm] = tapes[0].gradient(copy_loss, a);
+  CHECK_TENSOR_EQ(dm, dc);
+}

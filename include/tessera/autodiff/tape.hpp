@@ -43,7 +43,9 @@ class TapeValue {
   std::size_t id_;
 };
 
-/// Records steps in execution order and runs them backwards for gradients.
+/// Records steps in execution order and runs them backwards for gradients. The recorded steps
+/// hold no pointer to the tape (they are handed its adjoints when run), so a tape may be copied
+/// (the copy continues independently) or moved like any value.
 class Tape {
  public:
   /// Starts tracking a tensor (an input or a parameter).
@@ -61,11 +63,11 @@ class Tape {
     adjoints_.emplace_back();
     const std::size_t out_id = adjoints_.size() - 1;
     const std::array<std::size_t, sizeof...(V)> in_ids{inputs.id()...};
-    steps_.push_back([this, out_id, in_ids, pullback = std::move(pullback)]() {
-      if (!adjoints_[out_id].has_value()) return;  // the output did not reach the loss
-      const auto& cot = std::any_cast<const OutTensor&>(adjoints_[out_id]);
+    steps_.push_back([out_id, in_ids, pullback = std::move(pullback)](std::vector<std::any>& adjoints) {
+      if (!adjoints[out_id].has_value()) return;  // the output did not reach the loss
+      const auto& cot = std::any_cast<const OutTensor&>(adjoints[out_id]);
       auto grads = pullback(cot);
-      accumulate_all(grads, in_ids, std::index_sequence_for<V...>{});
+      accumulate_all(adjoints, grads, in_ids, std::index_sequence_for<V...>{});
     });
     return TapeValue<value_type_t<OutTensor>, rank_v<OutTensor>, backend_t<OutTensor>>(out, out_id);
   }
@@ -76,7 +78,7 @@ class Tape {
   auto gradient(const TapeValue<T, 0, B>& loss, const V&... wrt) {
     for (auto& a : adjoints_) a.reset();
     adjoints_[loss.id()] = Tensor<T, 0, B>(T(1));
-    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
+    for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)(adjoints_);
     return std::make_tuple(adjoint_or_zero(wrt)...);
   }
 
@@ -85,12 +87,13 @@ class Tape {
 
  private:
   template <class Grads, std::size_t N, std::size_t... K>
-  void accumulate_all(Grads& grads, const std::array<std::size_t, N>& ids, std::index_sequence<K...>) {
-    (accumulate(ids[K], std::get<K>(grads)), ...);
+  static void accumulate_all(std::vector<std::any>& adjoints, Grads& grads, const std::array<std::size_t, N>& ids,
+                             std::index_sequence<K...>) {
+    (accumulate(adjoints, ids[K], std::get<K>(grads)), ...);
   }
   template <class G>
-  void accumulate(std::size_t id, const G& g) {
-    auto& slot = adjoints_[id];
+  static void accumulate(std::vector<std::any>& adjoints, std::size_t id, const G& g) {
+    auto& slot = adjoints[id];
     if (!slot.has_value()) {
       slot = g;
     } else {
@@ -106,7 +109,7 @@ class Tape {
     return std::any_cast<const TT&>(slot);
   }
 
-  std::vector<std::function<void()>> steps_;
+  std::vector<std::function<void(std::vector<std::any>&)>> steps_;
   std::vector<std::any> adjoints_;  // one per tape value; empty until an adjoint arrives
 };
 
