@@ -12,6 +12,8 @@
 #include <cmath>
 #include <vector>
 
+#include "train/blobs.hpp"
+
 using namespace tessera;
 
 namespace {
@@ -22,22 +24,9 @@ dist::Communicator& world() {
   return comm;
 }
 
-using Set = data::TensorDataset<Tensor<float, 2>, Tensor<std::int64_t, 1>>;
+using Set = train_test::BlobSet;
 
-/// Three Gaussian blobs in the plane, labels 0..2 (the same on every rank).
-Set blobs(index_t n, std::uint64_t seed) {
-  Generator gen(seed);
-  const Tensor<float, 2> noise = normal<float>(gen, {n, 2}, 0.0f, 0.6f);
-  Tensor<float, 2> x = zeros<float>({n, 2});
-  Tensor<std::int64_t, 1> y = zeros<std::int64_t>({n});
-  const float centers[3][2] = {{-2, 0}, {2, 0}, {0, 2.5f}};
-  for (index_t i = 0; i < n; ++i) {
-    y(i) = i % 3;
-    x(i, 0) = centers[i % 3][0] + noise(i, 0);
-    x(i, 1) = centers[i % 3][1] + noise(i, 1);
-  }
-  return data::TensorDataset(x, y);
-}
+using train_test::blobs;
 
 auto make_model() {
   manual_seed(5);

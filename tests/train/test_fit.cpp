@@ -16,25 +16,13 @@
 
 #include "autodiff/grad_test_support.hpp"
 #include "io/tensorboard_reader.hpp"
+#include "train/blobs.hpp"
 
 using namespace tessera;
 
 namespace {
 
-/// Three Gaussian blobs in the plane, `n` samples, labels 0..2.
-data::TensorDataset<Tensor<float, 2>, Tensor<std::int64_t, 1>> blobs(index_t n, std::uint64_t seed) {
-  Generator gen(seed);
-  const Tensor<float, 2> noise = normal<float>(gen, {n, 2}, 0.0f, 0.6f);
-  Tensor<float, 2> x = zeros<float>({n, 2});
-  Tensor<std::int64_t, 1> y = zeros<std::int64_t>({n});
-  const float centers[3][2] = {{-2, 0}, {2, 0}, {0, 2.5f}};
-  for (index_t i = 0; i < n; ++i) {
-    y(i) = i % 3;
-    x(i, 0) = centers[i % 3][0] + noise(i, 0);
-    x(i, 1) = centers[i % 3][1] + noise(i, 1);
-  }
-  return data::TensorDataset(x, y);
-}
+using train_test::blobs;
 
 auto make_model() {
   return nn::sequential(nn::Linear<float>(2, 16), nn::ReLU{}, nn::Dropout<float>(0.1), nn::Linear<float>(16, 3));
