@@ -285,6 +285,32 @@ void parallel_for(index_t n, index_t grain, index_t serial_below, F&& f) {
   });
 }
 
+/// parallel_for for passes over rows of length `inner` laid end to end (total elements), whose
+/// loops run SIMD packets from a chunk's first element and scalar code for the rest: every split
+/// point falls at a multiple of 16 within its row, so each element takes the same path (packet or
+/// scalar, which can round differently for tanh or exp) whatever the thread count. Every parallel
+/// pass whose chunk boundaries could change an element's arithmetic splits this way; the others
+/// (parallel_for) only split work whose results do not depend on where a chunk starts.
+template <class F>
+void parallel_rows(index_t total, index_t inner, index_t serial_below, F&& f) {
+  const index_t threads = CpuPool::instance().threads();
+  if (total <= 0) return;
+  if (total < serial_below || threads == 1) {
+    f(index_t{0}, total);
+    return;
+  }
+  constexpr index_t align = 16;
+  auto split = [&](index_t t) {
+    const index_t v = std::min(total, (total + threads - 1) / threads * t);
+    const index_t row = v / inner, col = v % inner;
+    return row * inner + col / align * align;
+  };
+  parallel_tasks(threads, [&](index_t t) {
+    const index_t b = split(t), e = t + 1 == threads ? total : split(t + 1);
+    if (b < e) f(b, e);
+  });
+}
+
 /// The sum of f(x) over channel c of contiguous x viewed as [N, C, S] (batch norm's statistics, a
 /// conv bias's gradient), in eight interleaved double accumulators: independent additions the
 /// compiler vectorizes, where one accumulator would be a chain of dependent ones.

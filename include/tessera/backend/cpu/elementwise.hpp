@@ -26,29 +26,6 @@ inline void outer_index_of(index_t row, index_t* idx, const IterPlan& plan) {
   }
 }
 
-/// Splits [0, total) over the pool like parallel_for, with every split point at a multiple of 16
-/// within its row of length `inner`. SIMD and scalar code can round differently (tanh, exp), and
-/// the packet loop starts at the chunk start, so aligned splits make each element take the same
-/// path whatever the thread count: results do not depend on it.
-template <class F>
-void parallel_rows(index_t total, index_t inner, F&& f) {
-  const index_t threads = CpuPool::instance().threads();
-  if (total < 32768 || threads == 1) {
-    f(index_t{0}, total);
-    return;
-  }
-  constexpr index_t align = 16;
-  auto split = [&](index_t t) {
-    const index_t v = std::min(total, (total + threads - 1) / threads * t);
-    const index_t row = v / inner, col = v % inner;
-    return row * inner + col / align * align;
-  };
-  parallel_tasks(threads, [&](index_t t) {
-    const index_t b = split(t), e = t + 1 == threads ? total : split(t + 1);
-    if (b < e) f(b, e);
-  });
-}
-
 /// Writes ev(j) for j in [j0, j1) to out[j * out_stride].
 template <class T, class Ev>
 TESSERA_ALWAYS_INLINE void eval_row(const Ev& ev, T* out, index_t out_stride, index_t j0, index_t j1) {
@@ -76,7 +53,7 @@ TESSERA_ALWAYS_INLINE void eval_row(const Ev& ev, T* out, index_t out_stride, in
 template <class T, class Ev>
 void run_pass(T* base, const index_t* dst_strides, const IterPlan& plan, const Ev& ev, index_t total) {
   const index_t inner = plan.inner();
-  parallel_rows(total, inner, [&](index_t begin, index_t end) {
+  parallel_rows(total, inner, 32768, [&](index_t begin, index_t end) {
     auto local = ev;
     index_t idx[max_rank] = {};
     index_t row = begin / inner;
@@ -100,7 +77,7 @@ template <class T, class... Ev, std::size_t... K>
 void run_pass_multi(T* const* outs, const IterPlan& plan, const std::tuple<Ev...>& evs, index_t total,
                     std::index_sequence<K...>) {
   const index_t inner = plan.inner();
-  parallel_for(total, 64, 32768, [&](index_t begin, index_t end) {
+  parallel_rows(total, inner, 32768, [&](index_t begin, index_t end) {
     auto local = evs;
     index_t idx[max_rank] = {};
     index_t row = begin / inner;

@@ -30,6 +30,16 @@ int openblas_get_num_threads() __attribute__((weak));
 namespace tessera {
 
 namespace detail {
+/// The rows (or columns) of a product's C are split into blocks that depend on the extent alone,
+/// never on the thread count: a BLAS call's blocking (and so its rounding) can depend on the size
+/// of the block it is given, so blocks that moved with the thread count would make results
+/// depend on it. Up to 16 blocks of a multiple of 64 (the kernels' panel sizes divide it), shared
+/// out to however many threads there are.
+inline index_t gemm_block(index_t extent) {
+  const index_t block = (extent + 15) / 16;
+  return std::max<index_t>(64, (block + 63) / 64 * 64);
+}
+
 #ifdef TESSERA_HAS_CBLAS
 /// OpenBLAS runs single-threaded inside tessera: tessera splits large products over its own pool
 /// instead. OpenBLAS's worker threads wait for work by spinning on sched_yield; beside tessera's
@@ -56,23 +66,19 @@ void cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T a
 }
 
 /// C = alpha op(A) op(B) + beta C with the rows (or, when C is wider than tall, the columns) of C
-/// split into one block per pool thread, each a single-threaded BLAS call. Every element is
-/// computed by the same BLAS kernel path whatever the split, so results do not depend on the
-/// thread count as long as the blocks keep the kernel's panel alignment (multiples of 64).
+/// split into gemm_block()s, each a single-threaded BLAS call.
 template <class T>
 void parallel_cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
                          const T* b, index_t ldb, T beta, T* c, index_t ldc) {
   single_threaded_blas();
-  const int threads = cpu::num_threads();
   const bool split_rows = m >= n;
   const index_t extent = split_rows ? m : n;
   // Small products, or too few rows/columns to share: one call.
-  if (threads <= 1 || double(m) * double(n) * double(k) < double(1 << 21) || extent < 128) {
+  if (double(m) * double(n) * double(k) < double(1 << 21) || extent < 128) {
     cblas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  index_t chunk = (extent + threads - 1) / threads;
-  chunk = (chunk + 63) / 64 * 64;
+  const index_t chunk = gemm_block(extent);
   const index_t tasks = (extent + chunk - 1) / chunk;
   parallel_tasks(tasks, [&](index_t t) {
     const index_t b0 = t * chunk, b1 = std::min(extent, b0 + chunk);
@@ -122,11 +128,12 @@ void eigen_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T a
     }
   };
   const index_t flops = m * n * k;
-  if (flops < (index_t(1) << 18)) {
+  if (flops < (index_t(1) << 18) || m < 128) {
     block(0, m);
     return;
   }
-  parallel_for(m, 16, 1, block);
+  const index_t chunk = gemm_block(m);
+  parallel_tasks((m + chunk - 1) / chunk, [&](index_t t) { block(t * chunk, std::min(m, (t + 1) * chunk)); });
 }
 }  // namespace detail
 

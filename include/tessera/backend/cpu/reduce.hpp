@@ -373,7 +373,7 @@ void run_reduction(const Red& red, T* obase, index_t n_out, const ReductionIndex
   } else {
     // Innermost axis kept: accumulate whole rows into the output row.
     const index_t total = ix.kept_combos * inner;
-    parallel_for(total, 64, serial_below > 0 ? serial_below : 1, [&](index_t begin, index_t end) {
+    parallel_rows(total, inner, serial_below > 0 ? serial_below : 1, [&](index_t begin, index_t end) {
       auto local = ev;
       index_t idx[max_rank] = {};
       index_t ko = begin / inner, j = begin % inner;
