@@ -10,6 +10,7 @@
 #include "tessera/core/random.hpp"
 #include "tessera/core/factories.hpp"
 #include "tessera/core/print.hpp"
+#include "tessera/core/numerics.hpp"
 
 #include "tessera/backend/concept.hpp"
 #include "tessera/backend/cpu/device.hpp"

@@ -334,3 +334,56 @@ TEST_CASE("a short fit improves accuracy on a Fashion-MNIST subset") {
   CHECK(before < 0.3);
   CHECK(h["val_accuracy"].back() > 0.7);
 }
+
+TEST_CASE("stop_on_nonfinite_loss: fit stops at the bad batch, before its update, and the checkpoint keeps the last good epoch") {
+  manual_seed(6);
+  const auto train_set = blobs(120, 5);
+  data::DataLoader loader(train_set, {.batch_size = 30});  // 4 batches an epoch
+  Model model = make_model();
+  optim::SGD<float> sgd({.lr = 0.1});
+  // The loss turns NaN from the 10th batch on: epoch 2, batch 1 (step 9).
+  int calls = 0;
+  auto poisoned = [&](const auto& logits, const auto& labels) {
+    ++calls;
+    return nn::cross_entropy(logits, labels) * (calls >= 10 ? std::nanf("") : 1.0f);
+  };
+  const std::string ck = "tessera_test_fit_nonfinite.safetensors";
+  train::ModelCheckpoint every_epoch(ck, model, sgd);
+  std::vector<float> after_epoch_1, before_bad_batch;
+  train::LambdaCallback watch;
+  watch.epoch_end = [&](train::TrainingContext& ctx, train::Logs&) {
+    if (ctx.epoch == 1) after_epoch_1 = flat_state(model);
+  };
+  watch.batch_end = [&](train::TrainingContext& ctx, const train::Logs&) {
+    if (ctx.epoch == 2) before_bad_batch = flat_state(model);
+  };
+  SUBCASE("with the option: stopped, parameters and checkpoint finite") {
+    const auto h = train::fit(model, sgd, poisoned, loader,
+                              {.epochs = 5, .initial_epoch = 0, .initial_step = 0, .verbose = 0, .callbacks = {&every_epoch, &watch},
+                               .distributed = nullptr, .stop_on_nonfinite_loss = true});
+    CHECK(h.epochs == std::vector<int>{0, 1});
+    CHECK(h.stop_reason == "fit: stopped on a non-finite loss (NaN) at epoch 2, batch 1 (step 9), before its update");
+    CHECK(calls == 10);
+    // The bad batch's update was not applied: the parameters are those after batch 0 of epoch 2.
+    REQUIRE(!before_bad_batch.empty());
+    CHECK(flat_state(model) == before_bad_batch);
+    // The checkpoint holds the end of epoch 1, finite.
+    Model reloaded = make_model();
+    optim::SGD<float> other;
+    const auto progress = io::load_checkpoint(ck, reloaded, other);
+    CHECK(progress.epoch == 2);
+    CHECK(flat_state(reloaded) == after_epoch_1);
+    for (float v : flat_state(reloaded)) REQUIRE(std::isfinite(v));
+  }
+  SUBCASE("without it (the planted NaN is what the option catches): training runs on and the weights turn NaN") {
+    const auto h = train::fit(model, sgd, poisoned, loader,
+                              {.epochs = 4, .initial_epoch = 0, .initial_step = 0, .verbose = 0, .callbacks = {&every_epoch}});
+    CHECK(h.epochs.size() == 4);
+    CHECK(h.stop_reason.empty());
+    CHECK(std::isnan(h["loss"].back()));
+    bool any_nan = false;
+    for (float v : flat_state(model)) any_nan = any_nan || std::isnan(v);
+    CHECK(any_nan);
+  }
+  std::remove(ck.c_str());
+}

@@ -21,6 +21,7 @@
 #include "tessera/autodiff/backward.hpp"
 #include "tessera/autodiff/var.hpp"
 #include "tessera/core/factories.hpp"
+#include "tessera/core/numerics.hpp"
 #include "tessera/expr/assign.hpp"
 #include "tessera/expr/cache.hpp"
 #include "tessera/expr/shape_ops.hpp"
@@ -180,6 +181,7 @@ auto evaluate_gradients(const Flat& flat, const Contributions& contributions, st
       Grads grads{(static_cast<void>(K), G0::uninitialized(shape))...};
       std::array<G0*, sizeof...(K)> dsts{&std::get<K>(grads)...};
       elementwise_assign_multi(backend_t<G0>{}, dsts, sums, std::index_sequence<K...>{});
+      for (const auto* g : dsts) check_numerics_hook(*g, "gradient");
       return grads;
     }
   }

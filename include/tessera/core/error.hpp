@@ -33,6 +33,14 @@ class io_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A NaN or infinity where check_numerics is on (core/numerics.hpp); the message names the op that
+/// produced it, the tensor's shape and the first bad element: `check_numerics: log produced NaN at
+/// [3, 7] of a [64, 10] tensor`.
+class numeric_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// A device allocation that failed even after the allocator freed its cached blocks; the message
 /// names the bytes requested and the pool's state. A std::bad_alloc, as the backend contract asks.
 class out_of_memory : public std::bad_alloc {

@@ -4,6 +4,7 @@
 
 #include <type_traits>
 
+#include "tessera/core/numerics.hpp"
 #include "tessera/core/print.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/binary_ops.hpp"
@@ -43,6 +44,7 @@ Tensor<T, R, B> evaluate_expression(const E& expr) {
   } else {
     auto out = Tensor<T, R, B>::uninitialized(expr.shape());
     elementwise_assign(B{}, out, expr);
+    check_numerics_hook(out, op_name(expr));
     return out;
   }
 }
@@ -89,10 +91,12 @@ void assign_expression(Tensor<T, R, B>& dst, const E& expr) {
   if constexpr (is_materialized_v<E> && rank_v<E> == R) {
     if (dst.is_contiguous() && dst.shape() == expr.shape() && active_cache_epoch() == 0) {
       expr.evaluate_into(dst);
+      check_numerics_hook(dst, op_name(expr));
       return;
     }
   }
   elementwise_assign(B{}, dst, expr);
+  check_numerics_hook(dst, op_name(expr));
 }
 
 }  // namespace detail

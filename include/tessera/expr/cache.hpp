@@ -12,6 +12,7 @@
 #include <optional>
 #include <type_traits>
 
+#include "tessera/core/numerics.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/node_concept.hpp"
 
@@ -52,6 +53,7 @@ materialized_tensor_t<E> materialize(const E& e) {
   }
   auto out = materialized_tensor_t<E>::uninitialized(e.shape());
   e.evaluate_into(out);
+  check_numerics_hook(out, op_name(e));
   if constexpr (has_cache_slot<E>::value) {
     if (epoch != 0 && e.cache) {
       e.cache->value = out;

@@ -12,6 +12,7 @@
 
 #include "tessera/core/error.hpp"
 #include "tessera/core/factories.hpp"
+#include "tessera/core/numerics.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/nn/module.hpp"
 
@@ -79,6 +80,7 @@ void fused_update(const std::array<Tensor<T, 1, B>*, sizeof...(E)>& dsts, const 
     }
   }
   elementwise_assign_multi(B{}, dsts, exprs, std::index_sequence_for<E...>{});
+  for (const auto* d : dsts) tessera::detail::check_numerics_hook(*d, "optimizer update");
 }
 
 /// Base of the optimizers: learning rate, step count and the named state, made on first use.

@@ -18,7 +18,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +49,9 @@ struct History {
     return it->second;
   }
   bool has(const std::string& name) const { return metrics.count(name) != 0; }
+  /// Why fit stopped before its last epoch on its own account ("" otherwise; a callback that stops
+  /// training, such as early stopping, says so itself): a non-finite loss, with where it was met.
+  std::string stop_reason;
 };
 
 struct FitOptions {
@@ -60,6 +65,12 @@ struct FitOptions {
   /// alone. Every rank calls fit with the same options; only rank 0 shows progress. Callbacks run
   /// on every rank (learning-rate schedules must): create the ones that write files on rank 0 only.
   Distributed* distributed = nullptr;
+  /// Stop at the first batch whose loss is NaN or infinite (Keras's TerminateOnNaN), before that
+  /// batch's update, and without the epoch's end: no epoch-end callback runs, so a checkpoint
+  /// callback's file still holds the last complete epoch. History::stop_reason says where. (The
+  /// model's parameters are those before the bad batch; batch-norm running statistics may already
+  /// hold its values: reload the checkpoint to continue.)
+  bool stop_on_nonfinite_loss = false;
 };
 
 struct EvaluateOptions {
@@ -373,6 +384,17 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
             return l * value_type_t<decltype(l)>(weight);
           },
           model);
+      if (o.stop_on_nonfinite_loss) {
+        const double v = double(detail::on_host(value)());
+        std::vector<double> bad{std::isfinite(v) ? 0.0 : 1.0};
+        if (dist) dist->sum(bad);  // every rank stops at the same batch
+        if (bad[0] > 0) {
+          history.stop_reason = "fit: stopped on a non-finite loss (" + std::string(std::isfinite(v) ? "on another rank" : std::isnan(v) ? "NaN" : "infinity") +
+                                ") at epoch " + std::to_string(epoch) + ", batch " + std::to_string(ctx.batch) + " (step " +
+                                std::to_string(ctx.step) + "), before its update";
+          break;
+        }
+      }
       const index_t n = outputs.shape()[0];
       if (dist) detail::sum_gradients(*dist, std::get<0>(grads), ctx.step);
       optimizer.step(model, std::get<0>(grads));
@@ -397,6 +419,10 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
       running["loss"] = loss_sum / double(ctx.samples);
       if (classification) running["accuracy"] = double(correct) / double(ctx.samples);
       for (auto* c : callbacks) c->on_batch_end(ctx, running);
+    }
+    if (!history.stop_reason.empty()) {
+      if (o.verbose > 0 && (!dist || dist->rank() == 0)) std::cerr << history.stop_reason << "\n";
+      break;
     }
     if (ctx.samples == 0) throw value_error("fit: the training loader yielded no samples");
     Logs logs = running;
