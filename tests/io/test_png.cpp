@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -52,4 +53,28 @@ TEST_CASE("read_png_gray: missing, truncated and non-PNG files are io_errors nam
   const std::string truncated = write_temp(bytes.substr(0, bytes.size() / 2));
   CHECK_THROWS_AS(io::read_png_gray(truncated), io_error);
   std::remove(truncated.c_str());
+}
+
+TEST_CASE("read_png_gray refuses a header claiming more pixels than the file could encode, before allocating") {
+  // A valid 16 x 16 PNG whose header (with its checksum fixed) claims 16000 x 16000 pixels: 32 MB
+  // of rows at one bit per pixel cannot come out of a file of a hundred bytes.
+  std::vector<std::uint8_t> gray(16 * 16, 128);
+  std::string bytes = io::encode_png(gray, 16, 16, 1);
+  REQUIRE(bytes.substr(12, 4) == "IHDR");
+  auto put_be32 = [&](std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes[at + std::size_t(i)] = char((v >> (24 - 8 * i)) & 0xff);
+  };
+  put_be32(16, 16000);
+  put_be32(20, 16000);
+  put_be32(29, static_cast<std::uint32_t>(::crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 12), 17)));
+  const std::string claims = write_temp(bytes);
+  CHECK_THROWS_WITH_AS(io::read_png_gray(claims), doctest::Contains("claims 16000x16000 pixels"), io_error);
+  // Control: the same checksum repair with the true size reads back, so the refusal above is the
+  // bound's, not a checksum error.
+  put_be32(16, 16);
+  put_be32(20, 16);
+  put_be32(29, static_cast<std::uint32_t>(::crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 12), 17)));
+  std::ofstream(claims, std::ios::binary) << bytes;
+  CHECK(io::read_png_gray(claims).pixels == gray);
+  std::remove(claims.c_str());
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <png.h>
+#include <sys/stat.h>
 
 #include <csetjmp>
 #include <cstdio>
@@ -100,6 +101,16 @@ inline GrayImage read_png_gray(const std::string& path) {
     png_image_free(&image);
     throw io_error(path + ": a PNG of " + std::to_string(image.width) + "x" + std::to_string(image.height) +
                    " pixels is outside 1..16384 a side");
+  }
+  // Deflate expands at most about 1032 times, and every row holds at least a filter byte and one
+  // bit per pixel: a header claiming more rows and columns than the file's bytes could encode is
+  // refused before the pixel buffer is allocated.
+  struct ::stat st {};
+  const std::uint64_t min_raw = std::uint64_t(image.height) * (1 + (std::uint64_t(image.width) + 7) / 8);
+  if (::stat(path.c_str(), &st) == 0 && min_raw > std::uint64_t(st.st_size) * 1032u + 1024u) {
+    png_image_free(&image);
+    throw io_error(path + ": the header claims " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                   " pixels but the file has only " + std::to_string(st.st_size) + " bytes");
   }
   image.format = PNG_FORMAT_GRAY;
   GrayImage g;
