@@ -125,6 +125,13 @@ TEST_CASE("hostile IDX files raise io_error naming the file and the problem") {
   // Extents whose product is far beyond any real file: refused before allocating.
   write_bytes(path, header(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu}));
   CHECK(read_error<2>(path).find("implausibly large") != std::string::npos);
+  // Also beside a zero extent, where the element count is 0 but products of the others overflow
+  // (fuzzer find: [0, 4294967295, 4294967043] was signed overflow in the shape's element count).
+  write_bytes(path, header(0x08, {0, 0xFFFFFFFFu, 0xFFFFFF03u}));
+  CHECK(read_error<3>(path).find("implausibly large") != std::string::npos);
+  // An empty file of plausible extents is fine.
+  write_bytes(path, header(0x08, {0, 5, 7}));
+  CHECK(data::read_idx<float, 3>(path).shape() == Shape<3>{0, 5, 7});
   // Plausible extents that a tiny file cannot hold (fuzzer find: 28 bytes asking for 277 GB).
   write_bytes(path, header(0x08, {513, 50331648}));
   CHECK(read_error<2>(path).find("the header claims 25820135424 elements but the file has only 12 bytes") != std::string::npos);

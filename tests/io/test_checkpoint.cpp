@@ -168,6 +168,9 @@ TEST_CASE("safetensors: hand-crafted hostile headers are io_errors that say what
             .find("not a non-negative integer") != std::string::npos);
   CHECK(parse_error(crafted(R"({"t": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})", 8))
             .find("too large") != std::string::npos);
+  // Beside a zero extent too: the element count is 0, but products of the others would overflow.
+  CHECK(parse_error(crafted(R"({"t": {"dtype": "F32", "shape": [0, 4294967296, 4294967296], "data_offsets": [0, 0]}})", 0))
+            .find("too large") != std::string::npos);
   CHECK(parse_error(crafted(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 800]}})", 8))
             .find("do not lie within the 8 bytes of data") != std::string::npos);
   CHECK(parse_error(crafted(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", 8))

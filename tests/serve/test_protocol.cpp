@@ -300,6 +300,10 @@ TEST_CASE("hostile shapes and values are 400s before anything large is allocated
           serve::parse_infer(R"({"inputs": [{"name": "t", "shape": [4294967296, 4294967296], "datatype": "INT64", "data": []}]})",
                              std::nullopt, tokens);
         }).find("too large") != std::string::npos);
+  CHECK(message_of([&] {  // beside a zero extent too (an empty tensor whose strides would overflow)
+          serve::parse_infer(R"({"inputs": [{"name": "t", "shape": [0, 1099511627776], "datatype": "INT64", "data": []}]})",
+                             std::nullopt, tokens);
+        }).find("too large") != std::string::npos);
   CHECK(message_of([&] {
           serve::parse_infer(R"({"inputs": [{"name": "t", "shape": [549755813888, 4194304], "datatype": "INT64",
                                              "parameters": {"binary_data_size": 0}}]})",

@@ -142,14 +142,18 @@ Tensor<T, R> read_idx(const std::string& path, IdxInfo* info = nullptr) {
     throw io_error(path + ": has " + std::to_string(magic[3]) + " dimensions, expected " + std::to_string(R));
   }
   Shape<R> shape{};
-  std::uint64_t count = 1;
+  std::uint64_t count = 1, nonzero = 1;
   for (std::size_t d = 0; d < R; ++d) {
     unsigned char b[4];
     in.read_exact(b, 4, "header");
     const std::uint32_t e = detail::big_endian_u32(b);
     shape[d] = static_cast<index_t>(e);
-    // Refuse sizes that cannot be real before allocating anything (hostile headers).
-    if (e != 0 && count > (std::uint64_t{1} << 40) / e) throw io_error(path + ": extents are implausibly large");
+    // Refuse sizes that cannot be real before allocating anything (hostile headers). The nonzero
+    // extents are bounded too: with a zero among them the file is empty, but the tensor's
+    // element count and strides are still products of them (found by fuzzing: [0, 2^32-1, ...]
+    // overflowed those products).
+    if (e != 0 && nonzero > (std::uint64_t{1} << 40) / e) throw io_error(path + ": extents are implausibly large");
+    if (e != 0) nonzero *= e;
     count *= e;
   }
   // Nor allocate more than the file can hold: deflate compresses at most ~1032:1, so a header

@@ -276,11 +276,14 @@ class SafetensorsFile {
     if (element_size == 0) throw fail(which + "unknown dtype \"" + e.dtype + "\"");
     const auto shape = value.find("shape");
     if (shape == value.end() || !shape->is_array()) throw fail(which + "missing or non-array \"shape\"");
-    std::uint64_t elements = 1;
+    // The product of the nonzero extents is bounded too: beside a zero the tensor is empty, but its
+    // element count and strides are still products of the others.
+    std::uint64_t elements = 1, nonzero = 1;
     for (const auto& extent : *shape) {
       if (!extent.is_number_unsigned()) throw fail(which + "shape " + shape->dump() + " has an entry that is not a non-negative integer");
       const auto x = extent.get<std::uint64_t>();
-      if (x != 0 && elements > (std::uint64_t{1} << 62) / x) throw fail(which + "shape " + shape->dump() + " is too large");
+      if (x != 0 && nonzero > (std::uint64_t{1} << 62) / x) throw fail(which + "shape " + shape->dump() + " is too large");
+      if (x != 0) nonzero *= x;
       elements *= x;
       e.shape.push_back(static_cast<std::int64_t>(x));
     }

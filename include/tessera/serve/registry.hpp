@@ -44,17 +44,21 @@ inline constexpr std::uint64_t max_tensor_bytes = std::uint64_t(1) << 34;
 /// The element count of `shape`; value_error for a negative extent, an overflow, or more than
 /// max_tensor_bytes of `element_size`-byte elements.
 inline std::int64_t checked_elements(const std::vector<std::int64_t>& shape, std::size_t element_size) {
-  std::uint64_t n = 1;
+  // The nonzero extents are bounded even beside a zero (an empty tensor): the tensor's element
+  // count and strides are still products of them.
+  std::uint64_t nonzero = 1;
+  bool empty = false;
   for (auto d : shape) {
     if (d < 0) throw value_error("shape " + shape_string(shape) + " has a negative extent");
-    if (d != 0 && n > max_tensor_bytes / std::uint64_t(d)) n = max_tensor_bytes + 1;
-    else n *= std::uint64_t(d);
+    if (d == 0) empty = true;
+    else if (nonzero > max_tensor_bytes / std::uint64_t(d)) nonzero = max_tensor_bytes + 1;
+    else nonzero *= std::uint64_t(d);
   }
-  if (n * element_size > max_tensor_bytes || n > max_tensor_bytes) {
+  if (nonzero * element_size > max_tensor_bytes || nonzero > max_tensor_bytes) {
     throw value_error("shape " + shape_string(shape) + " is too large (more than " +
                       std::to_string(max_tensor_bytes >> 30) + " GiB)");
   }
-  return std::int64_t(n);
+  return empty ? 0 : std::int64_t(nonzero);
 }
 
 /// A tensor on the host in transit between the protocols and a model: dtype, shape and the
