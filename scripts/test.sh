@@ -17,8 +17,10 @@ JOBS="${JOBS:-2}"
 # (see examples/CMakeLists.txt); a fraction of the Release compile time.
 # protoc and python3-venv serve the TensorBoard tests (protoc --decode_raw; TensorBoard's own
 # reader in a virtual environment); the dataset package and fortunes let the main job's and the
-# language model's smoke tests run; curl is one of the clients that ask tessera-serve.
-TESSERA_EXTRA_PACKAGES="protobuf-compiler python3-venv dataset-fashion-mnist fortunes curl ${TESSERA_EXTRA_PACKAGES:-}" \
+# language model's smoke tests run; curl is one of the clients that ask tessera-serve. clang and its
+# runtimes build the fuzz targets (libFuzzer), which CTest runs for 30 s each; the unit tests are
+# also built under AddressSanitizer + UBSan and ThreadSanitizer (docs/reliability.md).
+TESSERA_EXTRA_PACKAGES="protobuf-compiler python3-venv dataset-fashion-mnist fortunes curl clang libclang-rt-14-dev ${TESSERA_EXTRA_PACKAGES:-}" \
 "${repo_root}/scripts/setup.sh" -DTESSERA_BUILD_TESTS=ON -DTESSERA_BUILD_EXAMPLES=ON \
-  -DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_EXAMPLES_OPTIMIZE=-O1 "$@"
+  -DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_EXAMPLES_OPTIMIZE=-O1 -DTESSERA_TEST_SANITIZERS=ON -DTESSERA_TEST_FUZZ=ON "$@"
 ctest --test-dir "${BUILD_DIR}" -j "${JOBS}" --output-on-failure

@@ -35,3 +35,22 @@ foreach(mode kill stall)
                    "${mpiexec_flags_words}" $<TARGET_FILE:dist_failure_probe>)
   set_tests_properties(dist_${mode}ed_rank_ends_the_job PROPERTIES LABELS "dist" TIMEOUT 120 PROCESSORS 2)
 endforeach()
+
+# Under AddressSanitizer + UBSan too (TESSERA_TEST_SANITIZERS), with 2 processes; the ranks, started
+# on this machine, inherit the sanitizers' options from mpiexec's environment. Full stacks for every
+# allocation (fast_unwind_on_malloc=0: Open MPI is built without frame pointers), so that the
+# leaks Open MPI leaves at exit are recognised by tests/sanitizers/lsan.supp.
+if(TESSERA_TEST_SANITIZERS)
+  set(dist_asan_environment ${asan_environment})
+  list(TRANSFORM dist_asan_environment REPLACE "^ASAN_OPTIONS=(.*)$" "ASAN_OPTIONS=\\1:fast_unwind_on_malloc=0")
+  foreach(stem collectives data_parallel)
+    set(target asan_dist_${stem})
+    add_executable(${target} ${CMAKE_CURRENT_SOURCE_DIR}/dist/test_${stem}.cpp ${CMAKE_CURRENT_SOURCE_DIR}/dist/mpi_main.cpp)
+    tessera_test_settings(${target})
+    target_link_libraries(${target} PRIVATE tessera::dist doctest::doctest)
+    target_compile_options(${target} PRIVATE ${asan_flags})
+    target_link_options(${target} PRIVATE ${asan_flags})
+    add_test(NAME ${target}_np2 COMMAND ${MPIEXEC_EXECUTABLE} ${TESSERA_MPIEXEC_FLAGS} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:${target}>)
+    set_tests_properties(${target}_np2 PROPERTIES LABELS "asan;dist" TIMEOUT 600 PROCESSORS 2 ENVIRONMENT "${dist_asan_environment}")
+  endforeach()
+endif()

@@ -18,8 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include <tessera/core/factories.hpp>
-#include <tessera/io/summary.hpp>
+#include <tessera/tessera.hpp>
 
 #include "io/tensorboard_reader.hpp"
 
