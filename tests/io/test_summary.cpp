@@ -398,6 +398,27 @@ TEST_CASE("writers on several threads: every event whole, none lost") {
   for (const auto& [tag, s] : steps) CHECK(s.size() == 500);
 }
 
+TEST_CASE("a moved writer keeps writing to the same file while its flush thread runs") {
+  const std::string dir = fresh_dir("moved");
+  std::string path;
+  {
+    summary::Writer first(dir, {.flush_seconds = 0.001, .max_buffer_bytes = 64, .filename_suffix = ""});
+    path = first.file_path();
+    for (int i = 0; i < 100; ++i) first.scalar("before", i, i);
+    summary::Writer second(std::move(first));
+    CHECK(second.file_path() == path);
+    for (int i = 0; i < 100; ++i) second.scalar("after", i, i);
+    summary::Writer third(fresh_dir("moved_other"), {.flush_seconds = 0.001, .max_buffer_bytes = 64, .filename_suffix = ""});
+    third = std::move(second);  // third's own file is closed; it now writes to `path`
+    for (int i = 0; i < 100; ++i) third.scalar("assigned", i, i);
+  }
+  std::map<std::string, std::set<std::int64_t>> steps;
+  for (const auto& [step, v] : values_of(events_in(dir))) steps[v.tag].insert(step);
+  CHECK(steps["before"].size() == 100);
+  CHECK(steps["after"].size() == 100);
+  CHECK(steps["assigned"].size() == 100);
+}
+
 TEST_CASE("a restart mark (SessionLog START) for resumed runs") {
   const std::string dir = fresh_dir("restart");
   {
