@@ -37,10 +37,10 @@ std::vector<unsigned char> header(unsigned char type, std::vector<std::uint32_t>
   }
   return b;
 }
-template <std::size_t R>
+template <std::size_t R, class T = float>
 std::string read_error(const std::string& path) {
   try {
-    (void)data::read_idx<float, R>(path);
+    (void)data::read_idx<T, R>(path);
   } catch (const io_error& e) {
     return e.what();
   }
@@ -129,6 +129,18 @@ TEST_CASE("hostile IDX files raise io_error naming the file and the problem") {
   // (fuzzer find: [0, 4294967295, 4294967043] was signed overflow in the shape's element count).
   write_bytes(path, header(0x08, {0, 0xFFFFFFFFu, 0xFFFFFF03u}));
   CHECK(read_error<3>(path).find("implausibly large") != std::string::npos);
+  // Floating-point elements read into an integer tensor must fit it: NaN, an infinity or 1e30 is
+  // an error, not undefined behaviour (fuzzer find: a NaN read as int64).
+  for (const std::uint32_t bits : {0x7FC00000u, 0x7F800000u, 0x7149F2CAu}) {  // NaN, +inf, 1e30f
+    auto f = header(0x0D, {2});
+    for (const std::uint32_t v : {0x3F800000u, bits}) {  // 1.0f, then the bad one
+      for (int k = 3; k >= 0; --k) f.push_back(static_cast<unsigned char>(v >> (8 * k)));
+    }
+    write_bytes(path, f);
+    CHECK(read_error<1, std::int64_t>(path).find("element 1: the value") != std::string::npos);
+    CHECK(read_error<1, std::int32_t>(path).find("does not fit the integer element type") != std::string::npos);
+    CHECK(data::read_idx<float, 1>(path)(0) == 1.0f);  // as floats they read back
+  }
   // An empty file of plausible extents is fine.
   write_bytes(path, header(0x08, {0, 5, 7}));
   CHECK(data::read_idx<float, 3>(path).shape() == Shape<3>{0, 5, 7});

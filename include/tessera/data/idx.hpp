@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -87,6 +88,18 @@ inline std::size_t idx_element_size(unsigned code) {
   }
 }
 
+/// A floating-point element as T. Converting NaN, an infinity or a value outside an integer T's
+/// range is undefined behaviour, so those are refused (found by fuzzing: a NaN read as int64).
+template <class T, class F>
+T idx_from_floating(F f) {
+  if constexpr (std::is_integral_v<T>) {
+    const bool fits = (std::is_signed_v<T> ? f >= F(std::numeric_limits<T>::lowest()) : f > F(-1)) &&
+                      f < std::ldexp(F(1), std::numeric_limits<T>::digits);
+    if (!fits) throw io_error("the value " + std::to_string(f) + " does not fit the integer element type asked for");
+  }
+  return static_cast<T>(f);
+}
+
 /// The element at `p` (big-endian, type `code`) as T.
 template <class T>
 T idx_element(const unsigned char* p, unsigned code) {
@@ -104,13 +117,13 @@ T idx_element(const unsigned char* p, unsigned code) {
       const auto bits = static_cast<std::uint32_t>(be(4));
       float f;
       std::memcpy(&f, &bits, 4);
-      return static_cast<T>(f);
+      return idx_from_floating<T>(f);
     }
     default: {
       const std::uint64_t bits = be(8);
       double d;
       std::memcpy(&d, &bits, 8);
-      return static_cast<T>(d);
+      return idx_from_floating<T>(d);
     }
   }
 }
@@ -180,7 +193,13 @@ Tensor<T, R> read_idx(const std::string& path, IdxInfo* info = nullptr) {
       throw io_error(path + ": truncated data: expected " + std::to_string(count) + " elements, got " +
                      std::to_string(done + got / element_size));
     }
-    for (std::size_t i = 0; i < n; ++i) dst[done + i] = detail::idx_element<T>(buffer.data() + i * element_size, code);
+    for (std::size_t i = 0; i < n; ++i) {
+      try {
+        dst[done + i] = detail::idx_element<T>(buffer.data() + i * element_size, code);
+      } catch (const io_error& e) {
+        throw io_error(path + ": element " + std::to_string(done + i) + ": " + e.what());
+      }
+    }
     done += n;
   }
   unsigned char extra;
