@@ -3,19 +3,15 @@
 // per-process temporary file.
 #include <tessera/tessera.hpp>
 
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <string>
+
+#include "input_file.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace tessera;
-  static const std::string path = "/tmp/tessera_fuzz_idx_" + std::to_string(::getpid());
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return 0;
-  std::fwrite(data, 1, size, f);
-  std::fclose(f);
+  const std::string path = write_fuzz_input("idx", data, size);
+  if (path.empty()) return 0;
   try {
     (void)data::read_idx<float, 3>(path);
   } catch (const io_error&) {
