@@ -192,8 +192,9 @@ TEST_CASE("model_graph of a user module: parameters named by member, ops scoped 
   const Graph g = io::model_graph(net, x);
   check_wiring(g);
   CHECK(node(g, "conv1/weight").shape == Dims{2, 1, 3, 3});
-  CHECK(node(g, "conv1/conv2d").inputs == std::vector<std::string>{"input", "conv1/weight", "conv1/bias"});
-  CHECK(node(g, "conv1/relu").shape == Dims{2, 2, 4, 4});  // its input is in conv1
+  // relu(conv2d(...)) is one node: the convolution applies relu as it writes its output.
+  CHECK(node(g, "conv1/conv2d_relu").inputs == std::vector<std::string>{"input", "conv1/weight", "conv1/bias"});
+  CHECK(node(g, "conv1/reshape").shape == Dims{2, 2 * 4 * 4});  // its input is in conv1
   CHECK(node(g, "fc/transpose").inputs == std::vector<std::string>{"fc/weight"});
   CHECK(node(g, "fc/matmul").inputs == std::vector<std::string>{"conv1/reshape", "fc/transpose"});
   CHECK(g.nodes.back().name == "fc/add");
@@ -203,7 +204,7 @@ TEST_CASE("model_graph of a user module: parameters named by member, ops scoped 
   const Graph h = io::model_graph(net, x * 2.0f);
   check_wiring(h);
   CHECK(node(h, "mul").inputs == std::vector<std::string>{"input", "Const"});
-  CHECK(node(h, "conv1/conv2d").inputs == std::vector<std::string>{"mul", "conv1/weight", "conv1/bias"});
+  CHECK(node(h, "conv1/conv2d_relu").inputs == std::vector<std::string>{"mul", "conv1/weight", "conv1/bias"});
 }
 
 TEST_CASE("to_graph_def and to_dot carry every node, edge, shape and type") {
@@ -234,5 +235,5 @@ TEST_CASE("to_graph_def and to_dot carry every node, edge, shape and type") {
   CHECK(std::count(dot.begin(), dot.end(), '{') == std::count(dot.begin(), dot.end(), '}'));
   for (const auto& n : g.nodes) CHECK(dot.find("\"" + n.name + "\" [label=") != std::string::npos);
   CHECK(dot.find("subgraph \"cluster_conv1\"") != std::string::npos);
-  CHECK(dot.find("\"input\" -> \"conv1/conv2d\" [label=\"[2, 1, 6, 6]\"]") != std::string::npos);
+  CHECK(dot.find("\"input\" -> \"conv1/conv2d_relu\" [label=\"[2, 1, 6, 6]\"]") != std::string::npos);
 }

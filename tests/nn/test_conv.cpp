@@ -63,6 +63,33 @@ TEST_CASE("conv2d with a bias: added inside the convolution, gradients for all t
   CHECK_THROWS_WITH_AS(conv2d(x, w, normal<double>(gen, {5})), doctest::Contains("one value per output channel"), shape_error);
 }
 
+TEST_CASE("relu(conv2d(...)) is one node: the same values and gradients as relu over the convolution") {
+  Generator gen(6);
+  const auto x = normal<double>(gen, {3, 4, 10, 9});  // 90 positions: the CPU's tiled path
+  const auto w = normal<double>(gen, {6, 2, 3, 3});
+  const auto b = normal<double>(gen, {6});
+  const Conv2dOptions o{.padding = 1, .groups = 2};
+  auto fused = relu(conv2d(x, w, b, o));
+  static_assert(std::is_same_v<decltype(fused), Conv2d<Tensor<double, 4>, Tensor<double, 4>, Tensor<double, 1>, true>>);
+  static_assert(std::is_same_v<decltype(relu(fused)), decltype(fused)>);  // relu twice is relu
+  CHECK(std::string(decltype(fused)::name) == "conv2d_relu");
+  // `+ 0.0` keeps the convolution out of relu's reach: the unfused expression.
+  const Tensor<double, 4> want = relu(conv2d(x, w, b, o) + 0.0);
+  CHECK_TENSOR_EQ(eval(fused), want);
+  CHECK(eval(min(fused)).item() == 0.0);
+
+  const auto r = normal<double>(gen, {3, 6, 10, 9});
+  auto loss_fused = [&](const auto& a, const auto& k, const auto& c) { return sum(relu(conv2d(a, k, c, o)) * r); };
+  auto loss_plain = [&](const auto& a, const auto& k, const auto& c) { return sum(relu(conv2d(a, k, c, o) + 0.0) * r); };
+  const auto [dx, dw, db] = grad(loss_fused, x, w, b);
+  const auto [dx0, dw0, db0] = grad(loss_plain, x, w, b);
+  CHECK_TENSOR_EQ(dx, dx0);
+  CHECK_TENSOR_EQ(dw, dw0);
+  CHECK_TENSOR_EQ(db, db0);
+  GRAD_CHECK([&](const auto& a, const auto& k) { return sum(square(relu(conv2d(a, k, {.padding = 1})))); },
+             normal<double>(gen, {1, 2, 5, 4}), normal<double>(gen, {3, 2, 3, 3}), grad_test::tight());
+}
+
 TEST_CASE("pooling: gradients check against finite differences") {
   Generator gen(5);
   const auto x = normal<double>(gen, {2, 3, 7, 6});  // distinct values: no ties inside a window

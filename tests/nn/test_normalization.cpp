@@ -2,6 +2,8 @@
 // gradients (against PyTorch and by finite differences in double), parameter/buffer names, errors.
 #include <doctest/doctest.h>
 
+#include <string_view>
+
 #include <tessera/tessera.hpp>
 
 #include "autodiff/grad_test_support.hpp"
@@ -85,6 +87,32 @@ TEST_CASE("batch norm gradients by finite differences: training, evaluation, ran
                               nn::Tanh{}, nn::Linear<double>(6, 2, {.bias = true, .generator = &gen}));
   const auto xm = normal<double>(gen, {8, 4});
   GRAD_CHECK([&](const auto& m) { return sum(square(m(xm))); }, model, grad_test::tight());
+}
+
+TEST_CASE("relu(batch_norm(...)) is one node: the same values, gradients and running statistics as unfused") {
+  Generator gen(12);
+  const auto x = normal<double>(gen, {4, 3, 5, 6});
+  const auto r = normal<double>(gen, {4, 3, 5, 6});
+  nn::BatchNorm2d<double> fused_bn(3), plain_bn(3);
+  for (auto* bn : {&fused_bn, &plain_bn}) {
+    bn->weight.assign(Tensor<double, 1>{1.5, -0.5, 2.0});
+    bn->bias.assign(Tensor<double, 1>{0.1, 0.2, -0.3});
+  }
+  static_assert(decltype(relu(fused_bn(x)))::name == std::string_view("batch_norm_relu"));
+  // `+ 0.0` keeps the batch norm out of relu's reach: the unfused expression.
+  auto [v_fused, g_fused] = value_and_grad([&](const auto& in, const auto& m) { return sum(relu(m(in)) * r); }, x, fused_bn);
+  auto [v_plain, g_plain] =
+      value_and_grad([&](const auto& in, const auto& m) { return sum(relu(m(in) + 0.0) * r); }, x, plain_bn);
+  CHECK(v_fused() == v_plain());
+  CHECK_TENSOR_EQ(std::get<0>(g_fused), std::get<0>(g_plain));
+  CHECK_TENSOR_EQ(std::get<1>(g_fused).weight, std::get<1>(g_plain).weight);
+  CHECK_TENSOR_EQ(std::get<1>(g_fused).bias, std::get<1>(g_plain).bias);
+  CHECK_TENSOR_EQ(fused_bn.running_mean, plain_bn.running_mean);  // updated once, like the unfused node
+  CHECK(fused_bn.num_batches_tracked() == 1);
+  fused_bn.eval();
+  plain_bn.eval();
+  CHECK_TENSOR_EQ(eval(relu(fused_bn(x))), eval(relu(plain_bn(x) + 0.0)));
+  CHECK(eval(min(relu(fused_bn(x)))).item() == 0.0);
 }
 
 TEST_CASE("BatchNorm1d matches PyTorch on [N, C] and [N, C, L]") {

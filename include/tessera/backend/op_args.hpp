@@ -36,6 +36,7 @@ struct BatchNormForwardArgs {
   index_t batch = 0, channels = 0, inner = 0;  ///< x viewed as [batch, channels, inner]
   double eps = 1e-5;
   bool training = true;  ///< true: statistics of the batch; false: the given mean and invstd
+  bool relu = false;     ///< then y = max(y, 0); only for backends with has_relu_epilogue
 
   /// The arguments for an input of shape s = [N, C, ...] (every axis after C is `inner`).
   template <std::size_t R>
@@ -56,6 +57,13 @@ struct BatchNormForwardArgs {
 /// expr/normalization.hpp, which the CPU evaluates in three fused passes.
 template <class B>
 struct has_batch_norm_backward : std::false_type {};
+
+/// Whether backend B applies relu while it writes a convolution's or a batch norm's output:
+/// conv2d_forward takes a trailing `relu` flag and batch_norm_forward honours
+/// BatchNormForwardArgs::relu. Without it the nodes fused with relu (expr/conv.hpp,
+/// expr/normalization.hpp) apply relu in a pass of their own.
+template <class B>
+struct has_relu_epilogue : std::false_type {};
 
 namespace detail {
 /// Throws index_error naming an embedding index outside [0, rows) and its position.

@@ -11,7 +11,10 @@
 #include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/expr/assign.hpp"
+#include "tessera/expr/binary_ops.hpp"
 #include "tessera/expr/cache.hpp"
+#include "tessera/expr/unary_ops.hpp"
 #include "tessera/expr/evaluator.hpp"
 #include "tessera/expr/shape_ops.hpp"
 
@@ -60,13 +63,17 @@ struct Conv2dBiasGrad;
 
 /// y = conv2d(x, w) [+ bias]: x [N, C, H, W], w [O, C / groups, kh, kw], bias [O] -> [N, O, Ho, Wo].
 /// With a Bias input the bias is added inside the convolution (no extra pass over y); `use_bias`
-/// false skips it (a layer built without bias keeps one type either way).
-template <class X, class W, class Bias = NoConvBias>
-struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias>, value_type_t<X>, 4, common_backend_t<backend_t<X>, backend_t<W>>> {
+/// false skips it (a layer built without bias keeps one type either way). With FusedRelu (what
+/// `relu(conv2d(...))` builds) y = relu(conv2d(...)), applied while the convolution writes y: no
+/// pass of its own, and readers of y (a pooling's forward and backward) read the stored value
+/// instead of recomputing relu over the convolution's.
+template <class X, class W, class Bias = NoConvBias, bool FusedRelu = false>
+struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_type_t<X>, 4,
+                                         common_backend_t<backend_t<X>, backend_t<W>>> {
   using value_type = value_type_t<X>;
   using backend_type = common_backend_t<backend_t<X>, backend_t<W>>;
   static constexpr std::size_t rank = 4;
-  static constexpr const char* name = "conv2d";
+  static constexpr const char* name = FusedRelu ? "conv2d_relu" : "conv2d";
   static_assert(rank_v<X> == 4 && rank_v<W> == 4, "tessera::conv2d: input [N, C, H, W] and weight [O, C/groups, kh, kw]");
   static_assert(std::is_same_v<value_type_t<X>, value_type_t<W>>, "tessera::conv2d: input and weight element types differ");
   static_assert(std::is_floating_point_v<value_type>, "tessera::conv2d needs floating-point tensors");
@@ -114,9 +121,19 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias>, value_type_t<X>, 4,
         b = bias_value.data();
       }
     }
-    conv2d_forward(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
-                   detail::contiguous_value<value_type, backend_type>(weight), out, geometry, b);
+    const auto x = detail::contiguous_value<value_type, backend_type>(input);
+    const auto w = detail::contiguous_value<value_type, backend_type>(weight);
+    if constexpr (!FusedRelu) {
+      conv2d_forward(backend_type{}, x, w, out, geometry, b);
+    } else if constexpr (has_relu_epilogue<backend_type>::value) {
+      conv2d_forward(backend_type{}, x, w, out, geometry, b, true);
+    } else {
+      conv2d_forward(backend_type{}, x, w, out, geometry, b);
+      detail::assign_expression(out, tessera::relu(out));
+    }
   }
+  /// This convolution followed by relu (see FusedRelu).
+  Conv2d<X, W, Bias, true> with_relu() const { return {input, weight, geometry, bias, use_bias}; }
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(input, f);
@@ -136,7 +153,16 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias>, value_type_t<X>, 4,
   template <class G>
   auto input_adjoints(const G& g) const {
     using Dy = Tensor<value_type, 4, backend_type>;
-    const Dy dy = detail::contiguous_value<value_type, backend_type>(sum_to(g, shape_));
+    const Dy dy = [&] {
+      if constexpr (FusedRelu) {
+        // relu's rule, where(z > 0, g, 0), from the output: relu(z) > 0 exactly where z > 0. The
+        // output is the forward's (the sweep's cache holds it).
+        const auto y = detail::materialize(*this);
+        return detail::contiguous_value<value_type, backend_type>(sum_to(where(y > value_type(0), g, value_type(0)), shape_));
+      } else {
+        return detail::contiguous_value<value_type, backend_type>(sum_to(g, shape_));
+      }
+    }();
     auto data_and_filter = std::make_tuple(Conv2dInputGrad<W, Dy>(weight, dy, input.shape(), geometry),
                                            Conv2dWeightGrad<X, Dy>(input, dy, weight.shape(), geometry));
     if constexpr (has_bias_input) {
@@ -260,6 +286,13 @@ Conv2d<X, W> conv2d(const X& x, const W& w, const Conv2dOptions& o = {}) {
 template <class X, class W, class B, std::enable_if_t<is_expr_v<X> && is_expr_v<W> && is_expr_v<B>, int> = 0>
 Conv2d<X, W, B> conv2d(const X& x, const W& w, const B& bias, const Conv2dOptions& o = {}) {
   return Conv2d<X, W, B>(x, w, detail::conv2d_geometry(o), bias);
+}
+
+/// relu of a convolution is one node: the convolution applies relu as it writes its output (see
+/// Conv2d's FusedRelu). Found by argument lookup wherever relu(x) is called on one (nn::ReLU).
+template <class X, class W, class B, bool FusedRelu>
+Conv2d<X, W, B, true> relu(const Conv2d<X, W, B, FusedRelu>& c) {
+  return c.with_relu();
 }
 
 template <bool Max, class X, class G>

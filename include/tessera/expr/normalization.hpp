@@ -25,6 +25,7 @@
 #include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/expr/assign.hpp"
 #include "tessera/expr/binary_ops.hpp"
 #include "tessera/expr/cache.hpp"
 #include "tessera/expr/evaluator.hpp"
@@ -162,13 +163,16 @@ struct BatchNormAdjoint : detail::KernelOfClosedForm<BatchNormAdjoint<K, Shared,
   }
 };
 
-/// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1).
-template <class X, class G, class Bt>
-struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt>, value_type_t<X>, rank_v<X>, backend_t<X>> {
+/// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1). With
+/// FusedRelu (what `relu(batch_norm(...))` builds) y = relu of that, applied as y is written: no
+/// pass of its own, and readers of y (a pooling's forward and backward) read the stored value
+/// instead of recomputing relu over the batch norm's.
+template <class X, class G, class Bt, bool FusedRelu = false>
+struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, value_type_t<X>, rank_v<X>, backend_t<X>> {
   using value_type = value_type_t<X>;
   using backend_type = backend_t<X>;
   static constexpr std::size_t rank = rank_v<X>;
-  static constexpr const char* name = "batch_norm";
+  static constexpr const char* name = FusedRelu ? "batch_norm_relu" : "batch_norm";
   static_assert(rank >= 2, "tessera::batch_norm: the input must be [batch, channels, ...]");
   static_assert(rank_v<G> == 1 && rank_v<Bt> == 1, "tessera::batch_norm: gamma and beta must be [channels]");
   static_assert(std::is_floating_point_v<value_type>, "tessera::batch_norm needs floating-point tensors");
@@ -212,13 +216,19 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt>, value_type_t<X>
     state->options = o;
   }
 
+  /// The same batch norm (same statistics and running state) with relu fused (see FusedRelu).
+  BatchNorm(X x, G g, Bt b, std::shared_ptr<State> s)
+      : input(std::move(x)), gamma(std::move(g)), beta(std::move(b)), state(std::move(s)) {}
+  BatchNorm<X, G, Bt, true> with_relu() const { return {input, gamma, beta, state}; }
+
   Shape<rank> shape() const { return input.shape(); }
 
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
     const auto x = detail::value_of(input).contiguous();
     const Tensor<value_type, 1, backend_type> g = detail::value_of(gamma).contiguous();
     const Tensor<value_type, 1, backend_type> b = detail::value_of(beta).contiguous();
-    const auto args = BatchNormForwardArgs::of(x.shape(), state->options.eps, state->options.training);
+    auto args = BatchNormForwardArgs::of(x.shape(), state->options.eps, state->options.training);
+    args.relu = FusedRelu && has_relu_epilogue<backend_type>::value;
     State& st = *state;
     if (!args.training) {
       // Evaluation: the running statistics, copied so the backward sees these even if they change.
@@ -227,6 +237,7 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt>, value_type_t<X>
     }
     batch_norm_forward(backend_type{}, x.data(), g.data(), b.data(), out.data(), st.mean.data(), st.invstd.data(),
                        st.var.data(), args);
+    if constexpr (FusedRelu && !has_relu_epilogue<backend_type>::value) detail::assign_expression(out, tessera::relu(out));
     if (args.training && st.running.mean.size() != 0) {
       const auto m = value_type(st.options.momentum);
       const auto count = value_type(double(args.batch) * double(args.inner));
@@ -247,7 +258,14 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt>, value_type_t<X>
 
   template <class Gr>
   auto input_adjoints(const Gr& g) const {
-    const auto dy = sum_to(g, shape());
+    const auto dy = [&] {
+      if constexpr (FusedRelu) {
+        // relu's rule from the output (relu(z) > 0 exactly where z > 0), as for conv2d's.
+        return sum_to(where(detail::materialize(*this) > value_type(0), g, value_type(0)), shape());
+      } else {
+        return sum_to(g, shape());
+      }
+    }();
     const index_t C = input.shape()[1];
     const auto cs = detail::channel_shape<rank>(C);
     const auto mask = detail::all_but_channel_axis<rank>();
@@ -278,6 +296,13 @@ BatchNorm<X, G, Bt> batch_norm(const X& x, const G& gamma, const Bt& beta,
                                const RunningStats<value_type_t<X>, backend_t<X>>& running = {},
                                const BatchNormOptions& options = {}) {
   return BatchNorm<X, G, Bt>(x, gamma, beta, running, options);
+}
+
+/// relu of a batch norm is one node (see BatchNorm's FusedRelu). Found by argument lookup wherever
+/// relu(x) is called on one (nn::ReLU after nn::BatchNorm2d).
+template <class X, class G, class Bt, bool FusedRelu>
+BatchNorm<X, G, Bt, true> relu(const BatchNorm<X, G, Bt, FusedRelu>& b) {
+  return b.with_relu();
 }
 
 }  // namespace tessera

@@ -1,8 +1,18 @@
-// 2-D convolution (NCHW) on the CPU: im2col + GEMM, and the two backward passes (data: GEMM +
-// col2im; filter: GEMM against the same columns). Groups, stride, padding and dilation.
+// 2-D convolution (NCHW) on the CPU, and its two backward passes (data, filter). Groups, stride,
+// padding and dilation. docs/cpu-performance.md explains the choice of paths; in short:
 //
-// Images are processed in chunks whose column matrix stays under ~32 MiB, so one GEMM per chunk
-// and group covers many images at once (small per-image GEMMs waste most of the machine).
+// - Tiled (images of 64 or more output positions): the work is cut into tiles of output rows of
+//   one image, sized so that a tile's column matrix (im2col) stays in the core's L2 cache, and
+//   each task runs its tiles on its own thread: im2col of the tile, then one GEMM that writes the
+//   output (or reads the output gradient) in NCHW order directly. No pass over the whole batch's
+//   columns, no copies of the output or of its gradient. A 1x1 stride-1 convolution needs no
+//   column matrix (the input is one); one with few taps (K = C/groups * kh * kw <= 16, the first
+//   layer of an image model) is computed by kernels of its own instead of a GEMM whose inner
+//   dimension would be too short to run at speed.
+// - Batched (small images: the late layers of a deep model): one column matrix for a chunk of
+//   images, so that each GEMM is wide enough to share out; the output is then copied into NCHW.
+//
+// The path depends on the shapes alone, never on the thread count, so results do not either.
 #pragma once
 
 #include <algorithm>
@@ -11,11 +21,14 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/cpu/gemm.hpp"
 #include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/expr/evaluator.hpp"
 
 namespace tessera {
 
@@ -33,6 +46,97 @@ inline ValidColumns valid_columns(index_t offset, index_t stride, index_t W, ind
   return {lo, hi};
 }
 
+/// Whether a convolution keeps the width at stride 1 ("same" padding, the common 3x3 pad 1): a
+/// row of its column matrix is then one contiguous run of the input plane, shifted, except for
+/// the taps that fall into the padding at the left and right edges.
+inline bool same_width_stride_1(index_t W, index_t Wo, const Conv2dGeometry& g) {
+  return g.stride_h == 1 && g.stride_w == 1 && Wo == W;
+}
+
+/// The output rows [v0, v1) within [oh0, oh1) whose tap row i reads inside the plane (stride 1).
+inline ValidColumns valid_rows_stride_1(index_t H, index_t i, index_t oh0, index_t oh1, const Conv2dGeometry& g) {
+  const index_t shift = i * g.dilation_h - g.pad_h;  // input row = output row + shift
+  const index_t v0 = std::clamp(-shift, oh0, oh1);
+  return {v0, std::clamp(H - shift, v0, oh1)};
+}
+
+/// One row of a column matrix: dst[(oh - oh0) * Wo + ow] = plane[oh * s_h - p_h + i * d_h,
+/// ow * s_w - p_w + j * d_w] (0 outside the plane) for output rows [oh0, oh1), tap (i, j).
+template <class T>
+void im2col_row(const T* plane, index_t H, index_t W, index_t i, index_t j, index_t Wo, index_t oh0, index_t oh1,
+                const Conv2dGeometry& g, T* dst) {
+  const index_t offset = j * g.dilation_w - g.pad_w, s = g.stride_w;
+  const auto [lo, hi] = valid_columns(offset, s, W, Wo);
+  if (same_width_stride_1(W, Wo, g)) {
+    // One copy of the whole run (an image's rows are short: a copy per row cost more than the
+    // data), then zeros over the columns that wrapped around from the neighbouring rows.
+    const auto [v0, v1] = valid_rows_stride_1(H, i, oh0, oh1, g);
+    std::fill(dst, dst + (v0 - oh0) * Wo, T(0));
+    T* run = dst + (v0 - oh0) * Wo;
+    const index_t first = lo, last = (v1 - v0) * Wo - (Wo - hi);  // [first, last) reads inside the plane
+    if (hi > lo && last > first) {
+      const index_t from = (v0 + i * g.dilation_h - g.pad_h) * W + offset + first;
+      std::memcpy(run + first, plane + from, sizeof(T) * static_cast<std::size_t>(last - first));
+    }
+    for (index_t r = 0; r < v1 - v0; ++r) {
+      std::fill(run + r * Wo, run + r * Wo + lo, T(0));
+      std::fill(run + r * Wo + std::max(hi, lo), run + (r + 1) * Wo, T(0));
+    }
+    std::fill(dst + (v1 - oh0) * Wo, dst + (oh1 - oh0) * Wo, T(0));
+    return;
+  }
+  for (index_t oh = oh0; oh < oh1; ++oh, dst += Wo) {
+    const index_t ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
+    if (ih < 0 || ih >= H) {
+      std::fill(dst, dst + Wo, T(0));
+      continue;
+    }
+    const T* src = plane + ih * W;  // src[ow * s + offset] is the input of column ow
+    std::fill(dst, dst + lo, T(0));
+    if (s == 1) {
+      if (hi > lo) std::memcpy(dst + lo, src + lo + offset, sizeof(T) * static_cast<std::size_t>(hi - lo));
+    } else {
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s + offset];
+    }
+    std::fill(dst + hi, dst + Wo, T(0));
+  }
+}
+
+/// The adjoint of im2col_row: adds the row back into the plane. The row is scratch: the
+/// same-width path zeroes its entries for taps in the padding, then adds the run in one loop.
+template <class T>
+void col2im_row(T* src, index_t H, index_t W, index_t i, index_t j, index_t Wo, index_t oh0, index_t oh1,
+                const Conv2dGeometry& g, T* plane) {
+  const index_t offset = j * g.dilation_w - g.pad_w, s = g.stride_w;
+  const auto [lo, hi] = valid_columns(offset, s, W, Wo);
+  if (same_width_stride_1(W, Wo, g)) {
+    const auto [v0, v1] = valid_rows_stride_1(H, i, oh0, oh1, g);
+    if (v1 <= v0 || hi <= lo) return;
+    T* run = src + (v0 - oh0) * Wo;
+    for (index_t r = 0; r < v1 - v0; ++r) {  // these land on no input: add nothing
+      std::fill(run + r * Wo, run + r * Wo + lo, T(0));
+      std::fill(run + r * Wo + hi, run + (r + 1) * Wo, T(0));
+    }
+    const index_t first = lo, last = (v1 - v0) * Wo - (Wo - hi);
+    T* to = plane + (v0 + i * g.dilation_h - g.pad_h) * W + offset + first;
+    const T* q = run + first;
+    for (index_t k = 0; k < last - first; ++k) to[k] += q[k];
+    return;
+  }
+  for (index_t oh = oh0; oh < oh1; ++oh, src += Wo) {
+    const index_t ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
+    if (ih < 0 || ih >= H) continue;
+    T* dst = plane + ih * W;  // dst[ow * s + offset] receives column ow
+    if (s == 1) {
+      T* d = dst + lo + offset;
+      const T* q = src + lo;
+      for (index_t k = 0; k < hi - lo; ++k) d[k] += q[k];
+    } else {
+      for (index_t ow = lo; ow < hi; ++ow) dst[ow * s + offset] += src[ow];
+    }
+  }
+}
+
 /// Column matrix for images [n0, n0 + nb) and channels [c0, c0 + cg) of x [N, C, H, W]:
 /// cols[(c, i, j), (n, oh, ow)] = x[n, c0 + c, oh * s - p + i * d, ow * s - p + j * d] (0 outside).
 template <class T>
@@ -42,35 +146,16 @@ void im2col(const T* x, index_t C, index_t H, index_t W, index_t n0, index_t nb,
   parallel_for(cg * kh * kw, 1, 4, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r) {
       const index_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
-      const index_t offset = j * g.dilation_w - g.pad_w, s = g.stride_w;
-      const auto [lo, hi] = valid_columns(offset, s, W, Wo);
-      T* row = cols + r * row_len;
       for (index_t n = 0; n < nb; ++n) {
-        const T* plane = x + ((n0 + n) * C + c0 + c) * H * W;
-        for (index_t oh = 0; oh < Ho; ++oh) {
-          const index_t ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
-          T* dst = row + n * P + oh * Wo;
-          if (ih < 0 || ih >= H) {
-            std::fill(dst, dst + Wo, T(0));
-            continue;
-          }
-          const T* src = plane + ih * W;  // src[ow * s + offset] is the input of column ow
-          std::fill(dst, dst + lo, T(0));
-          if (s == 1) {
-            if (hi > lo) std::memcpy(dst + lo, src + lo + offset, sizeof(T) * static_cast<std::size_t>(hi - lo));
-          } else {
-            for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s + offset];
-          }
-          std::fill(dst + hi, dst + Wo, T(0));
-        }
+        im2col_row(x + ((n0 + n) * C + c0 + c) * H * W, H, W, i, j, Wo, 0, Ho, g, cols + r * row_len + n * P);
       }
     }
   });
 }
 
-/// The adjoint of im2col: adds cols back into dx (which the caller zeroed).
+/// The adjoint of im2col: adds cols (scratch, see col2im_row) back into dx (which the caller zeroed).
 template <class T>
-void col2im(const T* cols, index_t C, index_t H, index_t W, index_t n0, index_t nb, index_t c0, index_t cg, index_t kh,
+void col2im(T* cols, index_t C, index_t H, index_t W, index_t n0, index_t nb, index_t c0, index_t cg, index_t kh,
             index_t kw, index_t Ho, index_t Wo, const Conv2dGeometry& g, T* dx) {
   const index_t P = Ho * Wo, row_len = nb * P;
   // Each (image, channel) plane is written by one task only.
@@ -80,24 +165,7 @@ void col2im(const T* cols, index_t C, index_t H, index_t W, index_t n0, index_t 
       T* plane = dx + ((n0 + n) * C + c0 + c) * H * W;
       for (index_t i = 0; i < kh; ++i) {
         for (index_t j = 0; j < kw; ++j) {
-          const T* row = cols + ((c * kh + i) * kw + j) * row_len + n * P;
-          const index_t offset = j * g.dilation_w - g.pad_w, s = g.stride_w;
-          const auto [lo, hi] = valid_columns(offset, s, W, Wo);
-          for (index_t oh = 0; oh < Ho; ++oh) {
-            const index_t ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
-            if (ih < 0 || ih >= H) continue;
-            T* dst = plane + ih * W;  // dst[ow * s + offset] receives column ow
-            const T* src = row + oh * Wo;
-            if (s == 1) {
-              if (hi > lo) {
-                T* d = dst + lo + offset;
-                const T* q = src + lo;
-                for (index_t k = 0; k < hi - lo; ++k) d[k] += q[k];
-              }
-            } else {
-              for (index_t ow = lo; ow < hi; ++ow) dst[ow * s + offset] += src[ow];
-            }
-          }
+          col2im_row(cols + ((c * kh + i) * kw + j) * row_len + n * P, H, W, i, j, Wo, 0, Ho, g, plane);
         }
       }
     }
@@ -115,7 +183,7 @@ inline index_t conv_chunk(index_t N, index_t k_rows, index_t P) {
 /// a CNN training step's profile).
 template <class T>
 Tensor<T, 1, cpu> conv_scratch(index_t elements) {
-  return Tensor<T, 1, cpu>::uninitialized(Shape<1>{elements});
+  return Tensor<T, 1, cpu>::uninitialized(Shape<1>{std::max<index_t>(elements, 1)});
 }
 
 struct ConvDims {
@@ -125,6 +193,138 @@ inline ConvDims conv_dims(const Shape<4>& x, const Shape<4>& w, const Conv2dGeom
   ConvDims d{x[0], x[1], x[2], x[3], w[0], w[2], w[3], Ho, Wo, x[1] / g.groups, w[0] / g.groups, 0, Ho * Wo};
   d.K = d.Cg * d.kh * d.kw;
   return d;
+}
+
+/// How the tiled path cuts an image: tiles of `rows` output rows (the last may be shorter), at
+/// least 64 columns wide (narrower GEMMs spend their time packing the filter) and, above that,
+/// with a column matrix of at most 128K elements (512 KiB of floats: L2-resident).
+struct ConvTiles {
+  index_t rows, per_image;
+};
+inline ConvTiles conv_tiles(const ConvDims& d) {
+  constexpr index_t min_columns = 64, max_elements = index_t(1) << 17;
+  const index_t wo = std::max<index_t>(d.Wo, 1);
+  const index_t rows = std::clamp<index_t>(
+      std::max((min_columns + wo - 1) / wo, max_elements / std::max<index_t>(1, d.K * wo)), 1, std::max<index_t>(d.Ho, 1));
+  return {rows, (d.Ho + rows - 1) / rows};
+}
+/// The tiled path serves images of at least 64 output positions.
+inline bool tiled_conv(const ConvDims& d) { return d.P >= 64; }
+/// A 1x1 convolution with stride 1 and no padding: the input is its own column matrix.
+inline bool pointwise_conv(const ConvDims& d, const Conv2dGeometry& g) {
+  return d.kh == 1 && d.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
+/// Few taps: the tiled path's own kernels instead of a GEMM (see the top of this file).
+inline bool few_taps_conv(const ConvDims& d) { return d.K <= 16; }
+
+/// One tile: output rows [oh0, oh1) of image n, i.e. output positions [p0, p0 + np).
+struct ConvTile {
+  index_t n, oh0, oh1, p0, np;
+};
+inline ConvTile conv_tile(const ConvDims& d, const ConvTiles& t, index_t unit) {
+  const index_t n = unit / t.per_image, oh0 = unit % t.per_image * t.rows, oh1 = std::min(d.Ho, oh0 + t.rows);
+  return {n, oh0, oh1, oh0 * d.Wo, (oh1 - oh0) * d.Wo};
+}
+
+/// The columns of one tile for channels [c0, c0 + Cg): cols [K, np] (row stride np).
+template <class T>
+void im2col_tile(const T* x, const ConvDims& d, const ConvTile& t, index_t c0, const Conv2dGeometry& g, T* cols) {
+  for (index_t r = 0; r < d.K; ++r) {
+    const index_t c = r / (d.kh * d.kw), i = (r / d.kw) % d.kh, j = r % d.kw;
+    im2col_row(x + (t.n * d.C + c0 + c) * d.H * d.W, d.H, d.W, i, j, d.Wo, t.oh0, t.oh1, g, cols + r * t.np);
+  }
+}
+
+/// The adjoint of im2col_tile: adds cols (scratch, see col2im_row) back into dx's image.
+template <class T>
+void col2im_tile(T* cols, const ConvDims& d, const ConvTile& t, index_t c0, const Conv2dGeometry& g, T* dx) {
+  for (index_t r = 0; r < d.K; ++r) {
+    const index_t c = r / (d.kh * d.kw), i = (r / d.kw) % d.kh, j = r % d.kw;
+    col2im_row(cols + r * t.np, d.H, d.W, i, j, d.Wo, t.oh0, t.oh1, g, dx + (t.n * d.C + c0 + c) * d.H * d.W);
+  }
+}
+
+/// max(v, 0) as relu computes it (0 for NaN), on a value or a packet.
+template <class T>
+T relu_value(T v) {
+  return v > T(0) ? v : T(0);
+}
+template <class P>
+P relu_packet(const P& v) {
+  return Eigen::internal::pmax(v, Eigen::internal::pzero(v));
+}
+
+/// C [m, n] (row stride ldc) = A [m, k] . B [k, n] (+ bias[r] on row r when bias is not null; then
+/// relu when asked), for a short k (few_taps_conv): four rows of C at a time, two SIMD packets of
+/// columns, so each loaded packet of B feeds four multiply-adds.
+template <class T>
+void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
+                      const T* bias, bool relu) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>;
+  auto rows = [&](auto rows_c, index_t r0) {
+    constexpr int R = decltype(rows_c)::value;
+    index_t j = 0;
+    for (; j + 2 * S <= n; j += 2 * S) {
+      P acc[R][2];
+      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = pk::pset1<P>(bias ? bias[r0 + r] : T(0));
+      for (index_t q = 0; q < k; ++q) {
+        const P b0 = pk::ploadu<P>(b + q * ldb + j), b1 = pk::ploadu<P>(b + q * ldb + j + S);
+        for (int r = 0; r < R; ++r) {
+          const P w = pk::pset1<P>(a[(r0 + r) * k + q]);
+          acc[r][0] = pk::pmadd(w, b0, acc[r][0]);
+          acc[r][1] = pk::pmadd(w, b1, acc[r][1]);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        pk::pstoreu(c + (r0 + r) * ldc + j, relu ? relu_packet(acc[r][0]) : acc[r][0]);
+        pk::pstoreu(c + (r0 + r) * ldc + j + S, relu ? relu_packet(acc[r][1]) : acc[r][1]);
+      }
+    }
+    for (; j < n; ++j) {
+      for (int r = 0; r < R; ++r) {
+        T acc = bias ? bias[r0 + r] : T(0);
+        for (index_t q = 0; q < k; ++q) acc += a[(r0 + r) * k + q] * b[q * ldb + j];
+        c[(r0 + r) * ldc + j] = relu ? relu_value(acc) : acc;
+      }
+    }
+  };
+  index_t r0 = 0;
+  for (; r0 + 4 <= m; r0 += 4) rows(std::integral_constant<int, 4>{}, r0);
+  for (; r0 < m; ++r0) rows(std::integral_constant<int, 1>{}, r0);
+}
+
+/// C [m, k] (row stride k) = (accumulate ? C : 0) + A [m, n] . B [k, n]^T for a short k
+/// (few_taps_conv: a filter gradient's columns): four rows of A against one row of B at a time.
+template <class T>
+void few_taps_product_nt(index_t m, index_t n, index_t k, const T* a, index_t lda, const T* b, index_t ldb, T* c,
+                         bool accumulate) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>;
+  auto rows = [&](auto rows_c, index_t r0) {
+    constexpr int R = decltype(rows_c)::value;
+    for (index_t q = 0; q < k; ++q) {
+      const T* bq = b + q * ldb;
+      P acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = pk::pset1<P>(T(0));
+      index_t j = 0;
+      for (; j + S <= n; j += S) {
+        const P v = pk::ploadu<P>(bq + j);
+        for (int r = 0; r < R; ++r) acc[r] = pk::pmadd(pk::ploadu<P>(a + (r0 + r) * lda + j), v, acc[r]);
+      }
+      for (int r = 0; r < R; ++r) {
+        T sum = pk::predux(acc[r]);
+        for (index_t jj = j; jj < n; ++jj) sum += a[(r0 + r) * lda + jj] * bq[jj];
+        T& out = c[(r0 + r) * k + q];
+        out = accumulate ? out + sum : sum;
+      }
+    }
+  };
+  index_t r0 = 0;
+  for (; r0 + 4 <= m; r0 += 4) rows(std::integral_constant<int, 4>{}, r0);
+  for (; r0 < m; ++r0) rows(std::integral_constant<int, 1>{}, r0);
 }
 
 /// Copies group grp of dy [N, O, P] for images [n0, n0 + nb) into dyg [Og, nb * P].
@@ -139,16 +339,153 @@ void gather_output_grad(const T* dy, const ConvDims& d, index_t n0, index_t nb, 
   });
 }
 
+/// The tiled path's forward (see the top of this file).
+template <class T>
+void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
+                          bool relu) {
+  const auto tiles = conv_tiles(d);
+  const bool pointwise = pointwise_conv(d, g), few_taps = few_taps_conv(d);
+  parallel_for(d.N * tiles.per_image, 1, 2, [&](index_t u0, index_t u1) {
+    auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
+    for (index_t u = u0; u < u1; ++u) {
+      const auto t = conv_tile(d, tiles, u);
+      for (index_t grp = 0; grp < g.groups; ++grp) {
+        const T* b = x + (t.n * d.C + grp * d.Cg) * d.P + t.p0;
+        index_t ldb = d.P;
+        if (!pointwise) {
+          im2col_tile(x, d, t, grp * d.Cg, g, cols.data());
+          b = cols.data();
+          ldb = t.np;
+        }
+        T* out = y + (t.n * d.O + grp * d.Og) * d.P + t.p0;
+        const T* a = w + grp * d.Og * d.K;
+        const T* bias_g = bias ? bias + grp * d.Og : nullptr;
+        if (few_taps) {
+          few_taps_product(d.Og, t.np, d.K, a, b, ldb, out, d.P, bias_g, relu);
+          continue;
+        }
+        gemm_on_this_thread(false, false, d.Og, t.np, d.K, T(1), a, d.K, b, ldb, T(0), out, d.P);
+        if (bias_g || relu) {  // while the tile is in cache
+          for (index_t o = 0; o < d.Og; ++o) {
+            T* row = out + o * d.P;
+            const T v = bias_g ? bias_g[o] : T(0);
+            if (relu) {
+              for (index_t p = 0; p < t.np; ++p) row[p] = relu_value(row[p] + v);
+            } else {
+              for (index_t p = 0; p < t.np; ++p) row[p] += v;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+/// The tiled path's data gradient: one image per task (the tiles of an image overlap in dx).
+template <class T>
+void conv2d_backward_data_tiled(const T* w, const T* dy, T* dx, const ConvDims& d, const Conv2dGeometry& g) {
+  const auto tiles = conv_tiles(d);
+  const bool pointwise = pointwise_conv(d, g);
+  parallel_for(d.N, 1, 2, [&](index_t n0, index_t n1) {
+    auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
+    for (index_t n = n0; n < n1; ++n) {
+      // A pointwise product writes every element of the image; col2im adds into it.
+      if (!pointwise) std::fill(dx + n * d.C * d.H * d.W, dx + (n + 1) * d.C * d.H * d.W, T(0));
+      for (index_t tile = 0; tile < tiles.per_image; ++tile) {
+        const auto t = conv_tile(d, tiles, n * tiles.per_image + tile);
+        for (index_t grp = 0; grp < g.groups; ++grp) {
+          // dcols [K, np] = W_g^T [K, Og] . dy tile [Og, np]
+          const T* a = w + grp * d.Og * d.K;
+          const T* b = dy + (n * d.O + grp * d.Og) * d.P + t.p0;
+          if (pointwise) {
+            gemm_on_this_thread(true, false, d.K, t.np, d.Og, T(1), a, d.K, b, d.P, T(0),
+                                dx + (n * d.C + grp * d.Cg) * d.P + t.p0, d.P);
+            continue;
+          }
+          gemm_on_this_thread(true, false, d.K, t.np, d.Og, T(1), a, d.K, b, d.P, T(0), cols.data(), t.np);
+          col2im_tile(cols.data(), d, t, grp * d.Cg, g, dx);
+        }
+      }
+    }
+  });
+}
+
+/// How many partial filter gradients the tiled path sums (each over a fixed run of tiles): at
+/// most 16, and at most 4M elements in all. Below 4 the batched path shares the work better.
+inline index_t filter_partials(const ConvDims& d) {
+  const index_t units = d.N * conv_tiles(d).per_image, size = std::max<index_t>(1, d.O * d.K);
+  return std::min({units, index_t(16), std::max<index_t>(1, (index_t(1) << 22) / size)});
+}
+
+/// The tiled path's filter gradient: each of filter_partials() tasks sums its run of tiles into a
+/// partial gradient; the partials are added in a fixed order (so results do not depend on the
+/// thread count).
+template <class T>
+void conv2d_backward_filter_tiled(const T* x, const T* dy, T* dw, const ConvDims& d, const Conv2dGeometry& g) {
+  const auto tiles = conv_tiles(d);
+  const bool pointwise = pointwise_conv(d, g), few_taps = few_taps_conv(d);
+  const index_t units = d.N * tiles.per_image, parts = filter_partials(d), size = d.O * d.K;
+  auto partials = conv_scratch<T>(parts * size);
+  parallel_tasks(parts, [&](index_t part) {
+    auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
+    T* acc = partials.data() + part * size;
+    const index_t u0 = units * part / parts, u1 = units * (part + 1) / parts;
+    for (index_t u = u0; u < u1; ++u) {
+      const auto t = conv_tile(d, tiles, u);
+      for (index_t grp = 0; grp < g.groups; ++grp) {
+        const T* b = x + (t.n * d.C + grp * d.Cg) * d.P + t.p0;
+        index_t ldb = d.P;
+        if (!pointwise) {
+          im2col_tile(x, d, t, grp * d.Cg, g, cols.data());
+          b = cols.data();
+          ldb = t.np;
+        }
+        // dW_g [Og, K] (+)= dy tile [Og, np] . cols^T [np, K]
+        const T* a = dy + (t.n * d.O + grp * d.Og) * d.P + t.p0;
+        T* c = acc + grp * d.Og * d.K;
+        if (few_taps) {
+          few_taps_product_nt(d.Og, t.np, d.K, a, d.P, b, ldb, c, u > u0);
+        } else {
+          gemm_on_this_thread(false, true, d.Og, d.K, t.np, T(1), a, d.P, b, ldb, u > u0 ? T(1) : T(0), c, d.K);
+        }
+      }
+    }
+  });
+  parallel_for(size, 1024, 4096, [&](index_t e0, index_t e1) {
+    for (index_t e = e0; e < e1; ++e) {
+      T s = partials.data()[e];
+      for (index_t p = 1; p < parts; ++p) s += partials.data()[p * size + e];
+      dw[e] = s;
+    }
+  });
+}
+
 }  // namespace detail
 
-/// y = conv2d(x, w) (+ bias[o] when `bias` is not null): x [N, C, H, W], w [O, C / groups, kh, kw],
-/// y [N, O, Ho, Wo], bias [O]; all contiguous. The bias is added while the GEMM's output is copied
-/// into NCHW order, not in a pass of its own.
+template <>
+struct has_relu_epilogue<cpu> : std::true_type {};  // conv2d_forward here, batch_norm_forward in normalization.hpp
+
+/// y = conv2d(x, w) (+ bias[o] when `bias` is not null; then relu(y) when `relu`): x [N, C, H, W],
+/// w [O, C / groups, kh, kw], y [N, O, Ho, Wo], bias [O]; all contiguous. The bias and relu are
+/// applied while the output is written, not in passes of their own.
 template <class T>
 void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w, Tensor<T, 4, cpu>& y,
-                    const Conv2dGeometry& g, const T* bias = nullptr) {
+                    const Conv2dGeometry& g, const T* bias = nullptr, bool relu = false) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, y.shape()[2], y.shape()[3]);
   if (d.N == 0 || d.O == 0 || d.P == 0) return;
+  if (d.K == 0) {  // no input channels: the bias alone
+    for (index_t n = 0; n < d.N; ++n) {
+      for (index_t o = 0; o < d.O; ++o) {
+        const T v = bias ? bias[o] : T(0);
+        std::fill_n(y.data() + (n * d.O + o) * d.P, d.P, relu ? detail::relu_value(v) : v);
+      }
+    }
+    return;
+  }
+  if (detail::tiled_conv(d)) {
+    detail::conv2d_forward_tiled(x.data(), w.data(), y.data(), d, g, bias, relu);
+    return;
+  }
   const index_t nb_max = detail::conv_chunk(d.N, d.K, d.P);
   auto cols = detail::conv_scratch<T>(d.K * nb_max * d.P), out = detail::conv_scratch<T>(d.Og * nb_max * d.P);
   for (index_t n0 = 0; n0 < d.N; n0 += nb_max) {
@@ -163,7 +500,10 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
           const index_t n = t / d.Og, o = t % d.Og;
           T* dst = y.data() + ((n0 + n) * d.O + grp * d.Og + o) * d.P;
           const T* src = out.data() + o * nb * d.P + n * d.P;
-          if (bias) {
+          if (relu) {
+            const T b = bias ? bias[grp * d.Og + o] : T(0);
+            for (index_t i = 0; i < d.P; ++i) dst[i] = detail::relu_value(src[i] + b);
+          } else if (bias) {
             const T b = bias[grp * d.Og + o];
             for (index_t i = 0; i < d.P; ++i) dst[i] = src[i] + b;
           } else {
@@ -180,8 +520,12 @@ template <class T>
 void conv2d_backward_data(cpu, const Tensor<T, 4, cpu>& w, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dx,
                           const Conv2dGeometry& g) {
   const auto d = detail::conv_dims(dx.shape(), w.shape(), g, dy.shape()[2], dy.shape()[3]);
+  if (d.N != 0 && d.O != 0 && d.K != 0 && detail::tiled_conv(d)) {
+    detail::conv2d_backward_data_tiled(w.data(), dy.data(), dx.data(), d, g);
+    return;
+  }
   std::fill(dx.data(), dx.data() + dx.size(), T(0));
-  if (d.N == 0 || d.O == 0 || d.P == 0) return;
+  if (d.N == 0 || d.O == 0 || d.P == 0 || d.K == 0) return;
   const index_t nb_max = detail::conv_chunk(d.N, d.K, d.P);
   auto cols = detail::conv_scratch<T>(d.K * nb_max * d.P), dyg = detail::conv_scratch<T>(d.Og * nb_max * d.P);
   for (index_t n0 = 0; n0 < d.N; n0 += nb_max) {
@@ -201,8 +545,12 @@ template <class T>
 void conv2d_backward_filter(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dw,
                             const Conv2dGeometry& g) {
   const auto d = detail::conv_dims(x.shape(), dw.shape(), g, dy.shape()[2], dy.shape()[3]);
+  if (d.N != 0 && d.O != 0 && d.K != 0 && detail::tiled_conv(d) && detail::filter_partials(d) >= 4) {
+    detail::conv2d_backward_filter_tiled(x.data(), dy.data(), dw.data(), d, g);
+    return;
+  }
   std::fill(dw.data(), dw.data() + dw.size(), T(0));
-  if (d.N == 0 || d.O == 0 || d.P == 0) return;
+  if (d.N == 0 || d.O == 0 || d.P == 0 || d.K == 0) return;
   const index_t nb_max = detail::conv_chunk(d.N, d.K, d.P);
   auto cols = detail::conv_scratch<T>(d.K * nb_max * d.P), dyg = detail::conv_scratch<T>(d.Og * nb_max * d.P);
   for (index_t n0 = 0; n0 < d.N; n0 += nb_max) {
@@ -234,6 +582,21 @@ inline bool is_plain_2x2_pool(index_t kh, index_t kw, const Conv2dGeometry& g) {
   return kh == 2 && kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 &&
          g.dilation_w == 1;
 }
+
+/// The first maximum of a 2x2 window read in row order (a, b / c, d), as the general pooling loops
+/// choose it: a later element wins when it is greater, or when it is NaN and the best so far is
+/// not (NaN propagates, as in PyTorch). Returns its index (0-3) and sets m to it. Branch-free, so
+/// the loops above vectorize.
+template <class T>
+int first_max_2x2(T a, T b, T c, T d, T& m) {
+  const bool tb = b > a || (b != b && a == a);
+  const T m1 = tb ? b : a;
+  const bool tc = c > m1 || (c != c && m1 == m1);
+  const T m2 = tc ? c : m1;
+  const bool td = d > m2 || (d != d && m2 == m2);
+  m = td ? d : m2;
+  return td ? 3 : tc ? 2 : tb ? 1 : 0;
+}
 }  // namespace detail
 
 /// Max (Max = true) or average pooling forward, NCHW. Average counts padding (PyTorch's default
@@ -245,8 +608,8 @@ void pool2d_forward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, Te
   const T inv = T(1) / T(kh * kw);
   if constexpr (Max) {
     if (detail::is_plain_2x2_pool(kh, kw, g)) {
-      // The common case (kernel 2, stride 2, no padding): no bounds checks, same comparison order
-      // (hence the same NaN and tie behaviour) as the general loop below.
+      // The common case (kernel 2, stride 2, no padding): no bounds checks, and the same choice
+      // (detail::first_max_2x2) as the backward pass below.
       detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
         for (index_t p = p0; p < p1; ++p) {
           const T* in = x.data() + p * H * W;
@@ -255,11 +618,8 @@ void pool2d_forward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, Te
             const T* r0 = in + 2 * oh * W;
             const T* r1 = r0 + W;
             for (index_t ow = 0; ow < Wo; ++ow) {
-              T m = r0[2 * ow];
-              const T b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-              if (b > m || b != b) m = b;
-              if (c > m || c != c) m = c;
-              if (d > m || d != d) m = d;
+              T m;
+              detail::first_max_2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], m);
               out[oh * Wo + ow] = m;
             }
           }
@@ -304,35 +664,39 @@ void pool2d_backward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, c
   const auto s = x.shape();
   const index_t H = s[2], W = s[3], Ho = dy.shape()[2], Wo = dy.shape()[3];
   const T inv = T(1) / T(kh * kw);
-  std::fill(dx.data(), dx.data() + dx.size(), T(0));
   if constexpr (Max) {
     if (detail::is_plain_2x2_pool(kh, kw, g)) {
+      // Windows do not overlap: every element of dx is written once, with its window's gradient
+      // or 0 (no zero-fill pass, no scattered adds).
       detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
         for (index_t p = p0; p < p1; ++p) {
           const T* in = x.data() + p * H * W;
           const T* gout = dy.data() + p * Ho * Wo;
           T* gin = dx.data() + p * H * W;
           for (index_t oh = 0; oh < Ho; ++oh) {
+            const T* r0 = in + 2 * oh * W;
+            const T* r1 = r0 + W;
+            T* g0 = gin + 2 * oh * W;
+            T* g1 = g0 + W;
             for (index_t ow = 0; ow < Wo; ++ow) {
-              // The window's first maximum, chosen exactly as the general loop chooses it.
-              index_t best = 2 * oh * W + 2 * ow;
-              T acc = in[best];
-              const index_t cand[3] = {best + 1, best + W, best + W + 1};
-              for (index_t k : cand) {
-                const T v = in[k];
-                if (v > acc || (v != v && acc == acc)) {
-                  acc = v;
-                  best = k;
-                }
-              }
-              gin[best] += gout[oh * Wo + ow];
+              T m;
+              const int best = detail::first_max_2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], m);
+              const T gv = gout[oh * Wo + ow];
+              g0[2 * ow] = best == 0 ? gv : T(0);
+              g0[2 * ow + 1] = best == 1 ? gv : T(0);
+              g1[2 * ow] = best == 2 ? gv : T(0);
+              g1[2 * ow + 1] = best == 3 ? gv : T(0);
             }
+            std::fill(g0 + 2 * Wo, g0 + W, T(0));  // an odd last column is in no window
+            std::fill(g1 + 2 * Wo, g1 + W, T(0));
           }
+          std::fill(gin + 2 * Ho * W, gin + H * W, T(0));  // nor is an odd last row
         }
       });
       return;
     }
   }
+  std::fill(dx.data(), dx.data() + dx.size(), T(0));
   detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p) {
       const T* in = x.data() + p * H * W;

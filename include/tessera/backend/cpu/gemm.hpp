@@ -95,9 +95,10 @@ void parallel_cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index
 }
 #endif
 
+/// Eigen's product; large ones are split into row blocks over the pool unless `split` is false.
 template <class T>
 void eigen_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
-                const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+                const T* b, index_t ldb, T beta, T* c, index_t ldc, bool split = true) {
   using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   using Stride = Eigen::OuterStride<>;
@@ -128,12 +129,27 @@ void eigen_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T a
     }
   };
   const index_t flops = m * n * k;
-  if (flops < (index_t(1) << 18) || m < 128) {
+  if (!split || flops < (index_t(1) << 18) || m < 128) {
     block(0, m);
     return;
   }
   const index_t chunk = gemm_block(m);
   parallel_tasks((m + chunk - 1) / chunk, [&](index_t t) { block(t * chunk, std::min(m, (t + 1) * chunk)); });
+}
+
+/// gemm (below) on the calling thread alone, for kernels that already run one task per thread
+/// (a convolution's per-image work). k > 0.
+template <class T>
+void gemm_on_this_thread(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                         const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+#ifdef TESSERA_HAS_CBLAS
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    single_threaded_blas();
+    cblas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+#endif
+  eigen_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false);
 }
 }  // namespace detail
 

@@ -15,7 +15,8 @@ namespace tessera {
 
 /// y = (x - mean) * invstd * gamma + beta per channel of contiguous x viewed as [N, C, S].
 /// Training: writes the batch mean and 1/sqrt(biased variance + eps) into `mean` and `invstd`, and
-/// the biased variance into `var`. Evaluation: reads `mean` and `invstd`.
+/// the biased variance into `var`. Evaluation: reads `mean` and `invstd`. With `a.relu`, y = max(y, 0)
+/// (written once).
 template <class T>
 void batch_norm_forward(cpu, const T* x, const T* gamma, const T* beta, T* y, T* mean, T* invstd, T* var,
                         const BatchNormForwardArgs& a) {
@@ -41,7 +42,14 @@ void batch_norm_forward(cpu, const T* x, const T* gamma, const T* beta, T* y, T*
       for (index_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
         T* q = y + (n * C + c) * S;
-        for (index_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+        if (a.relu) {
+          for (index_t i = 0; i < S; ++i) {
+            const T v = p[i] * scale + shift;
+            q[i] = v > T(0) ? v : T(0);  // relu's scalar rule (0 for NaN)
+          }
+        } else {
+          for (index_t i = 0; i < S; ++i) q[i] = p[i] * scale + shift;
+        }
       }
     }
   });

@@ -1,0 +1,211 @@
+// The CPU convolution kernels (backend/cpu/conv.hpp) called directly, against naive loops in
+// double: every path (tiled with GEMM, tiled with few taps, pointwise, several tiles per image,
+// batched for small images) in float and double, with stride, padding, dilation, groups and a
+// bias and the relu epilogue; and 2x2 max pooling's fast path against the general rule (ties, NaN, odd sizes).
+#include <doctest/doctest.h>
+#include <tessera/tessera.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using tessera::Conv2dGeometry;
+using tessera::cpu;
+using tessera::index_t;
+using tessera::Shape;
+using tessera::Tensor;
+
+template <class T, std::size_t R>
+Tensor<T, R> random_tensor(const Shape<R>& shape, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  auto t = Tensor<T, R>::uninitialized(shape);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(dist(rng));
+  return t;
+}
+
+/// Output tensors start out as garbage, so a kernel that leaves an element unwritten fails.
+template <class T, std::size_t R>
+Tensor<T, R> garbage(const Shape<R>& shape) {
+  auto t = Tensor<T, R>::uninitialized(shape);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = T(1e6);
+  return t;
+}
+
+struct Case {
+  std::string name;
+  index_t N, C, H, W, O, kh, kw;
+  Conv2dGeometry g;
+};
+
+Conv2dGeometry geometry(index_t stride_h, index_t stride_w, index_t pad_h, index_t pad_w, index_t dil_h, index_t dil_w,
+                        index_t groups) {
+  Conv2dGeometry g;
+  g.stride_h = stride_h, g.stride_w = stride_w, g.pad_h = pad_h, g.pad_w = pad_w;
+  g.dilation_h = dil_h, g.dilation_w = dil_w, g.groups = groups;
+  return g;
+}
+
+/// The input position a tap reads for an output position, or -1 outside the input.
+index_t input_index(const Case& c, index_t oh, index_t ow, index_t i, index_t j) {
+  const index_t ih = oh * c.g.stride_h - c.g.pad_h + i * c.g.dilation_h;
+  const index_t iw = ow * c.g.stride_w - c.g.pad_w + j * c.g.dilation_w;
+  return ih < 0 || ih >= c.H || iw < 0 || iw >= c.W ? -1 : ih * c.W + iw;
+}
+
+template <class T>
+void check_case(const Case& c, double tolerance) {
+  CAPTURE(c.name);
+  const index_t Cg = c.C / c.g.groups, Og = c.O / c.g.groups;
+  const index_t Ho = Conv2dGeometry::out_extent(c.H, c.kh, c.g.stride_h, c.g.pad_h, c.g.dilation_h, "test");
+  const index_t Wo = Conv2dGeometry::out_extent(c.W, c.kw, c.g.stride_w, c.g.pad_w, c.g.dilation_w, "test");
+  const auto x = random_tensor<T>(Shape<4>{c.N, c.C, c.H, c.W}, 1);
+  const auto w = random_tensor<T>(Shape<4>{c.O, Cg, c.kh, c.kw}, 2);
+  const auto bias = random_tensor<T>(Shape<1>{c.O}, 3);
+  const auto dy = random_tensor<T>(Shape<4>{c.N, c.O, Ho, Wo}, 4);
+
+  // The three passes in double, straight from the definition.
+  std::vector<double> y_ref(std::size_t(c.N * c.O * Ho * Wo)), dx_ref(std::size_t(x.size())), dw_ref(std::size_t(w.size()));
+  for (index_t n = 0; n < c.N; ++n)
+    for (index_t o = 0; o < c.O; ++o)
+      for (index_t oh = 0; oh < Ho; ++oh)
+        for (index_t ow = 0; ow < Wo; ++ow) {
+          const index_t out = ((n * c.O + o) * Ho + oh) * Wo + ow;
+          double acc = double(bias.data()[o]);
+          for (index_t ci = 0; ci < Cg; ++ci)
+            for (index_t i = 0; i < c.kh; ++i)
+              for (index_t j = 0; j < c.kw; ++j) {
+                const index_t at = input_index(c, oh, ow, i, j);
+                if (at < 0) continue;
+                const index_t xi = (n * c.C + o / Og * Cg + ci) * c.H * c.W + at, wi = ((o * Cg + ci) * c.kh + i) * c.kw + j;
+                acc += double(x.data()[xi]) * double(w.data()[wi]);
+                dx_ref[std::size_t(xi)] += double(w.data()[wi]) * double(dy.data()[out]);
+                dw_ref[std::size_t(wi)] += double(x.data()[xi]) * double(dy.data()[out]);
+              }
+          y_ref[std::size_t(out)] = acc;
+        }
+
+  auto y = garbage<T>(Shape<4>{c.N, c.O, Ho, Wo});
+  auto dx = garbage<T>(x.shape());
+  auto dw = garbage<T>(w.shape());
+  tessera::conv2d_forward(cpu{}, x, w, y, c.g, bias.data());
+  tessera::conv2d_backward_data(cpu{}, w, dy, dx, c.g);
+  tessera::conv2d_backward_filter(cpu{}, x, dy, dw, c.g);
+  auto check = [&](const char* what, const Tensor<T, 4>& got, const std::vector<double>& want) {
+    const std::string pass = what;
+    CAPTURE(pass);
+    double worst = 0, scale = 1;
+    for (double v : want) scale = std::max(scale, std::abs(v));
+    for (index_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(double(got.data()[i]) - want[std::size_t(i)]));
+    CHECK(worst <= tolerance * scale);
+  };
+  check("forward", y, y_ref);
+  // The relu epilogue: exactly max(y, 0) of the same products.
+  auto y_relu = garbage<T>(y.shape());
+  tessera::conv2d_forward(cpu{}, x, w, y_relu, c.g, bias.data(), true);
+  bool relu_exact = true;
+  for (index_t i = 0; i < y.size(); ++i) relu_exact = relu_exact && y_relu.data()[i] == (y.data()[i] > T(0) ? y.data()[i] : T(0));
+  CHECK(relu_exact);
+  check("data gradient", dx, dx_ref);
+  check("filter gradient", dw, dw_ref);
+}
+
+std::vector<Case> cases() {
+  const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
+  return {
+      {"first layer: one channel, 28x28 (tiled, few taps)", 5, 1, 28, 28, 6, 3, 3, plain},
+      {"3x3, 14x14 (tiled, GEMM)", 3, 8, 14, 14, 16, 3, 3, plain},
+      {"1x1, 12 channels (pointwise, few taps)", 3, 12, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
+      {"1x1, 24 channels, 2 groups (pointwise, GEMM)", 3, 24, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 2)},
+      {"1x1, 16 channels (few taps at the boundary)", 2, 16, 8, 8, 5, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
+      {"1x1, 17 channels (GEMM at the boundary)", 2, 17, 8, 8, 5, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
+      {"strided, dilated, 3 groups, odd sizes (tiled)", 2, 6, 20, 17, 9, 3, 2, geometry(2, 1, 1, 2, 2, 1, 3)},
+      {"1x1 with stride 2 (tiled, not pointwise)", 2, 5, 16, 16, 4, 1, 1, geometry(2, 2, 0, 0, 1, 1, 1)},
+      {"several tiles per image", 2, 64, 12, 40, 8, 3, 3, plain},
+      {"several tiles, batch of one", 1, 64, 12, 40, 8, 3, 3, plain},
+      {"batch of one, one tile (batched filter gradient)", 1, 8, 10, 10, 4, 3, 3, plain},
+      {"small images (batched)", 4, 3, 6, 6, 5, 3, 3, plain},
+      {"small images, strided groups (batched)", 3, 4, 7, 6, 6, 3, 2, geometry(2, 1, 1, 0, 1, 2, 2)},
+  };
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("conv2d's three passes match the definition on every path", T, float, double) {
+  const double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+  for (const auto& c : cases()) check_case<T>(c, tolerance);
+}
+
+TEST_CASE("conv2d's paths give the same results at 1 and 2 threads") {
+  for (const auto& c : cases()) {
+    CAPTURE(c.name);
+    const index_t Ho = Conv2dGeometry::out_extent(c.H, c.kh, c.g.stride_h, c.g.pad_h, c.g.dilation_h, "test");
+    const index_t Wo = Conv2dGeometry::out_extent(c.W, c.kw, c.g.stride_w, c.g.pad_w, c.g.dilation_w, "test");
+    const auto x = random_tensor<float>(Shape<4>{c.N, c.C, c.H, c.W}, 5);
+    const auto w = random_tensor<float>(Shape<4>{c.O, c.C / c.g.groups, c.kh, c.kw}, 6);
+    const auto dy = random_tensor<float>(Shape<4>{c.N, c.O, Ho, Wo}, 7);
+    std::vector<std::vector<float>> runs;
+    for (int threads : {1, 2, 3}) {
+      tessera::cpu::set_num_threads(threads);
+      auto y = garbage<float>(dy.shape());
+      auto dx = garbage<float>(x.shape());
+      auto dw = garbage<float>(w.shape());
+      tessera::conv2d_forward(cpu{}, x, w, y, c.g);
+      tessera::conv2d_backward_data(cpu{}, w, dy, dx, c.g);
+      tessera::conv2d_backward_filter(cpu{}, x, dy, dw, c.g);
+      std::vector<float> all(y.data(), y.data() + y.size());
+      all.insert(all.end(), dx.data(), dx.data() + dx.size());
+      all.insert(all.end(), dw.data(), dw.data() + dw.size());
+      runs.push_back(all);
+    }
+    tessera::cpu::set_num_threads(0);
+    CHECK(runs[0] == runs[1]);
+    CHECK(runs[0] == runs[2]);
+  }
+}
+
+TEST_CASE("2x2 max pooling's fast path: first maximum, NaN propagates, odd sizes, every element written") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const index_t H = 7, W = 9, Ho = 3, Wo = 4;
+  auto x = random_tensor<double>(Shape<4>{2, 3, H, W}, 8);
+  // Ties (the first maximum gets the gradient) and NaN (it wins over numbers, the first NaN wins).
+  for (index_t k : {index_t(0), index_t(1), W, W + 1}) x.data()[k] = 0.5;        // window (0, 0): four equal values
+  x.data()[2] = nan;                                           // window (0, 1): NaN first...
+  x.data()[W + 3] = nan;                                       // ...and NaN last
+  x.data()[2 * W + 5] = 2.0, x.data()[3 * W + 4] = nan;        // window (1, 2): NaN after the max
+  Conv2dGeometry g;
+  g.stride_h = g.stride_w = 2;
+  const auto dy = random_tensor<double>(Shape<4>{2, 3, Ho, Wo}, 9);
+  auto y = garbage<double>(dy.shape());
+  auto dx = garbage<double>(x.shape());
+  tessera::pool2d_forward(cpu{}, std::true_type{}, x, y, 2, 2, g);
+  tessera::pool2d_backward(cpu{}, std::true_type{}, x, dy, dx, 2, 2, g);
+  std::vector<double> want_dx(std::size_t(x.size()), 0.0);
+  for (index_t p = 0; p < 6; ++p)
+    for (index_t oh = 0; oh < Ho; ++oh)
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        index_t best = -1;
+        double m = 0;
+        for (index_t i = 0; i < 2; ++i)
+          for (index_t j = 0; j < 2; ++j) {
+            const index_t at = p * H * W + (2 * oh + i) * W + 2 * ow + j;
+            const double v = x.data()[at];
+            if (best < 0 || v > m || (std::isnan(v) && !std::isnan(m))) best = at, m = v;
+          }
+        const double got = y.data()[(p * Ho + oh) * Wo + ow];
+        CHECK((std::isnan(m) ? std::isnan(got) : got == m));
+        want_dx[std::size_t(best)] += dy.data()[(p * Ho + oh) * Wo + ow];
+      }
+  CHECK(std::isnan(y.data()[1]));
+  CHECK(dx.data()[0] == dy.data()[0]);  // the first of four equal values
+  CHECK(dx.data()[1] == 0.0);
+  CHECK(dx.data()[2] == dy.data()[1]);  // the first NaN
+  for (index_t i = 0; i < x.size(); ++i) {
+    CAPTURE(i);
+    CHECK(dx.data()[i] == want_dx[std::size_t(i)]);
+  }
+}
