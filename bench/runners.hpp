@@ -26,6 +26,8 @@ std::unique_ptr<Runner> mlp_grad(const Inputs& in);
 /// One SGD-momentum training step of the 784-512-512-10 MLP. Inputs: x, labels, then w1, b1, w2, b2,
 /// w3, b3 in PyTorch's layout (w [out, in]). Result: the losses of the first two runs.
 std::unique_ptr<Runner> mlp_train_step(const Inputs& in);
+/// y = conv2d(x, w, b), padding 1, in inference mode. Inputs: x [1, C, H, W], w [O, C, 3, 3], b [O].
+std::unique_ptr<Runner> conv_batch1(const Inputs& in);
 /// One Adam training step of the CNN of the nn issue. Inputs: x [64, 1, 28, 28], labels, then
 /// conv1 w, b, conv2 w, b, fc1 w, b, fc2 w, b. Result: the losses of the first two runs.
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in);
@@ -59,6 +61,7 @@ std::unique_ptr<Runner> mlp_grad(const Inputs& in);
 /// torch::optim::SGD / Adam over autograd, as a LibTorch training loop is written.
 std::unique_ptr<Runner> mlp_train_step(const Inputs& in);
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in);
+std::unique_ptr<Runner> conv_batch1(const Inputs& in);
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in);
 /// torch::lstm / torch::gru (what torch::nn::LSTM / GRU call) with autograd and torch::optim::SGD.
 std::unique_ptr<Runner> lstm_train_step(const Inputs& in);

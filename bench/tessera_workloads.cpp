@@ -72,6 +72,18 @@ class Gemm final : public Runner {
   tessera::Tensor<float, 2> a_, b_, c_;
 };
 
+class ConvBatch1 final : public Runner {
+ public:
+  explicit ConvBatch1(const Inputs& in)
+      : x_(to_tensor<4>(in.at(0))), w_(to_tensor<4>(in.at(1))), b_(to_tensor<1>(in.at(2))) {}
+  void run() override { y_ = tessera::conv2d(x_, w_, b_, {.padding = 1}); }
+  std::vector<float> result() const override { return to_vector(y_); }
+
+ private:
+  tessera::Tensor<float, 4> x_, w_, y_;
+  tessera::Tensor<float, 1> b_;
+};
+
 class Sum final : public Runner {
  public:
   explicit Sum(const Inputs& in) : x_(to_tensor<1>(in.at(0))) {}
@@ -363,6 +375,7 @@ std::unique_ptr<Runner> softmax(const Inputs& in) { return std::make_unique<Soft
 std::unique_ptr<Runner> mlp_grad(const Inputs& in) { return std::make_unique<MlpGrad>(in); }
 std::unique_ptr<Runner> mlp_train_step(const Inputs& in) { return std::make_unique<MlpTrainStep>(in); }
 std::unique_ptr<Runner> cnn_train_step(const Inputs& in) { return std::make_unique<CnnTrainStep>(in); }
+std::unique_ptr<Runner> conv_batch1(const Inputs& in) { return std::make_unique<ConvBatch1>(in); }
 std::unique_ptr<Runner> adam_10m_step(const Inputs& in) { return std::make_unique<Adam10mStep>(in); }
 std::unique_ptr<Runner> lstm_train_step(const Inputs& in) {
   return std::make_unique<RecurrentTrainStep<tessera::nn::LSTM<float>>>(in);

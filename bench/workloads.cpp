@@ -79,6 +79,7 @@ Workload sum() {
   Workload w;
   w.name = "sum";
   w.bytes = double(n) * sizeof(float);
+  w.floor_arrays = 1;  // x read once
   // The result is ~1e3; float partial sums of 2^24 values (in different orders) differ by ~1e-2.
   w.tolerance = 0.1;
   w.make_inputs = [n] { return Inputs{uniform_array({n}, -1.0f, 1.0f, 21)}; };
@@ -177,6 +178,25 @@ Workload cnn_train_step() {
   };
   w.tessera = tessera_impl::cnn_train_step;
   w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(cnn_train_step);
+  return w;
+}
+
+/// A 3x3 convolution (padding 1, bias) of one 64-channel 56x56 image into 64 channels, in inference
+/// mode: the serving case, where a batch of one leaves only the image itself to share out.
+Workload conv_batch1() {
+  const std::int64_t C = 64, O = 64, H = 56, W = 56;
+  Workload w;
+  w.name = "conv_batch1";
+  w.unit = Unit::gflops;
+  w.flops = 2.0 * double(O * H * W) * double(C * 9);
+  w.tolerance = 1e-4;  // |y| < ~3; float sums of 576 products in different orders
+  w.make_inputs = [=] {
+    Inputs in{uniform_array({1, C, H, W}, 0.0f, 1.0f, 81)};
+    pytorch_layer({O, C, 3, 3}, 82, in);
+    return in;
+  };
+  w.tessera = tessera_impl::conv_batch1;
+  w.libtorch = TESSERA_BENCH_LIBTORCH_FACTORY(conv_batch1);
   return w;
 }
 
@@ -284,7 +304,7 @@ Workload transformer_train_step() {
 const std::vector<Workload>& workloads() {
   static const std::vector<Workload> table{elementwise_chain(), gemm(512), gemm(1024),       gemm(2048),
                                            sum(),               softmax(), mlp_grad(),       mlp_train_step(),
-                                           cnn_train_step(),    adam_10m_step(),   recurrent_train_step(true),
+                                           cnn_train_step(),    conv_batch1(),     adam_10m_step(),   recurrent_train_step(true),
                                            recurrent_train_step(false), attention_fwd_bwd(),
                                            transformer_train_step()};
   return table;
