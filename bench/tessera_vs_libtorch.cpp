@@ -7,10 +7,11 @@
 // (after --warmup untimed ones) in which each library, after waiting for the process to go idle,
 // runs once untimed and then --burst times (3) back to back, timed, as training steps follow each
 // other (see time_rounds in harness.hpp). The two libraries (and, for elementwise_chain, the
-// triad) take turns within each round, so drift of a shared machine affects both alike. elementwise_chain adds two lines:
+// triad) take turns within each round, so drift of a shared machine affects both alike. Workloads
+// bound by memory add two lines (elementwise_chain's shown; sum's are sum_triad_floor, sum_vs_floor):
 //   triad_floor <ms> - ms       its memory floor: 6 arrays of 64 MiB moved at the bandwidth of the
 //                               std::thread triad y = a + 2b (3 arrays), i.e. 2 x the triad's median,
-//                               measured in the same rounds with the same thread count
+//                               measured in the same rounds with the same thread count (sum: 1 array)
 //   elementwise_chain_vs_floor <tessera> <libtorch> x
 //                               elementwise_chain's median time divided by triad_floor
 // Details (library builds, max |difference| per workload) go to stderr. Exits 1 when a workload's
