@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -235,6 +236,16 @@ void im2col_tile(const T* x, const ConvDims& d, const ConvTile& t, index_t c0, c
   }
 }
 
+/// The column matrix a tile's GEMM reads for group grp, and its row stride: the input itself for a
+/// pointwise convolution, else the tile's im2col in `cols`.
+template <class T>
+std::pair<const T*, index_t> tile_columns(const T* x, const ConvDims& d, const ConvTile& t, index_t grp,
+                                          const Conv2dGeometry& g, bool pointwise, T* cols) {
+  if (pointwise) return {x + (t.n * d.C + grp * d.Cg) * d.P + t.p0, d.P};
+  im2col_tile(x, d, t, grp * d.Cg, g, cols);
+  return {cols, t.np};
+}
+
 /// The adjoint of im2col_tile: adds cols (scratch, see col2im_row) back into dx's image.
 template <class T>
 void col2im_tile(T* cols, const ConvDims& d, const ConvTile& t, index_t c0, const Conv2dGeometry& g, T* dx) {
@@ -350,13 +361,7 @@ void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const
     for (index_t u = u0; u < u1; ++u) {
       const auto t = conv_tile(d, tiles, u);
       for (index_t grp = 0; grp < g.groups; ++grp) {
-        const T* b = x + (t.n * d.C + grp * d.Cg) * d.P + t.p0;
-        index_t ldb = d.P;
-        if (!pointwise) {
-          im2col_tile(x, d, t, grp * d.Cg, g, cols.data());
-          b = cols.data();
-          ldb = t.np;
-        }
+        const auto [b, ldb] = tile_columns(x, d, t, grp, g, pointwise, cols.data());
         T* out = y + (t.n * d.O + grp * d.Og) * d.P + t.p0;
         const T* a = w + grp * d.Og * d.K;
         const T* bias_g = bias ? bias + grp * d.Og : nullptr;
@@ -433,13 +438,7 @@ void conv2d_backward_filter_tiled(const T* x, const T* dy, T* dw, const ConvDims
     for (index_t u = u0; u < u1; ++u) {
       const auto t = conv_tile(d, tiles, u);
       for (index_t grp = 0; grp < g.groups; ++grp) {
-        const T* b = x + (t.n * d.C + grp * d.Cg) * d.P + t.p0;
-        index_t ldb = d.P;
-        if (!pointwise) {
-          im2col_tile(x, d, t, grp * d.Cg, g, cols.data());
-          b = cols.data();
-          ldb = t.np;
-        }
+        const auto [b, ldb] = tile_columns(x, d, t, grp, g, pointwise, cols.data());
         // dW_g [Og, K] (+)= dy tile [Og, np] . cols^T [np, K]
         const T* a = dy + (t.n * d.O + grp * d.Og) * d.P + t.p0;
         T* c = acc + grp * d.Og * d.K;
