@@ -9,9 +9,12 @@
 //           [--embed E] [--hidden H] [--d-model D] [--heads H] [--feedforward F] [--dropout P]
 //           [--prompt TEXT] [--samples N] [--sample-length L] [--temperature X] [--top-k K]
 //           [--beam W] [--beam-length L] [--resume | --resume=CHECKPOINT] [--export DIR]
+//           [--export-onnx PATH]
 //
 // --export DIR writes the trained model for tessera-serve as DIR/<next version>/ (architectures
 // char_lstm and char_transformer, char_models.hpp: token ids [N, T] in, logits [N, T, 256] out).
+// --export-onnx PATH writes it as an ONNX model: int64 token ids [batch, --seq] in, logits
+// [batch, --seq, 256] out (the batch axis symbolic, the length --seq).
 //
 // Data. Every regular file of --data (default /usr/share/games/fortunes) except the `.dat` indexes,
 // symbolic links (the `.u8` names) and files whose contents repeat an earlier file's, in name
@@ -138,6 +141,7 @@ struct Options {
   index_t beam_length = 80;
   std::string resume;  // checkpoint to continue from ("" : start afresh)
   std::string export_dir;  // "": no export; else the trained model goes to <export_dir>/<next version>/
+  std::string export_onnx;  // "": none; else the trained model as an ONNX file
 };
 
 /// The model sizes the flags ask for.
@@ -159,7 +163,7 @@ const char* const usage =
     "               [--embed E] [--hidden H] [--d-model D] [--heads H] [--feedforward F] [--dropout P]\n"
     "               [--prompt TEXT] [--samples N] [--sample-length L]\n"
     "               [--temperature X] [--top-k K] [--beam W] [--beam-length L] [--resume | --resume=CHECKPOINT]\n"
-    "               [--export DIR]\n";
+    "               [--export DIR] [--export-onnx PATH]\n";
 
 /// The whole of `text` as an integer or a floating-point number; the flag is named if it is not one.
 template <class N>
@@ -223,6 +227,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--beam") o.beam = number<index_t>(a, value());
     else if (a == "--beam-length") o.beam_length = number<index_t>(a, value());
     else if (a == "--export") o.export_dir = value();
+    else if (a == "--export-onnx") o.export_onnx = value();
     else if (a == "--resume") resume = true;
     else if (a.rfind("--resume=", 0) == 0) o.resume = a.substr(9);
     // clang-format on
@@ -720,6 +725,10 @@ int run(Options o, const Corpus& corpus) {
     const std::string dir = serve::export_model(model, o.export_dir, serve::next_version(o.export_dir), char_models::signature(),
                                                 {Model::architecture, sizes_of(o).to_json()});
     std::printf("exported for serving: %s\n", dir.c_str());
+  }
+  if (!o.export_onnx.empty()) {
+    io::export_onnx(model, Tensor<std::int64_t, 2>(Shape<2>{1, o.seq}), o.export_onnx);
+    std::printf("exported as ONNX: %s\n", o.export_onnx.c_str());
   }
   std::printf("checkpoint: %s/checkpoint.safetensors, log: %s/log.csv, TensorBoard: tensorboard --logdir %s\n",
               o.out.c_str(), o.out.c_str(), io::detail::parent_directory(o.out).c_str());

@@ -65,6 +65,11 @@ struct CharLSTM : nn::Module<CharLSTM> {
   auto operator()(const I& ids) const {
     return head(lstm(embed(ids)).first);  // the outputs of every step; the final state is not needed
   }
+  /// The same forward on io::export_onnx's graph.
+  template <class G, class V>
+  auto onnx(G& g, const V& ids) const {
+    return g(head, g(lstm, g(embed, ids)).first);
+  }
   /// The model's hyperparameters, for TensorBoard's HParams tab.
   static tessera::summary::HParams hparams(const Sizes& o) {
     return {{"embed", double(o.embed)}, {"hidden", double(o.hidden)}};
@@ -105,6 +110,11 @@ struct CharTransformer : nn::Module<CharTransformer> {
   template <class I>
   auto operator()(const I& ids) const {
     return embed.attend(norm(block2(block1(positions(embed(ids))))));
+  }
+  /// The same forward on io::export_onnx's graph.
+  template <class G, class V>
+  auto onnx(G& g, const V& ids) const {
+    return g.attend(embed, g(norm, g(block2, g(block1, g(positions, g(embed, ids))))));
   }
   static tessera::summary::HParams hparams(const Sizes& o) {
     return {{"d_model", double(o.d_model)}, {"heads", double(o.heads)}, {"feedforward", double(o.feedforward)},

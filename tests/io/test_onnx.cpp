@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "../../examples/char_models.hpp"
 #include "../../examples/fashion_models.hpp"
 
 using namespace tessera;
@@ -79,6 +80,62 @@ auto heads() { return nn::sequential(nn::Linear<float>(4, 6), nn::Sigmoid{}, nn:
 /// Embedding and Linear on a rank-3 value (MatMul + Add).
 auto sequence_model() { return nn::sequential(nn::Embedding<float>(20, 6), nn::Linear<float>(6, 4), nn::ReLU{}, nn::Flatten{}); }
 
+/// Stacked bidirectional LSTM (batch-first) and GRU (time-major, between transposes), both final
+/// states used: x [N, 4, 6] -> [N, 4, 3]. The GRU has no biases. (4 steps: as many as the LSTM's
+/// state entries, so that the final states add to the outputs.)
+struct Recurrent : nn::Module<Recurrent> {
+  static constexpr const char* type_name = "Recurrent";
+  nn::LSTM<float, cpu, 2, true> lstm{6, 5, {.batch_first = true}};
+  nn::GRU<float, cpu, 2, true> gru{10, 4, {.bias = false}};
+  nn::Linear<float> head{8, 3};
+  nn::Linear<float> state_head{5, 3};
+  nn::Linear<float> gru_state_head{4, 3};
+  auto members() {
+    return std::make_tuple(nn::child("lstm", lstm), nn::child("gru", gru), nn::child("head", head),
+                           nn::child("state_head", state_head), nn::child("gru_state_head", gru_state_head));
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    const auto [out, state] = lstm(x);
+    const auto [h, c] = state;
+    const auto [g, g_n] = gru(transpose(out, 0, 1));
+    return head(transpose(g, 0, 1)) + state_head(transpose(h + c, 0, 1)) + gru_state_head(relu(transpose(g_n, 0, 1)));
+  }
+  template <class G, class V>
+  auto onnx(G& g, const V& x) const {
+    const auto [out, state] = g(lstm, x);
+    const auto [h, c] = state;
+    const auto [y, y_n] = g(gru, g.transpose(out, 0, 1));
+    return g.add(g.add(g(head, g.transpose(y, 0, 1)), g(state_head, g.transpose(g.add(h, c), 0, 1))),
+                 g(gru_state_head, g(nn::ReLU{}, g.transpose(y_n, 0, 1))));
+  }
+};
+
+/// A post-norm encoder layer (ReLU) after sinusoidal positions, then attention of its own:
+/// x [N, 5, 4] -> [N, 5, 3].
+struct Encoder : nn::Module<Encoder> {
+  static constexpr const char* type_name = "Encoder";
+  nn::Linear<float> in{4, 8};
+  nn::SinusoidalPositionalEncoding<float> positions{8, 16};
+  nn::TransformerEncoderLayer<float> layer{8, 2, {.dim_feedforward = 16}};
+  nn::MultiheadAttention<float> attention{8, 4};
+  nn::Linear<float> out{8, 3};
+  auto members() {
+    return std::make_tuple(nn::child("in", in), nn::child("positions", positions), nn::child("layer", layer),
+                           nn::child("attention", attention), nn::child("out", out));
+  }
+  template <class X>
+  auto operator()(const X& x) const {
+    const Tensor<float, 3> h = layer(positions(in(x)));
+    return out(attention(h, h, h));
+  }
+  template <class G, class V>
+  auto onnx(G& g, const V& x) const {
+    const auto h = g(layer, g(positions, g(in, x)));
+    return g(out, g(attention, h, h, h));
+  }
+};
+
 /// Batch-norm statistics that are not the defaults, so that an exporter ignoring them is caught.
 template <class M>
 void randomize_buffers(M& model, Generator& gen) {
@@ -129,8 +186,34 @@ TEST_CASE("the example models and every mapped layer export to ONNX, with tesser
         return ids;
       },
       cases);
+  // Token ids [N, 6] for the language models.
+  const auto tokens = [](index_t n) {
+    Tensor<std::int64_t, 2> ids(n, 6);
+    for (index_t i = 0; i < n; ++i)
+      for (index_t t = 0; t < 6; ++t) ids(i, t) = (i * 31 + t * 17 + 5) % char_models::vocab;
+    return ids;
+  };
+  char_models::Sizes sizes;
+  sizes.embed = 8;
+  sizes.hidden = 16;
+  sizes.d_model = 16;
+  sizes.heads = 2;
+  sizes.feedforward = 32;
+  sizes.seq = 12;
+  char_models::CharLSTM char_lstm(sizes);
+  randomize_buffers(char_lstm, gen);
+  export_case(dir, "char_lstm", char_lstm, tokens, cases);
+  char_models::CharTransformer char_transformer(sizes);
+  randomize_buffers(char_transformer, gen);
+  export_case(dir, "char_transformer", char_transformer, tokens, cases);
+  Recurrent recurrent;
+  randomize_buffers(recurrent, gen);
+  export_case(dir, "recurrent", recurrent, [&](index_t n) { return normal<float>(gen, {n, 4, 6}); }, cases);
+  Encoder encoder;
+  randomize_buffers(encoder, gen);
+  export_case(dir, "encoder", encoder, [&](index_t n) { return normal<float>(gen, {n, 5, 4}); }, cases);
   std::ofstream(dir + "/cases.json") << cases.dump(2);
-  CHECK(cases.size() == 12);
+  CHECK(cases.size() == 20);
 
   // The file starts as a ModelProto does: field 1 (ir_version) = 8.
   std::ifstream f(dir + "/fashion_cnn.onnx", std::ios::binary);
@@ -145,12 +228,81 @@ TEST_CASE("the example models and every mapped layer export to ONNX, with tesser
   CHECK(bytes.find("Dropout") == std::string::npos);  // dropped in eval mode
 }
 
+/// A module of its own without an onnx member.
+struct Unmapped : nn::Module<Unmapped> {
+  static constexpr const char* type_name = "Unmapped";
+  nn::Linear<float> fc{4, 4};
+  auto members() { return std::make_tuple(nn::child("fc", fc)); }
+  template <class X>
+  auto operator()(const X& x) const {
+    return fc(x) * fc(x);
+  }
+};
+
+/// An onnx member that calls a layer it does not list in members().
+struct Unlisted : nn::Module<Unlisted> {
+  static constexpr const char* type_name = "Unlisted";
+  nn::Linear<float> fc{4, 4};
+  nn::Linear<float> hidden{4, 4};
+  auto members() { return std::make_tuple(nn::child("fc", fc)); }
+  template <class X>
+  auto operator()(const X& x) const {
+    return hidden(fc(x));
+  }
+  template <class G, class V>
+  auto onnx(G& g, const V& x) const {
+    return g(hidden, g(fc, x));
+  }
+};
+
 TEST_CASE("a layer without an ONNX mapping is an error that names it, and nothing is written") {
   const std::string dir = output_dir();
-  auto model = nn::sequential(nn::Linear<float>(4, 4), nn::LSTM<float>(4, 3, {.batch_first = true}));
-  const std::string path = dir + "/lstm.onnx";
-  CHECK_THROWS_WITH_AS(io::export_onnx(model, zeros<float>({1, 2, 4}), path),
-                       doctest::Contains("layer '1' (LSTM) has no ONNX mapping"), value_error);
   struct ::stat st {};
+  auto model = nn::sequential(nn::Linear<float>(4, 4), Unmapped{});
+  const std::string path = dir + "/unmapped.onnx";
+  CHECK_THROWS_WITH_AS(io::export_onnx(model, zeros<float>({1, 4}), path),
+                       doctest::Contains("layer '1' (Unmapped) has no ONNX mapping"), value_error);
   CHECK(::stat(path.c_str(), &st) != 0);
+  Unlisted unlisted;
+  CHECK_THROWS_WITH_AS(io::export_onnx(unlisted, zeros<float>({1, 4}), path),
+                       "export_onnx: Unlisted::onnx calls a Linear that is not one of its members() (its weights would have no name)",
+                       value_error);
+  CHECK(::stat(path.c_str(), &st) != 0);
+}
+
+/// An LSTM's outputs.
+struct LSTMOutputs : nn::Module<LSTMOutputs> {
+  static constexpr const char* type_name = "LSTMOutputs";
+  nn::LSTM<float> lstm;
+  explicit LSTMOutputs(nn::LSTM<float> l) : lstm(std::move(l)) {}
+  auto members() { return std::make_tuple(nn::child("lstm", lstm)); }
+  template <class X>
+  auto operator()(const X& x) const {
+    return lstm(x).first;
+  }
+  template <class G, class V>
+  auto onnx(G& g, const V& x) const {
+    return g(lstm, x).first;
+  }
+};
+
+TEST_CASE("recurrent layers become ONNX LSTM and GRU nodes with their gates in ONNX's order") {
+  // One forward LSTM layer with hidden size 1: the four gate rows of W are PyTorch's i f g o, and
+  // the exported W must hold them as i o f c.
+  nn::LSTM<float> lstm(1, 1);
+  lstm.weight_ih[0] = Tensor<float, 2>({{1.f}, {2.f}, {3.f}, {4.f}});
+  LSTMOutputs holder(lstm);
+  const std::string path = output_dir() + "/gates.onnx";
+  io::export_onnx(holder, zeros<float>({1, 2, 1}), path);
+  std::ifstream f(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(f)), {});
+  // The initializer "lstm.W_l0" holds 1, 4, 2, 3 (float32, little-endian) as its raw data.
+  const float want[] = {1.f, 4.f, 2.f, 3.f};
+  std::string raw(reinterpret_cast<const char*>(want), sizeof want);
+  CHECK(bytes.find("lstm.W_l0") != std::string::npos);
+  CHECK(bytes.find(raw) != std::string::npos);
+  for (const char* text : {"LSTM", "hidden_size", "direction", "forward"}) {
+    CAPTURE(std::string(text));
+    CHECK(bytes.find(text) != std::string::npos);
+  }
 }
