@@ -6,6 +6,7 @@
 #include <tessera/tessera.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -208,4 +209,47 @@ TEST_CASE("2x2 max pooling's fast path: first maximum, NaN propagates, odd sizes
     CAPTURE(i);
     CHECK(dx.data()[i] == want_dx[std::size_t(i)]);
   }
+}
+
+TEST_CASE("2x2 max pooling in float: the vector paths give the scalar rule's values, bit for bit") {
+  // 37 windows a row: two 16-wide bodies (AVX-512), 8-wide ones (AVX2; test_backend_cpu_conv_avx2
+  // builds this file without AVX-512) and a scalar tail. An odd last column and row are in no window.
+  const index_t H = 7, W = 75, Ho = 3, Wo = 37;
+  auto x = random_tensor<float>(Shape<4>{2, 2, H, W}, 12);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::mt19937 rng(13);
+  for (index_t i = 0; i < x.size(); ++i) {
+    switch (rng() % 8) {  // ties of 0 and -0 (the first keeps its sign), NaN anywhere in a window
+      case 0: x.data()[i] = 0.0f; break;
+      case 1: x.data()[i] = -0.0f; break;
+      case 2: x.data()[i] = nan; break;
+      default: break;
+    }
+  }
+  Conv2dGeometry g;
+  g.stride_h = g.stride_w = 2;
+  auto y = garbage<float>(Shape<4>{2, 2, Ho, Wo});
+  tessera::pool2d_forward(cpu{}, std::true_type{}, x, y, 2, 2, g);
+  index_t nans = 0, negative_zeros = 0;
+  for (index_t p = 0; p < 4; ++p)
+    for (index_t oh = 0; oh < Ho; ++oh)
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        float m = 0;
+        bool first = true;
+        for (index_t i = 0; i < 2; ++i)
+          for (index_t j = 0; j < 2; ++j) {
+            const float v = x.data()[p * H * W + (2 * oh + i) * W + 2 * ow + j];
+            if (first || v > m || (std::isnan(v) && !std::isnan(m))) m = v;
+            first = false;
+          }
+        const float got = y.data()[(p * Ho + oh) * Wo + ow];
+        CAPTURE(p);
+        CAPTURE(oh);
+        CAPTURE(ow);
+        CHECK(std::memcmp(&got, &m, sizeof m) == 0);
+        nans += std::isnan(m);
+        negative_zeros += m == 0.0f && std::signbit(m);
+      }
+  CHECK(nans > 20);  // the cases above occur
+  CHECK(negative_zeros > 5);
 }

@@ -97,18 +97,19 @@ class WorkerPool {
   }
   /// True on a worker of any WorkerPool.
   static bool on_worker() { return is_worker(); }
-
- private:
-  static bool& is_worker() {
-    thread_local bool worker = false;
-    return worker;
-  }
+  /// One step of a polling loop: lets the core rest (and a sibling hyperthread run).
   static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #else
     std::this_thread::yield();
 #endif
+  }
+
+ private:
+  static bool& is_worker() {
+    thread_local bool worker = false;
+    return worker;
   }
   void loop() {
     is_worker() = true;
@@ -230,7 +231,18 @@ struct ParallelRegion {
       }
     }
   }
+  /// Waits for the tasks other threads are running. They were claimed, so they are running now:
+  /// the caller polls for a while (as a worker does between jobs) before it blocks, because being
+  /// woken costs more than the tail of a small kernel (tens of microseconds on a VM).
   void wait() {
+    const auto until = std::chrono::steady_clock::now() + WorkerPool::spin;
+    for (unsigned i = 1; done.load(std::memory_order_acquire) != tasks; ++i) {
+      WorkerPool::pause();
+      if (i % 64 == 0) {
+        if (std::chrono::steady_clock::now() > until) break;
+        std::this_thread::yield();  // an oversubscribed core goes to the threads doing the work
+      }
+    }
     if (done.load(std::memory_order_acquire) == tasks) return;
     std::unique_lock<std::mutex> lock(mutex);
     finished.wait(lock, [&] { return done.load(std::memory_order_acquire) == tasks; });
