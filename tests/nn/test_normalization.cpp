@@ -115,6 +115,44 @@ TEST_CASE("relu(batch_norm(...)) is one node: the same values, gradients and run
   CHECK(eval(min(relu(fused_bn(x)))).item() == 0.0);
 }
 
+TEST_CASE("in evaluation a batch norm after a convolution folds into it outside a sweep; inside one nothing changes") {
+  Generator gen(13);
+  const auto x = normal<double>(gen, {2, 4, 7, 6});
+  const auto r = normal<double>(gen, {2, 6, 7, 6});
+  for (const bool bias : {false, true}) {
+    for (const index_t groups : {1, 2}) {
+      CAPTURE(bias);
+      CAPTURE(groups);
+      nn::Conv2d<double> conv(4, 6, 3, {.padding = 1, .groups = groups, .bias = bias, .generator = &gen});
+      nn::BatchNorm2d<double> bn(6);
+      bn.weight.assign(normal<double>(gen, {6}));
+      bn.bias.assign(normal<double>(gen, {6}));
+      bn.running_mean.assign(normal<double>(gen, {6}));
+      bn.running_var.assign(uniform<double>(gen, {6}, 0.5, 2.0));
+      bn.eval();
+      const Tensor<double, 4> c = conv(x);  // a batch norm of a tensor: never folded
+      for (const bool with_relu : {false, true}) {
+        CAPTURE(with_relu);
+        const Tensor<double, 4> want = with_relu ? Tensor<double, 4>(relu(bn(c))) : Tensor<double, 4>(bn(c));
+        const Tensor<double, 4> got = with_relu ? Tensor<double, 4>(relu(bn(conv(x)))) : Tensor<double, 4>(bn(conv(x)));
+        const double diff = eval(max(abs(got - want))).item();
+        CHECK(diff < 1e-12);
+        CHECK(diff > 0);  // folded: the weights were scaled, so some element rounds differently
+      }
+      // Inside a sweep the convolution's output is computed (the backward reads it): the value and
+      // the gradients of the unfolded expression (`+ 0.0` keeps the node from being a convolution).
+      auto [v, g] = value_and_grad([&](const auto& in, const auto& cv, const auto& b) { return sum(relu(b(cv(in))) * r); }, x,
+                                   conv, bn);
+      auto [v0, g0] =
+          value_and_grad([&](const auto& in, const auto& cv, const auto& b) { return sum(relu(b(cv(in) + 0.0)) * r); }, x, conv, bn);
+      CHECK(v() == v0());
+      CHECK_TENSOR_NEAR(std::get<0>(g), std::get<0>(g0), 1e-12);
+      CHECK_TENSOR_NEAR(std::get<1>(g).weight, std::get<1>(g0).weight, 1e-12);
+      CHECK_TENSOR_NEAR(std::get<2>(g).weight, std::get<2>(g0).weight, 1e-12);
+    }
+  }
+}
+
 TEST_CASE("BatchNorm1d matches PyTorch on [N, C] and [N, C, L]") {
   nn::BatchNorm1d<double> bn(4);
   const Tensor<double, 2> y = bn(fixture::d2(fx::bn1d_x));

@@ -28,6 +28,7 @@
 #include "tessera/expr/assign.hpp"
 #include "tessera/expr/binary_ops.hpp"
 #include "tessera/expr/cache.hpp"
+#include "tessera/expr/conv.hpp"
 #include "tessera/expr/evaluator.hpp"
 #include "tessera/expr/reduce.hpp"
 #include "tessera/expr/shape_ops.hpp"
@@ -224,6 +225,12 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   Shape<rank> shape() const { return input.shape(); }
 
   void evaluate_into(Tensor<value_type, rank, backend_type>& out) const {
+    if constexpr (is_plain_conv2d<X>::value) {
+      if (!state->options.training && detail::active_cache_epoch() == 0) {
+        folded_into_convolution(input, out);
+        return;
+      }
+    }
     const auto x = detail::value_of(input).contiguous();
     const Tensor<value_type, 1, backend_type> g = detail::value_of(gamma).contiguous();
     const Tensor<value_type, 1, backend_type> b = detail::value_of(beta).contiguous();
@@ -256,6 +263,41 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   }
   auto inputs() const { return std::tie(input, gamma, beta); }
 
+ private:
+  template <class E>
+  struct is_plain_conv2d : std::false_type {};
+  template <class CX, class CW, class CB>
+  struct is_plain_conv2d<Conv2d<CX, CW, CB, false>> : std::true_type {};
+
+  /// Evaluation mode after a convolution, outside a sweep (inference): the batch norm is an affine
+  /// map per output channel, y = conv * scale + shift, so it folds into the convolution: weights
+  /// w * scale[o], bias b * scale + shift, relu (when fused) in the convolution's epilogue. One
+  /// pass writes y, where the convolution wrote it and the batch norm read and wrote it again.
+  /// (Inside a sweep the backward reads the convolution's output, so it is computed as usual.)
+  /// Results differ from the unfolded ones by rounding only.
+  template <class Conv>
+  void folded_into_convolution(const Conv& conv, Tensor<value_type, 4, backend_type>& out) const {
+    State& st = *state;
+    st.mean.assign(st.running.mean);
+    st.invstd.assign(rsqrt(st.running.var + value_type(st.options.eps)));
+    const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) * st.invstd);
+    Tensor<value_type, 1, backend_type> shift(detail::value_of(beta) - st.mean * scale);
+    if constexpr (Conv::has_bias_input) {
+      if (conv.use_bias) shift = Tensor<value_type, 1, backend_type>(detail::value_of(conv.bias) * scale + shift);
+    }
+    const auto w = detail::contiguous_value<value_type, backend_type>(conv.weight);
+    const index_t O = w.shape()[0];
+    const Tensor<value_type, 4, backend_type> folded(w * reshape(scale, Shape<4>{O, 1, 1, 1}));
+    const auto x = detail::contiguous_value<value_type, backend_type>(conv.input);
+    if constexpr (FusedRelu && has_relu_epilogue<backend_type>::value) {
+      conv2d_forward(backend_type{}, x, folded, out, conv.geometry, shift.data(), true);
+    } else {
+      conv2d_forward(backend_type{}, x, folded, out, conv.geometry, shift.data());
+      if constexpr (FusedRelu) detail::assign_expression(out, tessera::relu(out));
+    }
+  }
+
+ public:
   template <class Gr>
   auto input_adjoints(const Gr& g) const {
     const auto dy = [&] {
