@@ -1,7 +1,12 @@
 // nn::cut, the type boundary for deep models: same values and gradients as without it, transparent
-// names and modes, and a 24-layer model whose type stays small (this program's compile time is the
-// check: each distinct block type is instantiated once, however many times it repeats).
+// names and modes, the expression's nesting depth (one level per cut, whatever the block holds),
+// and a 24-layer model whose type stays small (each distinct block type is instantiated once,
+// however many times it repeats).
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <tuple>
+#include <type_traits>
 
 #include <tessera/tessera.hpp>
 
@@ -16,7 +21,32 @@ auto make_block(Generator& gen) {
   return nn::sequential(nn::Linear<double>(5, 5, {.bias = true, .generator = &gen}), nn::Tanh{},
                         nn::Linear<double>(5, 5, {.bias = true, .generator = &gen}));
 }
+
+/// The nesting depth of an expression type: 0 for a tensor, else 1 + the deepest of its inputs().
+template <class E, class = void>
+struct depth : std::integral_constant<int, 0> {};
+template <class Tuple>
+struct deepest;
+template <class... I>
+struct deepest<std::tuple<I...>> : std::integral_constant<int, std::max({0, depth<std::decay_t<I>>::value...})> {};
+template <class E>
+struct depth<E, std::void_t<decltype(std::declval<const E&>().inputs())>>
+    : std::integral_constant<int, 1 + deepest<decltype(std::declval<const E&>().inputs())>::value> {};
 }  // namespace
+
+TEST_CASE("a cut adds one level to the expression's type, however deep its block") {
+  Generator gen(3);
+  const auto x = normal<double>(gen, {2, 5});
+  auto deep = nn::sequential(make_block(gen), nn::Tanh{}, make_block(gen), nn::Tanh{}, make_block(gen));
+  auto plain = nn::sequential(deep, deep);
+  auto cut = nn::sequential(nn::cut(deep), nn::cut(deep));
+  auto cut_shallow = nn::sequential(nn::cut(make_block(gen)), nn::cut(make_block(gen)));
+  constexpr int plain_depth = depth<decltype(plain(x))>::value;
+  static_assert(plain_depth >= 20, "ten linear layers and their activations nest");
+  static_assert(depth<decltype(cut(x))>::value == 2, "two cuts: two levels, the blocks' layers hidden");
+  static_assert(depth<decltype(cut_shallow(x))>::value == depth<decltype(cut(x))>::value);
+  CHECK_TENSOR_NEAR(eval(cut(x)), eval(plain(x)), 1e-12);
+}
 
 TEST_CASE("a cut model computes the same loss and gradients as the uncut one") {
   Generator g1(3), g2(3), gx(4);
