@@ -112,40 +112,27 @@ struct Reshaped : ExprBase<Reshaped<A, R>> {
   }
 };
 
-/// A with its last two axes swapped (the matrix transpose of every matrix in a batch).
-template <class A>
-struct SwapLastAxes : ExprBase<SwapLastAxes<A>> {
+namespace detail {
+/// What a view node of an expression's value shares (Sliced, SwapAxes, SwapLastAxes): Self provides `view()`
+/// (the value of A seen through the view) and `computed_strides()` (the view's strides over A's
+/// shape when A is computed into a new contiguous buffer).
+template <class Self, class A>
+struct ViewOfValue : ExprBase<Self> {
   using value_type = value_type_t<A>;
   using backend_type = backend_t<A>;
   static constexpr std::size_t rank = rank_v<A>;
-  static constexpr const char* name = "transpose";
-  static_assert(rank >= 2, "tessera::transpose: needs an expression of rank 2 or more");
   A arg;
-  explicit SwapLastAxes(A a) : arg(std::move(a)) {}
-  Shape<rank> shape() const {
-    auto s = arg.shape();
-    std::swap(s[rank - 1], s[rank - 2]);
-    return s;
-  }
-  /// A transposed view of A's value: no copy when A is a tensor.
-  Tensor<value_type, rank, backend_type> view() const {
-    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
-      return detail::value_of(arg).transpose(-1, -2);
-    } else {
-      return detail::value_of(arg).contiguous().transpose(-1, -2);
-    }
-  }
+
+  explicit ViewOfValue(A a) : arg(std::move(a)) {}
   template <std::size_t RO, class F>
   void visit_leaves(const Shape<RO>& out, F&& f) const {
-    if constexpr (detail::is_tensor_v<A> || detail::has_inner_expression<A>::value) {
-      const auto v = view();  // strides depend on A's layout, so look at the value itself
+    if constexpr (is_tensor_v<A> || has_inner_expression<A>::value) {
+      const auto v = self().view();  // strides depend on A's layout
       f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
     } else {
-      // view() computes A into a new contiguous buffer, so its strides follow from the shape:
-      // computing it here as well would evaluate A twice per pass.
-      auto strides = contiguous_strides(arg.shape());
-      std::swap(strides[rank - 1], strides[rank - 2]);
-      f(static_cast<const void*>(nullptr), broadcast_strides(shape(), strides, out));
+      // A is computed into a new contiguous buffer (a materialization node's, or a temporary):
+      // its strides follow from its shape, and asking for the value here would compute it twice.
+      f(static_cast<const void*>(nullptr), broadcast_strides(self().shape(), self().computed_strides(), out));
     }
   }
   template <class F>
@@ -153,11 +140,38 @@ struct SwapLastAxes : ExprBase<SwapLastAxes<A>> {
     detail::for_each_tensor(arg, f);
   }
   template <std::size_t RO>
-  detail::LeafEval<value_type> evaluator(const Shape<RO>& out, const detail::IterPlan& plan) const {
-    return detail::view_evaluator(view(), out, plan);
+  LeafEval<value_type> evaluator(const Shape<RO>& out, const IterPlan& plan) const {
+    return view_evaluator(self().view(), out, plan);
   }
-  Tensor<value_type, rank, backend_type> value_of_inner() const { return view(); }
+  Tensor<value_type, rank, backend_type> value_of_inner() const { return self().view(); }
   auto inputs() const { return std::tie(arg); }
+
+ private:
+  const Self& self() const { return static_cast<const Self&>(*this); }
+};
+}  // namespace detail
+
+/// A with its last two axes swapped (the matrix transpose of every matrix in a batch): a view of
+/// A's value (no copy when A is a tensor).
+template <class A>
+struct SwapLastAxes : detail::ViewOfValue<SwapLastAxes<A>, A> {
+  using value_type = value_type_t<A>;
+  using backend_type = backend_t<A>;
+  static constexpr std::size_t rank = rank_v<A>;
+  static constexpr const char* name = "transpose";
+  static_assert(rank >= 2, "tessera::transpose: needs an expression of rank 2 or more");
+  explicit SwapLastAxes(A a) : detail::ViewOfValue<SwapLastAxes<A>, A>(std::move(a)) {}
+  Shape<rank> shape() const {
+    auto s = this->arg.shape();
+    std::swap(s[rank - 1], s[rank - 2]);
+    return s;
+  }
+  Tensor<value_type, rank, backend_type> view() const { return detail::value_of(this->arg).transpose(-1, -2); }
+  Shape<rank> computed_strides() const {
+    auto strides = contiguous_strides(this->arg.shape());
+    std::swap(strides[rank - 1], strides[rank - 2]);
+    return strides;
+  }
   template <class G>
   auto input_adjoints(const G& g) const {
     if constexpr (detail::is_matmul_2d<G>::value && rank == 2) {

@@ -49,45 +49,6 @@ template <class B0, class B1, class... Bs>
 struct common_backend_all<B0, B1, Bs...> : common_backend_all<common_backend_t<B0, B1>, Bs...> {};
 }  // namespace detail
 
-namespace detail {
-/// What a view node of an expression's value shares (Sliced, SwapAxes): Self provides `view()`
-/// (the value of A seen through the view) and `computed_strides()` (the view's strides over A's
-/// shape when A is computed into a new contiguous buffer).
-template <class Self, class A>
-struct ViewOfValue : ExprBase<Self> {
-  using value_type = value_type_t<A>;
-  using backend_type = backend_t<A>;
-  static constexpr std::size_t rank = rank_v<A>;
-  A arg;
-
-  explicit ViewOfValue(A a) : arg(std::move(a)) {}
-  template <std::size_t RO, class F>
-  void visit_leaves(const Shape<RO>& out, F&& f) const {
-    if constexpr (is_tensor_v<A> || has_inner_expression<A>::value) {
-      const auto v = self().view();  // strides depend on A's layout
-      f(static_cast<const void*>(v.storage_id()), broadcast_strides(v.shape(), v.strides(), out));
-    } else {
-      // A is computed into a new contiguous buffer (a materialization node's, or a temporary):
-      // its strides follow from its shape, and asking for the value here would compute it twice.
-      f(static_cast<const void*>(nullptr), broadcast_strides(self().shape(), self().computed_strides(), out));
-    }
-  }
-  template <class F>
-  void for_each_tensor(F&& f) const {
-    detail::for_each_tensor(arg, f);
-  }
-  template <std::size_t RO>
-  LeafEval<value_type> evaluator(const Shape<RO>& out, const IterPlan& plan) const {
-    return view_evaluator(self().view(), out, plan);
-  }
-  Tensor<value_type, rank, backend_type> value_of_inner() const { return self().view(); }
-  auto inputs() const { return std::tie(arg); }
-
- private:
-  const Self& self() const { return static_cast<const Self&>(*this); }
-};
-}  // namespace detail
-
 /// Elements [begin, end) of A along one axis: a view of A's value (no copy when A is a tensor, a
 /// variable or a materialization node such as a matmul; an elementwise A is evaluated first).
 template <class A>
