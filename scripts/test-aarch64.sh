@@ -2,8 +2,7 @@
 # Cross-compiles the tests of the core, autodiff, nn and io layers for aarch64 (Eigen's NEON
 # kernels, no OpenBLAS) and runs them under qemu-user, through CMake's
 # CMAKE_CROSSCOMPILING_EMULATOR (cmake/aarch64-linux-gnu.cmake). Not part of the default test run:
-# on the 2-core development machine it takes longer than CI's budget for it. Known problem (see
-# docs/deploy.md): most of the programs still hang under qemu at their first expression.
+# on the 2-core development machine it takes longer than CI's budget for it (docs/deploy.md).
 #
 #   scripts/test-aarch64.sh [ctest arguments...]
 #
