@@ -204,6 +204,57 @@ TEST_CASE("a step in two stages gives the same values and gradients as in one") 
   GRAD_CHECK(loss_struct, p0, grad_test::tight());
 }
 
+/// A post stage with its backward written out (as nn::LSTM's and nn::GRU's are): z' = z + x,
+/// a = tanh(z'), new carry a / 2 + h / 2, output 2 a. Forward saves a; backward reads it.
+struct HandDerivedPost {
+  static constexpr bool hand_derived = true;
+  struct Saved {
+    Tensor<double, 2> a;
+  };
+  auto forward(const Tensor<double, 2>& z, const Tensor<double, 2>& h, const Tensor<double, 2>& x) const {
+    const Tensor<double, 2> a = tanh(z + x);
+    return std::make_pair(std::make_tuple(Tensor<double, 2>(a * 0.5 + h * 0.5), Tensor<double, 2>(a * 2.0)), Saved{a});
+  }
+  auto backward(const Saved& s, const std::tuple<Tensor<double, 2>, Tensor<double, 2>>& cot) const {
+    const Tensor<double, 2> dz = (std::get<0>(cot) * 0.5 + std::get<1>(cot) * 2.0) * (1.0 - s.a * s.a);
+    return std::make_tuple(dz, Tensor<double, 2>(std::get<0>(cot) * 0.5), dz);  // d pre, d carry, d x
+  }
+};
+
+TEST_CASE("a hand-derived post stage gives the derived one's values and gradients") {
+  // The pre stage reads only the carry (the input goes to the post stage alone); xs is [T, B, H].
+  auto pre = [](const auto& h, const auto&, const auto& p) {
+    const auto& [U, b] = p;
+    return matmul(h, U) + b;
+  };
+  auto derived_post = [](const auto& z, const auto& h, const auto& x) {
+    auto a = tanh(z + x);
+    return std::make_pair(a * 0.5 + h * 0.5, a * 2.0);
+  };
+  const index_t T = 4;
+  Generator gen(18);
+  const auto xs0 = uniform<double>(gen, Shape<3>{T, B, H}, -1.0, 1.0);
+  const auto cy = output_weights(T);
+  for (const auto& options : {ScanOptions{}, ScanOptions{.reverse = true}, ScanOptions{.checkpoint = true},
+                              ScanOptions{.lengths = {4, 1, 0}}, ScanOptions{.reverse = true, .lengths = {2, 4, 3}}}) {
+    auto loss = [&](const auto& step) {
+      return [&, step](const auto& h0, const auto& xs, const auto& u, const auto& b) {
+        auto [hT, ys] = scan(step, h0, xs, std::make_tuple(u, b), options);
+        return sum(ys * cy) + sum(hT * carry_weights);
+      };
+    };
+    const auto hand = loss(scan_stages(pre, HandDerivedPost{}));
+    const auto [v1, g1] = value_and_grad(hand, h00, xs0, U0, b0);
+    const auto [v2, g2] = value_and_grad(loss(scan_stages(pre, derived_post)), h00, xs0, U0, b0);
+    CHECK(v1() == doctest::Approx(v2()).epsilon(1e-14));
+    CHECK_TENSOR_NEAR(std::get<0>(g1), std::get<0>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<1>(g1), std::get<1>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<2>(g1), std::get<2>(g2), 1e-13);
+    CHECK_TENSOR_NEAR(std::get<3>(g1), std::get<3>(g2), 1e-13);
+    GRAD_CHECK(hand, h00, xs0, U0, b0, grad_test::tight());
+  }
+}
+
 TEST_CASE("a carry of several tensors and inputs of several tensors") {
   // An LSTM-like carry (h, c) and two input streams.
   const auto xs_a = inputs(3, 21);

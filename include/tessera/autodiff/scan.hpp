@@ -260,6 +260,33 @@ struct PreBody {
   }
 };
 
+/// What the pre stage of a step with a hand-derived post stage receives for the step's input:
+/// nothing. Its post stage alone reads the input, so its backward alone gives the input's gradient.
+struct NoStepInput {};
+template <class Step, class PV>
+struct PreCarryBody {
+  const Step* step;
+  const PV* params;
+  template <class C>
+  auto operator()(const C& c) const {
+    return call_pre(*step, c, NoStepInput{}, *params);
+  }
+};
+
+/// A staged step whose post stage has a hand-derived backward (the library's recurrent cells). The
+/// post stage declares `static constexpr bool hand_derived = true` and has
+///   forward(pre value, carry, x)     -> std::pair<std::tuple<new carry components..., output>, Saved>
+///   backward(const Saved&, cotangent) -> std::tuple<d pre value, d carry, d x>
+/// (the cotangent shaped like forward's first). Why: a derived backward recomputes the forward's
+/// elementwise values -- every sigmoid and tanh once per gradient that reads it -- where a
+/// hand-derived one reads the activations its forward saved. Its pre stage must not read the input
+/// (it receives a NoStepInput).
+template <class Step, class = void>
+struct has_hand_derived_post : std::false_type {};
+template <class Pre, class Post, std::size_t Parts, bool SplitInput>
+struct has_hand_derived_post<ScanStages<Pre, Post, Parts, SplitInput>, std::enable_if_t<Post::hand_derived>>
+    : std::true_type {};
+
 /// The parameters as scan keeps them: a parameter struct as it is (its tensors are shared), a
 /// tuple of expressions as their values.
 template <class P>
@@ -371,6 +398,39 @@ struct step_input_grad<true, XtV, BodyGrads, I> {
   using type = materialized_tensor_t<XtV>;
 };
 
+/// The differentiated body's result: (carry components..., output) and the pullback. A plain step's
+/// arguments are (carry, x, params); a staged step's post stage's (pre value, carry, x).
+template <bool Staged, class B, class PV, class C, class X, class P>
+auto scan_body_vjp(const B& body, const PV& pre, const C& carry, const X& xt, const P& params) {
+  if constexpr (Staged) {
+    return vjp(body, pre, carry, xt);
+  } else {
+    static_cast<void>(pre);
+    return vjp(body, carry, xt, params);
+  }
+}
+
+/// A step's values (carry components..., output) and the gradient types of its carry and input:
+/// from the vjp of the body (derived), or from a hand-derived post stage.
+template <bool Staged, bool SplitX, class Body, class PostPreV, class CarryV, class PostXV, class ParamsV, class XtV>
+struct derived_step_types {
+  using VjpResult = decltype(scan_body_vjp<Staged>(std::declval<const Body&>(), std::declval<const PostPreV&>(),
+                                                   std::declval<const CarryV&>(), std::declval<const PostXV&>(),
+                                                   std::declval<const ParamsV&>()));
+  using Values = typename VjpResult::first_type;
+  using BodyGrads = decltype(std::declval<typename VjpResult::second_type&>()(std::declval<const Values&>()));
+  static constexpr std::size_t grad_offset = Staged ? 1 : 0;  // a staged post stage's first gradient is the pre value's
+  using CarryGrad = std::tuple_element_t<grad_offset, BodyGrads>;
+  using XtGrad = typename step_input_grad<SplitX, XtV, BodyGrads, grad_offset + 1>::type;
+};
+template <class Step, class PreV, class CarryV, class XtV>
+struct hand_derived_step_types {
+  using Values = typename decltype(std::declval<const Step&>().post.forward(
+      std::declval<const PreV&>(), std::declval<const CarryV&>(), std::declval<const XtV&>()))::first_type;
+  using CarryGrad = CarryV;
+  using XtGrad = materialized_tensor_t<XtV>;
+};
+
 /// Everything one scan shares among its output nodes: the inputs' values, the per-step pullbacks
 /// (or, checkpointing, the per-step carries) and the outputs.
 template <class Step, class Init, class Xs, class Params>
@@ -399,24 +459,12 @@ struct ScanState {
   using PostPreV = decltype(split_parts<pre_parts>(std::declval<const PreV&>()));  // what post receives
   using PostXV = decltype(split_parts<x_parts>(std::declval<const XtV&>()));
   using Body = ScanBody<Step>;
-  /// The differentiated body's result: (carry components..., output) and the pullback. A plain
-  /// step's arguments are (carry, x, params); a staged step's post stage's (pre value, carry, x).
-  template <class B>
-  static auto body_vjp(const B& body, const PostPreV& pre, const CarryV& carry, const PostXV& xt, const ParamsV& params) {
-    if constexpr (staged) {
-      return vjp(body, pre, carry, xt);
-    } else {
-      static_cast<void>(pre);
-      return vjp(body, carry, xt, params);
-    }
-  }
-  using VjpResult = decltype(body_vjp(std::declval<const Body&>(), std::declval<const PostPreV&>(), std::declval<const CarryV&>(),
-                                      std::declval<const PostXV&>(), std::declval<const ParamsV&>()));
-  using Values = typename VjpResult::first_type;  // carry components..., output
-  using BodyGrads = decltype(std::declval<typename VjpResult::second_type&>()(std::declval<const Values&>()));
-  static constexpr std::size_t grad_offset = staged ? 1 : 0;  // a staged post stage's first gradient is the pre value's
-  using CarryGrad = std::tuple_element_t<grad_offset, BodyGrads>;
-  using XtGrad = typename step_input_grad<split_x, XtV, BodyGrads, grad_offset + 1>::type;
+  static constexpr bool hand_derived = has_hand_derived_post<Step>::value;
+  using Types = std::conditional_t<hand_derived, hand_derived_step_types<Step, PreV, CarryV, XtV>,
+                                   derived_step_types<staged, split_x, Body, PostPreV, CarryV, PostXV, ParamsV, XtV>>;
+  using Values = typename Types::Values;  // carry components..., output
+  using CarryGrad = typename Types::CarryGrad;
+  using XtGrad = typename Types::XtGrad;
   using ParamsGrad = ParamsV;  // a tensor's gradient has its type; a parameter struct's is a copy of it
   /// One step's gradients: the carry's, the input's, the parameters' (plain steps) and the pre
   /// value's (staged steps: the parameters' gradient is taken from them once, after the loop).
@@ -459,12 +507,77 @@ struct ScanState {
   template <class F>
   void with_step(const CarryV& carry, index_t t, bool want_pullback, F&& use) const {
     const XtV xt = select_step(xs, t);
+    if constexpr (hand_derived) {
+      hand_derived_step(carry, xt, t, want_pullback, use);
+    } else {
+      derived_step(carry, xt, t, want_pullback, use);
+    }
+  }
+
+  /// A step with a hand-derived post stage. Masked examples keep their carry and output zeros, as
+  /// in ScanBody; their cotangents pass to the carry they kept.
+  template <class F>
+  void hand_derived_step(const CarryV& carry, const XtV& xt, index_t t, bool want_pullback, F& use) const {
+    std::optional<MaskedBody> masks;
+    if (masked_at(t)) masks.emplace(masked_body(t));
+    const PreCarryBody<Step, ParamsV> pre_body{&step, &params};
+    if (!want_pullback) {
+      const PreV pre = values_of_struct(pre_body(carry));
+      const Values fresh = step.post.forward(pre, carry, xt).first;
+      use(masks ? masked_values(fresh, carry, *masks) : fresh, Pullback());
+      return;
+    }
+    auto pre_result = vjp(pre_body, carry);
+    auto forward = step.post.forward(pre_result.first, carry, xt);
+    const Values values = masks ? masked_values(forward.first, carry, *masks) : forward.first;
+    use(values, Pullback([pre_pullback = std::move(pre_result.second), saved = std::move(forward.second),
+                          post = &step.post, masks](const Values& cot) mutable {
+          auto grads = masks ? post->backward(saved, masked_cotangent(cot, *masks)) : post->backward(saved, cot);
+          const PreV& dpre = std::get<0>(grads);
+          const CarryV from_pre = std::get<0>(pre_pullback(dpre));
+          CarryV dcarry = add_values(std::get<1>(grads), from_pre);
+          if (masks) dcarry = add_values(dcarry, kept_carry_cotangent(cot, *masks));
+          return StepGrads(std::move(dcarry), std::move(std::get<2>(grads)), std::tuple<>{}, dpre);
+        }));
+  }
+  template <class M, std::size_t... C>
+  static Values masked_values_impl(const Values& fresh, const CarryV& old, const M& m, std::index_sequence<C...>) {
+    const auto old_flat = as_flat(old);
+    using T = value_type_t<YT>;
+    return Values(std::tuple_element_t<C, Values>(where(std::get<C>(m.carry_masks), std::get<C>(fresh), std::get<C>(old_flat)))...,
+                  YT(where(m.y_mask, std::get<carry_count>(fresh), T(0))));
+  }
+  static Values masked_values(const Values& fresh, const CarryV& old, const MaskedBody& m) {
+    return masked_values_impl(fresh, old, m, std::make_index_sequence<carry_count>{});
+  }
+  template <std::size_t... C>
+  static Values masked_cotangent_impl(const Values& cot, const MaskedBody& m, std::index_sequence<C...>) {
+    using T = value_type_t<YT>;
+    return Values(std::tuple_element_t<C, Values>(where(std::get<C>(m.carry_masks), std::get<C>(cot), T(0)))...,
+                  YT(where(m.y_mask, std::get<carry_count>(cot), T(0))));
+  }
+  static Values masked_cotangent(const Values& cot, const MaskedBody& m) {
+    return masked_cotangent_impl(cot, m, std::make_index_sequence<carry_count>{});
+  }
+  template <std::size_t... C>
+  static CarryV kept_carry_cotangent_impl(const Values& cot, const MaskedBody& m, std::index_sequence<C...>) {
+    using T = value_type_t<YT>;
+    return from_flat<CarryV>(FlatCarry(std::tuple_element_t<C, FlatCarry>(where(std::get<C>(m.carry_masks), T(0), std::get<C>(cot)))...));
+  }
+  static CarryV kept_carry_cotangent(const Values& cot, const MaskedBody& m) {
+    return kept_carry_cotangent_impl(cot, m, std::make_index_sequence<carry_count>{});
+  }
+
+  /// A step whose backward is derived from its body's expression.
+  template <class F>
+  void derived_step(const CarryV& carry, const XtV& xt, index_t t, bool want_pullback, F& use) const {
     auto go = [&](const auto& body) {
       if (want_pullback) {
         if constexpr (staged) {
           // (Not structured bindings: C++17 lambdas cannot capture them.)
           auto pre_result = vjp(PreBody<Step, ParamsV>{&step, &params}, carry, xt);
-          auto post_result = body_vjp(body, split_parts<pre_parts>(pre_result.first), carry, split_parts<x_parts>(xt), params);
+          auto post_result =
+              scan_body_vjp<staged>(body, split_parts<pre_parts>(pre_result.first), carry, split_parts<x_parts>(xt), params);
           use(post_result.first, Pullback([pre_pullback = std::move(pre_result.second),
                                            post_pullback = std::move(post_result.second)](const Values& cot) mutable {
                 auto post = post_pullback(cot);
@@ -474,7 +587,7 @@ struct ScanState {
                 return StepGrads(add_values(std::get<1>(post), dcarry), add_values(dx_post, dx), std::tuple<>{}, dpre);
               }));
         } else {
-          auto result = body_vjp(body, PreV{}, carry, xt, params);
+          auto result = scan_body_vjp<staged>(body, PreV{}, carry, xt, params);
           use(result.first, Pullback([pullback = std::move(result.second)](const Values& cot) mutable {
                 auto g = pullback(cot);
                 return StepGrads(std::get<0>(g), std::get<1>(g), std::get<2>(g), PreV{});
@@ -573,10 +686,16 @@ struct ScanState {
       return ParamsGrad{};
     } else {
       const auto carries_all = stack_merged(carries);
-      const auto xs_all = std::apply([](const auto&... x) { return std::make_tuple(merge_time(x)...); }, as_flat(xs));
       const auto dpre_all = stack_merged(dpre);
       const Step* st = &step;
-      auto f = [&](const auto& p) { return call_pre(*st, carries_all, from_flat<Xs>(xs_all), p); };
+      auto f = [&](const auto& p) {
+        if constexpr (hand_derived) {
+          return call_pre(*st, carries_all, NoStepInput{}, p);
+        } else {
+          const auto xs_all = std::apply([](const auto&... x) { return std::make_tuple(merge_time(x)...); }, as_flat(xs));
+          return call_pre(*st, carries_all, from_flat<Xs>(xs_all), p);
+        }
+      };
       using Plan = GradPlan<decltype(f), ParamsV>;
       CacheEpochScope scope(new_cache_epoch());
       const auto out = call_with_vars<0>(f, std::tuple<const ParamsV&>(params), std::index_sequence<0>{});

@@ -143,22 +143,16 @@ struct HiddenWeights {
 };
 
 /// The layers' steps, in two stages (tessera::scan_stages): the hidden projection of all gates in
-/// one GEMM, which reads the weights, then the gates from its column blocks and those of the input
-/// projection (one view per gate). Each gate's block is then a plain variable of the second stage:
-/// it is differentiated once per step (the shares of its gradient added in one fused pass), the
-/// hidden state's gradient is one GEMM per step and the weight's one GEMM over all steps.
+/// one GEMM, which reads the weights (its gradient for the hidden state is one GEMM per step, the
+/// weight's one GEMM over all steps), then the gates from its column blocks and those of the input
+/// projection. The gates' backward is written out by hand (the formulas below): derived from the
+/// expression it would recompute every sigmoid and tanh once per gradient that reads it, where
+/// here each step's forward saves the activated gates and its backward reads them -- four
+/// elementwise passes per step instead of a dozen passes over transcendentals.
 struct LSTMPre {
   template <class C, class X, class P>
   auto operator()(const C& carry, const X&, const P& p) const {
     return matmul(std::get<0>(carry), transpose(p.W));
-  }
-};
-struct LSTMPost {
-  template <class G, class C, class X>
-  auto operator()(const G& hp, const C& carry, const X& xp) const {
-    auto next = lstm_update(std::get<1>(carry), std::get<0>(xp) + std::get<0>(hp), std::get<1>(xp) + std::get<1>(hp),
-                            std::get<2>(xp) + std::get<2>(hp), std::get<3>(xp) + std::get<3>(hp));
-    return std::make_pair(next, std::get<0>(next));
   }
 };
 struct GRUPre {
@@ -167,12 +161,97 @@ struct GRUPre {
     return matmul(h, transpose(p.W)) + p.b;
   }
 };
+
+/// Column block k of a [N, G H] value (gate k).
+template <class V>
+V gate_block(const V& v, index_t k, index_t H) {
+  return v.slice(-1, k * H, (k + 1) * H);
+}
+
+/// LSTM gates (PyTorch's order i, f, g, o) from the hidden projection hp and the input projection
+/// xp (both biases in xp): c' = f c + i g, h' = o tanh(c'). Forward saves the activated gates a,
+/// c and tanh(c'). Backward, from the cotangents of h' (the carry's and the output's, added) and c':
+///   dc' += dh' o (1 - tanh(c')^2);  di = dc' g i (1 - i);  df = dc' c f (1 - f);
+///   dg = dc' i (1 - g^2);  do = dh' tanh(c') o (1 - o);  dc = dc' f.
+/// The gates' gradient is both the hidden projection's and the input projection's.
+struct LSTMPost {
+  static constexpr bool hand_derived = true;
+  template <class V>
+  struct Saved {
+    V a, c, tanh_c2;
+  };
+  template <class V, class X>
+  auto forward(const V& hp, const std::tuple<V, V>& carry, const X& xp) const {
+    const V& c = std::get<1>(carry);
+    const index_t H = c.shape()[1];
+    V a = V::uninitialized(hp.shape());
+    auto pre = [&](index_t k) { return gate_block(xp, k, H) + gate_block(hp, k, H); };
+    gate_block(a, 0, H).assign(sigmoid(pre(0)));
+    gate_block(a, 1, H).assign(sigmoid(pre(1)));
+    gate_block(a, 2, H).assign(tanh(pre(2)));
+    gate_block(a, 3, H).assign(sigmoid(pre(3)));
+    const V i = gate_block(a, 0, H), f = gate_block(a, 1, H), g = gate_block(a, 2, H), o = gate_block(a, 3, H);
+    V c2 = f * c + i * g;
+    V tanh_c2 = tanh(c2);
+    V h2 = o * tanh_c2;
+    return std::make_pair(std::make_tuple(h2, c2, h2), Saved<V>{std::move(a), c, std::move(tanh_c2)});
+  }
+  template <class V>
+  auto backward(const Saved<V>& s, const std::tuple<V, V, V>& cot) const {
+    using T = value_type_t<V>;
+    const index_t H = s.c.shape()[1];
+    const V i = gate_block(s.a, 0, H), f = gate_block(s.a, 1, H), g = gate_block(s.a, 2, H), o = gate_block(s.a, 3, H);
+    const V dh = std::get<0>(cot) + std::get<2>(cot);
+    const V dc2 = std::get<1>(cot) + dh * o * (T(1) - s.tanh_c2 * s.tanh_c2);
+    V dgates = V::uninitialized(s.a.shape());
+    gate_block(dgates, 0, H).assign(dc2 * g * i * (T(1) - i));
+    gate_block(dgates, 1, H).assign(dc2 * s.c * f * (T(1) - f));
+    gate_block(dgates, 2, H).assign(dc2 * i * (T(1) - g * g));
+    gate_block(dgates, 3, H).assign(dh * s.tanh_c2 * o * (T(1) - o));
+    V dc = dc2 * f;
+    V dh_direct(s.c.shape());  // h reaches the gates only through the hidden projection
+    return std::make_tuple(dgates, std::make_tuple(std::move(dh_direct), std::move(dc)), dgates);
+  }
+};
+
+/// GRU gates (r, z, n) from the hidden projection hp (with the hidden bias) and the input
+/// projection xp: r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r h_n), h' = (1 - z) n + z h.
+/// Forward saves the activated gates a (and keeps hp, h). Backward, from dh' (carry's and output's):
+///   dn = dh' (1 - z) (1 - n^2) (x_n's gradient);  dz = dh' (h - n) z (1 - z);
+///   dr = dn h_n r (1 - r);  h_n's gradient dn r;  dh = dh' z.
 struct GRUPost {
-  template <class G, class Hx, class X>
-  auto operator()(const G& hp, const Hx& h, const X& xp) const {
-    auto next = gru_update(h, std::get<0>(xp), std::get<1>(xp), std::get<2>(xp), std::get<0>(hp), std::get<1>(hp),
-                           std::get<2>(hp));
-    return std::make_pair(next, next);
+  static constexpr bool hand_derived = true;
+  template <class V>
+  struct Saved {
+    V a, hp, h;
+  };
+  template <class V, class X>
+  auto forward(const V& hp, const V& h, const X& xp) const {
+    using T = value_type_t<V>;
+    const index_t H = h.shape()[1];
+    V a = V::uninitialized(hp.shape());
+    const V r = gate_block(a, 0, H), z = gate_block(a, 1, H), n = gate_block(a, 2, H);
+    gate_block(a, 0, H).assign(sigmoid(gate_block(xp, 0, H) + gate_block(hp, 0, H)));
+    gate_block(a, 1, H).assign(sigmoid(gate_block(xp, 1, H) + gate_block(hp, 1, H)));
+    gate_block(a, 2, H).assign(tanh(gate_block(xp, 2, H) + r * gate_block(hp, 2, H)));
+    V h2 = (T(1) - z) * n + z * h;
+    return std::make_pair(std::make_tuple(h2, h2), Saved<V>{std::move(a), hp, h});
+  }
+  template <class V>
+  auto backward(const Saved<V>& s, const std::tuple<V, V>& cot) const {
+    using T = value_type_t<V>;
+    const index_t H = s.h.shape()[1];
+    const V r = gate_block(s.a, 0, H), z = gate_block(s.a, 1, H), n = gate_block(s.a, 2, H);
+    const V dh2 = std::get<0>(cot) + std::get<1>(cot);
+    V dx = V::uninitialized(s.a.shape());
+    V dn = gate_block(dx, 2, H);
+    dn.assign(dh2 * (T(1) - z) * (T(1) - n * n));
+    gate_block(dx, 0, H).assign(dn * gate_block(s.hp, 2, H) * r * (T(1) - r));
+    gate_block(dx, 1, H).assign(dh2 * (s.h - n) * z * (T(1) - z));
+    V dpre = dx.clone();
+    gate_block(dpre, 2, H).assign(dn * r);
+    V dh = dh2 * z;
+    return std::make_tuple(std::move(dpre), std::move(dh), std::move(dx));
   }
 };
 
@@ -182,7 +261,7 @@ struct LSTMKind {
   static constexpr index_t gates = 4;
   static constexpr bool hidden_bias_in_step = false;
   static constexpr std::size_t carry_size = 2;  // (h, c)
-  using Step = tessera::detail::ScanStages<LSTMPre, LSTMPost, 4, true>;
+  using Step = tessera::detail::ScanStages<LSTMPre, LSTMPost>;
 };
 struct GRUKind {
   static constexpr const char* name = "GRU";
@@ -190,7 +269,7 @@ struct GRUKind {
   static constexpr index_t gates = 3;
   static constexpr bool hidden_bias_in_step = true;
   static constexpr std::size_t carry_size = 1;  // h
-  using Step = tessera::detail::ScanStages<GRUPre, GRUPost, 3, true>;
+  using Step = tessera::detail::ScanStages<GRUPre, GRUPost>;
 };
 
 /// No initial state given: zeros.
