@@ -6,8 +6,11 @@
 //                       dropout), batch 256 of 1x28x28, forward + backward + Adam step
 //   attention_fwd_bwd   nn::MultiheadAttention(256, 8) on [16, 128, 256] (batch first), causal mask,
 //                       loss sum(out * w) / 16, value_and_grad over the module and the input
-// attention_fwd_bwd is bench/workloads.cpp's CPU workload of the same name. (lstm_train_step is
-// not here: nvcc's device compiler needs more than 36 minutes for its nested scan expressions.)
+//   lstm_train_step     nn::LSTM(64, 256) over [32, 32, 64] (time major), MSE of the last output
+//                       against a [32, 256] target, value_and_grad and an SGD step
+//   gru_train_step      the same with nn::GRU
+// attention_fwd_bwd, lstm_train_step and gru_train_step are bench/workloads.cpp's CPU workloads of
+// the same names.
 // scripts/gpu-check runs it next to bench/torch_cuda_reference.py (PyTorch eager, same shapes).
 #include <benchmark/benchmark.h>
 
@@ -132,6 +135,28 @@ void attention_fwd_bwd(benchmark::State& state) {
   });
 }
 
+/// RecurrentTrainStep of bench/tessera_workloads.cpp on the device.
+template <class Layer>
+void recurrent_train_step(benchmark::State& state) {
+  const ts::index_t steps = 32, batch = 32, in = 64, hidden = 256;
+  ts::manual_seed(7);
+  Layer model(in, hidden);
+  ts::Generator gen(8);
+  const auto x = ts::uniform<float, Dev>(gen, ts::Shape<3>{steps, batch, in}, -1.0f, 1.0f);
+  const auto target = ts::uniform<float, Dev>(gen, ts::Shape<2>{batch, hidden}, -1.0f, 1.0f);
+  ts::optim::SGD<float, Dev> opt({.lr = 0.1});
+  auto loss = [&](const auto& m) {
+    auto [out, final_state] = m(x);
+    return tessera::nn::mse(ts::reshape(ts::slice(out, 0, steps - 1, steps), target.shape()), target);
+  };
+  time_on_device(state, [&] {
+    auto [value, grads] = ts::value_and_grad(loss, model);
+    opt.step(model, std::get<0>(grads));
+  });
+}
+void lstm_train_step(benchmark::State& state) { recurrent_train_step<tessera::nn::LSTM<float, Dev>>(state); }
+void gru_train_step(benchmark::State& state) { recurrent_train_step<tessera::nn::GRU<float, Dev>>(state); }
+
 }  // namespace
 
 BENCHMARK(fused_elementwise)->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -140,6 +165,8 @@ BENCHMARK(gemm_tessera)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(gemm_cublas)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(cnn_train_step)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention_fwd_bwd)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(lstm_train_step)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(gru_train_step)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   // Listing the benchmarks needs no device (scripts/gpu-check runs each in its own process).

@@ -58,6 +58,9 @@ def targets(ms, torch):
           ms.get("cnn_train_step"), 1.0)
     ratio("causal MHA fwd+bwd, 16x128x256, 8 heads: PyTorch / tessera", torch.get("attention_fwd_bwd_ms"),
           ms.get("attention_fwd_bwd"), 1.0)
+    for name in ("lstm", "gru"):
+        ratio(f"{name.upper()} train step, hidden 256, 32 steps, batch 32: PyTorch (cuDNN) / tessera",
+              torch.get(f"{name}_train_step_ms"), ms.get(f"{name}_train_step"), 1.0)
     return rows
 
 
