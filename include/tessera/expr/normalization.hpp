@@ -237,11 +237,7 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
     auto args = BatchNormForwardArgs::of(x.shape(), state->options.eps, state->options.training);
     args.relu = FusedRelu && has_relu_epilogue<backend_type>::value;
     State& st = *state;
-    if (!args.training) {
-      // Evaluation: the running statistics, copied so the backward sees these even if they change.
-      st.mean.assign(st.running.mean);
-      st.invstd.assign(rsqrt(st.running.var + value_type(args.eps)));
-    }
+    if (!args.training) use_running_statistics();
     batch_norm_forward(backend_type{}, x.data(), g.data(), b.data(), out.data(), st.mean.data(), st.invstd.data(),
                        st.var.data(), args);
     if constexpr (FusedRelu && !has_relu_epilogue<backend_type>::value) detail::assign_expression(out, tessera::relu(out));
@@ -269,6 +265,14 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   template <class CX, class CW, class CB>
   struct is_plain_conv2d<Conv2d<CX, CW, CB, false>> : std::true_type {};
 
+  /// Evaluation: the statistics are the running ones, copied so that the backward sees these even
+  /// if the running state changes before it runs.
+  void use_running_statistics() const {
+    State& st = *state;
+    st.mean.assign(st.running.mean);
+    st.invstd.assign(rsqrt(st.running.var + value_type(st.options.eps)));
+  }
+
   /// Evaluation mode after a convolution, outside a sweep (inference): the batch norm is an affine
   /// map per output channel, y = conv * scale + shift, so it folds into the convolution: weights
   /// w * scale[o], bias b * scale + shift, relu (when fused) in the convolution's epilogue. One
@@ -277,9 +281,8 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   /// Results differ from the unfolded ones by rounding only.
   template <class Conv>
   void folded_into_convolution(const Conv& conv, Tensor<value_type, 4, backend_type>& out) const {
-    State& st = *state;
-    st.mean.assign(st.running.mean);
-    st.invstd.assign(rsqrt(st.running.var + value_type(st.options.eps)));
+    use_running_statistics();
+    const State& st = *state;
     const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) * st.invstd);
     Tensor<value_type, 1, backend_type> shift(detail::value_of(beta) - st.mean * scale);
     if constexpr (Conv::has_bias_input) {
