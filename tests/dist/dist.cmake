@@ -10,7 +10,7 @@ add_library(tessera_dist_test_main OBJECT ${CMAKE_CURRENT_SOURCE_DIR}/dist/mpi_m
 target_link_libraries(tessera_dist_test_main PUBLIC doctest::doctest tessera::dist)
 target_compile_options(tessera_dist_test_main PRIVATE ${TESSERA_TEST_WARNINGS} ${TESSERA_TEST_OPTIMIZE})
 
-foreach(stem collectives data_parallel)
+foreach(stem collectives data_parallel sync_batch_norm)
   set(target test_dist_${stem})
   add_executable(${target} ${CMAKE_CURRENT_SOURCE_DIR}/dist/test_${stem}.cpp)
   tessera_test_settings(${target})

@@ -4,3 +4,4 @@
 
 #include "tessera/dist/communicator.hpp"
 #include "tessera/dist/data_parallel.hpp"
+#include "tessera/dist/sync_batch_norm.hpp"
