@@ -15,7 +15,9 @@
 // Memory per step (docs/autodiff.md): by default each step keeps what its own backward reads --
 // the buffers of its materialization points (matmul outputs, reductions), its input carry and a
 // view of its input; elementwise values are recomputed. With `checkpoint = true` a step keeps only
-// its input carry and is run again, forward then backward, when the gradient is computed.
+// its input carry and is run again, forward then backward, when the gradient is computed. A step
+// in two stages whose post stage is hand-derived (see has_hand_derived_post) keeps what that stage's
+// forward saves instead of the buffers its derived backward would read.
 //
 // Limits: first-order gradients only (a static_assert says so for variables of an enclosing grad);
 // when a loss uses both the final carry and the stacked outputs, the backward loop runs once for
