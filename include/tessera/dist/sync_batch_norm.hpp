@@ -84,42 +84,16 @@ struct ChannelMeanOverRanks
 }  // namespace detail
 
 /// torch.nn.SyncBatchNorm over inputs of rank MinRank..MaxRank ([N, C], [N, C, L], [N, C, H, W]):
-/// the parameters, buffers, options and state_dict names of nn::BatchNorm1d/2d, with training
-/// statistics over the global batch of `comm`'s ranks. The running variance is the unbiased
-/// estimate over the global batch.
+/// an nn::BatchNorm1d/2d (its parameters, buffers, options and state_dict names, so checkpoints
+/// carry over) whose training statistics are those of the global batch of `comm`'s ranks. The
+/// running variance is the unbiased estimate over the global batch.
 template <std::size_t MinRank, std::size_t MaxRank, class T = float, class B = cpu>
-struct SyncBatchNorm : nn::Module<SyncBatchNorm<MinRank, MaxRank, T, B>> {
+struct SyncBatchNorm : nn::BatchNorm<MinRank, MaxRank, T, B> {
+  using Base = nn::BatchNorm<MinRank, MaxRank, T, B>;
   static constexpr const char* type_name = MinRank == 4 ? "SyncBatchNorm2d" : "SyncBatchNorm1d";
-  Tensor<T, 1, B> weight;        ///< gamma, ones
-  Tensor<T, 1, B> bias;          ///< beta, zeros
-  Tensor<T, 1, B> running_mean;  ///< zeros
-  Tensor<T, 1, B> running_var;   ///< ones
-  Tensor<std::int64_t, 0, B> num_batches_tracked;
 
   SyncBatchNorm(index_t num_features, Communicator& comm, nn::BatchNormLayerOptions o = {})
-      : weight(ones<T, B>(Shape<1>{num_features})),
-        bias(Shape<1>{num_features}),
-        running_mean(Shape<1>{num_features}),
-        running_var(ones<T, B>(Shape<1>{num_features})),
-        num_batches_tracked(std::int64_t(0)),
-        comm_(&comm),
-        options_(o) {
-    if (num_features <= 0) throw value_error(std::string(type_name) + ": num_features must be positive");
-    if (!(o.eps > 0) || o.momentum < 0 || o.momentum > 1) {
-      throw value_error(std::string(type_name) + ": eps must be positive and momentum in [0, 1]");
-    }
-    if (!o.track_running_stats) {
-      throw value_error(std::string(type_name) + ": needs running statistics (track_running_stats) for evaluation");
-    }
-  }
-
-  auto members() {
-    return std::make_tuple(nn::param("weight", weight, options_.affine), nn::param("bias", bias, options_.affine),
-                           nn::buffer("running_mean", running_mean), nn::buffer("running_var", running_var),
-                           nn::buffer("num_batches_tracked", num_batches_tracked));
-  }
-  index_t num_features() const { return weight.shape()[0]; }
-  const nn::BatchNormLayerOptions& options() const { return options_; }
+      : Base(checked(num_features, o), o), comm_(&comm) {}
 
   /// In training this all-reduces (a collective): every rank calls it together.
   template <class X>
@@ -130,7 +104,7 @@ struct SyncBatchNorm : nn::Module<SyncBatchNorm<MinRank, MaxRank, T, B>> {
     constexpr std::size_t R = rank_v<X>;
     using Stat = Tensor<T, R, B>;
     const Shape<R> s = x.shape();
-    const index_t C = num_features();
+    const index_t C = this->num_features();
     if (s[1] != C) {
       throw shape_error(std::string(type_name) + ": input of shape " + shape_to_string(s) + " has " +
                         std::to_string(s[1]) + " channels, expected " + std::to_string(C));
@@ -150,8 +124,8 @@ struct SyncBatchNorm : nn::Module<SyncBatchNorm<MinRank, MaxRank, T, B>> {
       }
       inv_count = T(1.0 / count);
     } else {
-      fixed_mean.emplace(running_mean.reshape(cs));
-      fixed_var.emplace(running_var.reshape(cs));
+      fixed_mean.emplace(this->running_mean.reshape(cs));
+      fixed_var.emplace(this->running_var.reshape(cs));
     }
     const detail::ChannelMeanOverRanks<X> mean(x, comm_, inv_count, fixed_mean);
     using Sq = decltype(square(x - mean));
@@ -162,19 +136,29 @@ struct SyncBatchNorm : nn::Module<SyncBatchNorm<MinRank, MaxRank, T, B>> {
       const Stat m = tessera::detail::materialize(mean);
       const Stat v = tessera::detail::materialize(var);
       // The buffers change in a forward pass, as torch's: through handles that share their storage.
-      Tensor<T, 1, B> rm = running_mean, rv = running_var;
-      Tensor<std::int64_t, 0, B> batches = num_batches_tracked;
-      const T momentum = T(options_.momentum);
+      Tensor<T, 1, B> rm = this->running_mean, rv = this->running_var;
+      Tensor<std::int64_t, 0, B> batches = this->num_batches_tracked;
+      const T momentum = T(this->options().momentum);
       rm.assign((T(1) - momentum) * rm + momentum * m.reshape(Shape<1>{C}));
       rv.assign((T(1) - momentum) * rv + (momentum * T(count / (count - 1))) * v.reshape(Shape<1>{C}));
       batches.assign(batches + std::int64_t(1));
     }
-    return (x - mean) * rsqrt(var + T(options_.eps)) * reshape(weight, cs) + reshape(bias, cs);
+    return (x - mean) * rsqrt(var + T(this->options().eps)) * reshape(this->weight, cs) + reshape(this->bias, cs);
   }
 
  private:
+  /// The base's checks, with this layer's name in the message (and evaluation's running statistics).
+  static index_t checked(index_t num_features, const nn::BatchNormLayerOptions& o) {
+    if (num_features <= 0) throw value_error(std::string(type_name) + ": num_features must be positive");
+    if (!(o.eps > 0) || o.momentum < 0 || o.momentum > 1) {
+      throw value_error(std::string(type_name) + ": eps must be positive and momentum in [0, 1]");
+    }
+    if (!o.track_running_stats) {
+      throw value_error(std::string(type_name) + ": needs running statistics (track_running_stats) for evaluation");
+    }
+    return num_features;
+  }
   Communicator* comm_;
-  nn::BatchNormLayerOptions options_;
 };
 
 /// torch.nn.SyncBatchNorm on [N, C] or [N, C, L] inputs.
