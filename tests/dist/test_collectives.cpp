@@ -6,15 +6,11 @@
 #include <tessera/dist/dist.hpp>
 #include <tessera/tessera.hpp>
 
+#include "dist/world.hpp"
+
 using namespace tessera;
 
-namespace {
-dist::Communicator& world() {
-  static dist::Environment mpi;  // MPI is already initialized by main: this only reads the ranks
-  static dist::Communicator comm(mpi, /*timeout_seconds=*/60);
-  return comm;
-}
-}  // namespace
+using dist_test::world;
 
 TEST_CASE("allreduce sums, averages and takes the maximum over ranks, in place") {
   auto& w = world();

@@ -8,6 +8,8 @@
 #include <tessera/dist/dist.hpp>
 #include <tessera/tessera.hpp>
 
+#include "dist/world.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,13 +18,9 @@
 
 using namespace tessera;
 
-namespace {
+using dist_test::world;
 
-dist::Communicator& world() {
-  static dist::Environment mpi;  // MPI is already initialized by main
-  static dist::Communicator comm(mpi, /*timeout_seconds=*/60);
-  return comm;
-}
+namespace {
 
 using Set = train_test::BlobSet;
 

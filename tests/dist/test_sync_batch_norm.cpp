@@ -8,15 +8,13 @@
 #include <tessera/dist/dist.hpp>
 #include <tessera/tessera.hpp>
 
+#include "dist/world.hpp"
+
 using namespace tessera;
 
-namespace {
-dist::Communicator& world() {
-  static dist::Environment mpi;  // MPI is already initialized by main: this only reads the ranks
-  static dist::Communicator comm(mpi, /*timeout_seconds=*/60);
-  return comm;
-}
+using dist_test::world;
 
+namespace {
 template <class A, class B>
 double max_abs_diff(const A& a, const B& b) {
   return Tensor<double, 0>(max(abs(a - b)))();
