@@ -1,6 +1,6 @@
-// The CPU convolution kernels (backend/cpu/conv.hpp) called directly, against naive loops in
-// double: every path (tiled with GEMM, tiled with few taps, pointwise, several tiles per image,
-// batched for small images) in float and double, with stride, padding, dilation, groups and a
+// The CPU convolution kernels (backend/cpu/conv.hpp, conv_direct.hpp) called directly, against
+// naive loops in double: every path (direct at stride 1, tiled with GEMM, tiled with few taps,
+// pointwise, several tiles per image, batched for small images) in float and double, with stride, padding, dilation, groups and a
 // bias and the relu epilogue; and 2x2 max pooling's fast path against the general rule (ties, NaN, odd sizes).
 #include <doctest/doctest.h>
 #include <tessera/tessera.hpp>
@@ -119,17 +119,28 @@ std::vector<Case> cases() {
   const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
   return {
       {"first layer: one channel, 28x28 (tiled, few taps)", 5, 1, 28, 28, 6, 3, 3, plain},
-      {"3x3, 14x14 (tiled, GEMM)", 3, 8, 14, 14, 16, 3, 3, plain},
+      {"3x3, 14x14 (direct)", 3, 8, 14, 14, 16, 3, 3, plain},
       {"1x1, 12 channels (pointwise, few taps)", 3, 12, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 24 channels, 2 groups (pointwise, GEMM)", 3, 24, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 2)},
       {"1x1, 16 channels (few taps at the boundary)", 2, 16, 8, 8, 5, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 17 channels (GEMM at the boundary)", 2, 17, 8, 8, 5, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
       {"strided, dilated, 3 groups, odd sizes (tiled)", 2, 6, 20, 17, 9, 3, 2, geometry(2, 1, 1, 2, 2, 1, 3)},
       {"1x1 with stride 2 (tiled, not pointwise)", 2, 5, 16, 16, 4, 1, 1, geometry(2, 2, 0, 0, 1, 1, 1)},
-      {"several tiles per image", 2, 64, 12, 40, 8, 3, 3, plain},
-      {"several tiles, batch of one", 1, 64, 12, 40, 8, 3, 3, plain},
-      {"batch of one, one tile (batched filter gradient)", 1, 8, 10, 10, 4, 3, 3, plain},
-      {"small images (batched)", 4, 3, 6, 6, 5, 3, 3, plain},
+      {"3x3 with stride 2 (tiled, GEMM)", 2, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+      {"several tiles per image (tiled, GEMM)", 2, 64, 24, 80, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+      {"several tiles per image (direct)", 2, 64, 12, 40, 8, 3, 3, plain},
+      {"several tiles, batch of one (direct)", 1, 64, 12, 40, 8, 3, 3, plain},
+      {"batch of one, output channels shared out (direct)", 1, 16, 5, 5, 40, 3, 3, plain},
+      {"no padding (direct)", 2, 20, 11, 13, 9, 3, 3, geometry(1, 1, 0, 0, 1, 1, 1)},
+      {"5x5, output channels not a multiple of the kernel's rows (direct)", 2, 5, 9, 10, 13, 5, 5,
+       geometry(1, 1, 2, 2, 1, 1, 1)},
+      {"3x5, unequal padding (direct)", 2, 4, 7, 12, 6, 3, 5, geometry(1, 1, 1, 2, 1, 1, 1)},
+      {"dilated, 2 groups (direct)", 2, 8, 12, 11, 6, 3, 3, geometry(1, 1, 2, 2, 2, 2, 2)},
+      {"padding wider than the kernel (direct forward, tiled data gradient)", 2, 4, 6, 7, 5, 3, 3,
+       geometry(1, 1, 3, 3, 1, 1, 1)},
+      {"200 channels: the sums continue over runs of channels (direct)", 1, 200, 9, 30, 10, 3, 3, plain},
+      {"batch of one, one tile (direct; batched filter gradient)", 1, 8, 10, 10, 4, 3, 3, plain},
+      {"small images (direct; batched filter gradient)", 4, 3, 6, 6, 5, 3, 3, plain},
       {"small images, strided groups (batched)", 3, 4, 7, 6, 6, 3, 2, geometry(2, 1, 1, 0, 1, 2, 2)},
   };
 }
@@ -166,6 +177,36 @@ TEST_CASE("conv2d's paths give the same results at 1 and 2 threads") {
     tessera::cpu::set_num_threads(0);
     CHECK(runs[0] == runs[1]);
     CHECK(runs[0] == runs[2]);
+  }
+}
+
+TEST_CASE("the relu epilogue maps NaN to +0, as relu does, on every path") {
+  const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
+  const std::vector<Case> paths = {
+      {"direct", 2, 8, 14, 14, 16, 3, 3, plain},
+      {"tiled, few taps", 2, 1, 14, 14, 6, 3, 3, plain},
+      {"tiled, GEMM", 2, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+      {"batched", 4, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+  };
+  for (const auto& c : paths) {
+    CAPTURE(c.name);
+    const index_t Ho = Conv2dGeometry::out_extent(c.H, c.kh, c.g.stride_h, c.g.pad_h, c.g.dilation_h, "test");
+    const index_t Wo = Conv2dGeometry::out_extent(c.W, c.kw, c.g.stride_w, c.g.pad_w, c.g.dilation_w, "test");
+    auto x = random_tensor<float>(Shape<4>{c.N, c.C, c.H, c.W}, 8);
+    x.data()[c.H * c.W / 2] = std::numeric_limits<float>::quiet_NaN();  // image 0, channel 0
+    const auto w = random_tensor<float>(Shape<4>{c.O, c.C / c.g.groups, c.kh, c.kw}, 9);
+    auto y = garbage<float>(Shape<4>{c.N, c.O, Ho, Wo});
+    auto y_relu = garbage<float>(y.shape());
+    tessera::conv2d_forward(cpu{}, x, w, y, c.g);
+    tessera::conv2d_forward(cpu{}, x, w, y_relu, c.g, static_cast<const float*>(nullptr), true);
+    index_t nans = 0, mismatches = 0;
+    for (index_t i = 0; i < y.size(); ++i) {
+      nans += std::isnan(y.data()[i]) ? 1 : 0;
+      const float want = y.data()[i] > 0.0f ? y.data()[i] : 0.0f;
+      mismatches += std::memcmp(&want, &y_relu.data()[i], sizeof(float)) != 0 ? 1 : 0;
+    }
+    CHECK(nans > 0);
+    CHECK(mismatches == 0);
   }
 }
 

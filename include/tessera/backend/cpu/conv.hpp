@@ -1,6 +1,8 @@
 // 2-D convolution (NCHW) on the CPU, and its two backward passes (data, filter). Groups, stride,
 // padding and dilation. docs/cpu-performance.md explains the choice of paths; in short:
 //
+// - Direct (conv_direct.hpp): the forward pass and the data gradient at stride 1 with enough
+//   products per output, from padded copies of the input planes with no column matrix.
 // - Tiled (images of 64 or more output positions): the work is cut into tiles of output rows of
 //   one image, sized so that a tile's column matrix (im2col) stays in the core's L2 cache, and
 //   each task runs its tiles on its own thread: im2col of the tile, then one GEMM that writes the
@@ -25,6 +27,8 @@
 
 #include <Eigen/Core>
 
+#include "tessera/backend/cpu/conv_common.hpp"
+#include "tessera/backend/cpu/conv_direct.hpp"
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/cpu/gemm.hpp"
 #include "tessera/backend/op_args.hpp"
@@ -180,23 +184,6 @@ inline index_t conv_chunk(index_t N, index_t k_rows, index_t P) {
   return std::max<index_t>(1, std::min<index_t>(N, budget / std::max<index_t>(1, k_rows * P)));
 }
 
-/// Scratch memory for the column matrices: from the backend's block cache and not zeroed (a
-/// std::vector here was a fresh, zero-filled mmap every call: page faults and memset were ~15% of
-/// a CNN training step's profile).
-template <class T>
-Tensor<T, 1, cpu> conv_scratch(index_t elements) {
-  return Tensor<T, 1, cpu>::uninitialized(Shape<1>{std::max<index_t>(elements, 1)});
-}
-
-struct ConvDims {
-  index_t N, C, H, W, O, kh, kw, Ho, Wo, Cg, Og, K, P;
-};
-inline ConvDims conv_dims(const Shape<4>& x, const Shape<4>& w, const Conv2dGeometry& g, index_t Ho, index_t Wo) {
-  ConvDims d{x[0], x[1], x[2], x[3], w[0], w[2], w[3], Ho, Wo, x[1] / g.groups, w[0] / g.groups, 0, Ho * Wo};
-  d.K = d.Cg * d.kh * d.kw;
-  return d;
-}
-
 /// How the tiled path cuts an image: tiles of `rows` output rows (the last may be shorter), at
 /// least 64 columns wide (narrower GEMMs spend their time packing the filter) and, above that,
 /// with a column matrix of at most 128K elements (512 KiB of floats: L2-resident).
@@ -254,16 +241,6 @@ void col2im_tile(T* cols, const ConvDims& d, const ConvTile& t, index_t c0, cons
     const index_t c = r / (d.kh * d.kw), i = (r / d.kw) % d.kh, j = r % d.kw;
     col2im_row(cols + r * t.np, d.H, d.W, i, j, d.Wo, t.oh0, t.oh1, g, dx + (t.n * d.C + c0 + c) * d.H * d.W);
   }
-}
-
-/// max(v, 0) as relu computes it (0 for NaN), on a value or a packet.
-template <class T>
-T relu_value(T v) {
-  return v > T(0) ? v : T(0);
-}
-template <class P>
-P relu_packet(const P& v) {
-  return Eigen::internal::pmax(v, Eigen::internal::pzero(v));
 }
 
 /// C [m, n] (row stride ldc) = A [m, k] . B [k, n] (+ bias[r] on row r when bias is not null; then
@@ -482,6 +459,10 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
     }
     return;
   }
+  if (detail::direct_conv_forward(d, g)) {
+    detail::conv2d_forward_direct(x.data(), w.data(), y.data(), d, g, bias, relu);
+    return;
+  }
   if (detail::tiled_conv(d)) {
     detail::conv2d_forward_tiled(x.data(), w.data(), y.data(), d, g, bias, relu);
     return;
@@ -520,6 +501,10 @@ template <class T>
 void conv2d_backward_data(cpu, const Tensor<T, 4, cpu>& w, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dx,
                           const Conv2dGeometry& g) {
   const auto d = detail::conv_dims(dx.shape(), w.shape(), g, dy.shape()[2], dy.shape()[3]);
+  if (d.N != 0 && d.O != 0 && d.K != 0 && d.P != 0 && detail::direct_conv_backward_data(d, g)) {
+    detail::conv2d_backward_data_direct(w.data(), dy.data(), dx.data(), d, g);
+    return;
+  }
   if (d.N != 0 && d.O != 0 && d.K != 0 && detail::tiled_conv(d)) {
     detail::conv2d_backward_data_tiled(w.data(), dy.data(), dx.data(), d, g);
     return;

@@ -1,0 +1,297 @@
+// Direct convolution at stride 1 on the CPU: the forward pass and the data gradient (itself a
+// stride-1 convolution, of the output gradient with the flipped filter), with no column matrix.
+// docs/cpu-performance.md explains when it runs and why; in short:
+//
+// Each image's input planes are first copied into planes with the padding made explicit (zeros),
+// Hp x Wp. An output position (oh, ow) is then the flat index q = oh * Wp + ow of a padded plane,
+// and tap (i, j) of every output reads the padded plane at q + i * dh * Wp + j * dw: one shifted
+// run of memory serves all outputs at once. The kernel holds R output channels x V SIMD packets
+// of consecutive flat positions in R * V registers while it runs over every input channel and tap:
+// per tap, V loads of the input and R broadcast weights feed R * V multiply-adds. The flat
+// positions between two rows (ow >= Wo: Wp - Wo of them per row) are computed too, and dropped
+// when the tile is written out with the bias and relu.
+//
+// Every output is the same sum in the same order whatever the tiling or the thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "tessera/backend/cpu/conv_common.hpp"
+#include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/op_args.hpp"
+#include "tessera/expr/evaluator.hpp"
+
+namespace tessera::detail {
+
+/// The kernel's register tile: R output channels x V packets of positions. R * V accumulators,
+/// V inputs and one broadcast weight fit the register file: 32 vector registers with AVX-512 and
+/// on ARM, 16 with AVX2.
+inline constexpr int direct_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+inline constexpr int direct_packets = 3;
+/// A unit of work is one tile of positions for a chunk of at most this many blocks of R output
+/// channels: their sums stay on the stack, in L1.
+inline constexpr index_t direct_max_blocks = 16;
+
+/// The direct path serves the forward pass of a convolution at stride 1 with at least 48 products
+/// per output (K = Cg * kh * kw: a 3x3 over 6 channels): below that, writing the output costs more
+/// than the products and the tiled path (conv.hpp) was as fast or faster. A pointwise convolution
+/// (1x1, no padding) stays there too: its input is its own column matrix, one GEMM per tile.
+inline bool direct_conv_forward(const ConvDims& d, const Conv2dGeometry& g) {
+  const bool pointwise = d.kh == 1 && d.kw == 1 && g.pad_h == 0 && g.pad_w == 0;
+  return g.stride_h == 1 && g.stride_w == 1 && d.K >= 48 && !pointwise;
+}
+/// The data gradient is the forward pass of the flipped convolution (Og input channels, Cg output
+/// channels): the same rule for it, at least 4 channels of gradient to write (a block of the
+/// kernel's rows less than half full ran slower than the tiled path), and a padding of at most
+/// (k - 1) * dilation (the flipped convolution's padding must not be negative).
+inline bool direct_conv_backward_data(const ConvDims& d, const Conv2dGeometry& g) {
+  const bool pointwise = d.kh == 1 && d.kw == 1 && g.pad_h == 0 && g.pad_w == 0;
+  return g.stride_h == 1 && g.stride_w == 1 && d.Og * d.kh * d.kw >= 48 && d.Cg >= 4 && !pointwise &&
+         g.pad_h <= (d.kh - 1) * g.dilation_h && g.pad_w <= (d.kw - 1) * g.dilation_w;
+}
+
+/// A stride-1 convolution as the direct kernel sees it: `in` [N, groups * Cin, H, W] to `out`
+/// [N, groups * Cout, Ho, Wo], per group Cin input and Cout output channels.
+struct DirectConv {
+  index_t N, groups, Cin, Cout, H, W, kh, kw, pad_h, pad_w, dil_h, dil_w;
+
+  index_t Hp() const { return H + 2 * pad_h; }
+  index_t Wp() const { return W + 2 * pad_w; }
+  index_t Ho() const { return Hp() - (kh - 1) * dil_h; }
+  index_t Wo() const { return Wp() - (kw - 1) * dil_w; }
+  index_t taps() const { return kh * kw; }
+  index_t K() const { return Cin * taps(); }
+  /// Flat positions per plane that the kernel computes: up to the last output's.
+  index_t flat() const { return (Ho() - 1) * Wp() + Wo(); }
+};
+
+/// The weights in the order the kernel reads them: per group, per block of R output channels
+/// (the last block may be shorter: R' rows), [K][R']. weight(grp, o, k) gives w[grp][o][k], k =
+/// input channel * taps + tap.
+template <class T, class Weight>
+void pack_direct_weights(const DirectConv& p, Weight weight, T* packed) {
+  const index_t K = p.K();
+  for (index_t grp = 0; grp < p.groups; ++grp) {
+    for (index_t o0 = 0; o0 < p.Cout; o0 += direct_rows) {
+      const index_t rows = std::min<index_t>(direct_rows, p.Cout - o0);
+      T* dst = packed + (grp * p.Cout + o0) * K;
+      for (index_t k = 0; k < K; ++k) {
+        for (index_t r = 0; r < rows; ++r) dst[k * rows + r] = weight(grp, o0 + r, k);
+      }
+    }
+  }
+}
+
+/// Copies an H x W plane into the middle of an Hp x Wp plane of zeros.
+template <class T>
+void pad_plane(const T* src, const DirectConv& p, T* dst) {
+  const index_t Wp = p.Wp();
+  std::fill(dst, dst + p.pad_h * Wp, T(0));
+  for (index_t h = 0; h < p.H; ++h) {
+    T* row = dst + (p.pad_h + h) * Wp;
+    std::fill(row, row + p.pad_w, T(0));
+    std::memcpy(row + p.pad_w, src + h * p.W, sizeof(T) * static_cast<std::size_t>(p.W));
+    std::fill(row + p.pad_w + p.W, row + Wp, T(0));
+  }
+  std::fill(dst + (p.pad_h + p.H) * Wp, dst + p.Hp() * Wp, T(0));
+}
+
+/// tile [R][stride] (+)= the R output channels' sums at V packets of flat positions over k
+/// products: product q reads the input at in + offsets[q] (an input channel's padded plane, shifted
+/// by a tap) and the weights w[q * R + r]. The sums start from the tile's values when
+/// `accumulate`, else from 0. (One loop over the products, not one over channels around one over
+/// taps: GCC kept the accumulators in memory across the outer of two loops.)
+template <class T, int R, int V>
+void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* tile, index_t stride, bool accumulate) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>;
+  P acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? pk::ploadu<P>(tile + r * stride + v * S) : pk::pset1<P>(T(0));
+  for (index_t q = 0; q < k; ++q, w += R) {
+    const T* src = in + offsets[q];
+    P x[V];
+    for (int v = 0; v < V; ++v) x[v] = pk::ploadu<P>(src + v * S);
+    for (int r = 0; r < R; ++r) {
+      const P wr = pk::pset1<P>(w[r]);
+      for (int v = 0; v < V; ++v) acc[r][v] = pk::pmadd(wr, x[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) pk::pstoreu(tile + r * stride + v * S, acc[r][v]);
+}
+
+/// Calls f(std::integral_constant<int, n>) for a runtime n in [1, N].
+template <int N, class F>
+void with_count(index_t n, F&& f) {
+  if constexpr (N > 1) {
+    if (n < N) return with_count<N - 1>(n, f);
+  }
+  f(std::integral_constant<int, N>{});
+}
+
+/// Writes the flat positions [q0, q1) of a tile's rows (row stride `span`) into the output planes
+/// (`out`, row r at out + r * P), dropping the positions between output rows; adds bias[r] and
+/// applies relu when asked.
+template <class T>
+void write_direct_tile(const T* tile, index_t span, index_t rows, index_t q0, index_t q1, const DirectConv& p, T* out,
+                       const T* bias, bool relu) {
+  const index_t Wp = p.Wp(), Wo = p.Wo(), P = p.Ho() * Wo;
+  for (index_t r = 0; r < rows; ++r) {
+    const T b = bias ? bias[r] : T(0);
+    for (index_t oh = q0 / Wp; oh * Wp < q1; ++oh) {
+      const index_t a = std::max(q0, oh * Wp), e = std::min(q1, oh * Wp + Wo);
+      if (a >= e) continue;
+      const T* s = tile + r * span + (a - q0);
+      T* dst = out + r * P + oh * Wo + (a - oh * Wp);
+      add_bias_relu(dst, s, e - a, b, relu);
+    }
+  }
+}
+
+/// One unit of work: flat positions [q0, q1) of `rows` output channels (at most direct_max_blocks
+/// blocks of R), from `in` (the first padded input plane at q0) and `w` (their packed weights),
+/// written to `out` (the first output plane).
+template <class T>
+void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, index_t q1, index_t rows,
+                 index_t channels_per_run, const DirectConv& p, T* out, const T* bias, bool relu) {
+  constexpr index_t S = packet_size_v<T>, R = direct_rows, V = direct_packets, span = V * S;
+  alignas(64) T sums[direct_max_blocks * R * span];
+  const index_t packets = (q1 - q0 + S - 1) / S, taps = p.taps(), K = p.K(), P = p.Ho() * p.Wo();
+  // Input channels in runs whose rows of the tile stay in L1 while every block reads them.
+  for (index_t c0 = 0; c0 < p.Cin; c0 += channels_per_run) {
+    const index_t cn = std::min(channels_per_run, p.Cin - c0);
+    for (index_t r0 = 0; r0 < rows; r0 += R) {
+      const index_t r = std::min(R, rows - r0);
+      T* block_sums = sums + r0 * span;
+      with_count<R>(r, [&](auto rows_c) {
+        with_count<V>(packets, [&](auto packets_c) {
+          direct_tile<T, decltype(rows_c)::value, decltype(packets_c)::value>(
+              in, offsets + c0 * taps, cn * taps, w + r0 * K + c0 * taps * r, block_sums, span, c0 > 0);
+        });
+      });
+    }
+  }
+  for (index_t r0 = 0; r0 < rows; r0 += R) {
+    write_direct_tile(sums + r0 * span, span, std::min(R, rows - r0), q0, q1, p, out + r0 * P,
+                      bias ? bias + r0 : nullptr, relu);
+  }
+}
+
+/// out = the convolution of `in` with the packed weights (pack_direct_weights), + bias[o] when
+/// `bias` is not null, then relu when `relu`.
+template <class T>
+void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, const T* bias, bool relu) {
+  constexpr index_t S = packet_size_v<T>, R = direct_rows, V = direct_packets, span = V * S;
+  const index_t plane = p.Hp() * p.Wp(), flat = p.flat(), tiles = (flat + span - 1) / span, K = p.K();
+  const index_t out_image = p.groups * p.Cout * p.Ho() * p.Wo();
+  // Where product k = c * taps + (i * kw + j) reads, from the tile's first position.
+  std::vector<index_t> offsets(static_cast<std::size_t>(K));
+  for (index_t c = 0; c < p.Cin; ++c)
+    for (index_t i = 0; i < p.kh; ++i)
+      for (index_t j = 0; j < p.kw; ++j)
+        offsets[std::size_t((c * p.kh + i) * p.kw + j)] = c * plane + i * p.dil_h * p.Wp() + j * p.dil_w;
+
+  // A small batch has few tiles: its blocks of output channels are then cut into more chunks, so
+  // that there are some 16 units of work.
+  const index_t blocks = (p.Cout + R - 1) / R, spatial = std::max<index_t>(1, p.N * p.groups * tiles);
+  const index_t wanted = std::clamp<index_t>((16 + spatial - 1) / spatial, 1, blocks);
+  const index_t per_chunk = std::min(direct_max_blocks, (blocks + wanted - 1) / wanted);
+  const index_t chunks = (blocks + per_chunk - 1) / per_chunk;
+  // A tile reads span + (kh - 1) * dh * Wp + (kw - 1) * dw elements of each plane: runs of input
+  // channels keep that within 16 KiB.
+  const index_t tile_reads = span + (p.kh - 1) * p.dil_h * p.Wp() + (p.kw - 1) * p.dil_w;
+  const index_t channels_per_run = std::clamp<index_t>(index_t(16384 / sizeof(T)) / tile_reads, 1, p.Cin);
+
+  // The units of image n, group grp, [u0, u1) of tiles * chunks, from the group's padded planes.
+  // The planes are followed by one tile's span of zeros: the last tile's packets read past the
+  // last plane (into positions that are dropped).
+  const index_t units = tiles * chunks, in_plane = p.H * p.W, out_plane = p.Ho() * p.Wo();
+  auto run_units = [&](const T* planes, index_t n, index_t grp, index_t u0, index_t u1) {
+    for (index_t u = u0; u < u1; ++u) {
+      const index_t chunk = u % chunks, q0 = u / chunks * span, o0 = grp * p.Cout + chunk * per_chunk * R;
+      direct_unit(planes + q0, offsets.data(), packed + o0 * K, q0, std::min(flat, q0 + span),
+                  std::min(p.Cout - chunk * per_chunk * R, per_chunk * R), channels_per_run, p,
+                  out + n * out_image + o0 * out_plane, bias ? bias + o0 : nullptr, relu);
+    }
+  };
+  auto pad_group = [&](index_t item, T* planes) {
+    for (index_t c = 0; c < p.Cin; ++c) pad_plane(in + (item * p.Cin + c) * in_plane, p, planes + c * plane);
+  };
+  const index_t items = p.N * p.groups;  // (image, group) pairs
+  if (items >= 2 * CpuPool::instance().threads()) {
+    // Many images: each task pads an image's planes and runs their units while they are in its
+    // core's cache. (Padding the whole batch first, then computing, moved it through memory twice:
+    // 1.6x slower for 64 images of 64 channels, 32x32.) Each thread takes one run of consecutive
+    // units: one task per unit, claimed one at a time, ran 1.3x slower (consecutive tiles share
+    // two thirds of their input rows).
+    parallel_for(items, 1, 2, [&](index_t i0, index_t i1) {
+      auto padded = conv_scratch<T>(p.Cin * plane + span);
+      std::fill(padded.data() + p.Cin * plane, padded.data() + p.Cin * plane + span, T(0));
+      for (index_t i = i0; i < i1; ++i) {
+        pad_group(i, padded.data());
+        run_units(padded.data(), i / p.groups, i % p.groups, 0, units);
+      }
+    });
+    return;
+  }
+  // Few images (a batch of one): every plane is padded, then the units are shared out.
+  auto padded = conv_scratch<T>(items * p.Cin * plane + span);
+  std::fill(padded.data() + items * p.Cin * plane, padded.data() + items * p.Cin * plane + span, T(0));
+  parallel_for(items * p.Cin, 1, 8, [&](index_t c0, index_t c1) {
+    for (index_t c = c0; c < c1; ++c) pad_plane(in + c * in_plane, p, padded.data() + c * plane);
+  });
+  parallel_for(items * units, 1, 2, [&](index_t u0, index_t u1) {
+    for (index_t u = u0; u < u1; ++u) {
+      const index_t i = u / units;
+      run_units(padded.data() + i * p.Cin * plane, i / p.groups, i % p.groups, u % units, u % units + 1);
+    }
+  });
+}
+
+/// The forward pass (direct_conv_forward): y = conv2d(x, w) (+ bias, relu).
+template <class T>
+void conv2d_forward_direct(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
+                           bool relu) {
+  const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
+  auto packed = conv_scratch<T>(d.O * d.K);
+  pack_direct_weights(p, [&](index_t grp, index_t o, index_t k) { return w[(grp * d.Og + o) * d.K + k]; }, packed.data());
+  direct_conv(x, packed.data(), y, p, bias, relu);
+}
+
+/// The data gradient (direct_conv_backward_data): dx = the stride-1 convolution of dy, padded by
+/// (k - 1) * dilation - pad, with the filter flipped in both axes and its channels swapped.
+template <class T>
+void conv2d_backward_data_direct(const T* w, const T* dy, T* dx, const ConvDims& d, const Conv2dGeometry& g) {
+  const DirectConv p{d.N,
+                     g.groups,
+                     d.Og,
+                     d.Cg,
+                     d.Ho,
+                     d.Wo,
+                     d.kh,
+                     d.kw,
+                     (d.kh - 1) * g.dilation_h - g.pad_h,
+                     (d.kw - 1) * g.dilation_w - g.pad_w,
+                     g.dilation_h,
+                     g.dilation_w};
+  const index_t taps = d.kh * d.kw;
+  auto packed = conv_scratch<T>(d.O * d.K);
+  // Output c of the flipped convolution, input o, tap t reads w[o][c][taps - 1 - t].
+  pack_direct_weights(
+      p,
+      [&](index_t grp, index_t c, index_t k) {
+        const index_t o = k / taps, t = k % taps;
+        return w[((grp * d.Og + o) * d.Cg + c) * taps + taps - 1 - t];
+      },
+      packed.data());
+  direct_conv(dy, packed.data(), dx, p, static_cast<const T*>(nullptr), false);
+}
+
+}  // namespace tessera::detail
