@@ -252,7 +252,7 @@ TEST_CASE("2x2 max pooling's fast path: first maximum, NaN propagates, odd sizes
   }
 }
 
-TEST_CASE("2x2 max pooling in float: the vector paths give the scalar rule's values, bit for bit") {
+TEST_CASE("2x2 max pooling in float: the vector paths give the scalar rule's values and gradients, bit for bit") {
   // 37 windows a row: two 16-wide bodies (AVX-512), 8-wide ones (AVX2; test_backend_cpu_conv_avx2
   // builds this file without AVX-512) and a scalar tail. An odd last column and row are in no window.
   const index_t H = 7, W = 75, Ho = 3, Wo = 37;
@@ -270,27 +270,35 @@ TEST_CASE("2x2 max pooling in float: the vector paths give the scalar rule's val
   Conv2dGeometry g;
   g.stride_h = g.stride_w = 2;
   auto y = garbage<float>(Shape<4>{2, 2, Ho, Wo});
+  const auto dy = random_tensor<float>(y.shape(), 14);
+  auto dx = garbage<float>(x.shape());
   tessera::pool2d_forward(cpu{}, std::true_type{}, x, y, 2, 2, g);
+  tessera::pool2d_backward(cpu{}, std::true_type{}, x, dy, dx, 2, 2, g);
+  std::vector<float> want_dx(std::size_t(x.size()), 0.0f);  // 0 outside the windows too
   index_t nans = 0, negative_zeros = 0;
   for (index_t p = 0; p < 4; ++p)
     for (index_t oh = 0; oh < Ho; ++oh)
       for (index_t ow = 0; ow < Wo; ++ow) {
         float m = 0;
-        bool first = true;
+        index_t best = -1;
         for (index_t i = 0; i < 2; ++i)
           for (index_t j = 0; j < 2; ++j) {
-            const float v = x.data()[p * H * W + (2 * oh + i) * W + 2 * ow + j];
-            if (first || v > m || (std::isnan(v) && !std::isnan(m))) m = v;
-            first = false;
+            const index_t at = p * H * W + (2 * oh + i) * W + 2 * ow + j;
+            const float v = x.data()[at];
+            if (best < 0 || v > m || (std::isnan(v) && !std::isnan(m))) m = v, best = at;
           }
         const float got = y.data()[(p * Ho + oh) * Wo + ow];
         CAPTURE(p);
         CAPTURE(oh);
         CAPTURE(ow);
         CHECK(std::memcmp(&got, &m, sizeof m) == 0);
+        want_dx[std::size_t(best)] = dy.data()[(p * Ho + oh) * Wo + ow];
         nans += std::isnan(m);
         negative_zeros += m == 0.0f && std::signbit(m);
       }
   CHECK(nans > 20);  // the cases above occur
   CHECK(negative_zeros > 5);
+  index_t wrong = 0;
+  for (index_t i = 0; i < x.size(); ++i) wrong += std::memcmp(&dx.data()[i], &want_dx[std::size_t(i)], sizeof(float)) != 0;
+  CHECK(wrong == 0);
 }
