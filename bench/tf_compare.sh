@@ -12,6 +12,8 @@
 #   THREADS   threads of both programs (default 2: the development machine's cores)
 #   EPOCHS    training epochs (default 2, the main job's)
 #   WIDTHS    --channels values to compare (default "16 32")
+#   SEEDS     --seed values, each run by both programs (default "1"); with several, the table shows
+#             the mean accuracy and time over them and the accuracies' range (seed noise)
 #   DATA      Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist, Debian's
 #             dataset-fashion-mnist)
 #   SKIP_TESSERA=1  runs the Keras side only (no tessera binary needed)
@@ -26,6 +28,7 @@ EPOCHS="${EPOCHS:-2}"
 WIDTHS="${WIDTHS:-16 32}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
 SKIP_TESSERA="${SKIP_TESSERA:-0}"
+SEEDS="${SEEDS:-1}"
 
 if [[ ! -f "${DATA}/train-images-idx3-ubyte.gz" ]]; then
   echo "tf_compare.sh: no Fashion-MNIST in ${DATA} (Debian: apt-get install dataset-fashion-mnist)" >&2
@@ -63,36 +66,55 @@ fi
 declare -A tessera_line keras_line
 # One program at a time: on a small machine two would take each other's cores.
 for width in ${WIDTHS}; do
-  if [[ "${SKIP_TESSERA}" != 1 ]]; then
-    echo "# tessera, --channels ${width}: ${binary}"
-    # Its checkpoint, logs and TensorBoard files go to the scratch directory; no export.
-    "${binary}" --channels "${width}" --threads "${THREADS}" --epochs "${EPOCHS}" --data "${DATA}" \
-      --out "${work}/tessera-${width}" --export none >"${work}/tessera-${width}.log" 2>&1 ||
-      { cat "${work}/tessera-${width}.log" >&2; exit 1; }
-    tessera_line[${width}]="$(result_line "${work}/tessera-${width}.log")"
-    echo "${tessera_line[${width}]}"
-  fi
-  echo "# keras, --channels ${width}: bench/keras_fashion.py"
-  "${TF_VENV}/bin/python" "${repo_root}/bench/keras_fashion.py" --channels "${width}" --threads "${THREADS}" \
-    --epochs "${EPOCHS}" --data "${DATA}" >"${work}/keras-${width}.log" 2>&1 ||
-    { cat "${work}/keras-${width}.log" >&2; exit 1; }
-  keras_line[${width}]="$(result_line "${work}/keras-${width}.log")"
-  echo "${keras_line[${width}]}"
+  for seed in ${SEEDS}; do
+    run="${width}-${seed}"
+    if [[ "${SKIP_TESSERA}" != 1 ]]; then
+      echo "# tessera, --channels ${width} --seed ${seed}: ${binary}"
+      # Its checkpoint, logs and TensorBoard files go to the scratch directory; no export.
+      "${binary}" --channels "${width}" --seed "${seed}" --threads "${THREADS}" --epochs "${EPOCHS}" --data "${DATA}" \
+        --out "${work}/tessera-${run}" --export none >"${work}/tessera-${run}.log" 2>&1 ||
+        { cat "${work}/tessera-${run}.log" >&2; exit 1; }
+      tessera_line[${run}]="$(result_line "${work}/tessera-${run}.log")"
+      echo "${tessera_line[${run}]}"
+    fi
+    echo "# keras, --channels ${width} --seed ${seed}: bench/keras_fashion.py"
+    "${TF_VENV}/bin/python" "${repo_root}/bench/keras_fashion.py" --channels "${width}" --seed "${seed}" \
+      --threads "${THREADS}" --epochs "${EPOCHS}" --data "${DATA}" >"${work}/keras-${run}.log" 2>&1 ||
+      { cat "${work}/keras-${run}.log" >&2; exit 1; }
+    keras_line[${run}]="$(result_line "${work}/keras-${run}.log")"
+    echo "${keras_line[${run}]}"
+  done
 done
 
+# "mean min max" of one field over the seeds' result lines of one program and width, with the
+# given number of decimals.
+stats() {
+  local -n lines=$1
+  local values=""
+  for seed in ${SEEDS}; do
+    [[ -n "${lines[$2-${seed}]:-}" ]] && values+="$(field "${lines[$2-${seed}]}" "$3") "
+  done
+  [[ -z "${values}" ]] && { echo "- - -"; return; }
+  awk -v d="$4" '{ s = 0; lo = $1; hi = $1; for (i = 1; i <= NF; ++i) { s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+                   f = "%." d "f"; printf f " " f " " f, s / NF, lo, hi }' <<<"${values}"
+}
+
+seeds=$(wc -w <<<"${SEEDS}")
 echo
-printf '%-9s %-8s %11s %10s %9s %10s %14s\n' channels epochs "tessera_acc" "tessera_s" "keras_acc" "keras_s" "keras/tessera"
+printf '%-9s %-6s %-5s %11s %15s %10s %9s %15s %10s %14s
+' channels epochs seeds "tessera_acc" "(range)" "tessera_s" \
+  "keras_acc" "(range)" "keras_s" "keras/tessera"
 for width in ${WIDTHS}; do
-  k="${keras_line[${width}]}"
-  t="${tessera_line[${width}]:-}"
-  k_acc="$(field "$k" test_accuracy)" k_s="$(field "$k" train_seconds)"
-  if [[ -n "$t" ]]; then
-    t_acc="$(field "$t" test_accuracy)" t_s="$(field "$t" train_seconds)"
-    ratio="$(awk -v k="${k_s}" -v t="${t_s}" 'BEGIN { printf "%.2f", k / t }')"
-  else
-    t_acc="-" t_s="-" ratio="-"
-  fi
-  printf '%-9s %-8s %11s %10s %9s %10s %14s\n' "${width}/$((2 * width))" "${EPOCHS}" "${t_acc}" "${t_s}" "${k_acc}" "${k_s}" "${ratio}"
+  read -r t_acc t_lo t_hi <<<"$(stats tessera_line "${width}" test_accuracy 4)"
+  read -r t_s _ _ <<<"$(stats tessera_line "${width}" train_seconds 1)"
+  read -r k_acc k_lo k_hi <<<"$(stats keras_line "${width}" test_accuracy 4)"
+  read -r k_s _ _ <<<"$(stats keras_line "${width}" train_seconds 1)"
+  ratio="-"
+  [[ "${t_s}" != "-" ]] && ratio="$(awk -v k="${k_s}" -v t="${t_s}" 'BEGIN { printf "%.2f", k / t }')"
+  printf '%-9s %-6s %-5s %11s %15s %10s %9s %15s %10s %14s
+' "${width}/$((2 * width))" "${EPOCHS}" "${seeds}" "${t_acc}" \
+    "${t_lo}-${t_hi}" "${t_s}" "${k_acc}" "${k_lo}-${k_hi}" "${k_s}" "${ratio}"
 done
-echo "# _acc: test accuracy after the last epoch; _s: training seconds (train_seconds, evaluation excluded)"
-echo "# keras/tessera: Keras's training time over tessera's (above 1: tessera trains faster)"
+echo "# _acc: test accuracy after the last epoch, the mean over the seeds (range: lowest-highest); _s: mean"
+echo "# training seconds (train_seconds, evaluation excluded); keras/tessera: Keras's mean training time"
+echo "# over tessera's (above 1: tessera trains faster)"
