@@ -1,8 +1,9 @@
 // 2-D convolution (NCHW) on the CPU, and its two backward passes (data, filter). Groups, stride,
 // padding and dilation. docs/cpu-performance.md explains the choice of paths; in short:
 //
-// - Direct (conv_direct.hpp): the forward pass and the data gradient at stride 1 with enough
-//   products per output, from padded copies of the input planes with no column matrix.
+// - Direct (conv_direct.hpp): at stride 1 with enough products per output, the forward pass,
+//   the data gradient and (for large enough images) the filter gradient, from padded copies of
+//   the planes with no column matrix.
 // - Tiled (images of 64 or more output positions): the work is cut into tiles of output rows of
 //   one image, sized so that a tile's column matrix (im2col) stays in the core's L2 cache, and
 //   each task runs its tiles on its own thread: im2col of the tile, then one GEMM that writes the
@@ -530,6 +531,10 @@ template <class T>
 void conv2d_backward_filter(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dw,
                             const Conv2dGeometry& g) {
   const auto d = detail::conv_dims(x.shape(), dw.shape(), g, dy.shape()[2], dy.shape()[3]);
+  if (d.N != 0 && d.O != 0 && d.K != 0 && d.P != 0 && detail::direct_conv_backward_filter(d, g)) {
+    detail::conv2d_backward_filter_direct(x.data(), dy.data(), dw.data(), d, g);
+    return;
+  }
   if (d.N != 0 && d.O != 0 && d.K != 0 && detail::tiled_conv(d) && detail::filter_partials(d) >= 4) {
     detail::conv2d_backward_filter_tiled(x.data(), dy.data(), dw.data(), d, g);
     return;

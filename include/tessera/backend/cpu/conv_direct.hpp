@@ -1,5 +1,6 @@
-// Direct convolution at stride 1 on the CPU: the forward pass and the data gradient (itself a
-// stride-1 convolution, of the output gradient with the flipped filter), with no column matrix.
+// Direct convolution at stride 1 on the CPU: the forward pass, the data gradient (itself a
+// stride-1 convolution, of the output gradient with the flipped filter) and the filter gradient
+// (conv2d_backward_filter_direct, at the end), with no column matrix.
 // docs/cpu-performance.md explains when it runs and why; in short:
 //
 // Each image's input planes are first copied into planes with the padding made explicit (zeros),
@@ -53,6 +54,25 @@ inline bool direct_conv_backward_data(const ConvDims& d, const Conv2dGeometry& g
   const bool pointwise = d.kh == 1 && d.kw == 1 && g.pad_h == 0 && g.pad_w == 0;
   return g.stride_h == 1 && g.stride_w == 1 && d.Og * d.kh * d.kw >= 48 && d.Cg >= 4 && !pointwise &&
          g.pad_h <= (d.kh - 1) * g.dilation_h && g.pad_w <= (d.kw - 1) * g.dilation_w;
+}
+
+/// The filter gradient's runs of images (conv2d_backward_filter_direct): up to 16, and fewer when
+/// their partial gradients would pass 4M elements.
+inline index_t direct_filter_runs(const ConvDims& d) {
+  return std::min({d.N, index_t(16), std::max<index_t>(1, (index_t(1) << 22) / std::max<index_t>(1, d.O * d.K))});
+}
+/// And the filter gradient, when each run of images holds at least 1024 padded positions per
+/// channel (every sum in registers ends in a reduction across the packet's lanes: 128 channels of
+/// 7x7 images in runs of two ran at half the tiled path's speed) and there are at most 128 input
+/// channels per group (at 256 the tiled path's GEMM was faster), at least 4 images, and a padding
+/// within the kernel's extent.
+inline bool direct_conv_backward_filter(const ConvDims& d, const Conv2dGeometry& g) {
+  if (!direct_conv_forward(d, g) || d.N < 4 || d.Cg > 128 || g.pad_h > (d.kh - 1) * g.dilation_h ||
+      g.pad_w > (d.kw - 1) * g.dilation_w) {
+    return false;
+  }
+  const index_t plane = (d.H + 2 * g.pad_h) * (d.W + 2 * g.pad_w);
+  return d.N / direct_filter_runs(d) * plane >= 1024;
 }
 
 /// A stride-1 convolution as the direct kernel sees it: `in` [N, groups * Cin, H, W] to `out`
@@ -292,6 +312,117 @@ void conv2d_backward_data_direct(const T* w, const T* dy, T* dx, const ConvDims&
       },
       packed.data());
   direct_conv(dy, packed.data(), dx, p, static_cast<const T*>(nullptr), false);
+}
+
+/// The filter gradient's register tile: R output channels x up to 9 taps of one input channel
+/// (27 accumulators with 32 vector registers, 9 with AVX2's 16), plus R output-gradient packets and
+/// one input packet.
+inline constexpr int direct_filter_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 3 : 1;
+inline constexpr int direct_filter_taps = 9;
+
+/// sums[r * Tn + t] = the sum over u in [0, n) of dy[r * stride + u] * x[u + offsets[t]], for R
+/// output-gradient rows and Tn taps: one packet of positions at a time, every lane its own sum,
+/// the lanes added at the end.
+template <class T, int R, int Tn>
+void direct_filter_tile(const T* dy, index_t stride, const T* x, const index_t* offsets, index_t n, T* sums) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>;
+  P acc[R][Tn];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < Tn; ++t) acc[r][t] = pk::pset1<P>(T(0));
+  index_t off[Tn];
+  for (int t = 0; t < Tn; ++t) off[t] = offsets[t];
+  for (index_t u = 0; u < n; u += S) {
+    P g[R];
+    for (int r = 0; r < R; ++r) g[r] = pk::ploadu<P>(dy + r * stride + u);
+    for (int t = 0; t < Tn; ++t) {
+      const P v = pk::ploadu<P>(x + u + off[t]);
+      for (int r = 0; r < R; ++r) acc[r][t] = pk::pmadd(g[r], v, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < Tn; ++t) sums[r * Tn + t] = pk::predux(acc[r][t]);
+}
+
+/// The filter gradient (direct_conv_backward_filter): dw[o][c][i][j] = the sum over images and
+/// output positions of dy[n][o][oh][ow] * x[n][c][oh - pad + i * dh][ow - pad + j * dw].
+///
+/// In the padded planes' flat positions this is, per (o, c, tap), one dot product of the output
+/// gradient (laid out Ho x Wp, zeros between the rows) with the input shifted by the tap. The
+/// images are cut into runs (direct_filter_runs); each task copies its run's planes, image after
+/// image at one stride per channel, so that one loop runs over all of them, and sums R output
+/// channels x 9 taps in registers. The runs' partial gradients are added in a fixed order: the
+/// result does not depend on the thread count.
+template <class T>
+void conv2d_backward_filter_direct(const T* x, const T* dy, T* dw, const ConvDims& d, const Conv2dGeometry& g) {
+  constexpr index_t S = packet_size_v<T>, R = direct_filter_rows, TB = direct_filter_taps;
+  const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
+  const index_t Wp = p.Wp(), taps = p.taps(), size = d.O * d.K;
+  // Per image and channel: the padded plane (or Ho rows of Wp gradients, zeros between the rows
+  // and after the last), then zeros to a whole number of packets. Where the output gradient is
+  // zero, a tap may read past the image (into the next one, or into the zeros after the last
+  // channel): those products add nothing.
+  const index_t stride = (p.Hp() * Wp + S - 1) / S * S;
+  const index_t reach = (d.kh - 1) * g.dilation_h * Wp + (d.kw - 1) * g.dilation_w;
+  const index_t runs = direct_filter_runs(d);
+  std::vector<index_t> offsets(static_cast<std::size_t>(taps));
+  for (index_t i = 0; i < d.kh; ++i)
+    for (index_t j = 0; j < d.kw; ++j) offsets[std::size_t(i * d.kw + j)] = i * g.dilation_h * Wp + j * g.dilation_w;
+
+  auto partials = conv_scratch<T>(runs * size);
+  parallel_tasks(runs, [&](index_t run) {
+    const index_t n0 = d.N * run / runs, n1 = d.N * (run + 1) / runs, nb = n1 - n0, span = nb * stride;
+    // xs [C][nb][stride]: padded input planes; gs [O][nb][stride]: output gradients, Ho rows of Wp.
+    auto xs = conv_scratch<T>(d.C * span + reach + S), gs = conv_scratch<T>(d.O * span);
+    std::fill(xs.data() + d.C * span, xs.data() + d.C * span + reach + S, T(0));
+    for (index_t c = 0; c < d.C; ++c) {
+      for (index_t n = 0; n < nb; ++n) {
+        T* dst = xs.data() + c * span + n * stride;
+        pad_plane(x + ((n0 + n) * d.C + c) * d.H * d.W, p, dst);
+        std::fill(dst + p.Hp() * Wp, dst + stride, T(0));
+      }
+    }
+    for (index_t o = 0; o < d.O; ++o) {
+      for (index_t n = 0; n < nb; ++n) {
+        T* dst = gs.data() + o * span + n * stride;
+        const T* src = dy + ((n0 + n) * d.O + o) * d.P;
+        for (index_t oh = 0; oh < d.Ho; ++oh) {
+          std::memcpy(dst + oh * Wp, src + oh * d.Wo, sizeof(T) * static_cast<std::size_t>(d.Wo));
+          std::fill(dst + oh * Wp + d.Wo, dst + (oh + 1) * Wp, T(0));
+        }
+        std::fill(dst + d.Ho * Wp, dst + stride, T(0));
+      }
+    }
+    T* part = partials.data() + run * size;
+    T sums[R * TB];
+    for (index_t grp = 0; grp < g.groups; ++grp) {
+      for (index_t o0 = 0; o0 < d.Og; o0 += R) {
+        const index_t rows = std::min<index_t>(R, d.Og - o0), o = grp * d.Og + o0;
+        for (index_t c = 0; c < d.Cg; ++c) {
+          const T* xc = xs.data() + (grp * d.Cg + c) * span;
+          for (index_t t0 = 0; t0 < taps; t0 += TB) {
+            const index_t tn = std::min<index_t>(TB, taps - t0);
+            with_count<R>(rows, [&](auto rows_c) {
+              with_count<TB>(tn, [&](auto taps_c) {
+                direct_filter_tile<T, decltype(rows_c)::value, decltype(taps_c)::value>(
+                    gs.data() + o * span, span, xc, offsets.data() + t0, span, sums);
+              });
+            });
+            for (index_t r = 0; r < rows; ++r)
+              for (index_t t = 0; t < tn; ++t) part[((o + r) * d.Cg + c) * taps + t0 + t] = sums[r * tn + t];
+          }
+        }
+      }
+    }
+  });
+  parallel_for(size, 1024, 4096, [&](index_t e0, index_t e1) {
+    for (index_t e = e0; e < e1; ++e) {
+      T s = partials.data()[e];
+      for (index_t r = 1; r < runs; ++r) s += partials.data()[r * size + e];
+      dw[e] = s;
+    }
+  });
 }
 
 }  // namespace tessera::detail
