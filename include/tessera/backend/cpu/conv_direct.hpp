@@ -90,18 +90,24 @@ struct DirectConv {
   index_t flat() const { return (Ho() - 1) * Wp() + Wo(); }
 };
 
-/// The weights in the order the kernel reads them: per group, per block of R output channels
-/// (the last block may be shorter: R' rows), [K][R']. weight(grp, o, k) gives w[grp][o][k], k =
-/// input channel * taps + tap.
+/// Blocks of R output channels per group; the last is padded with zero weights to R rows, so that
+/// the kernel is instantiated for R rows only (a kernel per row count had added about a third to
+/// the compile time of every program that trains a convolution).
+inline index_t direct_blocks(index_t channels) { return (channels + direct_rows - 1) / direct_rows; }
+
+/// The weights in the order the kernel reads them: per group, per block of R output channels,
+/// [K][R]. weight(grp, o, k) gives w[grp][o][k], k = input channel * taps + tap.
 template <class T, class Weight>
 void pack_direct_weights(const DirectConv& p, Weight weight, T* packed) {
-  const index_t K = p.K();
+  const index_t K = p.K(), blocks = direct_blocks(p.Cout);
   for (index_t grp = 0; grp < p.groups; ++grp) {
-    for (index_t o0 = 0; o0 < p.Cout; o0 += direct_rows) {
-      const index_t rows = std::min<index_t>(direct_rows, p.Cout - o0);
-      T* dst = packed + (grp * p.Cout + o0) * K;
+    for (index_t b = 0; b < blocks; ++b) {
+      T* dst = packed + (grp * blocks + b) * direct_rows * K;
       for (index_t k = 0; k < K; ++k) {
-        for (index_t r = 0; r < rows; ++r) dst[k * rows + r] = weight(grp, o0 + r, k);
+        for (index_t r = 0; r < direct_rows; ++r) {
+          const index_t o = b * direct_rows + r;
+          dst[k * direct_rows + r] = o < p.Cout ? weight(grp, o, k) : T(0);
+        }
       }
     }
   }
@@ -176,7 +182,7 @@ void write_direct_tile(const T* tile, index_t span, index_t rows, index_t q0, in
 }
 
 /// One unit of work: flat positions [q0, q1) of `rows` output channels (at most direct_max_blocks
-/// blocks of R), from `in` (the first padded input plane at q0) and `w` (their packed weights),
+/// blocks of R), from `in` (the first padded input plane at q0) and `w` (their packed blocks),
 /// written to `out` (the first output plane).
 template <class T>
 void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, index_t q1, index_t rows,
@@ -188,13 +194,9 @@ void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, in
   for (index_t c0 = 0; c0 < p.Cin; c0 += channels_per_run) {
     const index_t cn = std::min(channels_per_run, p.Cin - c0);
     for (index_t r0 = 0; r0 < rows; r0 += R) {
-      const index_t r = std::min(R, rows - r0);
-      T* block_sums = sums + r0 * span;
-      with_count<R>(r, [&](auto rows_c) {
-        with_count<V>(packets, [&](auto packets_c) {
-          direct_tile<T, decltype(rows_c)::value, decltype(packets_c)::value>(
-              in, offsets + c0 * taps, cn * taps, w + r0 * K + c0 * taps * r, block_sums, span, c0 > 0);
-        });
+      with_count<V>(packets, [&](auto packets_c) {
+        direct_tile<T, R, decltype(packets_c)::value>(in, offsets + c0 * taps, cn * taps, w + r0 * K + c0 * taps * R,
+                                                      sums + r0 * span, span, c0 > 0);
       });
     }
   }
@@ -220,7 +222,7 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
 
   // A small batch has few tiles: its blocks of output channels are then cut into more chunks, so
   // that there are some 16 units of work.
-  const index_t blocks = (p.Cout + R - 1) / R, spatial = std::max<index_t>(1, p.N * p.groups * tiles);
+  const index_t blocks = direct_blocks(p.Cout), spatial = std::max<index_t>(1, p.N * p.groups * tiles);
   const index_t wanted = std::clamp<index_t>((16 + spatial - 1) / spatial, 1, blocks);
   const index_t per_chunk = std::min(direct_max_blocks, (blocks + wanted - 1) / wanted);
   const index_t chunks = (blocks + per_chunk - 1) / per_chunk;
@@ -236,7 +238,8 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
   auto run_units = [&](const T* planes, index_t n, index_t grp, index_t u0, index_t u1) {
     for (index_t u = u0; u < u1; ++u) {
       const index_t chunk = u % chunks, q0 = u / chunks * span, o0 = grp * p.Cout + chunk * per_chunk * R;
-      direct_unit(planes + q0, offsets.data(), packed + o0 * K, q0, std::min(flat, q0 + span),
+      direct_unit(planes + q0, offsets.data(), packed + (grp * blocks + chunk * per_chunk) * R * K, q0,
+                  std::min(flat, q0 + span),
                   std::min(p.Cout - chunk * per_chunk * R, per_chunk * R), channels_per_run, p,
                   out + n * out_image + o0 * out_plane, bias ? bias + o0 : nullptr, relu);
     }
@@ -280,7 +283,7 @@ template <class T>
 void conv2d_forward_direct(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
                            bool relu) {
   const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
-  auto packed = conv_scratch<T>(d.O * d.K);
+  auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Og) * direct_rows * d.K);
   pack_direct_weights(p, [&](index_t grp, index_t o, index_t k) { return w[(grp * d.Og + o) * d.K + k]; }, packed.data());
   direct_conv(x, packed.data(), y, p, bias, relu);
 }
@@ -302,7 +305,7 @@ void conv2d_backward_data_direct(const T* w, const T* dy, T* dx, const ConvDims&
                      g.dilation_h,
                      g.dilation_w};
   const index_t taps = d.kh * d.kw;
-  auto packed = conv_scratch<T>(d.O * d.K);
+  auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Cg) * direct_rows * d.Og * taps);
   // Output c of the flipped convolution, input o, tap t reads w[o][c][taps - 1 - t].
   pack_direct_weights(
       p,
@@ -374,8 +377,10 @@ void conv2d_backward_filter_direct(const T* x, const T* dy, T* dw, const ConvDim
   parallel_tasks(runs, [&](index_t run) {
     const index_t n0 = d.N * run / runs, n1 = d.N * (run + 1) / runs, nb = n1 - n0, span = nb * stride;
     // xs [C][nb][stride]: padded input planes; gs [O][nb][stride]: output gradients, Ho rows of Wp.
-    auto xs = conv_scratch<T>(d.C * span + reach + S), gs = conv_scratch<T>(d.O * span);
+    // R - 1 rows of zeros after the last output channel: the last block always reads R rows.
+    auto xs = conv_scratch<T>(d.C * span + reach + S), gs = conv_scratch<T>((d.O + R - 1) * span);
     std::fill(xs.data() + d.C * span, xs.data() + d.C * span + reach + S, T(0));
+    std::fill(gs.data() + d.O * span, gs.data() + (d.O + R - 1) * span, T(0));
     for (index_t c = 0; c < d.C; ++c) {
       for (index_t n = 0; n < nb; ++n) {
         T* dst = xs.data() + c * span + n * stride;
@@ -403,11 +408,9 @@ void conv2d_backward_filter_direct(const T* x, const T* dy, T* dw, const ConvDim
           const T* xc = xs.data() + (grp * d.Cg + c) * span;
           for (index_t t0 = 0; t0 < taps; t0 += TB) {
             const index_t tn = std::min<index_t>(TB, taps - t0);
-            with_count<R>(rows, [&](auto rows_c) {
-              with_count<TB>(tn, [&](auto taps_c) {
-                direct_filter_tile<T, decltype(rows_c)::value, decltype(taps_c)::value>(
-                    gs.data() + o * span, span, xc, offsets.data() + t0, span, sums);
-              });
+            with_count<TB>(tn, [&](auto taps_c) {
+              direct_filter_tile<T, R, decltype(taps_c)::value>(gs.data() + o * span, span, xc, offsets.data() + t0,
+                                                                span, sums);
             });
             for (index_t r = 0; r < rows; ++r)
               for (index_t t = 0; t < tn; ++t) part[((o + r) * d.Cg + c) * taps + t0 + t] = sums[r * tn + t];
