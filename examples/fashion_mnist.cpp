@@ -31,7 +31,7 @@
 //   --watchdog S  abort the job when a rank waits S seconds for the others (default 300)
 //
 // Ends with one machine-readable line:
-//   {"test_accuracy": 0.9012, "train_seconds": 151.2, "epochs": 2}
+//   {"test_accuracy": 0.9046, "train_seconds": 14.9, "epochs": 2}
 #if defined(__CUDACC__)
 #include <tessera/cuda.hpp>
 #else
@@ -66,8 +66,9 @@ struct Options {
   int threads = 0;  // 0: all cores
   std::uint64_t seed = 1;
   index_t limit = 0;   // 0: all training images
-  // 16 -> 32 channels: 90.6% in 39 s for 2 epochs on the 2-core machine; 32 -> 64 (the nn issue's
-  // CNN) reaches 90.9% in 100 s. Both widths are the same type: --channels only changes extents.
+  // 16 -> 32 channels: about 90.4% in 15 s for 2 epochs on the 2-core machine (scripts/run.sh's
+  // build); 32 -> 64 reaches about 90.9% (docs/cpu-performance.md has the times of both widths).
+  // Both widths are the same type: --channels only changes extents.
   index_t channels = 16;  // of the first conv; the second has twice as many
   index_t hidden = 128;   // units of the dense layer
   std::string resume;  // checkpoint to continue from ("" : start afresh)
