@@ -19,6 +19,7 @@
 #include "tessera/backend/cpu/reduce.hpp"
 #include "tessera/backend/cpu/softmax.hpp"
 #include "tessera/backend/cpu/conv.hpp"
+#include "tessera/backend/cpu/pool.hpp"
 #include "tessera/backend/cpu/embedding.hpp"
 #include "tessera/backend/cpu/normalization.hpp"
 

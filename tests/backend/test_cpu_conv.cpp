@@ -1,4 +1,4 @@
-// The CPU convolution kernels (backend/cpu/conv.hpp, conv_direct.hpp) called directly, against
+// The CPU convolution and pooling kernels (backend/cpu/conv.hpp, conv_direct.hpp, pool.hpp) called directly, against
 // naive loops in double: every path (direct at stride 1, tiled with GEMM, tiled with few taps,
 // pointwise, several tiles per image, batched for small images) in float and double, with stride, padding, dilation, groups and a
 // bias and the relu epilogue; and 2x2 max pooling's fast path against the general rule (ties, NaN, odd sizes).

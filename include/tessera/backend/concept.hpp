@@ -36,7 +36,7 @@
 //   conv2d_forward (optional fused bias) / conv2d_backward_data / _filter / _bias(B, ...)  backend/cpu/conv.hpp
 //     with has_relu_epilogue<B> true, conv2d_forward's trailing `relu` flag and
 //     BatchNormForwardArgs::relu are honoured (else relu(conv2d) and relu(batch_norm) run a pass)
-//   pool2d_forward / pool2d_backward(B, std::bool_constant<Max>, ...)            backend/cpu/conv.hpp
+//   pool2d_forward / pool2d_backward(B, std::bool_constant<Max>, ...)            backend/cpu/pool.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
 //   batch_norm_backward(B, x, dy, gamma, mean, invstd, dx, dgamma, dbeta, args) with
 //     has_batch_norm_backward<B> true (else autodiff's closed form)             backend/cuda/conv.hpp
