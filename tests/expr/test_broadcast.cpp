@@ -70,7 +70,11 @@ T div_ref(T x, T y) {
 }
 template <class T>
 T fused_ref(T x, T y) {
-  return x * y - x + y;
+  // One rounding per operation, as the expression's nodes compute it: in a single statement Clang
+  // contracts x * y - x into a fused multiply-add (-ffp-contract=on, its default).
+  const T product = x * y;
+  const T difference = product - x;
+  return difference + y;
 }
 
 /// `got` (any strides) equals ref(a[idx], b[idx]) at every index of `shape`, exactly. (A function

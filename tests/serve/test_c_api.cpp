@@ -78,8 +78,11 @@ tessera_tensor input_tensor(std::vector<float>& values, const std::vector<std::i
 
 TEST_CASE("the C API gives the C++ forward's results, and the examples' expected output") {
   const Exported e;
-  for (const auto& [version, shape] : {std::make_pair(e.cnn, std::vector<std::int64_t>{3, 1, 28, 28}),
-                                       std::make_pair(e.mlp, std::vector<std::int64_t>{3, 784})}) {
+  for (const auto& case_ : {std::make_pair(e.cnn, std::vector<std::int64_t>{3, 1, 28, 28}),
+                            std::make_pair(e.mlp, std::vector<std::int64_t>{3, 784})}) {
+    // Not a structured binding: CAPTURE's lambda cannot capture one in C++17 (Clang rejects it).
+    const std::string& version = case_.first;
+    const std::vector<std::int64_t>& shape = case_.second;
     CAPTURE(version);
     tessera_model* m = nullptr;
     REQUIRE(tessera_model_open(version.c_str(), &m) == TESSERA_OK);

@@ -138,7 +138,10 @@ TEST_CASE("TensorFlow Serving's error answers: JSON bodies with its status codes
   options.max_body_bytes = 4096;
   Running s(options);
   auto expect = [](const httplib::Result& r, int status, const std::string& text) {
-    const auto [code, message] = error_of(r);
+    // Not a structured binding: CAPTURE's lambda cannot capture one in C++17 (Clang rejects it).
+    const std::pair<int, std::string> error = error_of(r);
+    const int code = error.first;
+    const std::string& message = error.second;
     CAPTURE(message);
     CHECK(code == status);
     CHECK(message.find(text) != std::string::npos);
