@@ -12,13 +12,7 @@ foreach(required SOURCE_DIR BINARY_DIR CXX GENERATOR JOBS)
   endif()
 endforeach()
 
-function(run_or_die)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    string(REPLACE ";" " " cmd "${ARGN}")
-    message(FATAL_ERROR "command failed (exit ${rc}): ${cmd}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/run_or_die.cmake)
 
 # Only the sanitized programs: no examples, benchmarks, CUDA or fuzzing (their own build), and the
 # twins built right here (this build's compiler is Clang).
