@@ -14,27 +14,37 @@ namespace tessera {
 
 namespace detail {
 
-/// True when evaluating `expr` into `dst` elementwise could read an element after writing it.
+/// The check of may_alias for every tensor an expression reads. A named type, the same for every
+/// expression, so that the walk over a node type (for_each_tensor) is compiled once: with a lambda
+/// it was compiled again for every expression assigned, a third of a training program's functions.
+template <class T, std::size_t R>
+struct AliasHazard {
+  const void* storage;
+  const T* data;
+  const Shape<R>& shape;
+  const Shape<R>& strides;
+  bool materialized;  // dst is written while any tensor in the expression may still be read
+  bool found = false;
+
+  template <class TT>
+  void operator()(const TT& t) {
+    if (found || t.storage_id() != storage) return;
+    if constexpr (TT::rank == R && std::is_same_v<typename TT::value_type, T>) {
+      // Elementwise leaves are safe when they read exactly the element being written.
+      found = materialized || t.data() != data || t.shape() != shape || t.strides() != strides;
+    } else {
+      found = true;
+    }
+  }
+};
+
+/// True when evaluating `expr` into `dst` could read an element after writing it.
 template <class T, std::size_t R, class B, class E>
 bool may_alias(const Tensor<T, R, B>& dst, const E& expr) {
-  bool hazard = false;
-  const void* id = dst.storage_id();
-  if (!id) return false;
-  if constexpr (is_materialized_v<E>) {
-    for_each_tensor(expr, [&](const auto& t) { hazard = hazard || t.storage_id() == id; });
-  } else {
-    // Elementwise leaves are safe when they read exactly the element being written.
-    for_each_tensor(expr, [&](const auto& t) {
-      if (t.storage_id() != id || hazard) return;
-      using TT = std::decay_t<decltype(t)>;
-      if constexpr (TT::rank == R && std::is_same_v<typename TT::value_type, T>) {
-        hazard = t.data() != dst.data() || t.shape() != dst.shape() || t.strides() != dst.strides();
-      } else {
-        hazard = true;
-      }
-    });
-  }
-  return hazard;
+  if (!dst.storage_id()) return false;
+  AliasHazard<T, R> check{dst.storage_id(), dst.data(), dst.shape(), dst.strides(), is_materialized_v<E>};
+  for_each_tensor(expr, check);
+  return check.found;
 }
 
 template <class T, std::size_t R, class B, class E>
