@@ -2,6 +2,7 @@
 // with the aliasing check that keeps `x = transpose(x)`-style assignments correct.
 #pragma once
 
+#include <algorithm>
 #include <type_traits>
 
 #include "tessera/core/numerics.hpp"
@@ -14,27 +15,31 @@ namespace tessera {
 
 namespace detail {
 
-/// The check of may_alias for every tensor an expression reads. A named type, the same for every
-/// expression, so that the walk over a node type (for_each_tensor) is compiled once: with a lambda
-/// it was compiled again for every expression assigned, a third of a training program's functions.
-template <class T, std::size_t R>
+/// A distinct address for each element type (a type's identity without RTTI).
+template <class T>
+inline constexpr char element_tag = 0;
+
+/// The check of may_alias for every tensor an expression reads. One named type for every
+/// expression and destination, so that the walk over a node type (for_each_tensor) is compiled
+/// once: with a lambda it was compiled again for every expression assigned, a third of a training
+/// program's functions.
 struct AliasHazard {
   const void* storage;
-  const T* data;
-  const Shape<R>& shape;
-  const Shape<R>& strides;
-  bool materialized;  // dst is written while any tensor in the expression may still be read
+  const void* data;
+  const char* element;
+  std::size_t rank;
+  const index_t* shape;
+  const index_t* strides;
+  bool materialized;  // the destination is written while any tensor in the expression may be read
   bool found = false;
 
   template <class TT>
   void operator()(const TT& t) {
     if (found || t.storage_id() != storage) return;
-    if constexpr (TT::rank == R && std::is_same_v<typename TT::value_type, T>) {
-      // Elementwise leaves are safe when they read exactly the element being written.
-      found = materialized || t.data() != data || t.shape() != shape || t.strides() != strides;
-    } else {
-      found = true;
-    }
+    // Elementwise leaves are safe when they read exactly the element being written.
+    found = materialized || TT::rank != rank || &element_tag<typename TT::value_type> != element ||
+            static_cast<const void*>(t.data()) != data || !std::equal(t.shape().begin(), t.shape().end(), shape) ||
+            !std::equal(t.strides().begin(), t.strides().end(), strides);
   }
 };
 
@@ -42,7 +47,8 @@ struct AliasHazard {
 template <class T, std::size_t R, class B, class E>
 bool may_alias(const Tensor<T, R, B>& dst, const E& expr) {
   if (!dst.storage_id()) return false;
-  AliasHazard<T, R> check{dst.storage_id(), dst.data(), dst.shape(), dst.strides(), is_materialized_v<E>};
+  AliasHazard check{dst.storage_id(), dst.data(),          &element_tag<T>,     R,
+                    dst.shape().data(), dst.strides().data(), is_materialized_v<E>};
   for_each_tensor(expr, check);
   return check.found;
 }

@@ -161,6 +161,14 @@ void visit_leaves(const E& e, const Shape<RO>& out, F&& f) {
   }
 }
 
+/// Collects the strides visit_leaves reports. A named type rather than a lambda, so that the walk
+/// over a node type is compiled once for all the expressions that contain it.
+template <std::size_t R>
+struct CollectStrides {
+  std::vector<Shape<R>>& strides;
+  void operator()(const void*, const Shape<R>& st) { strides.push_back(st); }
+};
+
 /// The plan of one elementwise pass that writes every expression of `exprs` (broadcast to `shape`)
 /// through the destination strides `dst_strides`.
 template <std::size_t R, class... E>
@@ -168,7 +176,8 @@ IterPlan pass_plan(const Shape<R>& shape, const Shape<R>& dst_strides, const E&.
   std::vector<Shape<R>> operands;
   operands.reserve(8);
   operands.push_back(dst_strides);
-  (visit_leaves(exprs, shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); }), ...);
+  CollectStrides<R> collect{operands};
+  (visit_leaves(exprs, shape, collect), ...);
   return make_plan(shape, operands);
 }
 
@@ -191,7 +200,8 @@ ReductionPlan<R> reduction_plan(const E& input, const std::array<bool, R>& reduc
     acc *= reduced[i] ? 1 : shape[i];
   }
   std::vector<Shape<R>> operands{r.out_strides};
-  visit_leaves(input, shape, [&](const void*, const Shape<R>& st) { operands.push_back(st); });
+  CollectStrides<R> collect{operands};
+  visit_leaves(input, shape, collect);
   r.plan = make_plan(shape, operands, reduced.data());
   return r;
 }
