@@ -1,6 +1,7 @@
 // The reverse sweep: walks an expression's type from the output to the leaves at compile time,
 // asking each node for its inputs' adjoints (lazy expressions built by the op's grad rule), and
-// returns one Contribution per occurrence of a variable. Nothing is evaluated here.
+// returns one Contribution per occurrence of a variable. Nothing is evaluated here, except by the
+// sink that receives the adjoints of plain tensor leaves (parameter structs; see grad.hpp).
 #pragma once
 
 #include <algorithm>
@@ -28,12 +29,10 @@ struct Contribution {
   E adjoint;
 };
 
-/// The adjoint of a plain tensor leaf, routed to a parameter at run time by storage identity
-/// (used for parameter structs, whose members cannot be replaced by Var leaves).
-template <class T, std::size_t R, class B, class E>
-struct TensorContribution {
-  Tensor<T, R, B> leaf;
-  E adjoint;
+/// The sink of a sweep that reports no plain tensor leaves (MatchTensors false).
+struct NoTensorSink {
+  template <class Leaf, class E>
+  void operator()(const Leaf&, const E&) const {}
 };
 
 template <class E>
@@ -81,37 +80,37 @@ template <int L, class E>
 struct depends_on<L, E, std::enable_if_t<has_inputs<E>::value && !is_var<E>::value>>
     : depends_on_tuple<L, inputs_t<E>> {};
 
-template <int L, bool MatchTensors, class E, class G>
-auto backward(const E& e, const G& g);
+template <int L, bool MatchTensors, class E, class G, class Sink>
+auto backward(const E& e, const G& g, const Sink& sink);
 
-template <int L, bool MatchTensors, class Inputs, class Adjoints, std::size_t... K>
-auto backward_inputs(const Inputs& ins, const Adjoints& adj, std::index_sequence<K...>) {
-  auto one = [](const auto& input, const auto& adjoint) {
+template <int L, bool MatchTensors, class Inputs, class Adjoints, class Sink, std::size_t... K>
+auto backward_inputs(const Inputs& ins, const Adjoints& adj, const Sink& sink, std::index_sequence<K...>) {
+  auto one = [&sink](const auto& input, const auto& adjoint) {
     if constexpr (std::is_same_v<std::decay_t<decltype(adjoint)>, NoAdjoint>) {
       return std::tuple<>{};
     } else {
-      return backward<L, MatchTensors>(input, adjoint);
+      return backward<L, MatchTensors>(input, adjoint, sink);
     }
   };
   return std::tuple_cat(one(std::get<K>(ins), std::get<K>(adj))...);
 }
 
 /// Contributions of every variable of level L reached from `e`, given e's adjoint `g`.
-/// MatchTensors: also report plain floating-point tensor leaves (parameter structs).
-template <int L, bool MatchTensors, class E, class G>
-auto backward(const E& e, const G& g) {
+/// MatchTensors: also hand every plain floating-point tensor leaf (a parameter struct's member)
+/// and its adjoint to `sink(leaf, adjoint)`, as the sweep reaches it. (Returning them as
+/// contributions made a tuple of all of them at every node on the way up: the tuple types the
+/// compiler then instantiates grow with the square of a model's depth.)
+template <int L, bool MatchTensors, class E, class G, class Sink>
+auto backward(const E& e, const G& g, const Sink& sink) {
   if constexpr (is_var_v<E>) {
     if constexpr (E::level == L) {
       return std::make_tuple(Contribution<E::index, G>{g});
     } else {
-      return backward<L, MatchTensors>(e.value, g);  // an outer variable: pass through
+      return backward<L, MatchTensors>(e.value, g, sink);  // an outer variable: pass through
     }
   } else if constexpr (is_tensor_v<E>) {
-    if constexpr (MatchTensors && std::is_floating_point_v<value_type_t<E>>) {
-      return std::make_tuple(TensorContribution<value_type_t<E>, rank_v<E>, backend_t<E>, G>{e, g});
-    } else {
-      return std::tuple<>{};
-    }
+    if constexpr (MatchTensors && std::is_floating_point_v<value_type_t<E>>) sink(e, g);
+    return std::tuple<>{};
   } else if constexpr (is_scalar_node<E>::value) {
     return std::tuple<>{};
   } else if constexpr (!has_inputs<E>::value) {
@@ -121,18 +120,13 @@ auto backward(const E& e, const G& g) {
   } else if constexpr (MatchTensors ? !std::is_floating_point_v<value_type_t<E>> : !depends_on<L, E>::value) {
     return std::tuple<>{};  // constant with respect to the variables: nothing to differentiate
   } else if constexpr (has_division_by_one_value<E>::value) {
-    return backward<L, MatchTensors>(with_reciprocals(e), g);
+    return backward<L, MatchTensors>(with_reciprocals(e), g, sink);
   } else {
     const auto ins = e.inputs();
     const auto adj = e.input_adjoints(g);
-    return backward_inputs<L, MatchTensors>(ins, adj, std::make_index_sequence<std::tuple_size_v<decltype(ins)>>{});
+    return backward_inputs<L, MatchTensors>(ins, adj, sink, std::make_index_sequence<std::tuple_size_v<decltype(ins)>>{});
   }
 }
-
-template <class C, class = void>
-struct has_index : std::false_type {};
-template <class C>
-struct has_index<C, std::void_t<decltype(C::index)>> : std::true_type {};
 
 /// Marker for an argument that received no contribution.
 struct NoContribution {};
@@ -144,9 +138,7 @@ auto sum_contributions(const Acc& acc, const Tuple& t) {
     return acc;
   } else {
     using C = std::tuple_element_t<K, Tuple>;
-    if constexpr (!has_index<C>::value) {
-      return sum_contributions<I, K + 1>(acc, t);
-    } else if constexpr (C::index != I) {
+    if constexpr (C::index != I) {
       return sum_contributions<I, K + 1>(acc, t);
     } else if constexpr (std::is_same_v<Acc, NoContribution>) {
       return sum_contributions<I, K + 1>(std::get<K>(t).adjoint, t);
@@ -173,15 +165,13 @@ bool contributions_align(const Tuple& t) {
       [&](const auto&... c) {
         auto one = [&](const auto& ci) {
           using C = std::decay_t<decltype(ci)>;
-          if constexpr (has_index<C>::value) {
-            if constexpr (C::index == I) {
-              const auto p = padded(ci.adjoint.shape());
-              if (first) {
-                ref = p;
-                first = false;
-              } else {
-                ok = ok && p == ref;
-              }
+          if constexpr (C::index == I) {
+            const auto p = padded(ci.adjoint.shape());
+            if (first) {
+              ref = p;
+              first = false;
+            } else {
+              ok = ok && p == ref;
             }
           }
         };
@@ -199,9 +189,7 @@ auto sum_fitted_contributions(const Acc& acc, const Tuple& t, const Shape<R>& sh
     return acc;
   } else {
     using C = std::tuple_element_t<K, Tuple>;
-    if constexpr (!has_index<C>::value) {
-      return sum_fitted_contributions<I, K + 1>(acc, t, shape);
-    } else if constexpr (C::index != I) {
+    if constexpr (C::index != I) {
       return sum_fitted_contributions<I, K + 1>(acc, t, shape);
     } else if constexpr (std::is_same_v<Acc, NoContribution>) {
       return sum_fitted_contributions<I, K + 1>(sum_to(std::get<K>(t).adjoint, shape), t, shape);
@@ -211,22 +199,35 @@ auto sum_fitted_contributions(const Acc& acc, const Tuple& t, const Shape<R>& sh
   }
 }
 
-/// A contribution with its adjoint passed through the speed rewrites of expr/rewrite.hpp.
-template <std::size_t I, class E>
-auto rewritten(const Contribution<I, E>& c) {
-  auto adjoint = with_reciprocals(c.adjoint);
-  return Contribution<I, decltype(adjoint)>{std::move(adjoint)};
-}
-template <class T, std::size_t R, class B, class E>
-auto rewritten(const TensorContribution<T, R, B, E>& c) {
-  auto adjoint = with_reciprocals(c.adjoint);
-  return TensorContribution<T, R, B, decltype(adjoint)>{c.leaf, std::move(adjoint)};
+/// An adjoint passed through the speed rewrites of expr/rewrite.hpp: every adjoint the sweep hands
+/// out goes through here.
+template <class E>
+auto rewritten_adjoint(const E& adjoint) {
+  return with_reciprocals(adjoint);
 }
 
-/// The reverse sweep: every contribution of `backward`, rewritten for speed.
-template <int L, bool MatchTensors, class E, class G>
-auto reverse_sweep(const E& e, const G& g) {
-  return std::apply([](const auto&... c) { return std::make_tuple(rewritten(c)...); }, backward<L, MatchTensors>(e, g));
+template <std::size_t I, class E>
+auto rewritten(const Contribution<I, E>& c) {
+  auto adjoint = rewritten_adjoint(c.adjoint);
+  return Contribution<I, decltype(adjoint)>{std::move(adjoint)};
+}
+
+/// Passes a plain tensor leaf's adjoint through the same rewrites on its way to the sink.
+template <class Sink>
+struct RewrittenSink {
+  const Sink& sink;
+  template <class Leaf, class E>
+  void operator()(const Leaf& leaf, const E& adjoint) const {
+    sink(leaf, rewritten_adjoint(adjoint));
+  }
+};
+
+/// The reverse sweep: every contribution of `backward`, rewritten for speed (the adjoints of plain
+/// tensor leaves go to `sink` when MatchTensors).
+template <int L, bool MatchTensors, class E, class G, class Sink = NoTensorSink>
+auto reverse_sweep(const E& e, const G& g, const Sink& sink = {}) {
+  return std::apply([](const auto&... c) { return std::make_tuple(rewritten(c)...); },
+                    backward<L, MatchTensors>(e, g, RewrittenSink<Sink>{sink}));
 }
 
 }  // namespace tessera::detail

@@ -212,46 +212,33 @@ auto unflatten(const A& a, Flat& flat_grads) {
   if constexpr (is_std_tuple<A>::value) {
     return unflatten_tuple<I>(a, flat_grads, std::make_index_sequence<std::tuple_size_v<A>>{});
   } else if constexpr (has_parameters<A>::value) {
-    // Filled in by route_tensor_contributions; until then every gradient is unset (see
-    // gradient_unset), so the first contribution is written, not added to zeros.
-    A g = a;
-    std::apply([](auto&... p) { ((p = unset_gradient(p)), ...); }, g.parameters());
-    return g;
+    // (A struct argument of its own is filled in by the sweep; see unflatten_arg.)
+    static_assert(dependent_false_v<A>,
+                  "tessera::grad: a parameter struct inside a std::tuple argument gets no gradients; pass it as an "
+                  "argument of its own");
+    return a;
   } else {
     return std::get<I>(flat_grads);
   }
 }
 
-/// Adds a plain-tensor contribution to the gradient of the parameter it reads (by storage).
+/// Adds the gradient `value` of a plain-tensor leaf to the gradient of `param` when the leaf is the
+/// parameter or a view of it (same storage); false when it is not.
 ///
-/// The first contribution becomes the gradient without a pass of its own where it can: a
-/// materialization node of the parameter's shape (a Linear weight's adjoint is a matmul) hands over
-/// its buffer, so the gradient costs one GEMM. (Zeros, a GEMM into a temporary and an add took three
-/// more passes over the weight.) That buffer is the node's cached value, which other copies of the
-/// node may still read, so later contributions rebind instead of adding in place (Tensor's
-/// assignment writes in place only into an unshared buffer) and finish_struct_gradients gives
-/// two parameters that received the same buffer one copy each.
-template <class Leaf, class Adj, class Param, class Grad>
-bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& param, Grad& grad) {
-  using LT = value_type_t<Leaf>;
-  if constexpr (!std::is_same_v<LT, value_type_t<Param>> || !std::is_same_v<backend_t<Leaf>, backend_t<Param>>) {
+/// A first gradient is taken over, not copied: when it is a materialization node's buffer (a
+/// Linear weight's adjoint is a matmul; see leaf_gradient) the parameter's gradient costs one
+/// GEMM. Other copies of that node may still read the buffer, so later contributions rebind instead
+/// of adding in place (Tensor's assignment writes in place only into an unshared buffer), and
+/// finish_struct_gradients gives two parameters that received the same buffer one copy each.
+template <class T, std::size_t RL, class B, class Param, class Grad>
+bool add_if_same_storage(const Tensor<T, RL, B>& leaf, const Tensor<T, RL, B>& value, const Param& param, Grad& grad) {
+  if constexpr (!std::is_same_v<T, value_type_t<Param>> || !std::is_same_v<B, backend_t<Param>>) {
     return false;
   } else {
     if (leaf.storage_id() != param.storage_id()) return false;
-    if constexpr (rank_v<Leaf> == rank_v<Param>) {
+    if constexpr (RL == rank_v<Param>) {
       if (leaf.data() == param.data() && leaf.shape() == param.shape() && leaf.strides() == param.strides()) {
-        if (!gradient_unset(grad)) {
-          grad = grad + sum_to(adjoint, leaf.shape());
-          return true;
-        }
-        if constexpr (has_cache_slot<Adj>::value && rank_v<Adj> == rank_v<Leaf> &&
-                      std::is_same_v<materialized_tensor_t<Adj>, Grad>) {
-          if (adjoint.shape() == leaf.shape()) {
-            grad = materialize(adjoint);
-            return true;
-          }
-        }
-        grad = Grad(sum_to(adjoint, leaf.shape()));
+        grad = gradient_unset(grad) ? value : Grad(grad + value);
         return true;
       }
     }
@@ -269,35 +256,89 @@ bool add_if_same_storage(const Leaf& leaf, const Adj& adjoint, const Param& para
     } else if (grad.storage().use_count() > 1) {
       grad = grad.clone();
     }
-    auto view = Leaf::view_of(grad.storage(), grad.data() + (leaf.data() - param.data()), leaf.shape(), leaf.strides());
-    // Evaluated first (the same node as the paths above), so that this rare path adds two tensors
-    // instead of compiling a pass of its own for every adjoint and parameter pair.
-    view += Leaf(sum_to(adjoint, leaf.shape()));
+    auto view = Tensor<T, RL, B>::view_of(grad.storage(), grad.data() + (leaf.data() - param.data()), leaf.shape(),
+                                          leaf.strides());
+    view += value;
     return true;
   }
 }
 
-template <class C, class Params, class GParams, std::size_t... P>
-void add_to_matching(const C& c, const Params& params, GParams& gparams, bool& done, std::index_sequence<P...>) {
-  ((done = done || add_if_same_storage(c.leaf, c.adjoint, std::get<P>(params), std::get<P>(gparams))), ...);
+/// The gradient of a plain-tensor leaf from its adjoint: the adjoint reduced to the leaf's shape,
+/// or, when the adjoint is a materialization node of that shape, the node's buffer itself.
+template <class T, std::size_t R, class B, class Adj>
+Tensor<T, R, B> leaf_gradient(const Tensor<T, R, B>& leaf, const Adj& adjoint) {
+  if constexpr (has_cache_slot<Adj>::value && rank_v<Adj> == R && std::is_same_v<materialized_tensor_t<Adj>, Tensor<T, R, B>>) {
+    if (adjoint.shape() == leaf.shape()) return materialize(adjoint);
+  }
+  return Tensor<T, R, B>(sum_to(adjoint, leaf.shape()));
 }
 
-/// Adds one plain-tensor contribution to the parameter (of any struct argument) it reads.
-template <class C, class Grads, class Args, std::size_t... K>
-void route_one(const C& c, Grads& grads, const Args& args, std::index_sequence<K...>) {
+/// Calls f(parameter, its gradient) for every parameter of every struct argument, in order, until f
+/// returns true; whether one did.
+template <class Grads, class Args, class F, std::size_t... K>
+bool find_parameter(Grads& grads, const Args& args, const F& f, std::index_sequence<K...>) {
   bool done = false;
   auto visit_arg = [&](const auto& arg, auto& g) {
     using Arg = std::decay_t<decltype(arg)>;
     if constexpr (has_parameters<Arg>::value) {
+      if (done) return;
       Arg copy = arg;  // parameters() is non-const; the copy shares the tensors
       auto params = copy.parameters();
       auto gparams = g.parameters();
-      constexpr std::size_t n = std::tuple_size_v<decltype(params)>;
-      add_to_matching(c, params, gparams, done, std::make_index_sequence<n>{});
+      std::apply(
+          [&](const auto&... p) {
+            std::apply([&](auto&... gp) { ((done = done || f(p, gp)), ...); }, gparams);
+          },
+          params);
     }
   };
   (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
+  return done;
 }
+
+/// Whether some parameter of a struct argument shares the storage `id`.
+struct SharesStorage {
+  const void* id;
+  template <class P, class G>
+  bool operator()(const P& p, G&) const {
+    return p.storage_id() == id;
+  }
+};
+
+/// Adds a leaf's gradient to the parameter it is (or is a view of). Depends on the leaf's tensor
+/// type only, not on the adjoint's expression, so it is compiled once per tensor type.
+template <class T, std::size_t R, class B>
+struct AddToParameter {
+  const Tensor<T, R, B>& leaf;
+  const Tensor<T, R, B>& value;
+  template <class P, class G>
+  bool operator()(const P& p, G& g) const {
+    return add_if_same_storage(leaf, value, p, g);
+  }
+};
+
+/// Adds the adjoint of a plain tensor leaf to the gradient of the parameter (of any struct
+/// argument) it is. The adjoint is evaluated only for a leaf that is a parameter (not, say, for the
+/// input images).
+template <class T, std::size_t R, class B, class E, class Grads, class Args, std::size_t... K>
+void route_one(const Tensor<T, R, B>& leaf, const E& adjoint, Grads& grads, const Args& args, std::index_sequence<K...> k) {
+  if (!find_parameter(grads, args, SharesStorage{leaf.storage_id()}, k)) return;
+  const Tensor<T, R, B> value = leaf_gradient(leaf, adjoint);
+  find_parameter(grads, args, AddToParameter<T, R, B>{leaf, value}, k);
+}
+
+/// The sweep's sink for parameter structs: routes each plain tensor leaf's adjoint as the sweep
+/// reaches it. `grads` holds, for each argument, the gradients of a struct's parameters (unset until
+/// a contribution reaches them; see unset_struct_gradients).
+template <class StructGrads, class Args>
+struct RouteToParameters {
+  StructGrads& grads;
+  const Args& args;
+  template <class Leaf, class E>
+  void operator()(const Leaf& leaf, const E& adjoint) const {
+    route_one(leaf, adjoint, grads, args, std::make_index_sequence<std::tuple_size_v<Args>>{});
+  }
+};
 
 /// Called on gradients in turn, replaces one whose buffer an earlier one holds by a copy.
 struct UnshareBuffers {
@@ -334,25 +375,43 @@ void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence
   (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
 }
 
-template <class Contributions, class Grads, class Args>
-void route_tensor_contributions(const Contributions& contributions, Grads& grads, const Args& args) {
-  std::apply(
-      [&](const auto&... c) {
-        auto one = [&](const auto& ci) {
-          if constexpr (!has_index<std::decay_t<decltype(ci)>>::value) {
-            route_one(ci, grads, args, std::make_index_sequence<std::tuple_size_v<Args>>{});
-          }
-        };
-        (one(c), ...);
-      },
-      contributions);
-  finish_struct_gradients(grads, args, std::make_index_sequence<std::tuple_size_v<Args>>{});
+/// The gradient of top-level argument K: a parameter struct's from the sweep (struct_grads), any
+/// other rebuilt from the flat gradients.
+template <std::size_t K, class... A, class Flat, class StructGrads>
+auto unflatten_arg(const std::tuple<const A&...>& args, Flat& flat_grads, StructGrads& struct_grads) {
+  using Arg = std::tuple_element_t<K, std::tuple<A...>>;
+  if constexpr (has_parameters<Arg>::value) {
+    return std::move(std::get<K>(struct_grads));
+  } else {
+    constexpr auto off = var_offsets<A...>();
+    return unflatten<off[K]>(std::get<K>(args), flat_grads);
+  }
 }
 
-template <class... A, class Flat, std::size_t... K>
-auto unflatten_args(const std::tuple<const A&...>& args, Flat& flat_grads, std::index_sequence<K...>) {
-  constexpr auto off = var_offsets<A...>();
-  return std::make_tuple(unflatten<off[K]>(std::get<K>(args), flat_grads)...);
+template <class... A, class Flat, class StructGrads, std::size_t... K>
+auto unflatten_args(const std::tuple<const A&...>& args, Flat& flat_grads, StructGrads& struct_grads,
+                    std::index_sequence<K...>) {
+  return std::make_tuple(unflatten_arg<K>(args, flat_grads, struct_grads)...);
+}
+
+/// A placeholder in unset_struct_gradients for an argument that is not a parameter struct.
+struct NotAStruct {};
+
+/// For each argument, a parameter struct's copy with every gradient unset (see gradient_unset),
+/// for the sweep to fill in: the first contribution is written, not added to zeros.
+template <class... A>
+auto unset_struct_gradients(const std::tuple<const A&...>& args) {
+  auto one = [](const auto& a) {
+    using Arg = std::decay_t<decltype(a)>;
+    if constexpr (has_parameters<Arg>::value) {
+      Arg g = a;
+      std::apply([](auto&... p) { ((p = unset_gradient(p)), ...); }, g.parameters());
+      return g;
+    } else {
+      return NotAStruct{};
+    }
+  };
+  return std::apply([&](const auto&... a) { return std::make_tuple(one(a)...); }, args);
 }
 
 template <class Contributions, std::size_t... K, class... X>
@@ -397,15 +456,25 @@ void unshare_gradients(Grads& grads) {
   }
 }
 
-/// Evaluates the gradients of every argument from the contributions (level 0).
-template <bool MatchTensors, class Contributions, class... A>
-auto gradients_from(const Contributions& contributions, const std::tuple<const A&...>& args) {
+/// Runs the reverse sweep, `sweep(sink)` (a call of reverse_sweep at level 0), and evaluates the
+/// gradients of every argument: parameter structs' as the sweep reaches their tensors, the others'
+/// from the contributions it returns.
+template <bool MatchTensors, class Sweep, class... A>
+auto gradients_from(const Sweep& sweep, const std::tuple<const A&...>& args) {
   constexpr std::size_t vars = var_offsets<A...>()[sizeof...(A)];
+  auto struct_grads = unset_struct_gradients(args);
+  const auto contributions = [&] {
+    if constexpr (MatchTensors) {
+      return sweep(RouteToParameters<decltype(struct_grads), std::tuple<const A&...>>{struct_grads, args});
+    } else {
+      return sweep(NoTensorSink{});
+    }
+  }();
   auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
   auto flat_grads = evaluate_gradients(flat, contributions, std::make_index_sequence<vars>{});
   unshare_gradients(flat_grads);
-  auto grads = unflatten_args(args, flat_grads, std::index_sequence_for<A...>{});
-  if constexpr (MatchTensors) route_tensor_contributions(contributions, grads, args);
+  auto grads = unflatten_args(args, flat_grads, struct_grads, std::index_sequence_for<A...>{});
+  if constexpr (MatchTensors) finish_struct_gradients(grads, args, std::index_sequence_for<A...>{});
   return grads;
 }
 
@@ -425,8 +494,10 @@ auto value_and_grad_impl(F& f, const A&... a) {
     CacheEpochScope scope(new_cache_epoch());
     auto out = call_with_vars<0>(f, args, std::index_sequence_for<A...>{});
     Tensor<T, 0, backend_t<decltype(out)>> value = out;
-    const auto contributions = reverse_sweep<0, P::match_tensors>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)));
-    return std::make_pair(value, gradients_from<P::match_tensors>(contributions, args));
+    const auto sweep = [&](const auto& sink) {
+      return reverse_sweep<0, P::match_tensors>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)), sink);
+    };
+    return std::make_pair(value, gradients_from<P::match_tensors>(sweep, args));
   } else {
     auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
     auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
@@ -436,7 +507,8 @@ auto value_and_grad_impl(F& f, const A&... a) {
           return lazy_gradients(contributions, std::make_index_sequence<P::vars>{}, x...);
         },
         flat);
-    auto grads = unflatten_args(args, flat_grads, std::index_sequence_for<A...>{});
+    auto no_structs = unset_struct_gradients(args);  // (parameter structs are first order only)
+    auto grads = unflatten_args(args, flat_grads, no_structs, std::index_sequence_for<A...>{});
     return std::make_pair(out, grads);
   }
 }
@@ -493,9 +565,9 @@ void check_cotangents(const std::tuple<E...>& out, const Cot& cot, std::index_se
 }
 
 /// Every contribution of the outputs' sweeps, one output after another.
-template <bool MatchTensors, class... E, class Cot, std::size_t... K>
-auto sweep_outputs(const std::tuple<E...>& out, const Cot& cot, std::index_sequence<K...>) {
-  return std::tuple_cat(reverse_sweep<0, MatchTensors>(std::get<K>(out), std::get<K>(cot))...);
+template <bool MatchTensors, class... E, class Cot, class Sink, std::size_t... K>
+auto sweep_outputs(const std::tuple<E...>& out, const Cot& cot, const Sink& sink, std::index_sequence<K...>) {
+  return std::tuple_cat(reverse_sweep<0, MatchTensors>(std::get<K>(out), std::get<K>(cot), sink)...);
 }
 }  // namespace detail
 
@@ -531,14 +603,14 @@ auto vjp(F&& f, const A&... a) {
       detail::check_cotangent(cotangent.shape(), out.shape());
     }
     detail::CacheEpochScope scope(epoch);
-    const auto contributions = [&] {
+    const auto sweep = [&](const auto& sink) {
       if constexpr (detail::is_std_tuple<Out>::value) {
-        return detail::sweep_outputs<P::match_tensors>(out, cotangent, std::make_index_sequence<std::tuple_size_v<Out>>{});
+        return detail::sweep_outputs<P::match_tensors>(out, cotangent, sink, std::make_index_sequence<std::tuple_size_v<Out>>{});
       } else {
-        return detail::reverse_sweep<0, P::match_tensors>(out, cotangent);
+        return detail::reverse_sweep<0, P::match_tensors>(out, cotangent, sink);
       }
-    }();
-    return std::apply([&](const auto&... x) { return detail::gradients_from<P::match_tensors>(contributions, std::tuple<const A&...>(x...)); }, args);
+    };
+    return std::apply([&](const auto&... x) { return detail::gradients_from<P::match_tensors>(sweep, std::tuple<const A&...>(x...)); }, args);
   };
   return std::make_pair(value, pullback);
 }

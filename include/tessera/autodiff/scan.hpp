@@ -598,14 +598,14 @@ struct ScanState {
       using Plan = GradPlan<decltype(f), ParamsV>;
       CacheEpochScope scope(new_cache_epoch());
       const auto out = call_with_vars<0>(f, std::tuple<const ParamsV&>(params), std::index_sequence<0>{});
-      const auto contributions = [&] {
+      const auto sweep = [&](const auto& sink) {
         if constexpr (is_std_tuple<std::decay_t<decltype(out)>>::value) {
-          return sweep_outputs<Plan::match_tensors>(out, dpre_all, std::make_index_sequence<std::tuple_size_v<PreV>>{});
+          return sweep_outputs<Plan::match_tensors>(out, dpre_all, sink, std::make_index_sequence<std::tuple_size_v<PreV>>{});
         } else {
-          return reverse_sweep<0, Plan::match_tensors>(out, dpre_all);
+          return reverse_sweep<0, Plan::match_tensors>(out, dpre_all, sink);
         }
-      }();
-      return std::get<0>(gradients_from<Plan::match_tensors>(contributions, std::tuple<const ParamsV&>(params)));
+      };
+      return std::get<0>(gradients_from<Plan::match_tensors>(sweep, std::tuple<const ParamsV&>(params)));
     }
   }
   template <std::size_t... C>
