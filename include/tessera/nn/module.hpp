@@ -96,18 +96,46 @@ inline std::string join_name(const std::string& prefix, std::string_view name) {
 }
 }  // namespace detail
 
-/// Calls f(name, tensor) for every parameter of m and its submodules, in declaration order, with
-/// hierarchical names ("0.weight", "conv1.bias").
-template <class M, class F>
-void for_each_parameter(M& m, F&& f, const std::string& prefix = "") {
+namespace detail {
+/// The tensors of one kind (parameters, or buffers when Buffers) of m and its submodules, in
+/// declaration order, as one flat std::tuple of references; absent ones included, so the tuple's
+/// type does not depend on options.
+template <bool Buffers, class M>
+auto member_tensors(M& m) {
+  return std::apply(
+      [](auto&&... member) {
+        auto one = [](auto& mb) {
+          using Mb = std::decay_t<decltype(mb)>;
+          if constexpr (Buffers ? is_buffer_member<Mb>::value : is_parameter_member<Mb>::value) {
+            return std::tie(mb.tensor);
+          } else if constexpr (is_child_member<Mb>::value) {
+            return member_tensors<Buffers>(mb.module);
+          } else {
+            return std::tuple<>{};
+          }
+        };
+        (void)one;
+        return std::tuple_cat(one(member)...);
+      },
+      m.members());
+}
+
+/// The hierarchical names of member_tensors' tensors, and which are present.
+struct MemberNames {
+  std::vector<std::string> names;
+  std::vector<bool> present;
+};
+template <bool Buffers, class M>
+void collect_member_names(M& m, const std::string& prefix, MemberNames& out) {
   std::apply(
       [&](auto&&... member) {
         auto one = [&](auto& mb) {
           using Mb = std::decay_t<decltype(mb)>;
-          if constexpr (detail::is_parameter_member<Mb>::value) {
-            if (mb.present) f(detail::join_name(prefix, mb.name), mb.tensor);
-          } else if constexpr (detail::is_child_member<Mb>::value) {
-            for_each_parameter(mb.module, f, detail::join_name(prefix, mb.name));
+          if constexpr (Buffers ? is_buffer_member<Mb>::value : is_parameter_member<Mb>::value) {
+            out.names.push_back(join_name(prefix, mb.name));
+            out.present.push_back(mb.present);
+          } else if constexpr (is_child_member<Mb>::value) {
+            collect_member_names<Buffers>(mb.module, join_name(prefix, mb.name), out);
           }
         };
         (void)one;  // unused for modules without members
@@ -116,23 +144,32 @@ void for_each_parameter(M& m, F&& f, const std::string& prefix = "") {
       m.members());
 }
 
+/// Calls f(name, tensor) for every present tensor of member_tensors<Buffers>(m). The walk over the
+/// module tree does not depend on f, so it is compiled once per module type, not once per caller.
+template <bool Buffers, class M, class F>
+void for_each_member_tensor(M& m, F& f, const std::string& prefix) {
+  MemberNames info;
+  collect_member_names<Buffers>(m, prefix, info);
+  std::size_t i = 0;
+  auto visit = [&](auto& t) {
+    if (info.present[i]) f(std::as_const(info.names[i]), t);
+    ++i;
+  };
+  std::apply([&](auto&... t) { (visit(t), ...); }, member_tensors<Buffers>(m));
+}
+}  // namespace detail
+
+/// Calls f(name, tensor) for every parameter of m and its submodules, in declaration order, with
+/// hierarchical names ("0.weight", "conv1.bias").
+template <class M, class F>
+void for_each_parameter(M& m, F&& f, const std::string& prefix = "") {
+  detail::for_each_member_tensor<false>(m, f, prefix);
+}
+
 /// Calls f(name, tensor) for every buffer of m and its submodules.
 template <class M, class F>
 void for_each_buffer(M& m, F&& f, const std::string& prefix = "") {
-  std::apply(
-      [&](auto&&... member) {
-        auto one = [&](auto& mb) {
-          using Mb = std::decay_t<decltype(mb)>;
-          if constexpr (detail::is_buffer_member<Mb>::value) {
-            if (mb.present) f(detail::join_name(prefix, mb.name), mb.tensor);
-          } else if constexpr (detail::is_child_member<Mb>::value) {
-            for_each_buffer(mb.module, f, detail::join_name(prefix, mb.name));
-          }
-        };
-        (void)one;  // unused for modules without members
-        (one(member), ...);
-      },
-      m.members());
+  detail::for_each_member_tensor<true>(m, f, prefix);
 }
 
 /// Calls f(name, module) for m's direct submodules.
@@ -153,22 +190,7 @@ void for_each_child(M& m, F&& f) {
 /// absent ones included, so the tuple's type does not depend on options).
 template <class M>
 auto parameter_tuple(M& m) {
-  return std::apply(
-      [](auto&&... member) {
-        auto one = [](auto& mb) {
-          using Mb = std::decay_t<decltype(mb)>;
-          if constexpr (detail::is_parameter_member<Mb>::value) {
-            return std::tie(mb.tensor);
-          } else if constexpr (detail::is_child_member<Mb>::value) {
-            return parameter_tuple(mb.module);
-          } else {
-            return std::tuple<>{};
-          }
-        };
-        (void)one;
-        return std::tuple_cat(one(member)...);
-      },
-      m.members());
+  return detail::member_tensors<false>(m);
 }
 
 /// Number of trainable scalars in m.
