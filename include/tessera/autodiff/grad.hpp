@@ -355,24 +355,22 @@ struct UnshareBuffers {
   }
 };
 
-/// Gives every parameter no contribution reached a zero gradient, and every parameter whose
-/// gradient shares a buffer with another's (see add_if_same_storage) a copy of its own.
+/// Gives a parameter no contribution reached a zero gradient, and one whose gradient shares a
+/// buffer with an earlier one's (see add_if_same_storage) a copy of its own.
+struct FinishGradient {
+  UnshareBuffers& unshare;
+  template <class P, class G>
+  bool operator()(const P& p, G& g) const {
+    if (gradient_unset(g)) g = zeros_like(p);
+    unshare(g);
+    return false;  // visit every parameter
+  }
+};
+
 template <class Grads, class Args, std::size_t... K>
-void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence<K...>) {
+void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence<K...> k) {
   UnshareBuffers unshare;
-  auto visit_arg = [&](const auto& arg, auto& g) {
-    using Arg = std::decay_t<decltype(arg)>;
-    if constexpr (has_parameters<Arg>::value) {
-      Arg copy = arg;
-      std::apply(
-          [&](const auto&... p) {
-            std::apply([&](auto&... gp) { ((gp = gradient_unset(gp) ? zeros_like(p) : gp), ...); }, g.parameters());
-          },
-          copy.parameters());
-      std::apply([&](auto&... gp) { (unshare(gp), ...); }, g.parameters());
-    }
-  };
-  (visit_arg(std::get<K>(args), std::get<K>(grads)), ...);
+  find_parameter(grads, args, FinishGradient{unshare}, k);
 }
 
 /// The gradient of top-level argument K: a parameter struct's from the sweep (struct_grads), any
