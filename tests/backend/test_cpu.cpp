@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -95,7 +96,8 @@ std::vector<T> random_buffer(std::size_t n, unsigned seed) {
 /// must stay untouched. `call` runs the GEMM under test with gemm()'s signature.
 template <class T, class Call>
 void check_gemm(Call call, const char* what) {
-  const index_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {70, 80, 90}};
+  // One-row products (a batch of one) take the matrix-vector path: {1, 300, 400} in column blocks.
+  const index_t shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {1, 300, 400}, {3, 5, 7}, {17, 9, 33}, {70, 80, 90}};
   unsigned seed = 1;
   for (const auto& s : shapes) {
     const index_t m = s[0], n = s[1], k = s[2];
@@ -286,6 +288,22 @@ TEST_CASE_TEMPLATE("gemm() with transpose flags, leading dimensions, alpha and b
     tessera::detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   };
   check_gemm<T>(eigen, "eigen_gemm");
+}
+
+TEST_CASE("gemm() of one row with beta = 0 ignores what C held (NaN), at every thread count") {
+  ThreadGuard guard;
+  const index_t n = 300, k = 400;
+  const auto a = random_buffer<float>(std::size_t(k), 21);
+  const auto b = random_buffer<float>(std::size_t(n * k), 22);
+  std::vector<float> want(std::size_t(n), 0.0f);
+  naive_gemm(false, true, 1, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, want.data(), n);
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    tessera::cpu::set_num_threads(threads);
+    std::vector<float> c(std::size_t(n), std::numeric_limits<float>::quiet_NaN());
+    tessera::gemm(tessera::cpu{}, false, true, 1, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, c.data(), n);
+    CHECK(c == want);
+  }
 }
 
 TEST_CASE("gemm() edge cases: k = 0 scales C by beta, m = 0 or n = 0 touch nothing") {

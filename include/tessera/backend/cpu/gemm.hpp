@@ -15,12 +15,16 @@
 
 #ifdef TESSERA_HAS_CBLAS
 extern "C" {
-// The two CBLAS entry points tessera needs, declared here so no cblas.h include path is required.
+// The CBLAS entry points tessera needs, declared here so no cblas.h include path is required.
 // Enum values are fixed by the CBLAS standard: RowMajor = 101, NoTrans = 111, Trans = 112.
 void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                  const float* b, int ldb, float beta, float* c, int ldc);
 void cblas_dgemm(int order, int trans_a, int trans_b, int m, int n, int k, double alpha, const double* a, int lda,
                  const double* b, int ldb, double beta, double* c, int ldc);
+void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* a, int lda, const float* x, int incx,
+                 float beta, float* y, int incy);
+void cblas_dgemv(int order, int trans, int m, int n, double alpha, const double* a, int lda, const double* x, int incx,
+                 double beta, double* y, int incy);
 // Present in OpenBLAS only; weak so that other CBLAS implementations still link.
 void openblas_set_num_threads(int) __attribute__((weak));
 int openblas_get_num_threads() __attribute__((weak));
@@ -65,12 +69,44 @@ void cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T a
   }
 }
 
+/// The one-row product c [1, n] = alpha a [1, k] op(B) + beta c as a matrix-vector product:
+/// columns [j0, j1) of c, from the matching columns of op(B). (A batch of one through a dense
+/// layer: GEMM's kernels pack op(B) first; GEMV reads it once.)
+template <class T>
+void cblas_row_times_matrix(bool trans_a, bool trans_b, index_t j0, index_t j1, index_t k, T alpha, const T* a,
+                            index_t lda, const T* b, index_t ldb, T beta, T* c) {
+  constexpr int row_major = 101, no_trans = 111, trans = 112;
+  const int inc_a = trans_a ? int(lda) : 1;  // op(A) is one row: A's row, or A's column
+  // op(B) = B^T (B stored [n, k]): c_j = B[j, :] . a, GEMV with B's rows j0..j1. Else B is [k, n]:
+  // c = B^T a, GEMV with B transposed over its columns j0..j1.
+  const T* b_block = trans_b ? b + j0 * ldb : b + j0;
+  const int op = trans_b ? no_trans : trans;
+  const int rows = trans_b ? int(j1 - j0) : int(k), cols = trans_b ? int(k) : int(j1 - j0);
+  // BLAS may compute beta * c even for beta = 0, and c may be uninitialized memory (NaN * 0).
+  if (beta == T(0)) std::fill(c + j0, c + j1, T(0));
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemv(row_major, op, rows, cols, alpha, b_block, int(ldb), a, inc_a, beta, c + j0, 1);
+  } else {
+    cblas_dgemv(row_major, op, rows, cols, alpha, b_block, int(ldb), a, inc_a, beta, c + j0, 1);
+  }
+}
+
 /// C = alpha op(A) op(B) + beta C with the rows (or, when C is wider than tall, the columns) of C
 /// split into gemm_block()s, each a single-threaded BLAS call.
 template <class T>
 void parallel_cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
                          const T* b, index_t ldb, T beta, T* c, index_t ldc) {
   single_threaded_blas();
+  if (m == 1) {
+    // Bound by reading op(B): from 64K elements up its column blocks are shared out, so that
+    // each core reads its block (from its own cache, call after call).
+    const index_t chunk = n * k >= (index_t(1) << 16) ? gemm_block(n) : n;
+    parallel_tasks((n + chunk - 1) / chunk, [&](index_t t) {
+      const index_t j0 = t * chunk;
+      cblas_row_times_matrix(trans_a, trans_b, j0, std::min(n, j0 + chunk), k, alpha, a, lda, b, ldb, beta, c);
+    });
+    return;
+  }
   const bool split_rows = m >= n;
   const index_t extent = split_rows ? m : n;
   // Small products, or too few rows/columns to share: one call.
