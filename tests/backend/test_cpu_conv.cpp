@@ -1,7 +1,8 @@
 // The CPU convolution and pooling kernels (backend/cpu/conv.hpp, conv_direct.hpp, pool.hpp) called directly, against
 // naive loops in double: every path (direct at stride 1, tiled with GEMM, tiled with few taps,
-// pointwise, several tiles per image, batched for small images) in float and double, with stride, padding, dilation, groups and a
-// bias and the relu epilogue; and 2x2 max pooling's fast path against the general rule (ties, NaN, odd sizes).
+// pointwise, several tiles per image, batched for small images) in float and double, with stride, padding, dilation,
+// groups and a bias and the relu epilogue; 2x2 max pooling's fast path against the general rule (ties, NaN, odd sizes);
+// and the pooling epilogue (conv2d_pool_forward) against the convolution followed by the pooling.
 #include <doctest/doctest.h>
 #include <tessera/tessera.hpp>
 
@@ -303,4 +304,106 @@ TEST_CASE("2x2 max pooling in float: the vector paths give the scalar rule's val
   index_t wrong = 0;
   for (index_t i = 0; i < x.size(); ++i) wrong += std::memcmp(&dx.data()[i], &want_dx[std::size_t(i)], sizeof(float)) != 0;
   CHECK(wrong == 0);
+}
+
+TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit for bit, on every path") {
+  // The pooling epilogue (inference): per image into scratch on the direct and tiled paths, after
+  // the whole output for a batch of one and on the batched path. A NaN in the input reaches the
+  // output without relu (pooled in order: the first maximum, NaN propagating) and becomes +0 with
+  // it (the faster unordered pooling of a relu's output must agree).
+  const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
+  const std::vector<Case> paths = {
+      {"direct, many images", 6, 8, 14, 14, 16, 3, 3, plain},
+      {"direct, batch of one", 1, 8, 14, 14, 16, 3, 3, plain},
+      {"direct, 2 groups, output channels not a multiple of the kernel's rows", 5, 12, 13, 11, 10, 3, 3,
+       geometry(1, 1, 1, 1, 1, 1, 2)},
+      {"direct, 200 channels in runs", 4, 200, 9, 10, 9, 3, 3, plain},
+      {"tiled, few taps, many images", 6, 1, 28, 28, 6, 3, 3, plain},
+      {"tiled, few taps, batch of one", 1, 1, 28, 28, 6, 3, 3, plain},
+      {"tiled, GEMM, strided", 5, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+      {"batched (small images)", 5, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+  };
+  struct Pool {
+    const char* name;
+    bool max;
+    index_t k;
+    Conv2dGeometry g;
+  };
+  const std::vector<Pool> pools = {{"max 2x2", true, 2, geometry(2, 2, 0, 0, 1, 1, 1)},
+                                   {"max 3x3, stride 2, padding 1", true, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+                                   {"average 2x2", false, 2, geometry(2, 2, 0, 0, 1, 1, 1)},
+                                   {"average 3x3, stride 1", false, 3, geometry(1, 1, 0, 0, 1, 1, 1)}};
+  for (const auto& c : paths) {
+    const index_t Ho = Conv2dGeometry::out_extent(c.H, c.kh, c.g.stride_h, c.g.pad_h, c.g.dilation_h, "test");
+    const index_t Wo = Conv2dGeometry::out_extent(c.W, c.kw, c.g.stride_w, c.g.pad_w, c.g.dilation_w, "test");
+    auto x = random_tensor<float>(Shape<4>{c.N, c.C, c.H, c.W}, 15);
+    x.data()[c.H * c.W / 2 + 1] = std::numeric_limits<float>::quiet_NaN();  // image 0, channel 0
+    const auto w = random_tensor<float>(Shape<4>{c.O, c.C / c.g.groups, c.kh, c.kw}, 16);
+    const auto bias = random_tensor<float>(Shape<1>{c.O}, 17);
+    for (const auto& pool : pools) {
+      const index_t Hq = Conv2dGeometry::out_extent(Ho, pool.k, pool.g.stride_h, pool.g.pad_h, 1, "test");
+      const index_t Wq = Conv2dGeometry::out_extent(Wo, pool.k, pool.g.stride_w, pool.g.pad_w, 1, "test");
+      for (bool relu : {false, true}) {
+        for (bool with_bias : {false, true}) {
+          for (int threads : {1, 2, 3}) {
+            CAPTURE(c.name);
+            CAPTURE(pool.name);
+            CAPTURE(relu);
+            CAPTURE(with_bias);
+            CAPTURE(threads);
+            tessera::cpu::set_num_threads(threads);
+            const float* b = with_bias ? bias.data() : nullptr;
+            auto conv = garbage<float>(Shape<4>{c.N, c.O, Ho, Wo});
+            auto want = garbage<float>(Shape<4>{c.N, c.O, Hq, Wq});
+            tessera::conv2d_forward(cpu{}, x, w, conv, c.g, b, relu);
+            if (pool.max) {
+              tessera::pool2d_forward(cpu{}, std::true_type{}, conv, want, pool.k, pool.k, pool.g);
+            } else {
+              tessera::pool2d_forward(cpu{}, std::false_type{}, conv, want, pool.k, pool.k, pool.g);
+            }
+            auto got = garbage<float>(want.shape());
+            tessera::conv2d_pool_forward(cpu{}, x, w, got, conv.shape(), c.g, b, relu,
+                                         tessera::PoolEpilogue{pool.max, pool.k, pool.k, pool.g});
+            index_t mismatches = 0, nans = 0;
+            for (index_t i = 0; i < want.size(); ++i) {
+              mismatches += std::memcmp(&want.data()[i], &got.data()[i], sizeof(float)) != 0 ? 1 : 0;
+              nans += std::isnan(got.data()[i]) ? 1 : 0;
+            }
+            CHECK(mismatches == 0);
+            CHECK((nans > 0) == !relu);  // the NaN is pooled (a window that reads it) unless relu maps it to +0
+          }
+        }
+      }
+    }
+  }
+  tessera::cpu::set_num_threads(0);
+}
+
+TEST_CASE("max pooling of a relu's output: the unordered 2x2 row equals the ordered one") {
+  // Rows of +0, positive values, +infinity and ties, 37 windows (16- and 8-wide bodies, a tail).
+  const index_t Wo = 37;
+  std::vector<float> r0(2 * Wo), r1(2 * Wo), ordered(Wo), unordered(Wo);
+  std::mt19937 rng(18);
+  std::uniform_real_distribution<float> dist(0, 1);
+  for (auto* row : {&r0, &r1}) {
+    for (auto& v : *row) {
+      switch (rng() % 6) {
+        case 0:
+          v = 0.0f;
+          break;
+        case 1:
+          v = 0.5f;
+          break;
+        case 2:
+          v = std::numeric_limits<float>::infinity();
+          break;
+        default:
+          v = dist(rng);
+          break;
+      }
+    }
+  }
+  tessera::detail::max_pool_2x2_row(r0.data(), r1.data(), ordered.data(), Wo);
+  tessera::detail::max_pool_2x2_row_unordered(r0.data(), r1.data(), unordered.data(), Wo);
+  CHECK(std::memcmp(ordered.data(), unordered.data(), sizeof(float) * std::size_t(Wo)) == 0);
 }

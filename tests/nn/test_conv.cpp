@@ -1,6 +1,9 @@
 // conv2d and pooling: forward against PyTorch (stride, padding, dilation, groups), gradients by
-// finite differences, the layers, and a small CNN that overfits 64 random images.
+// finite differences, the layers, pooling in a convolution's epilogue at inference, and a small
+// CNN that overfits 64 random images.
 #include <doctest/doctest.h>
+
+#include <cstring>
 
 #include <tessera/tessera.hpp>
 
@@ -155,4 +158,54 @@ TEST_CASE("a small CNN overfits 64 random 28x28 images to 100% training accuracy
   for (index_t i = 0; i < 64; ++i) correct += predicted(i) == labels(i);
   MESSAGE("loss after 80 Adam steps " << last << ", training accuracy " << correct << "/64");
   CHECK(correct == 64);
+}
+
+TEST_CASE("in evaluation a pooling after a convolution runs in its epilogue: the values of pooling the stored output") {
+  // relu(conv2d + bias) and relu(batch_norm(conv2d)) (folded into the convolution), pooled: outside
+  // a sweep the pooling asks the convolution to write its output pooled (evaluate_pooled); the
+  // result equals pooling the stored output bit for bit. In training, or inside a sweep (whose
+  // backward reads the convolution's output), the node declines and nothing changes.
+  Generator gen(21);
+  const auto x = normal<float>(gen, {6, 4, 10, 9});
+  nn::Conv2d<float> conv(4, 12, 3, {.padding = 1, .generator = &gen});
+  nn::BatchNorm2d<float> bn(12);
+  bn.weight.assign(normal<float>(gen, {12}));
+  bn.bias.assign(normal<float>(gen, {12}));
+  bn.running_mean.assign(normal<float>(gen, {12}));
+  bn.running_var.assign(uniform<float>(gen, {12}, 0.5, 2.0));
+  bn.eval();
+  const auto plain = relu(conv(x));
+  const auto folded = relu(bn(conv(x)));
+  static_assert(detail::has_pooled_evaluation<std::decay_t<decltype(plain)>>::value);
+  static_assert(detail::has_pooled_evaluation<std::decay_t<decltype(folded)>>::value);
+  const Tensor<float, 4> plain_stored = plain, folded_stored = folded;
+  auto same = [](const Tensor<float, 4>& a, const Tensor<float, 4>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * std::size_t(a.size())) == 0;
+  };
+  CHECK(same(Tensor<float, 4>(max_pool2d(plain, 2)), Tensor<float, 4>(max_pool2d(plain_stored, 2))));
+  CHECK(same(Tensor<float, 4>(max_pool2d(folded, 2)), Tensor<float, 4>(max_pool2d(folded_stored, 2))));
+  CHECK(same(Tensor<float, 4>(max_pool2d(folded, 3, {.stride = 2, .padding = 1})),
+             Tensor<float, 4>(max_pool2d(folded_stored, 3, {.stride = 2, .padding = 1}))));
+  CHECK(same(Tensor<float, 4>(avg_pool2d(folded, 2)), Tensor<float, 4>(avg_pool2d(folded_stored, 2))));
+
+  // The node writes the pooled value itself, and declines in training.
+  const PoolEpilogue two{true, 2, 2, detail::pool_geometry(2, 2, {})};
+  auto out = Tensor<float, 4>::uninitialized(Shape<4>{6, 12, 5, 4});
+  CHECK(folded.evaluate_pooled(out, two));
+  CHECK(same(out, Tensor<float, 4>(max_pool2d(folded_stored, 2))));
+  bn.train();
+  CHECK_FALSE(relu(bn(conv(x))).evaluate_pooled(out, two));
+  bn.eval();
+
+  // Inside a sweep: the values and gradients of the expression that pools a stored output.
+  const auto r = normal<float>(gen, {6, 12, 5, 4});
+  auto [v, g] = value_and_grad(
+      [&](const auto& in, const auto& cv, const auto& b) { return sum(max_pool2d(relu(b(cv(in))), 2) * r); }, x, conv,
+      bn);
+  auto [v0, g0] = value_and_grad(
+      [&](const auto& in, const auto& cv, const auto& b) { return sum(max_pool2d(relu(b(cv(in) + 0.0f)), 2) * r); }, x,
+      conv, bn);
+  CHECK(v() == doctest::Approx(v0()).epsilon(1e-6));
+  CHECK_TENSOR_NEAR(std::get<0>(g), std::get<0>(g0), 1e-6);
+  CHECK_TENSOR_NEAR(std::get<1>(g).weight, std::get<1>(g0).weight, 1e-6);
 }

@@ -37,12 +37,15 @@
 //     with has_relu_epilogue<B> true, conv2d_forward's trailing `relu` flag and
 //     BatchNormForwardArgs::relu are honoured (else relu(conv2d) and relu(batch_norm) run a pass)
 //   pool2d_forward / pool2d_backward(B, std::bool_constant<Max>, ...)            backend/cpu/pool.hpp
+//   conv2d_pool_forward(B, x, w, y, conv_shape, geometry, bias, relu, PoolEpilogue) with
+//     has_conv_pool_epilogue<B> true: inference's pooling in the convolution's epilogue
+//     (else the convolution's output is stored, then pooled)                    backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
 //   batch_norm_backward(B, x, dy, gamma, mean, invstd, dx, dgamma, dbeta, args) with
 //     has_batch_norm_backward<B> true (else autodiff's closed form)             backend/cuda/conv.hpp
 //   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp
 //   prod_adjoint_into(B, out, x, reduced mask, g, p)   prod's gradient          backend/cpu/reduce.hpp
-// The CUDA backend (backend/cuda/*.hpp) provides all of them.
+// The CUDA backend (backend/cuda/*.hpp) provides all of them but conv2d_pool_forward.
 #pragma once
 
 #include <cstddef>

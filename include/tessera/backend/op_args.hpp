@@ -31,6 +31,14 @@ struct Conv2dGeometry {
   }
 };
 
+/// A pooling that a convolution applies to its output as it writes it (conv2d_pool_forward): max
+/// (or average) over kh x kw windows placed by `geometry` (stride, padding, dilation).
+struct PoolEpilogue {
+  bool max = true;
+  index_t kh = 1, kw = 1;
+  Conv2dGeometry geometry;
+};
+
 /// What batch_norm_forward computes besides y.
 struct BatchNormForwardArgs {
   index_t batch = 0, channels = 0, inner = 0;  ///< x viewed as [batch, channels, inner]
@@ -64,6 +72,13 @@ struct has_batch_norm_backward : std::false_type {};
 /// expr/normalization.hpp) apply relu in a pass of their own.
 template <class B>
 struct has_relu_epilogue : std::false_type {};
+
+/// Whether backend B has `conv2d_pool_forward(B, x, w, y, conv_shape, geometry, bias, relu,
+/// PoolEpilogue)`: y = pool(relu(conv2d(x, w) + bias)) without storing the convolution's whole
+/// output (inference; expr/conv.hpp's Pool2d asks for it). Such a backend also has
+/// has_relu_epilogue. Without it the convolution's output is stored, then pooled.
+template <class B>
+struct has_conv_pool_epilogue : std::false_type {};
 
 namespace detail {
 /// Throws index_error naming an embedding index outside [0, rows) and its position.

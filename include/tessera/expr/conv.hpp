@@ -61,6 +61,13 @@ struct Conv2dWeightGrad;
 template <class G>
 struct Conv2dBiasGrad;
 
+namespace detail {
+/// How conv2d's errors begin (built only when one is thrown: the node is built on every call).
+inline std::string conv2d_where(const Shape<4>& x, const Shape<4>& w) {
+  return "conv2d: input " + shape_to_string(x) + ", weight " + shape_to_string(w);
+}
+}  // namespace detail
+
 /// y = conv2d(x, w) [+ bias]: x [N, C, H, W], w [O, C / groups, kh, kw], bias [O] -> [N, O, Ho, Wo].
 /// With a Bias input the bias is added inside the convolution (no extra pass over y); `use_bias`
 /// false skips it (a layer built without bias keeps one type either way). With FusedRelu (what
@@ -90,23 +97,24 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
       : input(std::move(x)), weight(std::move(w)), bias(std::move(b)), geometry(g), use_bias(with_bias && has_bias_input) {
     const auto s = input.shape();
     const auto k = weight.shape();
-    const std::string where = "conv2d: input " + shape_to_string(s) + ", weight " + shape_to_string(k);
     if constexpr (has_bias_input) {
       static_assert(rank_v<Bias> == 1 && std::is_same_v<value_type_t<Bias>, value_type>,
                     "tessera::conv2d: the bias must be a rank-1 tensor of the input's element type");
       if (bias.shape()[0] != k[0]) {
-        throw shape_error(where + ": the bias " + shape_to_string(bias.shape()) + " must have one value per output channel");
+        throw shape_error(detail::conv2d_where(s, k) + ": the bias " + shape_to_string(bias.shape()) +
+                          " must have one value per output channel");
       }
     }
     if (g.groups < 1 || s[1] % g.groups != 0 || k[0] % g.groups != 0) {
-      throw shape_error(where + ": " + std::to_string(g.groups) + " groups must divide the input and output channels");
+      throw shape_error(detail::conv2d_where(s, k) + ": " + std::to_string(g.groups) +
+                        " groups must divide the input and output channels");
     }
     if (k[1] * g.groups != s[1]) {
-      throw shape_error(where + ": the weight expects " + std::to_string(k[1] * g.groups) + " input channels, the input has " +
-                        std::to_string(s[1]));
+      throw shape_error(detail::conv2d_where(s, k) + ": the weight expects " + std::to_string(k[1] * g.groups) +
+                        " input channels, the input has " + std::to_string(s[1]));
     }
     if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_h < 0 || g.pad_w < 0) {
-      throw value_error(where + ": stride and dilation must be positive and padding non-negative");
+      throw value_error(detail::conv2d_where(s, k) + ": stride and dilation must be positive and padding non-negative");
     }
     shape_ = {s[0], k[0], Conv2dGeometry::out_extent(s[2], k[2], g.stride_h, g.pad_h, g.dilation_h, "conv2d"),
               Conv2dGeometry::out_extent(s[3], k[3], g.stride_w, g.pad_w, g.dilation_w, "conv2d")};
@@ -130,6 +138,28 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
     } else {
       conv2d_forward(backend_type{}, x, w, out, geometry, b);
       detail::assign_expression(out, tessera::relu(out));
+    }
+  }
+  /// Inference (no autodiff sweep, which keeps this output for the backward): writes the value
+  /// pooled by `pool` into `out` in one backend call (has_conv_pool_epilogue), so the convolution's
+  /// output is never stored whole. False, with nothing written, where that does not apply.
+  bool evaluate_pooled(Tensor<value_type, 4, backend_type>& out, const PoolEpilogue& pool) const {
+    if constexpr (has_conv_pool_epilogue<backend_type>::value) {
+      if (detail::active_cache_epoch() != 0) return false;
+      const value_type* b = nullptr;
+      Tensor<value_type, 1, backend_type> bias_value;
+      if constexpr (has_bias_input) {
+        if (use_bias) {
+          bias_value = tessera::detail::value_of(bias).contiguous();
+          b = bias_value.data();
+        }
+      }
+      conv2d_pool_forward(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
+                          detail::contiguous_value<value_type, backend_type>(weight), out, shape_, geometry, b,
+                          FusedRelu, pool);
+      return true;
+    } else {
+      return false;
     }
   }
   /// This convolution followed by relu (see FusedRelu).
@@ -324,6 +354,9 @@ struct Pool2d : detail::MaterializedNode<Pool2d<Max, X>, value_type_t<X>, 4, bac
   }
   const Shape<4>& shape() const { return shape_; }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
+    if constexpr (detail::has_pooled_evaluation<X>::value) {
+      if (input.evaluate_pooled(out, PoolEpilogue{Max, kh, kw, geometry})) return;
+    }
     pool2d_forward(backend_type{}, std::bool_constant<Max>{}, detail::contiguous_value<value_type, backend_type>(input), out, kh, kw, geometry);
   }
   template <class F>

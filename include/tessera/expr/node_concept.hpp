@@ -17,7 +17,9 @@
 //                   evaluate_into(Tensor<value_type, rank, backend_type>& out) const
 //                 OPTIONAL: `cache` (a shared CacheSlot; MaterializedNode provides it) to compute
 //                 once per autodiff sweep; alias() const -> std::optional<Tensor> to hand over an
-//                 existing buffer when computing would only copy (used only when contiguous).
+//                 existing buffer when computing would only copy (used only when contiguous);
+//                 evaluate_pooled(out, const PoolEpilogue&) const -> bool to write its value pooled
+//                 when a pooling reads it (a convolution's epilogue; false: not done, pool as usual).
 // OPTIONAL for every non-leaf node:
 //   inputs() const -> std::tuple<const Input&...>     (the graph's edges; needed by grad and graphs)
 //   input_adjoints(const G& g) const -> std::tuple<adjoint expression or NoAdjoint, ...>
@@ -94,6 +96,13 @@ template <class E, class = void>
 struct has_alias : std::false_type {};
 template <class E>
 struct has_alias<E, std::void_t<decltype(std::declval<const E&>().alias())>> : std::true_type {};
+
+/// Nodes that can write their value pooled (`bool evaluate_pooled(out, const PoolEpilogue&) const`):
+/// a convolution whose pooling runs in its epilogue at inference.
+template <class E, class = void>
+struct has_pooled_evaluation : std::false_type {};
+template <class E>
+struct has_pooled_evaluation<E, std::void_t<decltype(&E::evaluate_pooled)>> : std::true_type {};
 
 /// View nodes (transpose, reshape of a computed value): `value_of_inner()` is their value as a view.
 template <class E, class = void>

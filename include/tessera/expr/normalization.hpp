@@ -164,6 +164,14 @@ struct BatchNormAdjoint : detail::KernelOfClosedForm<BatchNormAdjoint<K, Shared,
   }
 };
 
+namespace detail {
+/// How batch_norm's errors begin (built only when one is thrown: the node is built on every call).
+template <std::size_t R>
+std::string batch_norm_where(const Shape<R>& s) {
+  return "batch_norm: input " + shape_to_string(s);
+}
+}  // namespace detail
+
 /// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1). With
 /// FusedRelu (what `relu(batch_norm(...))` builds) y = relu of that, applied as y is written: no
 /// pass of its own, and readers of y (a pooling's forward and backward) read the stored value
@@ -190,24 +198,26 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
       : input(std::move(x)), gamma(std::move(g)), beta(std::move(b)), state(std::make_shared<State>()) {
     const auto s = input.shape();
     const index_t C = s[1];
-    const std::string where = "batch_norm: input " + shape_to_string(s);
     if (gamma.shape()[0] != C || beta.shape()[0] != C) {
-      throw shape_error(where + ": gamma " + shape_to_string(gamma.shape()) + " and beta " + shape_to_string(beta.shape()) +
-                        " must have one entry per channel (" + std::to_string(C) + ")");
+      throw shape_error(detail::batch_norm_where(s) + ": gamma " + shape_to_string(gamma.shape()) + " and beta " +
+                        shape_to_string(beta.shape()) + " must have one entry per channel (" + std::to_string(C) + ")");
     }
     const bool tracked = running.mean.size() != 0 || running.var.size() != 0;
     if (tracked && (running.mean.shape() != Shape<1>{C} || running.var.shape() != Shape<1>{C})) {
-      throw shape_error(where + ": running mean " + shape_to_string(running.mean.shape()) + " and variance " +
-                        shape_to_string(running.var.shape()) + " must have one entry per channel (" + std::to_string(C) + ")");
+      throw shape_error(detail::batch_norm_where(s) + ": running mean " + shape_to_string(running.mean.shape()) +
+                        " and variance " + shape_to_string(running.var.shape()) + " must have one entry per channel (" +
+                        std::to_string(C) + ")");
     }
-    if (!o.training && !tracked) throw value_error(where + ": evaluation mode needs running statistics");
+    if (!o.training && !tracked)
+      throw value_error(detail::batch_norm_where(s) + ": evaluation mode needs running statistics");
     if (!(o.eps > 0) || o.momentum < 0 || o.momentum > 1) {
-      throw value_error(where + ": eps must be positive and momentum in [0, 1]");
+      throw value_error(detail::batch_norm_where(s) + ": eps must be positive and momentum in [0, 1]");
     }
     index_t count = s[0];
     for (std::size_t i = 2; i < rank; ++i) count *= s[i];
     if (o.training && count <= 1) {
-      throw value_error(where + ": training needs more than one value per channel (got " + std::to_string(count) + ")");
+      throw value_error(detail::batch_norm_where(s) + ": training needs more than one value per channel (got " +
+                        std::to_string(count) + ")");
     }
     state->mean = Tensor<value_type, 1, backend_type>(Shape<1>{C});
     state->invstd = Tensor<value_type, 1, backend_type>(Shape<1>{C});
@@ -251,6 +261,19 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
     }
   }
 
+  /// Inference after a convolution (folded_into_convolution): writes the value pooled by `pool`
+  /// into `out`, the pooling done in the convolution's epilogue (has_conv_pool_epilogue). False,
+  /// with nothing written, where that does not apply.
+  bool evaluate_pooled(Tensor<value_type, rank, backend_type>& out, const PoolEpilogue& pool) const {
+    if constexpr (is_plain_conv2d<X>::value && has_conv_pool_epilogue<backend_type>::value) {
+      if (state->options.training || detail::active_cache_epoch() != 0) return false;
+      folded_into_convolution(input, out, &pool);
+      return true;
+    } else {
+      return false;
+    }
+  }
+
   template <class F>
   void for_each_tensor(F&& f) const {
     detail::for_each_tensor(input, f);
@@ -278,9 +301,11 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   /// w * scale[o], bias b * scale + shift, relu (when fused) in the convolution's epilogue. One
   /// pass writes y, where the convolution wrote it and the batch norm read and wrote it again.
   /// (Inside a sweep the backward reads the convolution's output, so it is computed as usual.)
-  /// Results differ from the unfolded ones by rounding only.
+  /// Results differ from the unfolded ones by rounding only. With `pool`, `out` is the value
+  /// pooled (evaluate_pooled).
   template <class Conv>
-  void folded_into_convolution(const Conv& conv, Tensor<value_type, 4, backend_type>& out) const {
+  void folded_into_convolution(const Conv& conv, Tensor<value_type, 4, backend_type>& out,
+                               const PoolEpilogue* pool = nullptr) const {
     use_running_statistics();
     const State& st = *state;
     const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) * st.invstd);
@@ -290,8 +315,19 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
     }
     const auto w = detail::contiguous_value<value_type, backend_type>(conv.weight);
     const index_t O = w.shape()[0];
-    const Tensor<value_type, 4, backend_type> folded(w * reshape(scale, Shape<4>{O, 1, 1, 1}));
+    // Each output channel's weights as one row: the product's inner loop runs over a row, not
+    // over one kh x kw filter (9 elements, too few for a SIMD packet).
+    const Tensor<value_type, 2, backend_type> folded_rows(w.reshape(Shape<2>{O, w.size() / std::max<index_t>(O, 1)}) *
+                                                          reshape(scale, Shape<2>{O, 1}));
+    const Tensor<value_type, 4, backend_type> folded = folded_rows.reshape(w.shape());
     const auto x = detail::contiguous_value<value_type, backend_type>(conv.input);
+    if constexpr (has_conv_pool_epilogue<backend_type>::value) {
+      if (pool) {
+        conv2d_pool_forward(backend_type{}, x, folded, out, conv.shape(), conv.geometry, shift.data(), FusedRelu,
+                            *pool);
+        return;
+      }
+    }
     if constexpr (FusedRelu && has_relu_epilogue<backend_type>::value) {
       conv2d_forward(backend_type{}, x, folded, out, conv.geometry, shift.data(), true);
     } else {

@@ -270,6 +270,17 @@ void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, i
         pk::pstoreu(c + (r0 + r) * ldc + j + S, relu ? relu_packet(acc[r][1]) : acc[r][1]);
       }
     }
+    // One packet more (a 28x28 image's 784 columns end in 16): the scalar loop below costs a
+    // multiply-add per column where this costs one per packet.
+    for (; j + S <= n; j += S) {
+      P acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = pk::pset1<P>(bias ? bias[r0 + r] : T(0));
+      for (index_t q = 0; q < k; ++q) {
+        const P b0 = pk::ploadu<P>(b + q * ldb + j);
+        for (int r = 0; r < R; ++r) acc[r] = pk::pmadd(pk::pset1<P>(a[(r0 + r) * k + q]), b0, acc[r]);
+      }
+      for (int r = 0; r < R; ++r) pk::pstoreu(c + (r0 + r) * ldc + j, relu ? relu_packet(acc[r]) : acc[r]);
+    }
     for (; j < n; ++j) {
       for (int r = 0; r < R; ++r) {
         T acc = bias ? bias[r0 + r] : T(0);
@@ -327,40 +338,62 @@ void gather_output_grad(const T* dy, const ConvDims& d, index_t n0, index_t nb, 
   });
 }
 
-/// The tiled path's forward (see the top of this file).
+/// The tiled path's forward (see the top of this file); with `pooled`, its output pooled (`y` is
+/// not used).
 template <class T>
 void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
-                          bool relu) {
+                          bool relu, const PooledOutput<T>* pooled = nullptr) {
   const auto tiles = conv_tiles(d);
   const bool pointwise = pointwise_conv(d, g), few_taps = few_taps_conv(d);
-  parallel_for(d.N * tiles.per_image, 1, 2, [&](index_t u0, index_t u1) {
-    auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
-    for (index_t u = u0; u < u1; ++u) {
-      const auto t = conv_tile(d, tiles, u);
-      for (index_t grp = 0; grp < g.groups; ++grp) {
-        const auto [b, ldb] = tile_columns(x, d, t, grp, g, pointwise, cols.data());
-        T* out = y + (t.n * d.O + grp * d.Og) * d.P + t.p0;
-        const T* a = w + grp * d.Og * d.K;
-        const T* bias_g = bias ? bias + grp * d.Og : nullptr;
-        if (few_taps) {
-          few_taps_product(d.Og, t.np, d.K, a, b, ldb, out, d.P, bias_g, relu);
-          continue;
-        }
-        gemm_on_this_thread(false, false, d.Og, t.np, d.K, T(1), a, d.K, b, ldb, T(0), out, d.P);
-        if (bias_g || relu) {  // while the tile is in cache
-          for (index_t o = 0; o < d.Og; ++o) {
-            T* row = out + o * d.P;
-            const T v = bias_g ? bias_g[o] : T(0);
-            if (relu) {
-              for (index_t p = 0; p < t.np; ++p) row[p] = relu_value(row[p] + v);
-            } else {
-              for (index_t p = 0; p < t.np; ++p) row[p] += v;
-            }
+  // Tile t of every group into `image`, the first output plane of t's image.
+  auto compute_tile = [&](const ConvTile& t, T* image, T* cols) {
+    for (index_t grp = 0; grp < g.groups; ++grp) {
+      const auto [b, ldb] = tile_columns(x, d, t, grp, g, pointwise, cols);
+      T* out = image + grp * d.Og * d.P + t.p0;
+      const T* a = w + grp * d.Og * d.K;
+      const T* bias_g = bias ? bias + grp * d.Og : nullptr;
+      if (few_taps) {
+        few_taps_product(d.Og, t.np, d.K, a, b, ldb, out, d.P, bias_g, relu);
+        continue;
+      }
+      gemm_on_this_thread(false, false, d.Og, t.np, d.K, T(1), a, d.K, b, ldb, T(0), out, d.P);
+      if (bias_g || relu) {  // while the tile is in cache
+        for (index_t o = 0; o < d.Og; ++o) {
+          T* row = out + o * d.P;
+          const T v = bias_g ? bias_g[o] : T(0);
+          if (relu) {
+            for (index_t p = 0; p < t.np; ++p) row[p] = relu_value(row[p] + v);
+          } else {
+            for (index_t p = 0; p < t.np; ++p) row[p] += v;
           }
         }
       }
     }
+  };
+  if (pooled && d.N >= 2 * CpuPool::instance().threads()) {
+    // Many images: each task computes whole images into scratch (in cache) and pools them.
+    parallel_for(d.N, 1, 2, [&](index_t n0, index_t n1) {
+      auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
+      auto image = conv_scratch<T>(d.O * d.P);
+      for (index_t n = n0; n < n1; ++n) {
+        for (index_t u = n * tiles.per_image; u < (n + 1) * tiles.per_image; ++u) {
+          compute_tile(conv_tile(d, tiles, u), image.data(), cols.data());
+        }
+        pooled->pool(image.data(), n * d.O, d.O, d.P, d.Wo);
+      }
+    });
+    return;
+  }
+  auto stored = conv_scratch<T>(pooled ? d.N * d.O * d.P : 0);
+  T* dst = pooled ? stored.data() : y;
+  parallel_for(d.N * tiles.per_image, 1, 2, [&](index_t u0, index_t u1) {
+    auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
+    for (index_t u = u0; u < u1; ++u) {
+      const auto t = conv_tile(d, tiles, u);
+      compute_tile(t, dst + t.n * d.O * d.P, cols.data());
+    }
   });
+  if (pooled) pooled->pool_all(dst, d.N * d.O);
 }
 
 /// The tiled path's data gradient: one image per task (the tiles of an image overlap in dx).
@@ -492,6 +525,32 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
         }
       });
     }
+  }
+}
+
+template <>
+struct has_conv_pool_epilogue<cpu> : std::true_type {};
+
+/// y = pool(conv2d(x, w) (+ bias[o]; then relu when asked)) for inference: y [N, O, Hq, Wq] is the
+/// pooling's output of the convolution's [N, O, Ho, Wo] (`conv_shape`). The direct and tiled
+/// paths compute an image at a time into scratch memory and pool it while it is in cache, so the
+/// convolution's output is not written to memory and read back; otherwise (and for few images) it
+/// is stored in scratch and pooled after. Results equal conv2d_forward's then pool2d_forward's.
+template <class T>
+void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w, Tensor<T, 4, cpu>& y,
+                         const Shape<4>& conv_shape, const Conv2dGeometry& g, const T* bias, bool relu,
+                         const PoolEpilogue& pool) {
+  const auto d = detail::conv_dims(x.shape(), w.shape(), g, conv_shape[2], conv_shape[3]);
+  const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
+  const bool some = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0;
+  if (some && detail::direct_conv_forward(d, g)) {
+    detail::conv2d_forward_direct(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
+  } else if (some && detail::tiled_conv(d)) {
+    detail::conv2d_forward_tiled(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
+  } else {
+    auto conv = Tensor<T, 4, cpu>::uninitialized(conv_shape);
+    conv2d_forward(cpu{}, x, w, conv, g, bias, relu);
+    pooled.pool_all(conv.data(), d.N * d.O);
   }
 }
 

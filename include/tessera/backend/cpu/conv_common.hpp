@@ -1,5 +1,5 @@
 // What the CPU convolution paths share (conv.hpp: im2col and GEMM; conv_direct.hpp: direct): the
-// problem's dimensions, scratch memory, and relu as the epilogues apply it.
+// problem's dimensions, scratch memory, relu as the epilogues apply it, and the pooling epilogue.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 
 #include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/cpu/pool.hpp"
 #include "tessera/backend/op_args.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/expr/evaluator.hpp"
@@ -71,5 +72,37 @@ template <class T>
 void add_bias_relu(T* dst, const T* src, index_t n, T b, bool relu) {
   add_bias_relu_packets(packet_t<T>{}, dst, src, n, b, relu);
 }
+
+/// Where a convolution that pools its output (conv2d_pool_forward) puts it: a path computes the
+/// output planes of one image (or of one group of an image) into scratch memory, which stays in
+/// cache, and `pool` writes them pooled into y. The whole output is then never stored, nor read
+/// back from memory by a pooling pass.
+template <class T>
+struct PooledOutput {
+  PoolEpilogue epilogue;
+  T* y;             ///< [N, O, Hq, Wq]
+  index_t Ho, Wo;   ///< the convolution's output extents
+  index_t Hq, Wq;   ///< the pooling's
+  bool after_relu;  ///< the convolution applies relu (see pool_planes)
+
+  /// Pools `planes` Ho x Wo output planes at `conv` (`plane_stride` elements apart, rows `row_stride`
+  /// apart), planes [first, first + planes) of the output counted over images and channels
+  /// (n * O + o), into y's planes.
+  void pool(const T* conv, index_t first, index_t planes, index_t plane_stride, index_t row_stride) const {
+    T* out = y + first * Hq * Wq;
+    const auto& e = epilogue;
+    if (e.max) {
+      pool_planes<true>(conv, planes, plane_stride, row_stride, Ho, Wo, out, Hq, Wq, e.kh, e.kw, e.geometry,
+                        after_relu);
+    } else {
+      pool_planes<false>(conv, planes, plane_stride, row_stride, Ho, Wo, out, Hq, Wq, e.kh, e.kw, e.geometry);
+    }
+  }
+  /// Pools the whole output at `conv` ([N, O, Ho, Wo] planes, `planes` = N * O), on the pool's
+  /// threads: the paths that do not finish images one at a time (few images) end with this.
+  void pool_all(const T* conv, index_t planes) const {
+    parallel_for(planes, 1, 2, [&](index_t p0, index_t p1) { pool(conv + p0 * Ho * Wo, p0, p1 - p0, Ho * Wo, Wo); });
+  }
+};
 
 }  // namespace tessera::detail

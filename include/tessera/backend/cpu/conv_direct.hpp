@@ -103,11 +103,14 @@ void pack_direct_weights(const DirectConv& p, Weight weight, T* packed) {
   for (index_t grp = 0; grp < p.groups; ++grp) {
     for (index_t b = 0; b < blocks; ++b) {
       T* dst = packed + (grp * blocks + b) * direct_rows * K;
-      for (index_t k = 0; k < K; ++k) {
-        for (index_t r = 0; r < direct_rows; ++r) {
-          const index_t o = b * direct_rows + r;
-          dst[k * direct_rows + r] = o < p.Cout ? weight(grp, o, k) : T(0);
-        }
+      // Row by row: the forward's weights are then read in order (the pass over k, then r, with
+      // a bounds test per element took a sixth of a batch of one's second convolution).
+      const index_t rows = std::min<index_t>(direct_rows, p.Cout - b * direct_rows);
+      for (index_t r = 0; r < rows; ++r) {
+        for (index_t k = 0; k < K; ++k) dst[k * direct_rows + r] = weight(grp, b * direct_rows + r, k);
+      }
+      for (index_t r = rows; r < direct_rows; ++r) {
+        for (index_t k = 0; k < K; ++k) dst[k * direct_rows + r] = T(0);
       }
     }
   }
@@ -130,10 +133,13 @@ void pad_plane(const T* src, const DirectConv& p, T* dst) {
 /// tile [R][stride] (+)= the R output channels' sums at V packets of flat positions over k
 /// products: product q reads the input at in + offsets[q] (an input channel's padded plane, shifted
 /// by a tap) and the weights w[q * R + r]. The sums start from the tile's values when
-/// `accumulate`, else from 0. (One loop over the products, not one over channels around one over
-/// taps: GCC kept the accumulators in memory across the outer of two loops.)
+/// `accumulate`, else from 0. With `finish` (R values: the rows' biases) the stored values are the
+/// sums + finish[r], then relu when `relu`: the output itself. (One loop over the products, not one
+/// over channels around one over taps: GCC kept the accumulators in memory across the outer of two
+/// loops.)
 template <class T, int R, int V>
-void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* tile, index_t stride, bool accumulate) {
+void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* tile, index_t stride, bool accumulate,
+                 const T* finish = nullptr, bool relu = false) {
   namespace pk = Eigen::internal;
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
@@ -148,6 +154,16 @@ void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* 
       const P wr = pk::pset1<P>(w[r]);
       for (int v = 0; v < V; ++v) acc[r][v] = pk::pmadd(wr, x[v], acc[r][v]);
     }
+  }
+  if (finish) {
+    for (int r = 0; r < R; ++r) {
+      const P b = pk::pset1<P>(finish[r]);
+      for (int v = 0; v < V; ++v) {
+        const P y = pk::padd(acc[r][v], b);
+        pk::pstoreu(tile + r * stride + v * S, relu ? relu_packet(y) : y);
+      }
+    }
+    return;
   }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) pk::pstoreu(tile + r * stride + v * S, acc[r][v]);
@@ -183,23 +199,32 @@ void write_direct_tile(const T* tile, index_t span, index_t rows, index_t q0, in
 
 /// One unit of work: flat positions [q0, q1) of `rows` output channels (at most direct_max_blocks
 /// blocks of R), from `in` (the first padded input plane at q0) and `w` (their packed blocks),
-/// written to `out` (the first output plane).
+/// written to `out` (the first output plane). With `flat` (for a pooling epilogue), the output is
+/// left instead in flat planes (row stride Wp, gaps included) of `flat_stride` elements, from
+/// `flat` (the first plane at q0): the kernel stores it there, with no pass to drop the gaps.
 template <class T>
 void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, index_t q1, index_t rows,
-                 index_t channels_per_run, const DirectConv& p, T* out, const T* bias, bool relu) {
+                 index_t channels_per_run, const DirectConv& p, T* out, const T* bias, bool relu, T* flat = nullptr,
+                 index_t flat_stride = 0) {
   constexpr index_t S = packet_size_v<T>, R = direct_rows, V = direct_packets, span = V * S;
   alignas(64) T sums[direct_max_blocks * R * span];
   const index_t packets = (q1 - q0 + S - 1) / S, taps = p.taps(), K = p.K(), P = p.Ho() * p.Wo();
   // Input channels in runs whose rows of the tile stay in L1 while every block reads them.
   for (index_t c0 = 0; c0 < p.Cin; c0 += channels_per_run) {
     const index_t cn = std::min(channels_per_run, p.Cin - c0);
+    const bool last = c0 + cn == p.Cin;
     for (index_t r0 = 0; r0 < rows; r0 += R) {
+      alignas(64) T block_bias[R];
+      for (index_t r = 0; r < R; ++r) block_bias[r] = bias && r0 + r < rows ? bias[r0 + r] : T(0);
+      T* tile = flat ? flat + r0 * flat_stride : sums + r0 * span;
+      const index_t stride = flat ? flat_stride : span;
       with_count<V>(packets, [&](auto packets_c) {
         direct_tile<T, R, decltype(packets_c)::value>(in, offsets + c0 * taps, cn * taps, w + r0 * K + c0 * taps * R,
-                                                      sums + r0 * span, span, c0 > 0);
+                                                      tile, stride, c0 > 0, flat && last ? block_bias : nullptr, relu);
       });
     }
   }
+  if (flat) return;
   for (index_t r0 = 0; r0 < rows; r0 += R) {
     write_direct_tile(sums + r0 * span, span, std::min(R, rows - r0), q0, q1, p, out + r0 * P,
                       bias ? bias + r0 : nullptr, relu);
@@ -207,12 +232,13 @@ void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, in
 }
 
 /// out = the convolution of `in` with the packed weights (pack_direct_weights), + bias[o] when
-/// `bias` is not null, then relu when `relu`.
+/// `bias` is not null, then relu when `relu`. With `pooled`, that output goes to scratch memory
+/// and `pooled` writes it pooled instead (`out` is not used).
 template <class T>
-void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, const T* bias, bool relu) {
+void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, const T* bias, bool relu,
+                 const PooledOutput<T>* pooled = nullptr) {
   constexpr index_t S = packet_size_v<T>, R = direct_rows, V = direct_packets, span = V * S;
   const index_t plane = p.Hp() * p.Wp(), flat = p.flat(), tiles = (flat + span - 1) / span, K = p.K();
-  const index_t out_image = p.groups * p.Cout * p.Ho() * p.Wo();
   // Where product k = c * taps + (i * kw + j) reads, from the tile's first position.
   std::vector<index_t> offsets(static_cast<std::size_t>(K));
   for (index_t c = 0; c < p.Cin; ++c)
@@ -231,19 +257,24 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
   const index_t tile_reads = span + (p.kh - 1) * p.dil_h * p.Wp() + (p.kw - 1) * p.dil_w;
   const index_t channels_per_run = std::clamp<index_t>(index_t(16384 / sizeof(T)) / tile_reads, 1, p.Cin);
 
-  // The units of image n, group grp, [u0, u1) of tiles * chunks, from the group's padded planes.
-  // The planes are followed by one tile's span of zeros: the last tile's packets read past the
-  // last plane (into positions that are dropped).
+  // The units [u0, u1) of tiles * chunks of group grp of an image, from the group's padded planes,
+  // into `dst`, the group's first output plane. The planes are followed by one tile's span of
+  // zeros: the last tile's packets read past the last plane (into positions that are dropped).
   const index_t units = tiles * chunks, in_plane = p.H * p.W, out_plane = p.Ho() * p.Wo();
-  auto run_units = [&](const T* planes, index_t n, index_t grp, index_t u0, index_t u1) {
+  // Pooled, an item's output is left in flat planes (see direct_unit) of tiles * span elements,
+  // one per row of the packed blocks, and pooled from there.
+  const index_t flat_plane = tiles * span, flat_item = blocks * R * flat_plane;
+  auto run_units = [&](const T* planes, T* dst, index_t grp, index_t u0, index_t u1) {
     for (index_t u = u0; u < u1; ++u) {
-      const index_t chunk = u % chunks, q0 = u / chunks * span, o0 = grp * p.Cout + chunk * per_chunk * R;
+      const index_t chunk = u % chunks, q0 = u / chunks * span, o = chunk * per_chunk * R, o0 = grp * p.Cout + o;
       direct_unit(planes + q0, offsets.data(), packed + (grp * blocks + chunk * per_chunk) * R * K, q0,
-                  std::min(flat, q0 + span),
-                  std::min(p.Cout - chunk * per_chunk * R, per_chunk * R), channels_per_run, p,
-                  out + n * out_image + o0 * out_plane, bias ? bias + o0 : nullptr, relu);
+                  std::min(flat, q0 + span), std::min(p.Cout - o, per_chunk * R), channels_per_run, p,
+                  pooled ? nullptr : dst + o * out_plane, bias ? bias + o0 : nullptr, relu,
+                  pooled ? dst + o * flat_plane + q0 : nullptr, flat_plane);
     }
   };
+  auto pool_item = [&](const T* dst, index_t i) { pooled->pool(dst, i * p.Cout, p.Cout, flat_plane, p.Wp()); };
+  // Item i = (image n, group grp) writes planes from i * Cout of the output.
   auto pad_group = [&](index_t item, T* planes) {
     for (index_t c = 0; c < p.Cin; ++c) pad_plane(in + (item * p.Cin + c) * in_plane, p, planes + c * plane);
   };
@@ -254,38 +285,53 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
     // 1.6x slower for 64 images of 64 channels, 32x32.) Each thread takes one run of consecutive
     // units: one task per unit, claimed one at a time, ran 1.3x slower (consecutive tiles share
     // two thirds of their input rows).
+    // Pooled, an item's planes are computed into scratch (in cache) and pooled from there.
     parallel_for(items, 1, 2, [&](index_t i0, index_t i1) {
       auto padded = conv_scratch<T>(p.Cin * plane + span);
       std::fill(padded.data() + p.Cin * plane, padded.data() + p.Cin * plane + span, T(0));
+      auto item_out = conv_scratch<T>(pooled ? flat_item : 0);
       for (index_t i = i0; i < i1; ++i) {
         pad_group(i, padded.data());
-        run_units(padded.data(), i / p.groups, i % p.groups, 0, units);
+        T* dst = pooled ? item_out.data() : out + i * p.Cout * out_plane;
+        run_units(padded.data(), dst, i % p.groups, 0, units);
+        if (pooled) pool_item(dst, i);
       }
     });
     return;
   }
-  // Few images (a batch of one): every plane is padded, then the units are shared out.
+  // Few images (a batch of one): every plane is padded, then the units are shared out; pooled, the
+  // output is stored (in scratch) and pooled after.
   auto padded = conv_scratch<T>(items * p.Cin * plane + span);
   std::fill(padded.data() + items * p.Cin * plane, padded.data() + items * p.Cin * plane + span, T(0));
   parallel_for(items * p.Cin, 1, 8, [&](index_t c0, index_t c1) {
     for (index_t c = c0; c < c1; ++c) pad_plane(in + c * in_plane, p, padded.data() + c * plane);
   });
+  const index_t item_size = pooled ? flat_item : p.Cout * out_plane;
+  auto stored = conv_scratch<T>(pooled ? items * flat_item : 0);
+  T* dst = pooled ? stored.data() : out;
   parallel_for(items * units, 1, 2, [&](index_t u0, index_t u1) {
     for (index_t u = u0; u < u1; ++u) {
       const index_t i = u / units;
-      run_units(padded.data() + i * p.Cin * plane, i / p.groups, i % p.groups, u % units, u % units + 1);
+      run_units(padded.data() + i * p.Cin * plane, dst + i * item_size, i % p.groups, u % units, u % units + 1);
     }
   });
+  if (pooled) {
+    parallel_for(items * p.Cout, 1, 2, [&](index_t c0, index_t c1) {
+      for (index_t c = c0; c < c1; ++c) {
+        pooled->pool(dst + c / p.Cout * item_size + c % p.Cout * flat_plane, c, 1, flat_plane, p.Wp());
+      }
+    });
+  }
 }
 
-/// The forward pass (direct_conv_forward): y = conv2d(x, w) (+ bias, relu).
+/// The forward pass (direct_conv_forward): y = conv2d(x, w) (+ bias, relu), or that pooled.
 template <class T>
 void conv2d_forward_direct(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
-                           bool relu) {
+                           bool relu, const PooledOutput<T>* pooled = nullptr) {
   const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
   auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Og) * direct_rows * d.K);
   pack_direct_weights(p, [&](index_t grp, index_t o, index_t k) { return w[(grp * d.Og + o) * d.K + k]; }, packed.data());
-  direct_conv(x, packed.data(), y, p, bias, relu);
+  direct_conv(x, packed.data(), y, p, bias, relu, pooled);
 }
 
 /// The data gradient (direct_conv_backward_data): dx = the stride-1 convolution of dy, padded by

@@ -126,6 +126,43 @@ void max_pool_2x2_row(const T* r0, const T* r1, T* out, index_t Wo) {
   for (; j < Wo; ++j) first_max_2x2(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], out[j]);
 }
 
+/// One output row of 2x2 max pooling, out[j] = max(r0[2j], r0[2j + 1], r1[2j], r1[2j + 1]), for
+/// rows with no NaN and no -0 (a relu's output): the maximum is then the same whichever way the
+/// four are compared, so the two rows are compared first, a packet at a time, then the pairs
+/// (max_pool_2x2_row's ordered comparisons cost three times the vector instructions).
+template <class T>
+void max_pool_2x2_row_unordered(const T* r0, const T* r1, T* out, index_t Wo) {
+  index_t j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (; j < Wo; j += 16) {
+      const index_t n = std::min<index_t>(16, Wo - j);
+      const __mmask16 lo = MaxPool2x2Windows16::lanes(2 * n),
+                      hi = MaxPool2x2Windows16::lanes(std::max<index_t>(0, 2 * n - 16));
+      const __m512 l = _mm512_max_ps(_mm512_maskz_loadu_ps(lo, r0 + 2 * j), _mm512_maskz_loadu_ps(lo, r1 + 2 * j));
+      const __m512 h =
+          _mm512_max_ps(_mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16), _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16));
+      const __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(l, even, h), _mm512_permutex2var_ps(l, odd, h));
+      _mm512_mask_storeu_ps(out + j, MaxPool2x2Windows16::lanes(n), m);
+    }
+#elif defined(__AVX2__)
+    for (; j + 8 <= Wo; j += 8) {
+      const __m256 l = _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * j), _mm256_loadu_ps(r1 + 2 * j));
+      const __m256 h = _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * j + 8), _mm256_loadu_ps(r1 + 2 * j + 8));
+      const __m256 m = _mm256_max_ps(_mm256_shuffle_ps(l, h, _MM_SHUFFLE(2, 0, 2, 0)),
+                                     _mm256_shuffle_ps(l, h, _MM_SHUFFLE(3, 1, 3, 1)));
+      _mm256_storeu_ps(out + j, MaxPool2x2Windows8::in_order(m));
+    }
+#endif
+  }
+  for (; j < Wo; ++j) {
+    const T a = std::max(r0[2 * j], r1[2 * j]), b = std::max(r0[2 * j + 1], r1[2 * j + 1]);
+    out[j] = std::max(a, b);
+  }
+}
+
 /// One output row of 2x2 max pooling's backward: of each window j's four elements, the one
 /// first_max_2x2 picks gets gout[j] in g0/g1 (the gradient rows under r0/r1) and the other three
 /// 0; elements [0, 2 Wo) of both rows are written. Floats run 16 (AVX-512) or 8 (AVX2) windows at
@@ -178,54 +215,68 @@ void max_pool_2x2_backward_row(const T* r0, const T* r1, const T* gout, T* g0, T
     g1[2 * j + 1] = best == 3 ? gv : T(0);
   }
 }
+
+/// Max (Max = true) or average pooling of `planes` H x W planes at `in` (`plane_stride` elements
+/// apart, rows `row_stride` apart) into consecutive Ho x Wo planes at `out`, on the calling
+/// thread: pool2d_forward's work on its share of the planes, and a convolution's pooling
+/// epilogue's (conv2d_pool_forward) on the planes of the image it finished. `after_relu`: the
+/// input holds a relu's output (no NaN, no -0).
+template <bool Max, class T>
+void pool_planes(const T* in, index_t planes, index_t plane_stride, index_t row_stride, index_t H, index_t W, T* out,
+                 index_t Ho, index_t Wo, index_t kh, index_t kw, const Conv2dGeometry& g, bool after_relu = false) {
+  if constexpr (Max) {
+    if (is_plain_2x2_pool(kh, kw, g)) {
+      // The common case (kernel 2, stride 2, no padding): no bounds checks, and the same choice
+      // (first_max_2x2) as the backward pass below; after a relu, any order of comparisons.
+      for (index_t p = 0; p < planes; ++p, in += plane_stride, out += Ho * Wo) {
+        for (index_t oh = 0; oh < Ho; ++oh) {
+          const T* r0 = in + 2 * oh * row_stride;
+          if (after_relu) {
+            max_pool_2x2_row_unordered(r0, r0 + row_stride, out + oh * Wo, Wo);
+          } else {
+            max_pool_2x2_row(r0, r0 + row_stride, out + oh * Wo, Wo);
+          }
+        }
+      }
+      return;
+    }
+  }
+  const T inv = T(1) / T(kh * kw);
+  for (index_t p = 0; p < planes; ++p, in += plane_stride, out += Ho * Wo) {
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      for (index_t ow = 0; ow < Wo; ++ow) {
+        T acc = Max ? -std::numeric_limits<T>::infinity() : T(0);
+        for (index_t i = 0; i < kh; ++i) {
+          const index_t ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
+          if (ih < 0 || ih >= H) continue;
+          for (index_t j = 0; j < kw; ++j) {
+            const index_t iw = ow * g.stride_w - g.pad_w + j * g.dilation_w;
+            if (iw < 0 || iw >= W) continue;
+            const T v = in[ih * row_stride + iw];
+            if constexpr (Max) {
+              if (v > acc || v != v) acc = v;  // NaN propagates, as in PyTorch
+            } else {
+              acc += v;
+            }
+          }
+        }
+        out[oh * Wo + ow] = Max ? acc : acc * inv;
+      }
+    }
+  }
+}
 }  // namespace detail
 
 /// Max (Max = true) or average pooling forward, NCHW. Average counts padding (PyTorch's default
 /// count_include_pad = true); max ignores it.
 template <bool Max, class T>
-void pool2d_forward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, Tensor<T, 4, cpu>& y, index_t kh, index_t kw, const Conv2dGeometry& g) {
+void pool2d_forward(cpu, std::bool_constant<Max>, const Tensor<T, 4, cpu>& x, Tensor<T, 4, cpu>& y, index_t kh,
+                    index_t kw, const Conv2dGeometry& g) {
   const auto s = x.shape();
   const index_t H = s[2], W = s[3], Ho = y.shape()[2], Wo = y.shape()[3];
-  const T inv = T(1) / T(kh * kw);
-  if constexpr (Max) {
-    if (detail::is_plain_2x2_pool(kh, kw, g)) {
-      // The common case (kernel 2, stride 2, no padding): no bounds checks, and the same choice
-      // (detail::first_max_2x2) as the backward pass below.
-      detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
-        for (index_t p = p0; p < p1; ++p) {
-          const T* in = x.data() + p * H * W;
-          T* out = y.data() + p * Ho * Wo;
-          for (index_t oh = 0; oh < Ho; ++oh) detail::max_pool_2x2_row(in + 2 * oh * W, in + (2 * oh + 1) * W, out + oh * Wo, Wo);
-        }
-      });
-      return;
-    }
-  }
   detail::parallel_for(s[0] * s[1], 1, 2, [&](index_t p0, index_t p1) {
-    for (index_t p = p0; p < p1; ++p) {
-      const T* in = x.data() + p * H * W;
-      T* out = y.data() + p * Ho * Wo;
-      for (index_t oh = 0; oh < Ho; ++oh) {
-        for (index_t ow = 0; ow < Wo; ++ow) {
-          T acc = Max ? -std::numeric_limits<T>::infinity() : T(0);
-          for (index_t i = 0; i < kh; ++i) {
-            const index_t ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
-            if (ih < 0 || ih >= H) continue;
-            for (index_t j = 0; j < kw; ++j) {
-              const index_t iw = ow * g.stride_w - g.pad_w + j * g.dilation_w;
-              if (iw < 0 || iw >= W) continue;
-              const T v = in[ih * W + iw];
-              if constexpr (Max) {
-                if (v > acc || v != v) acc = v;  // NaN propagates, as in PyTorch
-              } else {
-                acc += v;
-              }
-            }
-          }
-          out[oh * Wo + ow] = Max ? acc : acc * inv;
-        }
-      }
-    }
+    detail::pool_planes<Max>(x.data() + p0 * H * W, p1 - p0, H * W, W, H, W, y.data() + p0 * Ho * Wo, Ho, Wo, kh, kw,
+                             g);
   });
 }
 
