@@ -121,14 +121,8 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
   }
   const Shape<4>& shape() const { return shape_; }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
-    const value_type* b = nullptr;
     Tensor<value_type, 1, backend_type> bias_value;
-    if constexpr (has_bias_input) {
-      if (use_bias) {
-        bias_value = tessera::detail::value_of(bias).contiguous();
-        b = bias_value.data();
-      }
-    }
+    const value_type* b = bias_data(bias_value);
     const auto x = detail::contiguous_value<value_type, backend_type>(input);
     const auto w = detail::contiguous_value<value_type, backend_type>(weight);
     if constexpr (!FusedRelu) {
@@ -146,14 +140,8 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
   bool evaluate_pooled(Tensor<value_type, 4, backend_type>& out, const PoolEpilogue& pool) const {
     if constexpr (has_conv_pool_epilogue<backend_type>::value) {
       if (detail::active_cache_epoch() != 0) return false;
-      const value_type* b = nullptr;
       Tensor<value_type, 1, backend_type> bias_value;
-      if constexpr (has_bias_input) {
-        if (use_bias) {
-          bias_value = tessera::detail::value_of(bias).contiguous();
-          b = bias_value.data();
-        }
-      }
+      const value_type* b = bias_data(bias_value);
       conv2d_pool_forward(backend_type{}, detail::contiguous_value<value_type, backend_type>(input),
                           detail::contiguous_value<value_type, backend_type>(weight), out, shape_, geometry, b,
                           FusedRelu, pool);
@@ -203,6 +191,17 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
   }
 
  private:
+  /// The bias the backend adds (its value, contiguous, kept alive by `holder`), or null for none.
+  const value_type* bias_data(Tensor<value_type, 1, backend_type>& holder) const {
+    if constexpr (has_bias_input) {
+      if (use_bias) {
+        holder = tessera::detail::value_of(bias).contiguous();
+        return holder.data();
+      }
+    }
+    static_cast<void>(holder);  // without a bias input
+    return nullptr;
+  }
   Shape<4> shape_{};
 };
 

@@ -47,14 +47,16 @@ struct MaxPool2x2Windows16 {
   __m512 m;              // the windows' maxima
 
   static __mmask16 lanes(index_t n) { return __mmask16(n >= 16 ? 0xFFFF : (1u << n) - 1); }
+  /// permutex2var's indices of the even (odd) elements of two packets laid end to end.
+  static __m512i even() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+  static __m512i odd() { return _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31); }
   static __mmask16 wins(__m512 later, __m512 best) {  // later > best, or later NaN and best not
     return __mmask16(_mm512_cmp_ps_mask(later, best, _CMP_GT_OQ) |
                      (_mm512_cmp_ps_mask(later, later, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q)));
   }
   MaxPool2x2Windows16(const float* r0, const float* r1, index_t j, index_t n)
       : lo(lanes(2 * n)), hi(lanes(std::max<index_t>(0, 2 * n - 16))) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i even = MaxPool2x2Windows16::even(), odd = MaxPool2x2Windows16::odd();
     const __m512 l0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j), h0 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16);
     const __m512 l1 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j), h1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16);
     const __m512 a = _mm512_permutex2var_ps(l0, even, h0), b = _mm512_permutex2var_ps(l0, odd, h0);
@@ -135,8 +137,7 @@ void max_pool_2x2_row_unordered(const T* r0, const T* r1, T* out, index_t Wo) {
   index_t j = 0;
   if constexpr (std::is_same_v<T, float>) {
 #if defined(__AVX512F__)
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i even = MaxPool2x2Windows16::even(), odd = MaxPool2x2Windows16::odd();
     for (; j < Wo; j += 16) {
       const index_t n = std::min<index_t>(16, Wo - j);
       const __mmask16 lo = MaxPool2x2Windows16::lanes(2 * n),
