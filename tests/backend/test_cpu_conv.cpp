@@ -120,6 +120,8 @@ std::vector<Case> cases() {
   const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
   return {
       {"first layer: one channel, 28x28 (tiled, few taps)", 5, 1, 28, 28, 6, 3, 3, plain},
+      {"first layer, 13 outputs, 27x27 (few taps: rows in blocks of 8, 4 and 1; a column tail)", 2, 1, 27, 27, 13, 3, 3,
+       plain},
       {"3x3, 14x14 (direct)", 3, 8, 14, 14, 16, 3, 3, plain},
       {"1x1, 12 channels (pointwise, few taps)", 3, 12, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 24 channels, 2 groups (pointwise, GEMM)", 3, 24, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 2)},
@@ -379,14 +381,16 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
   tessera::cpu::set_num_threads(0);
 }
 
-TEST_CASE("max pooling of a relu's output: the unordered 2x2 row equals the ordered one") {
-  // Rows of +0, positive values, +infinity and ties, 37 windows (16- and 8-wide bodies, a tail).
-  const index_t Wo = 37;
-  std::vector<float> r0(2 * Wo), r1(2 * Wo), ordered(Wo), unordered(Wo);
-  std::mt19937 rng(18);
-  std::uniform_real_distribution<float> dist(0, 1);
-  for (auto* row : {&r0, &r1}) {
-    for (auto& v : *row) {
+TEST_CASE("max pooling of a relu's output: the unordered 2x2 plane equals the ordered rows") {
+  // Planes of +0, positive values, +infinity and ties; rows of 37 windows (16- and 8-wide bodies,
+  // a tail) and of 7 (one masked step), 2 * Wo + 3 elements apart.
+  for (const index_t Wo : {index_t(37), index_t(7)}) {
+    CAPTURE(Wo);
+    const index_t Ho = 3, row_stride = 2 * Wo + 3;
+    std::vector<float> in(std::size_t(2 * Ho * row_stride)), ordered(std::size_t(Ho * Wo)), unordered(ordered.size());
+    std::mt19937 rng(18);
+    std::uniform_real_distribution<float> dist(0, 1);
+    for (auto& v : in) {
       switch (rng() % 6) {
         case 0:
           v = 0.0f;
@@ -402,8 +406,11 @@ TEST_CASE("max pooling of a relu's output: the unordered 2x2 row equals the orde
           break;
       }
     }
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      const float* r0 = in.data() + 2 * oh * row_stride;
+      tessera::detail::max_pool_2x2_row(r0, r0 + row_stride, ordered.data() + oh * Wo, Wo);
+    }
+    tessera::detail::max_pool_2x2_plane_unordered(in.data(), row_stride, unordered.data(), Ho, Wo);
+    CHECK(std::memcmp(ordered.data(), unordered.data(), sizeof(float) * ordered.size()) == 0);
   }
-  tessera::detail::max_pool_2x2_row(r0.data(), r1.data(), ordered.data(), Wo);
-  tessera::detail::max_pool_2x2_row_unordered(r0.data(), r1.data(), unordered.data(), Wo);
-  CHECK(std::memcmp(ordered.data(), unordered.data(), sizeof(float) * std::size_t(Wo)) == 0);
 }

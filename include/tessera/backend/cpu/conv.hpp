@@ -242,45 +242,43 @@ void col2im_tile(T* cols, const ConvDims& d, const ConvTile& t, index_t c0, cons
   }
 }
 
-/// C [m, n] (row stride ldc) = A [m, k] . B [k, n] (+ bias[r] on row r when bias is not null; then
-/// relu when asked), for a short k (few_taps_conv): four rows of C at a time, two SIMD packets of
-/// columns, so each loaded packet of B feeds four multiply-adds.
-template <class T>
-void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
-                      const T* bias, bool relu) {
+/// Rows [r0, r0 + R) and columns [j, j + V packets) of few_taps_product: R x V sums in registers,
+/// each loaded packet of B feeding R multiply-adds (the direct kernel's tile shape, conv_direct.hpp).
+template <class T, int R, int V>
+void few_taps_block(index_t r0, index_t j, index_t k, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
+                    const T* bias, bool relu) {
   namespace pk = Eigen::internal;
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
+  P acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = pk::pset1<P>(bias ? bias[r0 + r] : T(0));
+  for (index_t q = 0; q < k; ++q) {
+    P x[V];
+    for (int v = 0; v < V; ++v) x[v] = pk::ploadu<P>(b + q * ldb + j + v * S);
+    for (int r = 0; r < R; ++r) {
+      const P w = pk::pset1<P>(a[(r0 + r) * k + q]);
+      for (int v = 0; v < V; ++v) acc[r][v] = pk::pmadd(w, x[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) pk::pstoreu(c + (r0 + r) * ldc + j + v * S, relu ? relu_packet(acc[r][v]) : acc[r][v]);
+}
+
+/// C [m, n] (row stride ldc) = A [m, k] . B [k, n] (+ bias[r] on row r when bias is not null; then
+/// relu when asked), for a short k (few_taps_conv): blocks of direct_rows rows x 3 packets of
+/// columns, then single packets, then single columns; rows left over in blocks of 4, then 1. (Four
+/// rows x two packets had left the first convolution of a small CNN bound by its loads.) Every sum
+/// starts from the bias and adds the products in order: the blocking does not change a bit.
+template <class T>
+void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, index_t ldb, T* c, index_t ldc,
+                      const T* bias, bool relu) {
+  constexpr index_t S = packet_size_v<T>, V = direct_packets;
   auto rows = [&](auto rows_c, index_t r0) {
     constexpr int R = decltype(rows_c)::value;
     index_t j = 0;
-    for (; j + 2 * S <= n; j += 2 * S) {
-      P acc[R][2];
-      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = pk::pset1<P>(bias ? bias[r0 + r] : T(0));
-      for (index_t q = 0; q < k; ++q) {
-        const P b0 = pk::ploadu<P>(b + q * ldb + j), b1 = pk::ploadu<P>(b + q * ldb + j + S);
-        for (int r = 0; r < R; ++r) {
-          const P w = pk::pset1<P>(a[(r0 + r) * k + q]);
-          acc[r][0] = pk::pmadd(w, b0, acc[r][0]);
-          acc[r][1] = pk::pmadd(w, b1, acc[r][1]);
-        }
-      }
-      for (int r = 0; r < R; ++r) {
-        pk::pstoreu(c + (r0 + r) * ldc + j, relu ? relu_packet(acc[r][0]) : acc[r][0]);
-        pk::pstoreu(c + (r0 + r) * ldc + j + S, relu ? relu_packet(acc[r][1]) : acc[r][1]);
-      }
-    }
-    // One packet more (a 28x28 image's 784 columns end in 16): the scalar loop below costs a
-    // multiply-add per column where this costs one per packet.
-    for (; j + S <= n; j += S) {
-      P acc[R];
-      for (int r = 0; r < R; ++r) acc[r] = pk::pset1<P>(bias ? bias[r0 + r] : T(0));
-      for (index_t q = 0; q < k; ++q) {
-        const P b0 = pk::ploadu<P>(b + q * ldb + j);
-        for (int r = 0; r < R; ++r) acc[r] = pk::pmadd(pk::pset1<P>(a[(r0 + r) * k + q]), b0, acc[r]);
-      }
-      for (int r = 0; r < R; ++r) pk::pstoreu(c + (r0 + r) * ldc + j, relu ? relu_packet(acc[r]) : acc[r]);
-    }
+    for (; j + V * S <= n; j += V * S) few_taps_block<T, R, V>(r0, j, k, a, b, ldb, c, ldc, bias, relu);
+    for (; j + S <= n; j += S) few_taps_block<T, R, 1>(r0, j, k, a, b, ldb, c, ldc, bias, relu);
     for (; j < n; ++j) {
       for (int r = 0; r < R; ++r) {
         T acc = bias ? bias[r0 + r] : T(0);
@@ -290,7 +288,10 @@ void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, i
     }
   };
   index_t r0 = 0;
-  for (; r0 + 4 <= m; r0 += 4) rows(std::integral_constant<int, 4>{}, r0);
+  for (; r0 + direct_rows <= m; r0 += direct_rows) rows(std::integral_constant<int, direct_rows>{}, r0);
+  if constexpr (direct_rows > 4) {
+    for (; r0 + 4 <= m; r0 += 4) rows(std::integral_constant<int, 4>{}, r0);
+  }
   for (; r0 < m; ++r0) rows(std::integral_constant<int, 1>{}, r0);
 }
 

@@ -128,12 +128,15 @@ void max_pool_2x2_row(const T* r0, const T* r1, T* out, index_t Wo) {
   for (; j < Wo; ++j) first_max_2x2(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], out[j]);
 }
 
-/// One output row of 2x2 max pooling, out[j] = max(r0[2j], r0[2j + 1], r1[2j], r1[2j + 1]), for
-/// rows with no NaN and no -0 (a relu's output): the maximum is then the same whichever way the
-/// four are compared, so the two rows are compared first, a packet at a time, then the pairs
-/// (max_pool_2x2_row's ordered comparisons cost three times the vector instructions).
+/// 2x2 max pooling of a plane (rows `row_stride` apart) into Ho x Wo outputs, out[oh][j] = the
+/// maximum of rows 2oh and 2oh + 1 at columns 2j and 2j + 1, for input with no NaN and no -0 (a
+/// relu's output): the maximum is then the same whichever way the four are compared, so the two
+/// rows are compared first, a packet at a time, then the pairs (max_pool_2x2_row's ordered
+/// comparisons cost three times the vector instructions). A whole plane per call, column blocks
+/// outermost, so that a short row (the main job's are 14 and 7 windows) costs one masked step and
+/// no call or mask setup of its own.
 template <class T>
-void max_pool_2x2_row_unordered(const T* r0, const T* r1, T* out, index_t Wo) {
+void max_pool_2x2_plane_unordered(const T* in, index_t row_stride, T* out, index_t Ho, index_t Wo) {
   index_t j = 0;
   if constexpr (std::is_same_v<T, float>) {
 #if defined(__AVX512F__)
@@ -141,26 +144,41 @@ void max_pool_2x2_row_unordered(const T* r0, const T* r1, T* out, index_t Wo) {
     for (; j < Wo; j += 16) {
       const index_t n = std::min<index_t>(16, Wo - j);
       const __mmask16 lo = MaxPool2x2Windows16::lanes(2 * n),
-                      hi = MaxPool2x2Windows16::lanes(std::max<index_t>(0, 2 * n - 16));
-      const __m512 l = _mm512_max_ps(_mm512_maskz_loadu_ps(lo, r0 + 2 * j), _mm512_maskz_loadu_ps(lo, r1 + 2 * j));
-      const __m512 h =
-          _mm512_max_ps(_mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16), _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16));
-      const __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(l, even, h), _mm512_permutex2var_ps(l, odd, h));
-      _mm512_mask_storeu_ps(out + j, MaxPool2x2Windows16::lanes(n), m);
+                      hi = MaxPool2x2Windows16::lanes(std::max<index_t>(0, 2 * n - 16)),
+                      windows = MaxPool2x2Windows16::lanes(n);
+      const float* r0 = in + 2 * j;
+      float* o = out + j;
+      for (index_t oh = 0; oh < Ho; ++oh, r0 += 2 * row_stride, o += Wo) {
+        const float* r1 = r0 + row_stride;
+        const __m512 l = _mm512_max_ps(_mm512_maskz_loadu_ps(lo, r0), _mm512_maskz_loadu_ps(lo, r1));
+        const __m512 h = _mm512_max_ps(_mm512_maskz_loadu_ps(hi, r0 + 16), _mm512_maskz_loadu_ps(hi, r1 + 16));
+        _mm512_mask_storeu_ps(o, windows,
+                              _mm512_max_ps(_mm512_permutex2var_ps(l, even, h), _mm512_permutex2var_ps(l, odd, h)));
+      }
     }
 #elif defined(__AVX2__)
-    for (; j + 8 <= Wo; j += 8) {
-      const __m256 l = _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * j), _mm256_loadu_ps(r1 + 2 * j));
-      const __m256 h = _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * j + 8), _mm256_loadu_ps(r1 + 2 * j + 8));
-      const __m256 m = _mm256_max_ps(_mm256_shuffle_ps(l, h, _MM_SHUFFLE(2, 0, 2, 0)),
-                                     _mm256_shuffle_ps(l, h, _MM_SHUFFLE(3, 1, 3, 1)));
-      _mm256_storeu_ps(out + j, MaxPool2x2Windows8::in_order(m));
+    const index_t body = Wo / 8 * 8;
+    for (index_t oh = 0; oh < Ho; ++oh) {
+      const float* r0 = in + 2 * oh * row_stride;
+      const float* r1 = r0 + row_stride;
+      for (index_t c = 0; c < body; c += 8) {
+        const __m256 l = _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * c), _mm256_loadu_ps(r1 + 2 * c));
+        const __m256 h = _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * c + 8), _mm256_loadu_ps(r1 + 2 * c + 8));
+        const __m256 m = _mm256_max_ps(_mm256_shuffle_ps(l, h, _MM_SHUFFLE(2, 0, 2, 0)),
+                                       _mm256_shuffle_ps(l, h, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm256_storeu_ps(out + oh * Wo + c, MaxPool2x2Windows8::in_order(m));
+      }
     }
+    j = body;
 #endif
   }
-  for (; j < Wo; ++j) {
-    const T a = std::max(r0[2 * j], r1[2 * j]), b = std::max(r0[2 * j + 1], r1[2 * j + 1]);
-    out[j] = std::max(a, b);
+  for (index_t oh = 0; oh < Ho; ++oh) {
+    const T* r0 = in + 2 * oh * row_stride;
+    const T* r1 = r0 + row_stride;
+    for (index_t c = j; c < Wo; ++c) {
+      const T a = std::max(r0[2 * c], r1[2 * c]), b = std::max(r0[2 * c + 1], r1[2 * c + 1]);
+      out[oh * Wo + c] = std::max(a, b);
+    }
   }
 }
 
@@ -230,13 +248,13 @@ void pool_planes(const T* in, index_t planes, index_t plane_stride, index_t row_
       // The common case (kernel 2, stride 2, no padding): no bounds checks, and the same choice
       // (first_max_2x2) as the backward pass below; after a relu, any order of comparisons.
       for (index_t p = 0; p < planes; ++p, in += plane_stride, out += Ho * Wo) {
+        if (after_relu) {
+          max_pool_2x2_plane_unordered(in, row_stride, out, Ho, Wo);
+          continue;
+        }
         for (index_t oh = 0; oh < Ho; ++oh) {
           const T* r0 = in + 2 * oh * row_stride;
-          if (after_relu) {
-            max_pool_2x2_row_unordered(r0, r0 + row_stride, out + oh * Wo, Wo);
-          } else {
-            max_pool_2x2_row(r0, r0 + row_stride, out + oh * Wo, Wo);
-          }
+          max_pool_2x2_row(r0, r0 + row_stride, out + oh * Wo, Wo);
         }
       }
       return;
