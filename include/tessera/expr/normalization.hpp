@@ -306,10 +306,12 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   template <class Conv>
   void folded_into_convolution(const Conv& conv, Tensor<value_type, 4, backend_type>& out,
                                const PoolEpilogue* pool = nullptr) const {
-    use_running_statistics();
+    // From the running statistics directly: outside a sweep no backward reads State's mean and
+    // invstd, so they are not copied (use_running_statistics) for each call.
     const State& st = *state;
-    const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) * st.invstd);
-    Tensor<value_type, 1, backend_type> shift(detail::value_of(beta) - st.mean * scale);
+    const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) *
+                                                    rsqrt(st.running.var + value_type(st.options.eps)));
+    Tensor<value_type, 1, backend_type> shift(detail::value_of(beta) - st.running.mean * scale);
     if constexpr (Conv::has_bias_input) {
       if (conv.use_bias) shift = Tensor<value_type, 1, backend_type>(detail::value_of(conv.bias) * scale + shift);
     }

@@ -344,8 +344,16 @@ void gather_output_grad(const T* dy, const ConvDims& d, index_t n0, index_t nb, 
 template <class T>
 void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
                           bool relu, const PooledOutput<T>* pooled = nullptr) {
-  const auto tiles = conv_tiles(d);
   const bool pointwise = pointwise_conv(d, g), few_taps = few_taps_conv(d);
+  auto tiles = conv_tiles(d);
+  const index_t threads = CpuPool::instance().threads();
+  if (few_taps && d.N * tiles.per_image < threads) {
+    // Fewer tiles than threads (a batch of one's first layer is one tile): rows are shared out.
+    // The few-taps kernel computes every column alike, so the results do not change.
+    const index_t per_image = std::min(d.Ho, (threads + d.N - 1) / d.N);
+    tiles.rows = (d.Ho + per_image - 1) / per_image;
+    tiles.per_image = (d.Ho + tiles.rows - 1) / tiles.rows;
+  }
   // Tile t of every group into `image`, the first output plane of t's image.
   auto compute_tile = [&](const ConvTile& t, T* image, T* cols) {
     for (index_t grp = 0; grp < g.groups; ++grp) {
@@ -371,7 +379,7 @@ void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const
       }
     }
   };
-  if (pooled && d.N >= 2 * CpuPool::instance().threads()) {
+  if (pooled && d.N >= 2 * threads) {
     // Many images: each task computes whole images into scratch (in cache) and pools them.
     parallel_for(d.N, 1, 2, [&](index_t n0, index_t n1) {
       auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
