@@ -235,6 +235,37 @@ TEST_CASE("parallel_tasks: every task once, exceptions reach the caller, nesting
   CHECK(b_runs.load() == 400);
 }
 
+TEST_CASE("InlineRegions: regions started under it run every task on the calling thread, and it nests") {
+  ThreadGuard guard;
+  tessera::cpu::set_num_threads(3);
+  const auto caller = std::this_thread::get_id();
+  // Every task sleeps, so that a worker, if one were offered the region, would take some.
+  auto tasks_elsewhere = [&] {
+    std::atomic<int> elsewhere{0}, runs{0};
+    tessera::detail::parallel_tasks(6, [&](index_t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      runs.fetch_add(1);
+      if (std::this_thread::get_id() != caller) elsewhere.fetch_add(1);
+    });
+    CHECK(runs.load() == 6);
+    return elsewhere.load();
+  };
+  {
+    const tessera::detail::InlineRegions outer(true);
+    CHECK(tessera::detail::InlineRegions::active());
+    CHECK(tasks_elsewhere() == 0);
+    {
+      const tessera::detail::InlineRegions inner(false);  // does not lift the outer one
+      CHECK(tessera::detail::InlineRegions::active());
+      CHECK(tasks_elsewhere() == 0);
+    }
+    CHECK(tessera::detail::InlineRegions::active());
+  }
+  CHECK_FALSE(tessera::detail::InlineRegions::active());
+  const tessera::detail::InlineRegions off(false);
+  CHECK_FALSE(tessera::detail::InlineRegions::active());
+}
+
 TEST_CASE("the backend concept check") {
   static_assert(tessera::is_backend_v<tessera::cpu>);
   static_assert(!tessera::is_backend_v<Empty>);

@@ -120,9 +120,8 @@ std::vector<Case> cases() {
   const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
   return {
       {"first layer: one channel, 28x28 (tiled, few taps)", 5, 1, 28, 28, 6, 3, 3, plain},
-      {"first layer, batch of one, 13 outputs, 27x27 (few taps: image rows shared out over threads, output rows in "
-       "blocks of 8, 4 and 1, a column tail)",
-       1, 1, 27, 27, 13, 3, 3, plain},
+      {"first layer, 13 outputs, 27x27 (few taps: rows in blocks of 8, 4 and 1; a column tail)", 2, 1, 27, 27, 13, 3, 3,
+       plain},
       {"3x3, 14x14 (direct)", 3, 8, 14, 14, 16, 3, 3, plain},
       {"1x1, 12 channels (pointwise, few taps)", 3, 12, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 24 channels, 2 groups (pointwise, GEMM)", 3, 24, 9, 9, 10, 1, 1, geometry(1, 1, 0, 0, 1, 1, 2)},

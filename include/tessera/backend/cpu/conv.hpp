@@ -344,16 +344,8 @@ void gather_output_grad(const T* dy, const ConvDims& d, index_t n0, index_t nb, 
 template <class T>
 void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
                           bool relu, const PooledOutput<T>* pooled = nullptr) {
+  const auto tiles = conv_tiles(d);
   const bool pointwise = pointwise_conv(d, g), few_taps = few_taps_conv(d);
-  auto tiles = conv_tiles(d);
-  const index_t threads = CpuPool::instance().threads();
-  if (few_taps && d.N * tiles.per_image < threads) {
-    // Fewer tiles than threads (a batch of one's first layer is one tile): rows are shared out.
-    // The few-taps kernel computes every column alike, so the results do not change.
-    const index_t per_image = std::min(d.Ho, (threads + d.N - 1) / d.N);
-    tiles.rows = (d.Ho + per_image - 1) / per_image;
-    tiles.per_image = (d.Ho + tiles.rows - 1) / tiles.rows;
-  }
   // Tile t of every group into `image`, the first output plane of t's image.
   auto compute_tile = [&](const ConvTile& t, T* image, T* cols) {
     for (index_t grp = 0; grp < g.groups; ++grp) {
@@ -379,7 +371,7 @@ void conv2d_forward_tiled(const T* x, const T* w, T* y, const ConvDims& d, const
       }
     }
   };
-  if (pooled && d.N >= 2 * threads) {
+  if (pooled && d.N >= 2 * CpuPool::instance().threads()) {
     // Many images: each task computes whole images into scratch (in cache) and pools them.
     parallel_for(d.N, 1, 2, [&](index_t n0, index_t n1) {
       auto cols = conv_scratch<T>(pointwise ? 0 : d.K * tiles.rows * d.Wo);
@@ -478,6 +470,14 @@ void conv2d_backward_filter_tiled(const T* x, const T* dy, T* dw, const ConvDims
   });
 }
 
+/// Whether a forward pass runs on the calling thread alone: when there are fewer images than
+/// threads, so that an image would be shared out, and an image takes under 2^20 multiply-adds.
+/// Shared out, a small image's parts spend about as long fetching the input, weights and output
+/// from the other cores' caches as they save (docs/cpu-performance.md, "Small batches").
+inline bool conv_forward_on_one_thread(const ConvDims& d) {
+  return d.N < CpuPool::instance().threads() && double(d.O) * double(d.P) * double(d.K) < double(1 << 20);
+}
+
 }  // namespace detail
 
 template <>
@@ -491,6 +491,7 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
                     const Conv2dGeometry& g, const T* bias = nullptr, bool relu = false) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, y.shape()[2], y.shape()[3]);
   if (d.N == 0 || d.O == 0 || d.P == 0) return;
+  const detail::InlineRegions small(detail::conv_forward_on_one_thread(d));
   if (d.K == 0) {  // no input channels: the bias alone
     for (index_t n = 0; n < d.N; ++n) {
       for (index_t o = 0; o < d.O; ++o) {
@@ -550,6 +551,7 @@ void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu
                          const Shape<4>& conv_shape, const Conv2dGeometry& g, const T* bias, bool relu,
                          const PoolEpilogue& pool) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, conv_shape[2], conv_shape[3]);
+  const detail::InlineRegions small(detail::conv_forward_on_one_thread(d));
   const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
   const bool some = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0;
   if (some && detail::direct_conv_forward(d, g)) {

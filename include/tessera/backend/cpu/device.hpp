@@ -249,10 +249,30 @@ struct ParallelRegion {
   }
 };
 
+/// While one is alive on a thread, the parallel regions that thread starts run inline on it, task
+/// after task: for a kernel too small to share, whose halves would spend as long fetching each
+/// other's data from the other core's cache as they save (conv2d_forward's rule, conv.hpp).
+/// Results do not change: a task covers the same range wherever it runs.
+class InlineRegions {
+ public:
+  explicit InlineRegions(bool active) : previous_(flag()) { flag() = previous_ || active; }
+  ~InlineRegions() { flag() = previous_; }
+  InlineRegions(const InlineRegions&) = delete;
+  InlineRegions& operator=(const InlineRegions&) = delete;
+  static bool active() { return flag(); }
+
+ private:
+  static bool& flag() {
+    thread_local bool inline_regions = false;
+    return inline_regions;
+  }
+  bool previous_;
+};
+
 /// parallel_tasks for a type-erased task (see TaskRef).
 inline void run_parallel_tasks(index_t tasks, TaskRef f) {
   auto& pool = CpuPool::instance();
-  if (tasks == 1 || pool.threads() == 1 || pool.on_worker()) {
+  if (tasks == 1 || pool.threads() == 1 || pool.on_worker() || InlineRegions::active()) {
     for (index_t t = 0; t < tasks; ++t) f(t);
     return;
   }
