@@ -80,6 +80,14 @@ struct has_relu_epilogue : std::false_type {};
 template <class B>
 struct has_conv_pool_epilogue : std::false_type {};
 
+/// Whether backend B has `batch_norm_fold(B, w, O, K, gamma, beta, mean, var, eps, conv_bias,
+/// folded, shift)`: an evaluation-mode batch norm folded into the convolution before it, in one
+/// pass. With s[o] = gamma[o] / sqrt(var[o] + eps): folded [O, K] = w [O, K] * s[o], and shift[o]
+/// = beta[o] - mean[o] * s[o] (+ conv_bias[o] * s[o] when conv_bias is not null). Without it
+/// expr/normalization.hpp computes the same with expressions (a few small passes per call).
+template <class B>
+struct has_batch_norm_fold : std::false_type {};
+
 namespace detail {
 /// Throws index_error naming an embedding index outside [0, rows) and its position.
 inline void check_embedding_index(std::int64_t id, index_t rows, index_t position) {

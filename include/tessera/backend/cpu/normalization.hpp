@@ -55,4 +55,26 @@ void batch_norm_forward(cpu, const T* x, const T* gamma, const T* beta, T* y, T*
   });
 }
 
+template <>
+struct has_batch_norm_fold<cpu> : std::true_type {};
+
+/// has_batch_norm_fold's one pass (op_args.hpp): w and folded [O, K], the rest [O], contiguous;
+/// conv_bias may be null. At a batch of one the expressions it replaces (scale, shift, the scaled
+/// weights) cost a tenth of a small CNN's forward.
+template <class T>
+void batch_norm_fold(cpu, const T* w, index_t O, index_t K, const T* gamma, const T* beta, const T* mean, const T* var,
+                     double eps, const T* conv_bias, T* folded, T* shift) {
+  const index_t serial_below = O * K < (index_t(1) << 15) ? O + 1 : 2;  // small: no threads
+  detail::parallel_for(O, 1, serial_below, [&](index_t o0, index_t o1) {
+    for (index_t o = o0; o < o1; ++o) {
+      const T s = gamma[o] * (T(1) / std::sqrt(var[o] + T(eps)));
+      const T affine = beta[o] - mean[o] * s;
+      shift[o] = conv_bias ? conv_bias[o] * s + affine : affine;
+      const T* src = w + o * K;
+      T* dst = folded + o * K;
+      for (index_t k = 0; k < K; ++k) dst[k] = src[k] * s;
+    }
+  });
+}
+
 }  // namespace tessera
