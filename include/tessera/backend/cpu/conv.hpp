@@ -473,7 +473,8 @@ void conv2d_backward_filter_tiled(const T* x, const T* dy, T* dw, const ConvDims
 /// Whether a forward pass runs on the calling thread alone: when there are fewer images than
 /// threads, so that an image would be shared out, and an image takes under 2^20 multiply-adds.
 /// Shared out, a small image's parts spend about as long fetching the input, weights and output
-/// from the other cores' caches as they save (docs/cpu-performance.md, "Small batches").
+/// from the other cores' caches as they save (docs/cpu-performance.md, "Small kernels and the thread
+/// pool").
 inline bool conv_forward_on_one_thread(const ConvDims& d) {
   return d.N < CpuPool::instance().threads() && double(d.O) * double(d.P) * double(d.K) < double(1 << 20);
 }
