@@ -190,8 +190,8 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
     }
   }
 
- private:
-  /// The bias the backend adds (its value, contiguous, kept alive by `holder`), or null for none.
+  /// The bias the backend adds (its value, contiguous, kept alive by `holder`), or null for none
+  /// (also read by a batch norm that folds into this convolution).
   const value_type* bias_data(Tensor<value_type, 1, backend_type>& holder) const {
     if constexpr (has_bias_input) {
       if (use_bias) {
@@ -202,6 +202,8 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
     static_cast<void>(holder);  // without a bias input
     return nullptr;
   }
+
+ private:
   Shape<4> shape_{};
 };
 

@@ -314,11 +314,8 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
                                                 b = detail::value_of(beta).contiguous();
       const auto mean = st.running.mean.contiguous(), var = st.running.var.contiguous();
       Tensor<value_type, 1, backend_type> conv_bias;
-      if constexpr (Conv::has_bias_input) {
-        if (conv.use_bias) conv_bias = detail::value_of(conv.bias).contiguous();
-      }
       batch_norm_fold(backend_type{}, w.data(), O, K, g.data(), b.data(), mean.data(), var.data(), st.options.eps,
-                      conv_bias.size() > 0 ? conv_bias.data() : nullptr, folded.data(), shift.data());
+                      conv.bias_data(conv_bias), folded.data(), shift.data());
       return {folded, shift};
     } else {
       const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) *
