@@ -10,7 +10,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace tessera;
-  const std::string path = write_fuzz_input("idx", data, size);
+  const FuzzInputFile input("idx", data, size);
+  const std::string path = input.path();
   if (path.empty()) return 0;
   try {
     (void)data::read_idx<float, 3>(path);

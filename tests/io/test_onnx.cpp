@@ -11,6 +11,7 @@
 
 #include "../../examples/char_models.hpp"
 #include "../../examples/fashion_models.hpp"
+#include "../temp_dir.hpp"
 
 using namespace tessera;
 
@@ -21,10 +22,7 @@ std::string output_dir() {
     ::mkdir(env, 0755);
     return env;
   }
-  char pattern[] = "/tmp/tessera_onnx_test_XXXXXX";
-  const char* dir = ::mkdtemp(pattern);
-  REQUIRE(dir != nullptr);
-  return dir;
+  return tessera_test::make_temp_dir("tessera_onnx_test_");
 }
 
 template <class T, std::size_t R>

@@ -11,6 +11,8 @@
 #include <tessera/serve/export.hpp>
 #include <tessera/serve/registry.hpp>
 
+#include "../temp_dir.hpp"
+
 namespace serve_test {
 
 using namespace tessera;
@@ -59,13 +61,8 @@ inline serve::ModelRegistry registry() {
   return r;
 }
 
-/// A fresh temporary directory.
-inline std::string temp_dir() {
-  char pattern[] = "/tmp/tessera_serve_test_XXXXXX";
-  const char* dir = ::mkdtemp(pattern);
-  REQUIRE(dir != nullptr);
-  return dir;
-}
+/// A fresh temporary directory, removed when the test program exits.
+inline std::string temp_dir() { return tessera_test::make_temp_dir("tessera_serve_test_"); }
 
 /// Exports a tiny_mlp (weights from `seed`) as `version` under base; returns the model.
 inline TinyMlp export_mlp(const std::string& base, std::int64_t version, std::uint64_t seed, index_t hidden = 8) {
