@@ -2,6 +2,7 @@
 // references of the update rules; one fused pass per parameter; state enumerable by name.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -98,6 +99,44 @@ TEST_CASE("RMSprop (plain; centered with momentum) and Adagrad agree with PyTorc
   });
   CHECK_TENSOR_NEAR(run(optim::Adagrad<double>({.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.1, .initial_accumulator_value = 0.2})),
                     hand, 1e-15);
+}
+
+TEST_CASE("a long parameter: the fused pass runs in stretches, each output reading the ones before it") {
+  // 10,007 elements in one row: many of the pass's stretches, a tail that is not a whole packet,
+  // and at 2 threads a split inside the row. Adam's parameter update reads the m and v it has
+  // just written, element by element, as the scalar rule does.
+  const index_t n = 10007;
+  Generator gen(5);
+  const auto p0 = normal<double>(gen, {n});
+  std::vector<Tensor<double, 1>> grads;
+  for (int t = 0; t < 3; ++t) grads.push_back(normal<double>(gen, {n}));
+  auto steps = [&](int threads) {
+    const int before = cpu::num_threads();
+    cpu::set_num_threads(threads);
+    One model(p0.clone());
+    optim::Adam<double> adam({.lr = 0.01, .beta1 = 0.8, .beta2 = 0.99});
+    for (const auto& g : grads) {
+      One gm(g.clone());
+      adam.step(model, gm);
+    }
+    cpu::set_num_threads(before);
+    return model.w;
+  };
+  std::vector<double> p(p0.data(), p0.data() + n), m(static_cast<std::size_t>(n)), v(static_cast<std::size_t>(n));
+  for (int t = 1; t <= 3; ++t) {
+    for (index_t i = 0; i < n; ++i) {
+      const auto k = std::size_t(i);
+      const double g = grads[std::size_t(t - 1)](i);
+      m[k] = 0.8 * m[k] + 0.2 * g;
+      v[k] = 0.99 * v[k] + 0.01 * g * g;
+      p[k] -= 0.01 * (m[k] / (1 - std::pow(0.8, t))) / (std::sqrt(v[k] / (1 - std::pow(0.99, t))) + 1e-8);
+    }
+  }
+  Tensor<double, 1> hand(Shape<1>{n});
+  std::copy(p.begin(), p.end(), hand.data());
+  const auto one = steps(1), two = steps(2);
+  CHECK_TENSOR_NEAR(one, hand, 1e-14);
+  CHECK(std::equal(one.data(), one.data() + n, two.data()));  // bit for bit across thread counts
 }
 
 TEST_CASE("each step is one fused pass per parameter, reading and writing parameter and state") {

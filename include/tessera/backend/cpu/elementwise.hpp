@@ -72,7 +72,13 @@ void run_pass(T* base, const index_t* dst_strides, const IterPlan& plan, const E
   });
 }
 
-/// The loop of a pass with several contiguous outputs of one shape (see run_pass).
+/// The loop of a pass with several contiguous outputs of one shape (see run_pass). A row is taken
+/// in stretches of `multi_output_stretch` elements, each output in turn: a later output that
+/// reads an earlier one, or an operand they share, then finds it in L1. Over a whole long row
+/// (an optimizer's flat 10M-element state) each output would be its own pass over memory: Adam's
+/// three outputs moved 10 streams instead of 7, and the step took 1.3x as long. The stretch is a
+/// multiple of 16, so split points stay where parallel_rows puts them.
+inline constexpr index_t multi_output_stretch = 256;
 template <class T, class... Ev, std::size_t... K>
 void run_pass_multi(T* const* outs, const IterPlan& plan, const std::tuple<Ev...>& evs, index_t total,
                     std::index_sequence<K...>) {
@@ -87,7 +93,10 @@ void run_pass_multi(T* const* outs, const IterPlan& plan, const std::tuple<Ev...
       (std::get<K>(local).seek(idx), ...);
       const index_t off = row * inner;  // contiguous destinations
       const index_t j1 = std::min(inner, j + (end - begin));
-      (eval_row(std::get<K>(local), outs[K] + off, 1, j, j1), ...);
+      for (index_t s = j; s < j1; s += multi_output_stretch) {
+        const index_t s1 = std::min(j1, s + multi_output_stretch);
+        (eval_row(std::get<K>(local), outs[K] + off, 1, s, s1), ...);
+      }
       begin += j1 - j;
       j = 0;
       ++row;
