@@ -75,8 +75,8 @@ void run_pass(T* base, const index_t* dst_strides, const IterPlan& plan, const E
 /// The loop of a pass with several contiguous outputs of one shape (see run_pass). A row is taken
 /// in stretches of `multi_output_stretch` elements, each output in turn: a later output that
 /// reads an earlier one, or an operand they share, then finds it in L1. Over a whole long row
-/// (an optimizer's flat 10M-element state) each output would be its own pass over memory: Adam's
-/// three outputs moved 10 streams instead of 7, and the step took 1.3x as long. The stretch is a
+/// (an optimizer's flat state) each output would be its own pass over memory: Adam's three
+/// outputs would move 10 streams instead of 7 (docs/cpu-performance.md). The stretch is a
 /// multiple of 16, so split points stay where parallel_rows puts them.
 inline constexpr index_t multi_output_stretch = 256;
 template <class T, class... Ev, std::size_t... K>

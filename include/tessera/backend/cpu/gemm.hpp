@@ -39,11 +39,11 @@ namespace detail {
 /// block it is given, so blocks that moved with the thread count would make results depend on it.
 ///
 /// Each block is one BLAS call, and each call packs all of the other operand again, so a block
-/// needs enough rows to pay for that: with OpenBLAS on 2 cores, a 1024^3 product reached about
-/// 190 GFLOP/s in 16 blocks of 64 rows, 240 in 4 of 256 and 255 in 2 of 512. So: the largest
-/// power of two from 2 to 16 blocks (a power of two, so that 2, 4 or 8 threads share them evenly)
-/// that leaves at least 256 rows each, rounded up to a multiple of 16 (the kernels' panel sizes
-/// divide it; a coarser rounding would load threads unevenly: 784 rows in 448 + 336).
+/// needs enough rows to pay for that (64-row blocks lost a fifth of the throughput;
+/// docs/cpu-performance.md, "Matrix products"). So: the largest power of two from 2 to 16 blocks
+/// (a power of two, so that 2, 4 or 8 threads share them evenly) that leaves at least 256 rows
+/// each, rounded up to a multiple of 16 (the kernels' panel sizes divide it; a coarser rounding
+/// would load threads unevenly: 784 rows in 448 + 336).
 inline index_t gemm_block(index_t extent) {
   index_t blocks = 2;
   while (blocks < 16 && extent / (2 * blocks) >= 256) blocks *= 2;
