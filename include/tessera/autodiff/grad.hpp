@@ -13,12 +13,14 @@
 #include <algorithm>
 #include <array>
 #include <functional>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "tessera/autodiff/backward.hpp"
+#include "tessera/autodiff/gradient_arena.hpp"
 #include "tessera/autodiff/var.hpp"
 #include "tessera/core/factories.hpp"
 #include "tessera/core/numerics.hpp"
@@ -264,11 +266,24 @@ bool add_if_same_storage(const Tensor<T, RL, B>& leaf, const Tensor<T, RL, B>& v
 }
 
 /// The gradient of a plain-tensor leaf from its adjoint: the adjoint reduced to the leaf's shape,
-/// or, when the adjoint is a materialization node of that shape, the node's buffer itself.
+/// or, when the adjoint is a materialization node of that shape, the node's buffer itself. Given a
+/// `slot` (a GradientArena's, contiguous, of the leaf's shape), such a node not yet computed in
+/// this sweep is computed into the slot, which then serves as the node's buffer; any other
+/// gradient is copied into its slot later (finish_struct_gradients).
 template <class T, std::size_t R, class B, class Adj>
-Tensor<T, R, B> leaf_gradient(const Tensor<T, R, B>& leaf, const Adj& adjoint) {
+Tensor<T, R, B> leaf_gradient(const Tensor<T, R, B>& leaf, const Adj& adjoint, std::optional<Tensor<T, R, B>> slot) {
   if constexpr (has_cache_slot<Adj>::value && rank_v<Adj> == R && std::is_same_v<materialized_tensor_t<Adj>, Tensor<T, R, B>>) {
-    if (adjoint.shape() == leaf.shape()) return materialize(adjoint);
+    if (adjoint.shape() == leaf.shape()) {
+      const std::uint64_t epoch = active_cache_epoch();
+      if (slot && epoch != 0 && adjoint.cache && adjoint.cache->epoch != epoch) {
+        adjoint.evaluate_into(*slot);
+        check_numerics_hook(*slot, op_name(adjoint));
+        adjoint.cache->value = *slot;
+        adjoint.cache->epoch = epoch;
+        return *slot;
+      }
+      return materialize(adjoint);
+    }
   }
   return Tensor<T, R, B>(sum_to(adjoint, leaf.shape()));
 }
@@ -321,22 +336,26 @@ struct AddToParameter {
 /// argument) it is. The adjoint is evaluated only for a leaf that is a parameter (not, say, for the
 /// input images).
 template <class T, std::size_t R, class B, class E, class Grads, class Args, std::size_t... K>
-void route_one(const Tensor<T, R, B>& leaf, const E& adjoint, Grads& grads, const Args& args, std::index_sequence<K...> k) {
+void route_one(const Tensor<T, R, B>& leaf, const E& adjoint, Grads& grads, const Args& args,
+               const GradientArena* arena, std::index_sequence<K...> k) {
   if (!find_parameter(grads, args, SharesStorage{leaf.storage_id()}, k)) return;
-  const Tensor<T, R, B> value = leaf_gradient(leaf, adjoint);
+  std::optional<Tensor<T, R, B>> slot;
+  if (arena != nullptr) slot = arena->claim(leaf);
+  const Tensor<T, R, B> value = leaf_gradient(leaf, adjoint, std::move(slot));
   find_parameter(grads, args, AddToParameter<T, R, B>{leaf, value}, k);
 }
 
 /// The sweep's sink for parameter structs: routes each plain tensor leaf's adjoint as the sweep
 /// reaches it. `grads` holds, for each argument, the gradients of a struct's parameters (unset until
-/// a contribution reaches them; see unset_struct_gradients).
+/// a contribution reaches them; see unset_struct_gradients). `arena`: where they go, or null.
 template <class StructGrads, class Args>
 struct RouteToParameters {
   StructGrads& grads;
   const Args& args;
+  const GradientArena* arena;
   template <class Leaf, class E>
   void operator()(const Leaf& leaf, const E& adjoint) const {
-    route_one(leaf, adjoint, grads, args, std::make_index_sequence<std::tuple_size_v<Args>>{});
+    route_one(leaf, adjoint, grads, args, arena, std::make_index_sequence<std::tuple_size_v<Args>>{});
   }
 };
 
@@ -356,11 +375,27 @@ struct UnshareBuffers {
 };
 
 /// Gives a parameter no contribution reached a zero gradient, and one whose gradient shares a
-/// buffer with an earlier one's (see add_if_same_storage) a copy of its own.
+/// buffer with an earlier one's (see add_if_same_storage) a copy of its own. With a GradientArena
+/// in use, a parameter that has a slot gets its gradient there (copied in unless computed there);
+/// a struct that lists one tensor twice gets the slot for the first (the one routing fills).
 struct FinishGradient {
   UnshareBuffers& unshare;
+  const GradientArena* arena;
   template <class P, class G>
   bool operator()(const P& p, G& g) const {
+    if constexpr (std::is_same_v<P, G>) {
+      if (arena != nullptr) {
+        if (auto slot = arena->finish(p, g)) {
+          g = *slot;
+          // Slots never share elements, but a gradient without a slot that holds a node's buffer
+          // computed into one must get a copy: the arena counts as seen.
+          if (std::find(unshare.seen.begin(), unshare.seen.end(), g.storage_id()) == unshare.seen.end()) {
+            unshare.seen.push_back(g.storage_id());
+          }
+          return false;
+        }
+      }
+    }
     if (gradient_unset(g)) g = zeros_like(p);
     unshare(g);
     return false;  // visit every parameter
@@ -368,9 +403,9 @@ struct FinishGradient {
 };
 
 template <class Grads, class Args, std::size_t... K>
-void finish_struct_gradients(Grads& grads, const Args& args, std::index_sequence<K...> k) {
+void finish_struct_gradients(Grads& grads, const Args& args, const GradientArena* arena, std::index_sequence<K...> k) {
   UnshareBuffers unshare;
-  find_parameter(grads, args, FinishGradient{unshare}, k);
+  find_parameter(grads, args, FinishGradient{unshare, arena}, k);
 }
 
 /// The gradient of top-level argument K: a parameter struct's from the sweep (struct_grads), any
@@ -455,15 +490,16 @@ void unshare_gradients(Grads& grads) {
 }
 
 /// Runs the reverse sweep, `sweep(sink)` (a call of reverse_sweep at level 0), and evaluates the
-/// gradients of every argument: parameter structs' as the sweep reaches their tensors, the others'
-/// from the contributions it returns.
+/// gradients of every argument: parameter structs' as the sweep reaches their tensors (into
+/// `arena`'s slots when one is given), the others' from the contributions it returns.
 template <bool MatchTensors, class Sweep, class... A>
-auto gradients_from(const Sweep& sweep, const std::tuple<const A&...>& args) {
+auto gradients_from(const Sweep& sweep, const std::tuple<const A&...>& args, const GradientArena* arena = nullptr) {
   constexpr std::size_t vars = var_offsets<A...>()[sizeof...(A)];
   auto struct_grads = unset_struct_gradients(args);
   const auto contributions = [&] {
     if constexpr (MatchTensors) {
-      return sweep(RouteToParameters<decltype(struct_grads), std::tuple<const A&...>>{struct_grads, args});
+      if (arena != nullptr) arena->begin_sweep();
+      return sweep(RouteToParameters<decltype(struct_grads), std::tuple<const A&...>>{struct_grads, args, arena});
     } else {
       return sweep(NoTensorSink{});
     }
@@ -472,9 +508,24 @@ auto gradients_from(const Sweep& sweep, const std::tuple<const A&...>& args) {
   auto flat_grads = evaluate_gradients(flat, contributions, std::make_index_sequence<vars>{});
   unshare_gradients(flat_grads);
   auto grads = unflatten_args(args, flat_grads, struct_grads, std::index_sequence_for<A...>{});
-  if constexpr (MatchTensors) finish_struct_gradients(grads, args, std::index_sequence_for<A...>{});
+  if constexpr (MatchTensors) finish_struct_gradients(grads, args, arena, std::index_sequence_for<A...>{});
   return grads;
 }
+
+/// The GradientArena in use on this thread, taken for one value_and_grad call: that call's sweep
+/// fills its slots, while the grad and vjp calls nested in it (in f, or in a scan's steps during
+/// the sweep) run without it; they would otherwise write their own gradients into the slots.
+class TakeGradientArena {
+ public:
+  TakeGradientArena() : arena_(std::exchange(GradientArena::active(), nullptr)) {}
+  ~TakeGradientArena() { GradientArena::active() = arena_; }
+  TakeGradientArena(const TakeGradientArena&) = delete;
+  TakeGradientArena& operator=(const TakeGradientArena&) = delete;
+  const GradientArena* get() const noexcept { return arena_; }
+
+ private:
+  const GradientArena* arena_;
+};
 
 /// Value and gradients (evaluated at level 0, lazy at deeper levels) of f at args.
 template <class F, class... A>
@@ -490,12 +541,13 @@ auto value_and_grad_impl(F& f, const A&... a) {
     // The sweep's epoch is open while f runs, so what f evaluates eagerly (nn::cut blocks) is
     // cached for the forward and backward that follow.
     CacheEpochScope scope(new_cache_epoch());
+    const TakeGradientArena arena;
     auto out = call_with_vars<0>(f, args, std::index_sequence_for<A...>{});
     Tensor<T, 0, backend_t<decltype(out)>> value = out;
     const auto sweep = [&](const auto& sink) {
       return reverse_sweep<0, P::match_tensors>(out, Tensor<T, 0, backend_t<decltype(out)>>(T(1)), sink);
     };
-    return std::make_pair(value, gradients_from<P::match_tensors>(sweep, args));
+    return std::make_pair(value, gradients_from<P::match_tensors>(sweep, args, arena.get()));
   } else {
     auto out = call_with_vars<P::level>(f, args, std::index_sequence_for<A...>{});
     auto flat = std::apply([](const auto&... x) { return std::tuple_cat(flatten_args(x)...); }, args);
