@@ -4,12 +4,16 @@
 //
 // For each size from 1 MiB to 256 MiB, the gradients (float32, split into --tensors tensors of
 // equal size) are summed as train::fit does each step, by dist::DataParallel::global_samples and
-// sum_gradients (the default options: gradients of 64 KiB or more in place, smaller ones packed
-// into buckets of up to 25 MiB, a nonblocking all-reduce per bucket), and the same bytes by one
-// blocking MPI_Allreduce. Reported: the median time of --reps calls and the
-// bus bandwidth, bytes x 2(n-1)/n / time (NCCL's convention: what each link carries), and their
-// ratio. Rank 0 prints one line per size.
+// sum_gradients with the default options, in two layouts:
+//   arena     the gradients in consecutive slots of a GradientArena, as fit computes them: runs
+//             of up to 25 MiB are summed in place, one nonblocking all-reduce per run;
+//   separate  each gradient a buffer of its own (a caller without an arena): gradients of 64 KiB
+//             or more in place, one call each, smaller ones packed into buckets of up to 25 MiB;
+// and the same bytes by one blocking MPI_Allreduce. Reported: the median time of --reps calls and
+// the bus bandwidth, bytes x 2(n-1)/n / time (NCCL's convention: what each link carries), and
+// each layout's ratio to MPI's call. Rank 0 prints one line per size.
 #include <tessera/dist/dist.hpp>
+#include <tessera/tessera.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -40,45 +44,73 @@ int main(int argc, char** argv) {
     else if (a == "--pack-below-kib") options.pack_below_bytes = std::size_t(std::atoll(argv[i + 1])) << 10;
   }
   dist::Communicator world(mpi);
-  dist::DataParallel dp(world, options);
   const int n = world.size();
   if (world.rank() == 0) {
     std::printf("%d processes, %d gradient tensors per size, %d calls each (median); bus bandwidth = bytes x 2(n-1)/n / time\n",
                 n, tensors, reps);
-    std::printf("%10s  %14s %12s  %14s %12s  %7s\n", "bytes", "DataParallel", "bus GB/s", "MPI_Allreduce", "bus GB/s", "ratio");
+    std::printf("%10s  %14s %9s  %14s %9s  %14s %9s  %7s %7s\n", "bytes", "arena", "bus GB/s", "separate", "bus GB/s",
+                "MPI_Allreduce", "bus GB/s", "arena", "separ.");
   }
   for (std::size_t mib = 1; mib <= max_mib; mib *= 2) {
-    const std::size_t bytes = mib << 20, count = bytes / sizeof(float);
-    std::vector<std::vector<float>> grads(std::size_t(tensors), std::vector<float>(count / std::size_t(tensors), 1.0f));
-    std::vector<train::HostBuffer> views;
+    const std::size_t bytes = mib << 20, count = bytes / sizeof(float), each = count / std::size_t(tensors);
+    // separate: one vector per gradient.
+    std::vector<std::vector<float>> grads(std::size_t(tensors), std::vector<float>(each, 1.0f));
+    std::vector<train::HostBuffer> separate;
     for (int t = 0; t < tensors; ++t) {
-      views.push_back({grads[std::size_t(t)].data(), grads[std::size_t(t)].size(), train::HostBuffer::Kind::float32,
-                       "g" + std::to_string(t)});
+      separate.push_back(
+          {grads[std::size_t(t)].data(), each, train::HostBuffer::Kind::float32, "g" + std::to_string(t)});
     }
+    // arena: the slots of parameters of the same sizes, joined as fit joins them.
+    std::vector<Tensor<float, 1>> parameters;
+    for (int t = 0; t < tensors; ++t) parameters.push_back(ones<float>({index_t(each)}));
+    GradientArena arena;
+    arena.begin_layout();
+    for (const auto& p : parameters) arena.add(p);
+    arena.end_layout();
+    std::vector<Tensor<float, 1>> slots;
+    std::vector<train::HostBuffer> joined;
+    for (int t = 0; t < tensors; ++t) {
+      slots.push_back(*arena.slot_of(parameters[std::size_t(t)]));
+      slots.back().fill(1.0f);
+      joined.push_back({slots.back().data(), each, train::HostBuffer::Kind::float32, "g" + std::to_string(t)});
+    }
+    for (int t = 0; t + 1 < tensors; ++t)
+      joined[std::size_t(t)].joined_with_next =
+          arena.adjacent(joined[std::size_t(t)].data, joined[std::size_t(t) + 1].data);
+    dist::DataParallel dp_arena(world, options), dp_separate(world, options);
     std::vector<float> raw(count, 1.0f);
-    std::vector<double> ours, theirs;
+    std::vector<double> in_arena, apart, theirs;
+    const auto timed = [&](const auto& f) {
+      world.barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      f();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
     for (int r = -1; r < reps; ++r) {  // r = -1: warm-up (plans the buckets, touches the pages)
-      world.barrier();
-      auto t0 = std::chrono::steady_clock::now();
-      dp.global_samples(32, r);
-      dp.sum_gradients(views, r);
-      const double a = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      world.barrier();
-      t0 = std::chrono::steady_clock::now();
-      MPI_Allreduce(MPI_IN_PLACE, raw.data(), int(count), MPI_FLOAT, MPI_SUM, world.handle());
-      const double b = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double a = timed([&] {
+        dp_arena.global_samples(32, r);
+        dp_arena.sum_gradients(joined, r);
+      });
+      const double s = timed([&] {
+        dp_separate.global_samples(32, r);
+        dp_separate.sum_gradients(separate, r);
+      });
+      const double m =
+          timed([&] { MPI_Allreduce(MPI_IN_PLACE, raw.data(), int(count), MPI_FLOAT, MPI_SUM, world.handle()); });
       if (r >= 0) {
-        ours.push_back(a);
-        theirs.push_back(b);
+        in_arena.push_back(a);
+        apart.push_back(s);
+        theirs.push_back(m);
       }
     }
     // The slowest rank's median decides.
-    double times[2] = {median(ours), median(theirs)};
-    MPI_Allreduce(MPI_IN_PLACE, times, 2, MPI_DOUBLE, MPI_MAX, world.handle());
+    double times[3] = {median(in_arena), median(apart), median(theirs)};
+    MPI_Allreduce(MPI_IN_PLACE, times, 3, MPI_DOUBLE, MPI_MAX, world.handle());
     const double factor = 2.0 * (n - 1) / n * double(bytes) / 1e9;
     if (world.rank() == 0) {
-      std::printf("%7zu MiB  %11.3f ms %12.2f  %11.3f ms %12.2f  %6.0f%%\n", mib, times[0] * 1e3, factor / times[0], times[1] * 1e3,
-                  factor / times[1], 100.0 * times[1] / times[0]);
+      std::printf("%7zu MiB  %11.3f ms %9.2f  %11.3f ms %9.2f  %11.3f ms %9.2f  %6.0f%% %6.0f%%\n", mib, times[0] * 1e3,
+                  factor / times[0], times[1] * 1e3, factor / times[1], times[2] * 1e3, factor / times[2],
+                  100.0 * times[2] / times[0], 100.0 * times[2] / times[1]);
     }
   }
   return 0;

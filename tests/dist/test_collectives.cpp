@@ -114,3 +114,51 @@ TEST_CASE("DataParallel counts the global batch and sums gradients, packed and i
   CHECK(dp.buckets() == buckets);
   CHECK(g[9].back() == doctest::Approx(ranks * n * 10));
 }
+
+TEST_CASE("DataParallel sums runs of joined gradients in place, one call per run") {
+  auto& w = world();
+  const int n = w.size(), r = w.rank();
+  // Six float gradients laid out as a GradientArena lays them out: slots of 16 floats (64 bytes)
+  // with zeros after each gradient, joined one to the next; then a double gradient on its own.
+  const std::size_t sizes[6] = {3, 16, 5, 20, 1, 7};
+  std::vector<float> arena(128, 0.0f);
+  std::vector<train::HostBuffer> views;
+  std::size_t offset = 0;
+  for (int k = 0; k < 6; ++k) {
+    for (std::size_t i = 0; i < sizes[k]; ++i) arena[offset + i] = float(r + 1) * float(k + 1);
+    views.push_back(
+        {arena.data() + offset, sizes[k], train::HostBuffer::Kind::float32, "g" + std::to_string(k), k < 5});
+    offset += (sizes[k] + 15) / 16 * 16;
+  }
+  std::vector<double> d(3, double(r));
+  views.push_back({d.data(), d.size(), train::HostBuffer::Kind::float64, "double"});
+  const double ranks = n * (n + 1) / 2.0;  // sum of r + 1
+
+  dist::DataParallel dp(w);
+  dp.sum_gradients(views, 0);
+  CHECK(dp.buckets() == 2);  // the run, and the double alone
+  CHECK(dp.packed_buckets() == 1);
+  for (int k = 0; k < 6; ++k) {
+    const float* g = static_cast<const float*>(views[std::size_t(k)].data);
+    CHECK(g[0] == doctest::Approx(ranks * (k + 1)));
+    CHECK(g[sizes[k] - 1] == doctest::Approx(ranks * (k + 1)));
+    if (sizes[k] % 16 != 0) CHECK(g[sizes[k]] == 0.0f);  // the padding stays zero
+  }
+  CHECK(d[0] == doctest::Approx(n * (n - 1) / 2.0));
+
+  // A run longer than bucket_bytes is split into runs that fit (from the end: g5..g3 take 224
+  // bytes with their padding, g2..g0 192).
+  dist::DataParallel small(w, {.bucket_bytes = 240, .pack_below_bytes = 64});
+  small.sum_gradients(views, 1);
+  CHECK(small.buckets() == 3);
+  CHECK(small.packed_buckets() == 1);
+  CHECK(static_cast<const float*>(views[0].data)[0] == doctest::Approx(ranks * n));
+  CHECK(static_cast<const float*>(views[5].data)[6] == doctest::Approx(ranks * n * 6));
+
+  // Marked joined but not adjacent: an error, on every rank alike.
+  std::vector<float> a(4, 1.0f), b(4, 1.0f);
+  const std::vector<train::HostBuffer> apart{{a.data(), a.size(), train::HostBuffer::Kind::float32, "a", true},
+                                             {b.data(), b.size(), train::HostBuffer::Kind::float32, "b"}};
+  if (a.data() + 4 != b.data())
+    CHECK_THROWS_WITH_AS(dp.sum_gradients(apart, 2), doctest::Contains("not adjacent"), value_error);
+}

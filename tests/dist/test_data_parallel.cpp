@@ -121,6 +121,9 @@ TEST_CASE("replicas trained on shards of every global batch equal one process, a
   const double sgd_dev = relative_deviation(together(set, sgd, dp, unequal), alone(set, sgd));
   CHECK(sgd_dev <= 1e-5);
   CHECK(unequal == 0);
+  // fit computes the gradients into one arena: all four are summed by one call, none copied.
+  CHECK(dp.buckets() == 1);
+  CHECK(dp.packed_buckets() == 0);
 
   const auto adam = optim::Adam<float>({.lr = 0.01});
   const double adam_dev = relative_deviation(together(set, adam, dp, unequal), alone(set, adam));

@@ -12,10 +12,13 @@
 // gradient of the global batch's mean loss, even when ranks hold different numbers of samples
 // (dividing each rank's mean by the number of ranks would not be), and no pass over the gradients
 // scales them. The sums are nonblocking MPI all-reduces in buckets, in reverse parameter order
-// (the layers nearest the loss first; the same order on every rank): a gradient of at least
-// `pack_below_bytes` is a bucket of its own, reduced in place; smaller ones are packed together
-// into buckets of up to `bucket_bytes`, so that biases and norms do not cost a call each. Every
-// rank receives the same sums, so the replicas stay bitwise equal. docs/distributed.md has more.
+// (the layers nearest the loss first; the same order on every rank). fit computes the gradients
+// into one GradientArena, and gradients marked joined there (HostBuffer::joined_with_next) are
+// summed in place by runs of up to `bucket_bytes`, one call per run. Otherwise a gradient of at
+// least `pack_below_bytes` is a bucket of its own, reduced in place, and smaller ones are packed
+// together into buckets of up to `bucket_bytes`, so that biases and norms do not cost a call each.
+// Every rank receives the same sums, so the replicas stay bitwise equal. docs/distributed.md has
+// more.
 #pragma once
 
 #include <mpi.h>
@@ -24,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -109,8 +113,9 @@ class DataParallel final : public train::Distributed {
   double last_sum_seconds() const noexcept { return last_seconds_; }
 
  private:
-  /// Gradients (indices, in reverse order) of one element type summed by one call: one gradient
-  /// in place, or several packed into `storage`.
+  /// Gradients (indices, in reverse order) of one element type summed by one call: in place (one
+  /// gradient, or a run of joined ones from `count` elements at the lowest one's data), or several
+  /// packed into `storage`.
   struct Bucket {
     train::HostBuffer::Kind kind;
     bool pack = false;
@@ -119,7 +124,7 @@ class DataParallel final : public train::Distributed {
     std::vector<unsigned char> storage;
     bool packed() const { return pack; }
     void* data(const std::vector<train::HostBuffer>& g) {
-      return pack ? static_cast<void*>(storage.data()) : g[members[0]].data;
+      return pack ? static_cast<void*>(storage.data()) : g[members.back()].data;
     }
   };
 
@@ -140,10 +145,35 @@ class DataParallel final : public train::Distributed {
     }
   }
 
+  /// The bytes between g[i]'s end and g[i + 1]'s start when g[i] is joined to it, else -1.
+  /// Checked: the same element type, and the next buffer starts less than 64 bytes after.
+  static std::int64_t joined_gap(const std::vector<train::HostBuffer>& g, std::size_t i) {
+    if (i + 1 >= g.size() || !g[i].joined_with_next) return -1;
+    const auto& a = g[i];
+    const auto& b = g[i + 1];
+    const auto* end = static_cast<const unsigned char*>(a.data) + a.count * detail::kind_size(a.kind);
+    const auto* next = static_cast<const unsigned char*>(b.data);
+    if (a.kind != b.kind || next < end || next - end >= 64) {
+      throw value_error("dist::DataParallel: gradient " + a.name + " is marked joined with " + b.name +
+                        ", but they are not adjacent buffers of one element type");
+    }
+    return next - end;
+  }
+  static bool joined(const std::vector<train::HostBuffer>& g, std::size_t i) { return joined_gap(g, i) >= 0; }
+
+  /// The elements from g[lo]'s first to g[hi]'s last (a run of joined gradients, padding included).
+  static std::size_t span(const std::vector<train::HostBuffer>& g, std::size_t lo, std::size_t hi) {
+    const std::size_t size = detail::kind_size(g[lo].kind);
+    const auto bytes = static_cast<const unsigned char*>(g[hi].data) + g[hi].count * size -
+                       static_cast<const unsigned char*>(g[lo].data);
+    return static_cast<std::size_t>(bytes) / size;
+  }
+
   /// Buckets for these gradients: planned once, again only when the gradients change.
   void plan_buckets(const std::vector<train::HostBuffer>& g) {
-    std::vector<std::pair<std::size_t, train::HostBuffer::Kind>> signature;
-    for (const auto& x : g) signature.emplace_back(x.count, x.kind);
+    // The gaps too: a run's bucket spans them, so the same signature gives the same calls.
+    std::vector<std::tuple<std::size_t, train::HostBuffer::Kind, std::int64_t>> signature;
+    for (std::size_t i = 0; i < g.size(); ++i) signature.emplace_back(g[i].count, g[i].kind, joined_gap(g, i));
     if (signature == signature_) return;
     check_layout(g, "gradients");
     signature_ = signature;
@@ -152,6 +182,19 @@ class DataParallel final : public train::Distributed {
     for (std::size_t i = g.size(); i-- > 0;) {
       const auto& x = g[i];
       const std::size_t size = detail::kind_size(x.kind), bytes = x.count * size;
+      if (i > 0 && joined(g, i - 1)) {
+        // A run of joined gradients, taken from its end down while it fits in one bucket.
+        Bucket b{x.kind, false, {i}, x.count, {}};
+        while (i > 0 && joined(g, i - 1) && span(g, i - 1, b.members.front()) * size <= options_.bucket_bytes) {
+          b.members.push_back(--i);
+          b.count = span(g, i, b.members.front());
+        }
+        if (b.members.size() > 1 || bytes >= options_.pack_below_bytes) {
+          buckets_.push_back(std::move(b));
+          continue;
+        }
+        // (one small gradient whose run continues past the bucket's limit: packed below)
+      }
       if (bytes >= options_.pack_below_bytes) {
         buckets_.push_back(Bucket{x.kind, false, {i}, x.count, {}});
         continue;
@@ -176,11 +219,14 @@ class DataParallel final : public train::Distributed {
     auto mix = [&](const void* p, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
     };
-    for (const auto& b : buffers) {
+    for (std::size_t i = 0; i < buffers.size(); ++i) {
+      const auto& b = buffers[i];
       mix(b.name.data(), b.name.size());
       const std::uint64_t count = b.count, kind = static_cast<std::uint64_t>(b.kind);
+      const std::int64_t gap = joined_gap(buffers, i);
       mix(&count, sizeof count);
       mix(&kind, sizeof kind);
+      mix(&gap, sizeof gap);
     }
     std::uint64_t zero = h;
     comm_->wait(comm_->ibcast(&zero, 1, MPI_UINT64_T, 0), {"MPI_Ibcast (layout check)"});
@@ -188,14 +234,16 @@ class DataParallel final : public train::Distributed {
     comm_->wait(comm_->iallreduce(&differs, 1, MPI_INT, MPI_MAX), {"MPI_Iallreduce (layout check)"});
     if (differs) {
       throw dist_error(std::string("dist::DataParallel: the ") + what +
-                       " differ between ranks (names, sizes or element types): every rank must build the same model "
-                       "and optimizer (rank " + std::to_string(comm_->rank()) + (zero != h ? " differs from rank 0)" : " agrees with rank 0)"));
+                       " differ between ranks (names, sizes, element types or how they are joined): every rank must "
+                       "build the same model "
+                       "and optimizer (rank " +
+                       std::to_string(comm_->rank()) + (zero != h ? " differs from rank 0)" : " agrees with rank 0)"));
     }
   }
 
   Communicator* comm_;
   DataParallelOptions options_;
-  std::vector<std::pair<std::size_t, train::HostBuffer::Kind>> signature_;
+  std::vector<std::tuple<std::size_t, train::HostBuffer::Kind, std::int64_t>> signature_;
   std::vector<Bucket> buckets_;
   double last_seconds_ = 0;
 };

@@ -29,6 +29,10 @@ struct HostBuffer {
   std::size_t count = 0;
   Kind kind = Kind::float32;
   std::string name;
+  /// Set by the caller when the next buffer in the list starts in the same allocation less than 64
+  /// bytes after this one ends, with zeros between them on every rank (consecutive slots of a
+  /// GradientArena): a run of joined buffers may then be summed by one call over the whole range.
+  bool joined_with_next = false;
 };
 
 class Distributed {

@@ -23,6 +23,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -217,12 +218,27 @@ index_t samples_in(const X& x, const Y& y) {
   }
 }
 
-/// Sums the ranks' gradients (each already weighted by its share of the global batch).
+/// Lays out `arena`'s slots for the model's parameters, in parameter order (kept from the last
+/// step when the parameters are the same tensors).
+template <class M>
+void lay_out_gradients(GradientArena& arena, M& model) {
+  arena.begin_layout();
+  nn::for_each_parameter(model, [&](const std::string&, const auto& t) { arena.add(t); });
+  arena.end_layout();
+}
+
+/// Sums the ranks' gradients (each already weighted by its share of the global batch). Gradients
+/// in consecutive slots of `arena` are marked joined, so that runs of them take one call.
 template <class Grads>
-void sum_gradients(Distributed& d, Grads& grads, std::int64_t step) {
+void sum_gradients(Distributed& d, Grads& grads, std::int64_t step, const GradientArena& arena) {
   HostBuffers b;
   nn::for_each_parameter(grads, [&](const std::string& name, auto& t) { b.add(name, t); });
-  d.sum_gradients(b.buffers(), step);
+  std::vector<HostBuffer> buffers = b.buffers();
+  for (std::size_t i = 0; i + 1 < buffers.size(); ++i) {
+    buffers[i].joined_with_next =
+        buffers[i].kind == buffers[i + 1].kind && arena.adjacent(buffers[i].data, buffers[i + 1].data);
+  }
+  d.sum_gradients(buffers, step);
   b.write_back();
 }
 
@@ -324,6 +340,7 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
                       std::to_string(o.initial_epoch) + ", epochs " + std::to_string(o.epochs) + ")");
   }
   Distributed* const dist = o.distributed;
+  GradientArena gradient_arena;  // used with several processes only
   int initial_epoch = o.initial_epoch;
   std::int64_t initial_step = o.initial_step;
   if (dist) detail::start_from_rank0(*dist, model, optimizer, initial_epoch, initial_step, train_loader.size());
@@ -375,6 +392,13 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
         weight = double(local) / dist->global_samples(local, ctx.step);
       }
       Out outputs;
+      // Several processes: the gradients go to one arena, so that the reduction sums runs of
+      // them in place (docs/distributed.md, "Buckets").
+      std::optional<GradientArena::Use> in_arena;
+      if (dist) {
+        detail::lay_out_gradients(gradient_arena, model);
+        in_arena.emplace(gradient_arena);
+      }
       auto [value, grads] = value_and_grad(
           [&](const auto& m) {
             auto out = m(x);
@@ -384,6 +408,7 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
             return l * value_type_t<decltype(l)>(weight);
           },
           model);
+      in_arena.reset();
       if (o.stop_on_nonfinite_loss) {
         const double v = double(detail::on_host(value)());
         std::vector<double> bad{std::isfinite(v) ? 0.0 : 1.0};
@@ -396,7 +421,7 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
         }
       }
       const index_t n = outputs.shape()[0];
-      if (dist) detail::sum_gradients(*dist, std::get<0>(grads), ctx.step);
+      if (dist) detail::sum_gradients(*dist, std::get<0>(grads), ctx.step, gradient_arena);
       optimizer.step(model, std::get<0>(grads));
       if (keep_gradients) {
         auto kept = std::make_shared<std::decay_t<decltype(std::get<0>(grads))>>(std::get<0>(grads));
