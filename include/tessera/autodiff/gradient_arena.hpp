@@ -36,6 +36,10 @@
 namespace tessera {
 
 class GradientArena {
+  /// The tensors that can have a slot (of the right layout: contiguous).
+  template <class T, class B>
+  static constexpr bool slotted_v = std::is_same_v<B, cpu> && (std::is_same_v<T, float> || std::is_same_v<T, double>);
+
  public:
   /// Slots start at multiples of this many bytes: every gradient is as aligned as a tensor of its
   /// own would be, and the bytes between two slots stay zero (summing them is harmless).
@@ -52,9 +56,8 @@ class GradientArena {
   /// or that is a tensor listed before (tied weights), is skipped.
   template <class T, std::size_t R, class B>
   void add(const Tensor<T, R, B>& parameter) {
-    if constexpr (std::is_same_v<B, cpu> && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
-      const Slot s{parameter.storage_id(), parameter.data(), static_cast<std::size_t>(parameter.size()), type_of<T>(),
-                   0};
+    if constexpr (slotted_v<T, B>) {
+      const Slot s = key(parameter);
       if (!parameter.is_contiguous() || s.count == 0) return;
       for (const auto& p : pending_) {
         if (same_tensor(p, s)) return;
@@ -93,10 +96,8 @@ class GradientArena {
   /// a contiguous tensor of its shape; empty when it has none.
   template <class T, std::size_t R, class B>
   std::optional<Tensor<T, R, B>> slot_of(const Tensor<T, R, B>& parameter) const {
-    if constexpr (std::is_same_v<B, cpu> && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
-      const Slot* s =
-          find(parameter.storage_id(), parameter.data(), static_cast<std::size_t>(parameter.size()), type_of<T>());
-      if (s != nullptr && parameter.is_contiguous()) return view(*s, parameter);
+    if constexpr (slotted_v<T, B>) {
+      if (const Slot* s = slot_for(parameter)) return view(*s, parameter);
     }
     return std::nullopt;
   }
@@ -112,9 +113,8 @@ class GradientArena {
   /// A second adjoint of the same parameter gets none (it would overwrite the first).
   template <class T, std::size_t R, class B>
   std::optional<Tensor<T, R, B>> claim(const Tensor<T, R, B>& leaf) const {
-    if constexpr (std::is_same_v<B, cpu> && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
-      const Slot* s = find(leaf.storage_id(), leaf.data(), static_cast<std::size_t>(leaf.size()), type_of<T>());
-      if (s != nullptr && leaf.is_contiguous()) {
+    if constexpr (slotted_v<T, B>) {
+      if (const Slot* s = slot_for(leaf)) {
         const auto i = static_cast<std::size_t>(s - slots_.data());
         if (i < claimed_.size() && !claimed_[i]) {  // (none before begin_sweep)
           claimed_[i] = 1;
@@ -131,19 +131,18 @@ class GradientArena {
   /// listed before it was the same tensor (that one has the slot).
   template <class T, std::size_t R, class B>
   std::optional<Tensor<T, R, B>> finish(const Tensor<T, R, B>& parameter, const Tensor<T, R, B>& gradient) const {
-    if constexpr (std::is_same_v<B, cpu> && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
-      const Slot* s =
-          find(parameter.storage_id(), parameter.data(), static_cast<std::size_t>(parameter.size()), type_of<T>());
-      if (s == nullptr || !parameter.is_contiguous()) return std::nullopt;
+    if constexpr (slotted_v<T, B>) {
+      const Slot* s = slot_for(parameter);
+      const bool unset = gradient.storage_id() == nullptr;
+      if (s == nullptr || (!unset && gradient.shape() != parameter.shape())) return std::nullopt;
       const auto i = static_cast<std::size_t>(s - slots_.data());
       if (i >= finished_.size() || finished_[i]) return std::nullopt;  // (none before begin_sweep)
       finished_[i] = 1;
       Tensor<T, R, B> slot = view(*s, parameter);
       const std::size_t bytes = s->count * sizeof(T);
-      if (gradient.storage_id() == nullptr) {
+      if (unset) {
         std::memset(slot.data(), 0, bytes);
       } else if (gradient.data() != slot.data()) {
-        if (gradient.shape() != parameter.shape()) return std::nullopt;  // (not a gradient of this parameter)
         const Tensor<T, R, B> dense = gradient.contiguous();
         std::memcpy(slot.data(), dense.data(), bytes);
       }
@@ -201,6 +200,21 @@ class GradientArena {
     return (bytes + slot_alignment - 1) / slot_alignment * slot_alignment;
   }
 
+  template <class T, std::size_t R, class B>
+  static Slot key(const Tensor<T, R, B>& t) {
+    return Slot{t.storage_id(), t.data(), static_cast<std::size_t>(t.size()), type_of<T>(), 0};
+  }
+  /// The slot of a contiguous tensor with the storage, first element, size and type of an added
+  /// parameter, or null.
+  template <class T, std::size_t R, class B>
+  const Slot* slot_for(const Tensor<T, R, B>& t) const {
+    if (!t.is_contiguous()) return nullptr;
+    const Slot k = key(t);
+    for (const auto& s : slots_) {
+      if (same_tensor(s, k)) return &s;
+    }
+    return nullptr;
+  }
   static bool same_tensor(const Slot& a, const Slot& b) {
     return a.storage == b.storage && a.data == b.data && a.count == b.count && a.type == b.type;
   }
@@ -210,13 +224,6 @@ class GradientArena {
       if (!same_tensor(pending_[i], slots_[i])) return false;
     }
     return true;
-  }
-  const Slot* find(const void* storage, const void* data, std::size_t count, int type) const {
-    const Slot key{storage, data, count, type, 0};
-    for (const auto& s : slots_) {
-      if (same_tensor(s, key)) return &s;
-    }
-    return nullptr;
   }
   const void* address(const Slot& s) const {
     return static_cast<const unsigned char*>(buffers_[s.type].get()) + s.offset;

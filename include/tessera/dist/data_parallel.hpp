@@ -234,9 +234,8 @@ class DataParallel final : public train::Distributed {
     comm_->wait(comm_->iallreduce(&differs, 1, MPI_INT, MPI_MAX), {"MPI_Iallreduce (layout check)"});
     if (differs) {
       throw dist_error(std::string("dist::DataParallel: the ") + what +
-                       " differ between ranks (names, sizes, element types or how they are joined): every rank must "
-                       "build the same model "
-                       "and optimizer (rank " +
+                       " differ between ranks (names, sizes, element types or how they are joined): every rank "
+                       "must build the same model and optimizer (rank " +
                        std::to_string(comm_->rank()) + (zero != h ? " differs from rank 0)" : " agrees with rank 0)"));
     }
   }
