@@ -155,10 +155,14 @@ TEST_CASE("DataParallel sums runs of joined gradients in place, one call per run
   CHECK(static_cast<const float*>(views[0].data)[0] == doctest::Approx(ranks * n));
   CHECK(static_cast<const float*>(views[5].data)[6] == doctest::Approx(ranks * n * 6));
 
-  // Marked joined but not adjacent: an error, on every rank alike.
-  std::vector<float> a(4, 1.0f), b(4, 1.0f);
-  const std::vector<train::HostBuffer> apart{{a.data(), a.size(), train::HostBuffer::Kind::float32, "a", true},
-                                             {b.data(), b.size(), train::HostBuffer::Kind::float32, "b"}};
-  if (a.data() + 4 != b.data())
-    CHECK_THROWS_WITH_AS(dp.sum_gradients(apart, 2), doctest::Contains("not adjacent"), value_error);
+  // Marked joined but 96 floats apart, or of two element types: an error, on every rank alike.
+  // (Closer than 64 bytes the mark cannot be checked: the caller vouches for it.)
+  std::vector<float> far(104, 1.0f);
+  const std::vector<train::HostBuffer> apart{{far.data(), 4, train::HostBuffer::Kind::float32, "a", true},
+                                             {far.data() + 100, 4, train::HostBuffer::Kind::float32, "b"}};
+  CHECK_THROWS_WITH_AS(dp.sum_gradients(apart, 2), doctest::Contains("not adjacent"), value_error);
+  std::vector<double> mixed(4, 1.0);
+  const std::vector<train::HostBuffer> types{{mixed.data(), 2, train::HostBuffer::Kind::float64, "d", true},
+                                             {mixed.data() + 2, 4, train::HostBuffer::Kind::float32, "f"}};
+  CHECK_THROWS_WITH_AS(dp.sum_gradients(types, 3), doctest::Contains("not adjacent"), value_error);
 }
