@@ -43,11 +43,19 @@ const auto loss = [](const Tensor<double, 2>& x) {
   };
 };
 
-void lay_out(GradientArena& arena, Net& net) {
+/// Slots for every parameter of a parameter struct, in order (what fit does for a model).
+template <class Params>
+void lay_out(GradientArena& arena, Params& params) {
   arena.begin_layout();
-  std::apply([&](auto&... p) { (arena.add(p), ...); }, net.parameters());
+  std::apply([&](auto&... p) { (arena.add(p), ...); }, params.parameters());
   arena.end_layout();
 }
+
+/// A parameter struct with one weight.
+struct Layer {
+  Tensor<double, 2> W;
+  auto parameters() { return std::tie(W); }
+};
 
 template <class A, class B>
 bool same_bits(const A& a, const B& b) {
@@ -158,10 +166,7 @@ TEST_CASE("a matmul adjoint computed into a slot still serves the other readers 
   const auto f = [&](const auto& q) { return sum(matmul(q.A + q.B, y) * w); };
   const auto [plain] = grad(f, pair);
   GradientArena arena;
-  arena.begin_layout();
-  arena.add(pair.A);
-  arena.add(pair.B);
-  arena.end_layout();
+  lay_out(arena, pair);
   GradientArena::Use use(arena);
   const auto [g] = grad(f, pair);
   CHECK(same_bits(g.A, plain.A));
@@ -171,18 +176,12 @@ TEST_CASE("a matmul adjoint computed into a slot still serves the other readers 
 }
 
 TEST_CASE("a weight's matmul adjoint is computed into its slot, not copied there") {
-  struct Layer {
-    Tensor<double, 2> W;
-    auto parameters() { return std::tie(W); }
-  };
   Layer layer{sample({4, 3}, -1, 1, 31)};
   const auto x = sample({6, 4}, -1, 1, 32);
   const auto w = sample({6, 3}, -1, 1, 33);
   const auto f = [&](const auto& l) { return sum(matmul(x, l.W) * w); };
   GradientArena arena;
-  arena.begin_layout();
-  arena.add(layer.W);
-  arena.end_layout();
+  lay_out(arena, layer);
   const auto count = [&](bool in_arena) {
     std::optional<GradientArena::Use> use;
     if (in_arena) use.emplace(arena);
@@ -208,9 +207,7 @@ TEST_CASE("a struct that lists one tensor twice: the first gets the slot and the
   const auto f = [&](const auto& m) { return sum(matmul(matmul(x, m.A), m.B)) + sum(m.A * m.A); };
   const auto [plain] = grad(f, t);
   GradientArena arena;
-  arena.begin_layout();
-  std::apply([&](auto&... p) { (arena.add(p), ...); }, t.parameters());
-  arena.end_layout();
+  lay_out(arena, t);
   CHECK(arena.slots() == 2);
   GradientArena::Use use(arena);
   const auto [g] = grad(f, t);
@@ -223,10 +220,6 @@ TEST_CASE("a struct that lists one tensor twice: the first gets the slot and the
 }
 
 TEST_CASE("a grad call inside f does not write into the outer call's slots") {
-  struct Layer {
-    Tensor<double, 2> W;
-    auto parameters() { return std::tie(W); }
-  };
   Layer layer{sample({4, 3}, -1, 1, 51)};
   const auto x = sample({6, 4}, -1, 1, 52);
   // A gradient penalty: the inner gradient is evaluated inside f, and kept.
@@ -239,9 +232,7 @@ TEST_CASE("a grad call inside f does not write into the outer call's slots") {
   const auto [plain] = grad(f, layer);
   const Tensor<double, 2> plain_inner = kept.clone();
   GradientArena arena;
-  arena.begin_layout();
-  arena.add(layer.W);
-  arena.end_layout();
+  lay_out(arena, layer);
   GradientArena::Use use(arena);
   const auto [g] = grad(f, layer);
   CHECK(same_bits(g.W, plain.W));
@@ -275,9 +266,7 @@ TEST_CASE("a scan's steps (vjp pullbacks inside the sweep) do not write into the
   };
   const auto [plain] = grad(f, rnn);
   GradientArena arena;
-  arena.begin_layout();
-  std::apply([&](auto&... p) { (arena.add(p), ...); }, rnn.parameters());
-  arena.end_layout();
+  lay_out(arena, rnn);
   GradientArena::Use use(arena);
   const auto [g] = grad(f, rnn);
   CHECK(same_bits(g.W, plain.W));
