@@ -202,8 +202,6 @@ inline bool tiled_conv(const ConvDims& d) { return d.P >= 64; }
 inline bool pointwise_conv(const ConvDims& d, const Conv2dGeometry& g) {
   return d.kh == 1 && d.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
 }
-/// Few taps: the tiled path's own kernels instead of a GEMM (see the top of this file).
-inline bool few_taps_conv(const ConvDims& d) { return d.K <= 16; }
 
 /// One tile: output rows [oh0, oh1) of image n, i.e. output positions [p0, p0 + np).
 struct ConvTile {
@@ -474,9 +472,11 @@ void conv2d_backward_filter_tiled(const T* x, const T* dy, T* dw, const ConvDims
 /// threads, so that an image would be shared out, and an image takes under 2^20 multiply-adds.
 /// Shared out, a small image's parts spend about as long fetching the input, weights and output
 /// from the other cores' caches as they save (docs/cpu-performance.md, "Small kernels and the thread
-/// pool").
-inline bool conv_forward_on_one_thread(const ConvDims& d) {
-  return d.N < CpuPool::instance().threads() && double(d.O) * double(d.P) * double(d.K) < double(1 << 20);
+/// pool"). The direct path decides for itself (direct_conv): it shares a small image out by output
+/// channels, in one region where no task reads what another wrote.
+inline bool conv_forward_on_one_thread(const ConvDims& d, const Conv2dGeometry& g, bool pooled) {
+  return d.N < CpuPool::instance().threads() && double(d.O) * double(d.P) * double(d.K) < double(1 << 20) &&
+         !direct_conv_forward(d, g, pooled);
 }
 
 }  // namespace detail
@@ -492,7 +492,7 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
                     const Conv2dGeometry& g, const T* bias = nullptr, bool relu = false) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, y.shape()[2], y.shape()[3]);
   if (d.N == 0 || d.O == 0 || d.P == 0) return;
-  const detail::InlineRegions small(detail::conv_forward_on_one_thread(d));
+  const detail::InlineRegions small(detail::conv_forward_on_one_thread(d, g, false));
   if (d.K == 0) {  // no input channels: the bias alone
     for (index_t n = 0; n < d.N; ++n) {
       for (index_t o = 0; o < d.O; ++o) {
@@ -552,10 +552,10 @@ void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu
                          const Shape<4>& conv_shape, const Conv2dGeometry& g, const T* bias, bool relu,
                          const PoolEpilogue& pool) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, conv_shape[2], conv_shape[3]);
-  const detail::InlineRegions small(detail::conv_forward_on_one_thread(d));
+  const detail::InlineRegions small(detail::conv_forward_on_one_thread(d, g, true));
   const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
   const bool some = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0;
-  if (some && detail::direct_conv_forward(d, g)) {
+  if (some && detail::direct_conv_forward(d, g, true)) {
     detail::conv2d_forward_direct(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
   } else if (some && detail::tiled_conv(d)) {
     detail::conv2d_forward_tiled(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);

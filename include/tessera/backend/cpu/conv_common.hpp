@@ -34,6 +34,9 @@ inline ConvDims conv_dims(const Shape<4>& x, const Shape<4>& w, const Conv2dGeom
   return d;
 }
 
+/// Few taps: the tiled path's own kernels instead of a GEMM (see the top of conv.hpp).
+inline bool few_taps_conv(const ConvDims& d) { return d.K <= 16; }
+
 /// max(v, 0) as relu computes it (+0 for NaN and for -0), on a value or a packet: the same
 /// comparison in both, so a packet's lanes equal the scalar's results bit for bit.
 template <class T>

@@ -36,14 +36,28 @@ inline constexpr int direct_packets = 3;
 /// A unit of work is one tile of positions for a chunk of at most this many blocks of R output
 /// channels: their sums stay on the stack, in L1.
 inline constexpr index_t direct_max_blocks = 16;
+/// Fewer images than threads (direct_conv): an input of at most this many elements (padded planes)
+/// is small enough for every task to pad it again; such a convolution is shared out by blocks of
+/// output channels from this many multiply-adds (below, the region costs more than it saves), and
+/// a larger input's runs on the calling thread below direct_inline_macs. docs/cpu-performance.md,
+/// "Small kernels and the thread pool", has the measurements.
+inline constexpr index_t direct_small_input = index_t(1) << 14;
+inline constexpr double direct_shared_macs = double(1 << 18);
+inline constexpr double direct_inline_macs = double(1 << 20);
 
 /// The direct path serves the forward pass of a convolution at stride 1 with at least 48 products
 /// per output (K = Cg * kh * kw: a 3x3 over 6 channels): below that, writing the output costs more
-/// than the products and the tiled path (conv.hpp) was as fast or faster. A pointwise convolution
-/// (1x1, no padding) stays there too: its input is its own column matrix, one GEMM per tile.
-inline bool direct_conv_forward(const ConvDims& d, const Conv2dGeometry& g) {
+/// than the products and the tiled path (conv.hpp) was as fast or faster. Pooled (`pooled`,
+/// conv2d_pool_forward), also from 9 products (a 3x3 over one channel, an image model's first
+/// layer) up to the few-taps product's 16: the kernel stores its tiles straight into flat planes in
+/// cache and they are pooled from there, with no pass to drop the gaps between rows, and its sums
+/// equal the few-taps product's (direct_tile), so the pooled and plain forwards still agree bit for
+/// bit (between 16 and 48 the plain forward's GEMM adds the bias last). A pointwise convolution
+/// (1x1, no padding) stays on the tiled path: its input is its own column matrix, one GEMM per tile.
+inline bool direct_conv_forward(const ConvDims& d, const Conv2dGeometry& g, bool pooled = false) {
   const bool pointwise = d.kh == 1 && d.kw == 1 && g.pad_h == 0 && g.pad_w == 0;
-  return g.stride_h == 1 && g.stride_w == 1 && d.K >= 48 && !pointwise;
+  const bool products = d.K >= 48 || (pooled && d.K >= 9 && few_taps_conv(d));
+  return g.stride_h == 1 && g.stride_w == 1 && products && !pointwise;
 }
 /// The data gradient is the forward pass of the flipped convolution (Og input channels, Cg output
 /// channels): the same rule for it, at least 4 channels of gradient to write (a block of the
@@ -161,20 +175,22 @@ void copy_into_padded(const T* src, const DirectConv& p, T* dst) {
 
 /// tile [R][stride] (+)= the R output channels' sums at V packets of flat positions over k
 /// products: product q reads the input at in + offsets[q] (an input channel's padded plane, shifted
-/// by a tap) and the weights w[q * R + r]. The sums start from the tile's values when
-/// `accumulate`, else from 0. With `finish` (R values: the rows' biases) the stored values are the
-/// sums + finish[r], then relu when `relu`: the output itself. (One loop over the products, not one
-/// over channels around one over taps: GCC kept the accumulators in memory across the outer of two
-/// loops.)
+/// by a tap) and the weights w[q * R + r]. The sums start from start[r] (the rows' biases, or
+/// zeros) when `start` is given, else from the tile's values, and are stored after relu when
+/// `relu`. Each sum is the bias, then the products in order: what the tiled path's few-taps product
+/// computes, so that a pooled forward taking this path for an image model's first layer
+/// (direct_conv_forward) equals the plain forward bit for bit. (One loop over the products, not
+/// one over channels around one over taps: GCC kept the accumulators in memory across the outer of
+/// two loops.)
 template <class T, int R, int V>
-void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* tile, index_t stride, bool accumulate,
-                 const T* finish = nullptr, bool relu = false) {
+void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* tile, index_t stride, const T* start,
+                 bool relu) {
   namespace pk = Eigen::internal;
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
   P acc[R][V];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? pk::ploadu<P>(tile + r * stride + v * S) : pk::pset1<P>(T(0));
+    for (int v = 0; v < V; ++v) acc[r][v] = start ? pk::pset1<P>(start[r]) : pk::ploadu<P>(tile + r * stride + v * S);
   for (index_t q = 0; q < k; ++q, w += R) {
     const T* src = in + offsets[q];
     P x[V];
@@ -184,18 +200,8 @@ void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* 
       for (int v = 0; v < V; ++v) acc[r][v] = pk::pmadd(wr, x[v], acc[r][v]);
     }
   }
-  if (finish) {
-    for (int r = 0; r < R; ++r) {
-      const P b = pk::pset1<P>(finish[r]);
-      for (int v = 0; v < V; ++v) {
-        const P y = pk::padd(acc[r][v], b);
-        pk::pstoreu(tile + r * stride + v * S, relu ? relu_packet(y) : y);
-      }
-    }
-    return;
-  }
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) pk::pstoreu(tile + r * stride + v * S, acc[r][v]);
+    for (int v = 0; v < V; ++v) pk::pstoreu(tile + r * stride + v * S, relu ? relu_packet(acc[r][v]) : acc[r][v]);
 }
 
 /// Calls f(std::integral_constant<int, n>) for a runtime n in [1, N].
@@ -208,20 +214,14 @@ void with_count(index_t n, F&& f) {
 }
 
 /// Writes the flat positions [q0, q1) of a tile's rows (row stride `span`) into the output planes
-/// (`out`, row r at out + r * P), dropping the positions between output rows; adds bias[r] and
-/// applies relu when asked.
+/// (`out`, row r at out + r * P), dropping the positions between output rows.
 template <class T>
-void write_direct_tile(const T* tile, index_t span, index_t rows, index_t q0, index_t q1, const DirectConv& p, T* out,
-                       const T* bias, bool relu) {
+void write_direct_tile(const T* tile, index_t span, index_t rows, index_t q0, index_t q1, const DirectConv& p, T* out) {
   const index_t Wp = p.Wp(), Wo = p.Wo(), P = p.Ho() * Wo;
   for (index_t r = 0; r < rows; ++r) {
-    const T b = bias ? bias[r] : T(0);
     for (index_t oh = q0 / Wp; oh * Wp < q1; ++oh) {
       const index_t a = std::max(q0, oh * Wp), e = std::min(q1, oh * Wp + Wo);
-      if (a >= e) continue;
-      const T* s = tile + r * span + (a - q0);
-      T* dst = out + r * P + oh * Wo + (a - oh * Wp);
-      add_bias_relu(dst, s, e - a, b, relu);
+      if (a < e) copy_run(tile + r * span + (a - q0), out + r * P + oh * Wo + (a - oh * Wp), e - a);
     }
   }
 }
@@ -249,14 +249,13 @@ void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, in
       const index_t stride = flat ? flat_stride : span;
       with_count<V>(packets, [&](auto packets_c) {
         direct_tile<T, R, decltype(packets_c)::value>(in, offsets + c0 * taps, cn * taps, w + r0 * K + c0 * taps * R,
-                                                      tile, stride, c0 > 0, flat && last ? block_bias : nullptr, relu);
+                                                      tile, stride, c0 == 0 ? block_bias : nullptr, relu && last);
       });
     }
   }
   if (flat) return;
   for (index_t r0 = 0; r0 < rows; r0 += R) {
-    write_direct_tile(sums + r0 * span, span, std::min(R, rows - r0), q0, q1, p, out + r0 * P,
-                      bias ? bias + r0 : nullptr, relu);
+    write_direct_tile(sums + r0 * span, span, std::min(R, rows - r0), q0, q1, p, out + r0 * P);
   }
 }
 
@@ -311,11 +310,14 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
   if (items >= 2 * CpuPool::instance().threads()) {
     // Many images: each task pads an image's planes and runs their units while they are in its
     // core's cache. (Padding the whole batch first, then computing, moved it through memory twice:
-    // 1.6x slower for 64 images of 64 channels, 32x32.) Each thread takes one run of consecutive
-    // units: one task per unit, claimed one at a time, ran 1.3x slower (consecutive tiles share
-    // two thirds of their input rows).
+    // 1.6x slower for 64 images of 64 channels, 32x32.) An image's units stay on one thread: one
+    // task per unit, claimed one at a time, ran 1.3x slower (consecutive tiles share two thirds of
+    // their input rows). The images go in runs, about four per thread, claimed one at a time, so
+    // that a thread slowed by another process does not hold the others up at the end of the call.
     // Pooled, an item's planes are computed into scratch (in cache) and pooled from there.
-    parallel_for(items, 1, 2, [&](index_t i0, index_t i1) {
+    const index_t runs = std::min<index_t>(items, 4 * CpuPool::instance().threads());
+    parallel_tasks(runs, [&](index_t run) {
+      const index_t i0 = items * run / runs, i1 = items * (run + 1) / runs;
       auto padded = conv_scratch<T>(p.Cin * plane + span);
       std::fill(padded.data(), padded.data() + p.Cin * plane + span, T(0));  // borders, once per task
       auto item_out = conv_scratch<T>(pooled ? flat_item : 0);
@@ -328,17 +330,55 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
     });
     return;
   }
-  // Few images (a batch of one): every plane is padded, then the units are shared out; pooled, the
-  // output is stored (in scratch) and pooled after.
+  // Few images (fewer than threads: a batch of one). Their output is computed into `dst` (scratch
+  // when pooled) and pooled after.
+  const index_t item_size = pooled ? flat_item : p.Cout * out_plane;
+  auto stored = conv_scratch<T>(pooled ? items * flat_item : 0);
+  T* dst = pooled ? stored.data() : out;
+  const double macs = double(items) * double(p.Cout) * double(out_plane) * double(K);
+  if (items * p.Cin * plane <= direct_small_input) {
+    // A small input (the later layers of an image model): the blocks of output channels are shared
+    // out, a run of them per thread, and each task pads every plane itself, computes its blocks at
+    // every tile and pools them, in one parallel region. Nothing a task writes is read by another,
+    // and padding the input again costs little beside its share of the products.
+    const index_t threads = CpuPool::instance().threads();
+    const index_t shares = macs < direct_shared_macs ? 1 : std::min<index_t>(blocks, threads);
+    parallel_tasks(shares, [&](index_t s) {
+      const index_t b0 = blocks * s / shares, b1 = blocks * (s + 1) / shares;
+      auto padded = conv_scratch<T>(items * p.Cin * plane + span);
+      std::fill(padded.data(), padded.data() + items * p.Cin * plane + span, T(0));
+      for (index_t c = 0; c < items * p.Cin; ++c) copy_into_padded(in + c * in_plane, p, padded.data() + c * plane);
+      for (index_t i = 0; i < items; ++i) {
+        const index_t grp = i % p.groups;
+        T* item_dst = dst + i * item_size;
+        for (index_t c0 = b0; c0 < b1; c0 += direct_max_blocks) {
+          const index_t c1 = std::min(b1, c0 + direct_max_blocks), o = c0 * R, o0 = grp * p.Cout + o;
+          for (index_t q0 = 0; q0 < flat; q0 += span) {
+            direct_unit(padded.data() + i * p.Cin * plane + q0, offsets.data(), packed + (grp * blocks + c0) * R * K,
+                        q0, std::min(flat, q0 + span), std::min(p.Cout - o, (c1 - c0) * R), channels_per_run, p,
+                        pooled ? nullptr : item_dst + o * out_plane, bias ? bias + o0 : nullptr, relu,
+                        pooled ? item_dst + o * flat_plane + q0 : nullptr, flat_plane);
+          }
+        }
+        if (pooled) {
+          const index_t o0 = b0 * R, o1 = std::min(p.Cout, b1 * R);
+          pooled->pool(item_dst + o0 * flat_plane, i * p.Cout + o0, o1 - o0, flat_plane, p.Wp());
+        }
+      }
+    });
+    return;
+  }
+  // A large input (a high-resolution image): split by blocks alone, a task would pad more than it
+  // computes, and many threads would not all get a block. Every plane is padded once, then the
+  // units (tiles x chunks of blocks) are shared out; an image under direct_inline_macs stays on
+  // the calling thread (the parts would spend about as long fetching each other's data).
+  const InlineRegions small(macs < direct_inline_macs);
   auto padded = conv_scratch<T>(items * p.Cin * plane + span);
   std::fill(padded.data() + items * p.Cin * plane, padded.data() + items * p.Cin * plane + span, T(0));
   parallel_for(items * p.Cin, 1, 8, [&](index_t c0, index_t c1) {
     std::fill(padded.data() + c0 * plane, padded.data() + c1 * plane, T(0));
     for (index_t c = c0; c < c1; ++c) copy_into_padded(in + c * in_plane, p, padded.data() + c * plane);
   });
-  const index_t item_size = pooled ? flat_item : p.Cout * out_plane;
-  auto stored = conv_scratch<T>(pooled ? items * flat_item : 0);
-  T* dst = pooled ? stored.data() : out;
   parallel_for(items * units, 1, 2, [&](index_t u0, index_t u1) {
     for (index_t u = u0; u < u1; ++u) {
       const index_t i = u / units;
