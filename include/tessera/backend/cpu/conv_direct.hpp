@@ -285,20 +285,25 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
   const index_t tile_reads = span + (p.kh - 1) * p.dil_h * p.Wp() + (p.kw - 1) * p.dil_w;
   const index_t channels_per_run = std::clamp<index_t>(index_t(16384 / sizeof(T)) / tile_reads, 1, p.Cin);
 
-  // The units [u0, u1) of tiles * chunks of group grp of an image, from the group's padded planes,
-  // into `dst`, the group's first output plane. The planes are followed by one tile's span of
-  // zeros: the last tile's packets read past the last plane (into positions that are dropped).
   const index_t units = tiles * chunks, in_plane = p.H * p.W, out_plane = p.Ho() * p.Wo();
   // Pooled, an item's output is left in flat planes (see direct_unit) of tiles * span elements,
   // one per row of the packed blocks, and pooled from there.
   const index_t flat_plane = tiles * span, flat_item = blocks * R * flat_plane;
+  // The tile at flat position q0 of blocks [b0, b1) (at most direct_max_blocks) of group grp of an
+  // item, from the group's padded planes into `dst`, the item's first output plane. The planes are
+  // followed by one tile's span of zeros: the last tile's packets read past the last plane (into
+  // positions that are dropped).
+  auto run_tile = [&](const T* planes, T* dst, index_t grp, index_t q0, index_t b0, index_t b1) {
+    const index_t o = b0 * R, o0 = grp * p.Cout + o;
+    direct_unit(planes + q0, offsets.data(), packed + (grp * blocks + b0) * R * K, q0, std::min(flat, q0 + span),
+                std::min(p.Cout - o, (b1 - b0) * R), channels_per_run, p, pooled ? nullptr : dst + o * out_plane,
+                bias ? bias + o0 : nullptr, relu, pooled ? dst + o * flat_plane + q0 : nullptr, flat_plane);
+  };
+  // The units [u0, u1) of tiles * chunks of group grp of an item.
   auto run_units = [&](const T* planes, T* dst, index_t grp, index_t u0, index_t u1) {
     for (index_t u = u0; u < u1; ++u) {
-      const index_t chunk = u % chunks, q0 = u / chunks * span, o = chunk * per_chunk * R, o0 = grp * p.Cout + o;
-      direct_unit(planes + q0, offsets.data(), packed + (grp * blocks + chunk * per_chunk) * R * K, q0,
-                  std::min(flat, q0 + span), std::min(p.Cout - o, per_chunk * R), channels_per_run, p,
-                  pooled ? nullptr : dst + o * out_plane, bias ? bias + o0 : nullptr, relu,
-                  pooled ? dst + o * flat_plane + q0 : nullptr, flat_plane);
+      const index_t b0 = u % chunks * per_chunk;
+      run_tile(planes, dst, grp, u / chunks * span, b0, std::min(blocks, b0 + per_chunk));
     }
   };
   auto pool_item = [&](const T* dst, index_t i) { pooled->pool(dst, i * p.Cout, p.Cout, flat_plane, p.Wp()); };
@@ -349,15 +354,11 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
       std::fill(padded.data(), padded.data() + items * p.Cin * plane + span, T(0));
       for (index_t c = 0; c < items * p.Cin; ++c) copy_into_padded(in + c * in_plane, p, padded.data() + c * plane);
       for (index_t i = 0; i < items; ++i) {
-        const index_t grp = i % p.groups;
         T* item_dst = dst + i * item_size;
         for (index_t c0 = b0; c0 < b1; c0 += direct_max_blocks) {
-          const index_t c1 = std::min(b1, c0 + direct_max_blocks), o = c0 * R, o0 = grp * p.Cout + o;
           for (index_t q0 = 0; q0 < flat; q0 += span) {
-            direct_unit(padded.data() + i * p.Cin * plane + q0, offsets.data(), packed + (grp * blocks + c0) * R * K,
-                        q0, std::min(flat, q0 + span), std::min(p.Cout - o, (c1 - c0) * R), channels_per_run, p,
-                        pooled ? nullptr : item_dst + o * out_plane, bias ? bias + o0 : nullptr, relu,
-                        pooled ? item_dst + o * flat_plane + q0 : nullptr, flat_plane);
+            run_tile(padded.data() + i * p.Cin * plane, item_dst, i % p.groups, q0, c0,
+                     std::min(b1, c0 + direct_max_blocks));
           }
         }
         if (pooled) {
