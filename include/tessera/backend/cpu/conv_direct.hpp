@@ -36,11 +36,12 @@ inline constexpr int direct_packets = 3;
 /// A unit of work is one tile of positions for a chunk of at most this many blocks of R output
 /// channels: their sums stay on the stack, in L1.
 inline constexpr index_t direct_max_blocks = 16;
-/// Fewer images than threads (direct_conv): an input of at most this many elements (padded planes)
-/// is small enough for every task to pad it again; such a convolution is shared out by blocks of
-/// output channels from this many multiply-adds (below, the region costs more than it saves), and
-/// a larger input's runs on the calling thread below direct_inline_macs. docs/cpu-performance.md,
-/// "Small kernels and the thread pool", has the measurements.
+/// Fewer images than two per thread (direct_conv): a padded input of at most direct_small_input
+/// elements is small enough for every task to pad it again, and such a convolution is shared out by
+/// blocks of output channels from direct_shared_macs multiply-adds (below, the region costs more
+/// than it saves); a larger input is split by tiles, and runs on the calling thread below
+/// direct_inline_macs. docs/cpu-performance.md, "Small kernels and the thread pool", has the
+/// measurements.
 inline constexpr index_t direct_small_input = index_t(1) << 14;
 inline constexpr double direct_shared_macs = double(1 << 18);
 inline constexpr double direct_inline_macs = double(1 << 20);
@@ -335,8 +336,8 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
     });
     return;
   }
-  // Few images (fewer than threads: a batch of one). Their output is computed into `dst` (scratch
-  // when pooled) and pooled after.
+  // Few images (fewer than two per thread: a batch of one). Their output is computed into `dst`
+  // (scratch when pooled) and pooled after.
   const index_t item_size = pooled ? flat_item : p.Cout * out_plane;
   auto stored = conv_scratch<T>(pooled ? items * flat_item : 0);
   T* dst = pooled ? stored.data() : out;
