@@ -324,8 +324,8 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
        geometry(1, 1, 1, 1, 1, 1, 2)},
       {"direct, 200 channels in runs", 4, 200, 9, 10, 9, 3, 3, plain},
       {"direct, batch of one, small input: blocks shared out", 1, 16, 14, 14, 36, 3, 3, plain},
-      {"tiled, few taps, many images", 6, 1, 28, 28, 6, 3, 3, plain},
-      {"tiled, few taps, batch of one", 1, 1, 28, 28, 6, 3, 3, plain},
+      {"few taps, many images (plain: tiled; pooled: direct)", 6, 1, 28, 28, 6, 3, 3, plain},
+      {"few taps, batch of one (plain: tiled; pooled: direct)", 1, 1, 28, 28, 6, 3, 3, plain},
       {"tiled, GEMM, strided", 5, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
       {"batched (small images)", 5, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
   };
