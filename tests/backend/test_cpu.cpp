@@ -99,7 +99,10 @@ std::vector<T> random_buffer(std::size_t n, unsigned seed) {
 template <class T, class Call>
 void check_gemm(Call call, const char* what) {
   // One-row products (a batch of one) take the matrix-vector path: {1, 300, 400} in column blocks.
-  const index_t shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {1, 300, 400}, {3, 5, 7}, {17, 9, 33}, {70, 80, 90}};
+  // {70, 81, 1100} with B transposed takes the dot-product path (gemm_dot.hpp): rows and columns
+  // not whole tiles, two chunks of k, the second with elements after its last whole packet.
+  const index_t shapes[][3] = {{1, 1, 1},   {1, 7, 5},    {1, 300, 400}, {3, 5, 7},
+                               {17, 9, 33}, {70, 80, 90}, {70, 81, 1100}};
   unsigned seed = 1;
   for (const auto& s : shapes) {
     const index_t m = s[0], n = s[1], k = s[2];
@@ -358,6 +361,42 @@ TEST_CASE_TEMPLATE("gemm() with transpose flags, leading dimensions, alpha and b
     tessera::detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   };
   check_gemm<T>(eigen, "eigen_gemm");
+}
+
+TEST_CASE_TEMPLATE("gemm()'s dot-product path: taken where its rule says, the same at every thread count", T, float,
+                   double) {
+  ThreadGuard guard;
+  // Built for AVX-512 only (gemm_dot.hpp); elsewhere the products below go to BLAS or Eigen.
+  CHECK(tessera::detail::dot_gemm_applies(false, true, 64, 128, 1568) == tessera::detail::dot_gemm_enabled);
+  CHECK(tessera::detail::dot_gemm_applies(false, true, 8, 4096, 512) == tessera::detail::dot_gemm_enabled);
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, true, 1, 128, 1568));  // one row: matrix-vector
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, true, 4, 128, 1568));  // BLAS's small-matrix kernels
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, true, 256, 128, 1568));
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, true, 64, 512, 512));
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, true, 64, 16, 1568));
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, true, 64, 128, 256));
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(false, false, 64, 128, 1568));
+  CHECK_FALSE(tessera::detail::dot_gemm_applies(true, true, 64, 128, 1568));
+  // Random values (not small integers): the sums round, so agreement across thread counts is the
+  // blocking's doing. k = 2100: three chunks, the last with a partial packet; beta = 0 ignores C.
+  const index_t m = 37, n = 150, k = 2100;
+  const auto a = random_tensor<T>(Shape<2>{m, k}, 31);
+  const auto b = random_tensor<T>(Shape<2>{n, k}, 32);
+  std::vector<T> want(std::size_t(m * n));
+  naive_gemm(false, true, m, n, k, T(1), a.data(), k, b.data(), k, T(0), want.data(), n);
+  std::vector<std::vector<T>> runs;
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    tessera::cpu::set_num_threads(threads);
+    std::vector<T> c(std::size_t(m * n), std::numeric_limits<T>::quiet_NaN());
+    tessera::gemm(tessera::cpu{}, false, true, m, n, k, T(1), a.data(), k, b.data(), k, T(0), c.data(), n);
+    double worst = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::abs(double(c[i]) - double(want[i])));
+    CHECK(worst <= (std::is_same_v<T, float> ? 1e-3 : 1e-11));
+    runs.push_back(c);
+  }
+  CHECK(runs[0] == runs[1]);
+  CHECK(runs[0] == runs[2]);
 }
 
 TEST_CASE("gemm() of one row with beta = 0 ignores what C held (NaN), at every thread count") {

@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 
 #include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/cpu/gemm_dot.hpp"
 #include "tessera/core/config.hpp"
 #include "tessera/core/instrument.hpp"
 
@@ -215,6 +216,21 @@ void gemm(cpu, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T al
       for (index_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     }
     return;
+  }
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (detail::dot_gemm_applies(trans_a, trans_b, m, n, k)) {
+      // Column blocks of whole tiles, one per thread (a dot_gemm output does not depend on where
+      // its block starts); small products on the calling thread.
+      const index_t R = detail::dot_gemm_rows, threads = detail::CpuPool::instance().threads();
+      const index_t chunk = double(m) * double(n) * double(k) < double(1 << 21)
+                                ? n
+                                : std::max<index_t>(4 * R, ((n + threads - 1) / threads + R - 1) / R * R);
+      detail::parallel_tasks((n + chunk - 1) / chunk, [&](index_t t) {
+        const index_t j0 = t * chunk;
+        detail::dot_gemm(m, j0, std::min(n, j0 + chunk), k, alpha, a, lda, b, ldb, beta, c, ldc);
+      });
+      return;
+    }
   }
 #ifdef TESSERA_HAS_CBLAS
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
