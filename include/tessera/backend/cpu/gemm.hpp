@@ -217,7 +217,7 @@ void gemm(cpu, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T al
     }
     return;
   }
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+  if constexpr (detail::dot_gemm_enabled && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
     if (detail::dot_gemm_applies(trans_a, trans_b, m, n, k)) {
       // Column blocks of whole tiles, one per thread (a dot_gemm output does not depend on where
       // its block starts); small products on the calling thread.

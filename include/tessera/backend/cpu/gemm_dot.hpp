@@ -15,9 +15,9 @@
 
 namespace tessera::detail {
 
-/// Taken only with AVX-512. With AVX2's 8 lanes, OpenBLAS's packing GEMM ran the Fashion CNN's
-/// dense layer (64 x 128 x 1568) at about 83 GFLOP/s of the core's 90, where the best register tile
-/// for this kernel (2 x 5) reached 78.
+/// Taken only with AVX-512 (elsewhere gemm() does not instantiate it). With AVX2's 8 lanes,
+/// OpenBLAS's packing GEMM ran the Fashion CNN's dense layer (64 x 128 x 1568) at about 83 GFLOP/s
+/// of the core's 90, where the best register tile for this kernel (2 x 5) reached 78.
 #if defined(EIGEN_VECTORIZE_AVX512)
 inline constexpr bool dot_gemm_enabled = true;
 #else
@@ -38,7 +38,7 @@ inline constexpr index_t dot_gemm_chunk = 1024;
 ///   - at least 64 columns and a reduction of at least 512;
 ///   - at least 2^20 multiply-adds (below, OpenBLAS's small-matrix kernels need no packing).
 /// Measured on one thread against OpenBLAS 0.3.21 (AVX-512; docs/cpu-performance.md, "Matrix
-/// products"): 1.1x-3.5x faster inside these bounds, 0.72x-0.99x outside them.
+/// products"): 1.1x-3.6x faster inside these bounds, 0.72x-0.99x outside them.
 inline bool dot_gemm_applies(bool trans_a, bool trans_b, index_t m, index_t n, index_t k) {
   return dot_gemm_enabled && !trans_a && trans_b && m <= 128 && (m <= 32 || n <= 256) && n >= 64 && k >= 512 &&
          double(m) * double(n) * double(k) >= double(1 << 20);
