@@ -28,6 +28,17 @@ inline constexpr std::size_t max_rank = 8;
 #define TESSERA_NOINLINE
 #endif
 
+// Before a loop whose trip count is a template constant (a register tile's rows, packets or taps):
+// unroll it completely, so that the tile's arrays of packets live in registers. GCC does that by
+// itself at -O3 only; at -O2 it kept them in memory, and the direct convolution's kernels ran 3-6x
+// slower (docs/cpu-performance.md). nvcc's front end does not know the pragma; host code in CUDA
+// translation units goes without it.
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#define TESSERA_UNROLL _Pragma("GCC unroll 64")
+#else
+#define TESSERA_UNROLL
+#endif
+
 // Functions that run on the host and, under nvcc, in CUDA kernels too: the scalar form of every
 // elementwise op and reducer, and the device evaluators (backend/cuda/device_eval.hpp).
 #if defined(__CUDACC__)

@@ -249,18 +249,27 @@ void few_taps_block(index_t r0, index_t j, index_t k, const T* a, const T* b, in
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
   P acc[R][V];
-  for (int r = 0; r < R; ++r)
+  TESSERA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TESSERA_UNROLL
     for (int v = 0; v < V; ++v) acc[r][v] = pk::pset1<P>(bias ? bias[r0 + r] : T(0));
+  }
   for (index_t q = 0; q < k; ++q) {
     P x[V];
+    TESSERA_UNROLL
     for (int v = 0; v < V; ++v) x[v] = pk::ploadu<P>(b + q * ldb + j + v * S);
+    TESSERA_UNROLL
     for (int r = 0; r < R; ++r) {
       const P w = pk::pset1<P>(a[(r0 + r) * k + q]);
+      TESSERA_UNROLL
       for (int v = 0; v < V; ++v) acc[r][v] = pk::pmadd(w, x[v], acc[r][v]);
     }
   }
-  for (int r = 0; r < R; ++r)
+  TESSERA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TESSERA_UNROLL
     for (int v = 0; v < V; ++v) pk::pstoreu(c + (r0 + r) * ldc + j + v * S, relu ? relu_packet(acc[r][v]) : acc[r][v]);
+  }
 }
 
 /// C [m, n] (row stride ldc) = A [m, k] . B [k, n] (+ bias[r] on row r when bias is not null; then
@@ -278,6 +287,7 @@ void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, i
     for (; j + V * S <= n; j += V * S) few_taps_block<T, R, V>(r0, j, k, a, b, ldb, c, ldc, bias, relu);
     for (; j + S <= n; j += S) few_taps_block<T, R, 1>(r0, j, k, a, b, ldb, c, ldc, bias, relu);
     for (; j < n; ++j) {
+      TESSERA_UNROLL
       for (int r = 0; r < R; ++r) {
         T acc = bias ? bias[r0 + r] : T(0);
         for (index_t q = 0; q < k; ++q) acc += a[(r0 + r) * k + q] * b[q * ldb + j];
@@ -306,12 +316,15 @@ void few_taps_product_nt(index_t m, index_t n, index_t k, const T* a, index_t ld
     for (index_t q = 0; q < k; ++q) {
       const T* bq = b + q * ldb;
       P acc[R];
+      TESSERA_UNROLL
       for (int r = 0; r < R; ++r) acc[r] = pk::pset1<P>(T(0));
       index_t j = 0;
       for (; j + S <= n; j += S) {
         const P v = pk::ploadu<P>(bq + j);
+        TESSERA_UNROLL
         for (int r = 0; r < R; ++r) acc[r] = pk::pmadd(pk::ploadu<P>(a + (r0 + r) * lda + j), v, acc[r]);
       }
+      TESSERA_UNROLL
       for (int r = 0; r < R; ++r) {
         T sum = pk::predux(acc[r]);
         for (index_t jj = j; jj < n; ++jj) sum += a[(r0 + r) * lda + jj] * bq[jj];

@@ -190,19 +190,28 @@ void direct_tile(const T* in, const index_t* offsets, index_t k, const T* w, T* 
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
   P acc[R][V];
-  for (int r = 0; r < R; ++r)
+  TESSERA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TESSERA_UNROLL
     for (int v = 0; v < V; ++v) acc[r][v] = start ? pk::pset1<P>(start[r]) : pk::ploadu<P>(tile + r * stride + v * S);
+  }
   for (index_t q = 0; q < k; ++q, w += R) {
     const T* src = in + offsets[q];
     P x[V];
+    TESSERA_UNROLL
     for (int v = 0; v < V; ++v) x[v] = pk::ploadu<P>(src + v * S);
+    TESSERA_UNROLL
     for (int r = 0; r < R; ++r) {
       const P wr = pk::pset1<P>(w[r]);
+      TESSERA_UNROLL
       for (int v = 0; v < V; ++v) acc[r][v] = pk::pmadd(wr, x[v], acc[r][v]);
     }
   }
-  for (int r = 0; r < R; ++r)
+  TESSERA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TESSERA_UNROLL
     for (int v = 0; v < V; ++v) pk::pstoreu(tile + r * stride + v * S, relu ? relu_packet(acc[r][v]) : acc[r][v]);
+  }
 }
 
 /// Calls f(std::integral_constant<int, n>) for a runtime n in [1, N].
@@ -450,20 +459,30 @@ void direct_filter_tile(const T* dy, index_t stride, const T* x, const index_t* 
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>;
   P acc[R][Tn];
-  for (int r = 0; r < R; ++r)
+  TESSERA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TESSERA_UNROLL
     for (int t = 0; t < Tn; ++t) acc[r][t] = pk::pset1<P>(T(0));
+  }
   index_t off[Tn];
+  TESSERA_UNROLL
   for (int t = 0; t < Tn; ++t) off[t] = offsets[t];
   for (index_t u = 0; u < n; u += S) {
     P g[R];
+    TESSERA_UNROLL
     for (int r = 0; r < R; ++r) g[r] = pk::ploadu<P>(dy + r * stride + u);
+    TESSERA_UNROLL
     for (int t = 0; t < Tn; ++t) {
       const P v = pk::ploadu<P>(x + u + off[t]);
+      TESSERA_UNROLL
       for (int r = 0; r < R; ++r) acc[r][t] = pk::pmadd(g[r], v, acc[r][t]);
     }
   }
-  for (int r = 0; r < R; ++r)
+  TESSERA_UNROLL
+  for (int r = 0; r < R; ++r) {
+    TESSERA_UNROLL
     for (int t = 0; t < Tn; ++t) sums[r * Tn + t] = pk::predux(acc[r][t]);
+  }
 }
 
 /// The filter gradient (direct_conv_backward_filter): dw[o][c][i][j] = the sum over images and
@@ -473,8 +492,8 @@ void direct_filter_tile(const T* dy, index_t stride, const T* x, const index_t* 
 /// gradient (laid out Ho x Wp, zeros between the rows) with the input shifted by the tap. The
 /// images are cut into runs (direct_filter_runs); each task copies its run's planes, image after
 /// image at one stride per channel, so that one loop runs over all of them, and sums R output
-/// channels x 9 taps in registers. The runs' partial gradients are added in a fixed order: the
-/// result does not depend on the thread count.
+/// channels x Tn taps in registers (direct_filter_rows x direct_filter_taps). The runs' partial
+/// gradients are added in a fixed order: the result does not depend on the thread count.
 template <class T>
 void conv2d_backward_filter_direct(const T* x, const T* dy, T* dw, const ConvDims& d, const Conv2dGeometry& g) {
   constexpr index_t S = packet_size_v<T>, R = direct_filter_rows, TB = direct_filter_taps;

@@ -56,14 +56,20 @@ TESSERA_NOINLINE void dot_gemm_tile(const T* a, index_t lda, const T* b, index_t
   constexpr index_t S = packet_size_v<T>, R = dot_gemm_rows;
   const index_t vector_end = k0 + (k1 - k0) / S * S;
   P acc[R][R];
-  for (int i = 0; i < R; ++i)
+  TESSERA_UNROLL
+  for (int i = 0; i < R; ++i) {
+    TESSERA_UNROLL
     for (int j = 0; j < R; ++j) acc[i][j] = pk::pset1<P>(T(0));
+  }
   if constexpr (MR > 0 && NR > 0) {
     for (index_t q = k0; q < vector_end; q += S) {
       P bv[NR];
+      TESSERA_UNROLL
       for (int j = 0; j < NR; ++j) bv[j] = pk::ploadu<P>(b + j * ldb + q);
+      TESSERA_UNROLL
       for (int i = 0; i < MR; ++i) {
         const P av = pk::ploadu<P>(a + i * lda + q);
+        TESSERA_UNROLL
         for (int j = 0; j < NR; ++j) acc[i][j] = pk::pmadd(av, bv[j], acc[i][j]);
       }
     }
