@@ -138,7 +138,7 @@ std::vector<Case> cases() {
       {"batch of one, 2 groups, small input: blocks shared out (direct)", 1, 16, 12, 12, 36, 3, 3,
        geometry(1, 1, 1, 1, 1, 1, 2)},
       {"no padding (direct)", 2, 20, 11, 13, 9, 3, 3, geometry(1, 1, 0, 0, 1, 1, 1)},
-      {"5x5, output channels not a multiple of the kernel's rows, taps in runs of 9 (direct)", 4, 5, 30, 30, 13, 5, 5,
+      {"5x5, output channels not a multiple of the kernel's rows, taps in runs (direct)", 4, 5, 30, 30, 13, 5, 5,
        geometry(1, 1, 2, 2, 1, 1, 1)},
       {"3x5, unequal padding (direct)", 4, 4, 30, 30, 6, 3, 5, geometry(1, 1, 1, 2, 1, 1, 1)},
       {"17 images in 16 runs (direct filter gradient)", 17, 6, 32, 32, 5, 3, 3, plain},
