@@ -287,7 +287,6 @@ void few_taps_product(index_t m, index_t n, index_t k, const T* a, const T* b, i
     for (; j + V * S <= n; j += V * S) few_taps_block<T, R, V>(r0, j, k, a, b, ldb, c, ldc, bias, relu);
     for (; j + S <= n; j += S) few_taps_block<T, R, 1>(r0, j, k, a, b, ldb, c, ldc, bias, relu);
     for (; j < n; ++j) {
-      TESSERA_UNROLL
       for (int r = 0; r < R; ++r) {
         T acc = bias ? bias[r0 + r] : T(0);
         for (index_t q = 0; q < k; ++q) acc += a[(r0 + r) * k + q] * b[q * ldb + j];

@@ -446,8 +446,8 @@ void conv2d_backward_data_direct(const T* w, const T* dy, T* dx, const ConvDims&
 
 /// The filter gradient's register tile: R output channels x up to Tn taps of one input channel,
 /// plus R output-gradient packets and one input packet. With 32 vector registers 3 x 9 (27
-/// accumulators). With AVX2's 16, 4 x 3: 1 x 9 loaded 10 packets per 9 multiply-adds and was bound by
-/// its loads (7 per 12 now; 1.3-1.5x faster on the main job's second layer).
+/// accumulators). With AVX2's 16, 4 x 3: 1 x 9 loads 10 packets per 9 multiply-adds and was bound
+/// by its loads; 4 x 3 loads 7 per 12 (docs/cpu-performance.md).
 inline constexpr int direct_filter_rows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 3 : 4;
 inline constexpr int direct_filter_taps = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 9 : 3;
 
