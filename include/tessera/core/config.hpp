@@ -30,9 +30,9 @@ inline constexpr std::size_t max_rank = 8;
 
 // Before a loop whose trip count is a template constant (a register tile's rows, packets or taps):
 // unroll it completely, so that the tile's arrays of packets live in registers. GCC does that by
-// itself at -O3 only; at -O2 it kept them in memory, and the direct convolution's kernels ran 3-6x
-// slower (docs/cpu-performance.md). nvcc's front end does not know the pragma; host code in CUDA
-// translation units goes without it.
+// itself at -O3 only; at -O2 it kept them in memory, loading and storing every packet at every
+// step (docs/cpu-performance.md, "Register tiles and the optimization level"). nvcc's front end
+// does not know the pragma; host code in CUDA translation units goes without it.
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #define TESSERA_UNROLL _Pragma("GCC unroll 64")
 #else
