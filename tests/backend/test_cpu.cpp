@@ -1,6 +1,6 @@
 // The CPU backend (backend/cpu/*.hpp, backend/concept.hpp): results independent of the thread
-// count, the pool's parallel_tasks, the backend concept check, device memory entry points, and gemm() called directly with
-// transpose flags, leading dimensions, alpha and beta against a naive loop.
+// count, the pool's parallel_tasks and wake steering, the backend concept check, device memory entry points, and gemm()
+// called directly with transpose flags, leading dimensions, alpha and beta against a naive loop.
 #include <doctest/doctest.h>
 #include <tessera/tessera.hpp>
 
@@ -16,6 +16,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace {
 
@@ -270,6 +274,98 @@ TEST_CASE("InlineRegions: regions started under it run every task on the calling
   const tessera::detail::InlineRegions off(false);
   CHECK_FALSE(tessera::detail::InlineRegions::active());
 }
+
+#if defined(__linux__)
+/// The CPUs the calling thread may run on.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+TEST_CASE("WakeSteering: a woken worker's CPU is an allowed one other than the waker's, spread over workers") {
+  const tessera::detail::WakeSteering steering;
+  const auto cpus = allowed_cpus();
+  CHECK(steering.possible() == (cpus.size() > 1));
+  if (!steering.possible()) {
+    MESSAGE("one allowed CPU: nothing to steer between");
+    CHECK(steering.target(0, cpus.front()) == -1);
+    return;
+  }
+  for (const int waker : cpus) {
+    std::vector<int> first;  // the first cpus.size() - 1 workers' CPUs: every other CPU once
+    for (std::size_t index = 0; index < 2 * cpus.size() + 1; ++index) {
+      const int target = steering.target(index, waker);
+      CHECK(std::find(cpus.begin(), cpus.end(), target) != cpus.end());
+      CHECK(target != waker);
+      if (index + 1 < cpus.size()) first.push_back(target);
+    }
+    std::sort(first.begin(), first.end());
+    CHECK(std::adjacent_find(first.begin(), first.end()) == first.end());
+  }
+  // A waker whose CPU is unknown (-1) or not allowed: the allowed CPUs in turn.
+  for (std::size_t index = 0; index < cpus.size(); ++index) CHECK(steering.target(index, -1) == cpus[index]);
+}
+
+TEST_CASE("WakeSteering: pin restricts another thread to one CPU, restore gives the thread back its CPUs") {
+  const tessera::detail::WakeSteering steering;
+  const auto cpus = allowed_cpus();
+  if (!steering.possible()) {
+    MESSAGE("one allowed CPU: nothing to steer between");
+    return;
+  }
+  std::atomic<long> tid{0};
+  std::atomic<int> step{0};
+  std::vector<int> pinned_to, restored_to;
+  std::thread other([&] {
+    tid.store(tessera::detail::WakeSteering::thread_id());
+    while (step.load() != 1) std::this_thread::yield();
+    pinned_to = allowed_cpus();
+    steering.restore();
+    restored_to = allowed_cpus();
+  });
+  while (tid.load() == 0) std::this_thread::yield();
+  const int target = steering.target(0, cpus.front());
+  CHECK(tessera::detail::WakeSteering::pin(tid.load(), target));
+  step.store(1);
+  other.join();
+  CHECK(pinned_to == std::vector<int>{target});
+  CHECK(restored_to == cpus);
+  CHECK_FALSE(tessera::detail::WakeSteering::pin(0, target));  // no such thread
+}
+
+TEST_CASE("WorkerPool: a steered wake pins a blocked worker away from the waker, which then has all its CPUs again") {
+  const auto cpus = allowed_cpus();
+  for (const bool steer : {false, true}) {
+    CAPTURE(steer);
+    tessera::detail::WorkerPool pool(1);
+    if (steer) pool.steer_wakes();
+    CHECK(pool.steers_wakes() == (steer && cpus.size() > 1));
+    for (int wake = 1; wake <= 3; ++wake) {
+      // Past its polling time the worker blocks; the offer then wakes it. (Without steer_wakes the
+      // pool steers from the wake after one it sees land on the waker's CPU, as on a VM that
+      // packs threads onto busy vCPUs.)
+      std::this_thread::sleep_for(tessera::detail::WorkerPool::spin * 20);
+      const bool steering = pool.steers_wakes();
+      const std::size_t before = pool.steered();
+      std::atomic<bool> ran{false};
+      std::vector<int> worker_cpus;
+      pool.offer(std::make_shared<const std::function<void()>>([&] {
+        worker_cpus = allowed_cpus();
+        ran.store(true, std::memory_order_release);
+      }));
+      while (!ran.load(std::memory_order_acquire)) std::this_thread::yield();
+      CHECK(worker_cpus == cpus);
+      CHECK(pool.steered() - before == (steering ? 1u : 0u));
+    }
+  }
+}
+#endif
 
 TEST_CASE("the backend concept check") {
   static_assert(tessera::is_backend_v<tessera::cpu>);

@@ -17,6 +17,12 @@
 #include <unordered_map>
 #include <vector>
 
+#if defined(__linux__)
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "tessera/backend/block_cache.hpp"
 #include "tessera/core/config.hpp"
 #include "tessera/core/random.hpp"
@@ -60,19 +66,106 @@ namespace detail {
 /// it; a worker that is late may see only a later job (parallel_tasks does not depend on any
 /// worker showing up: the caller claims every task nobody else has).
 ///
+/// Where the workers woken after a pause run. Some virtual machines' guest schedulers pack a
+/// woken thread onto a busy vCPU, the one of the thread that woke it, so that idle vCPUs stay
+/// halted (on the 2-core development VMs, a kernel booted with `sched_vcpu_pack`). A worker
+/// woken there waits behind the caller, which then runs every task itself, and the two share one
+/// vCPU for milliseconds until the load balancer moves one. Half the calls of a convolution that
+/// followed a pause ran at one core's speed (docs/cpu-performance.md, "Small kernels and the
+/// thread pool"). Steering pins each sleeping worker, just before it is woken, to a CPU of its
+/// own other than the waker's, and the worker restores its affinity as soon as it runs, so the
+/// scheduler stays free to move it later. Linux only; elsewhere, and with one allowed CPU, it
+/// does nothing.
+class WakeSteering {
+ public:
+  /// The CPUs allowed to the constructing thread, which the pool's threads inherit.
+  WakeSteering() {
+#if defined(__linux__)
+    CPU_ZERO(&home_);
+    if (sched_getaffinity(0, sizeof home_, &home_) == 0) {
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &home_)) cpus_.push_back(c);
+      }
+    }
+#endif
+  }
+  /// False where there is nothing to steer between (one CPU, or not Linux).
+  bool possible() const { return cpus_.size() > 1; }
+  /// The CPU the calling thread runs on, or -1 where that is unknown.
+  static int current_cpu() {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+  }
+  /// The id the kernel knows the calling thread by (what pin() takes), or 0 where unknown.
+  static long thread_id() {
+#if defined(__linux__)
+    return static_cast<long>(syscall(SYS_gettid));
+#else
+    return 0;
+#endif
+  }
+  /// The CPU for the index-th worker woken by a thread on CPU `waker`: the allowed CPUs after the
+  /// waker's in turn, never the waker's own (with more workers than other CPUs, they share).
+  int target(std::size_t index, int waker) const {
+    const std::size_t n = cpus_.size();
+    if (n < 2) return -1;
+    const auto at = std::find(cpus_.begin(), cpus_.end(), waker);
+    if (at == cpus_.end()) return cpus_[index % n];
+    const auto p = static_cast<std::size_t>(at - cpus_.begin());
+    return cpus_[(p + 1 + index % (n - 1)) % n];
+  }
+  /// Restricts thread `tid` to CPU `cpu` (until restore()); false if the kernel refused.
+  static bool pin(long tid, int cpu) {
+#if defined(__linux__)
+    if (tid <= 0 || cpu < 0) return false;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(static_cast<pid_t>(tid), sizeof one, &one) == 0;
+#else
+    (void)tid, (void)cpu;
+    return false;
+#endif
+  }
+  /// Gives the calling thread back every CPU it was allowed when the steering was made.
+  void restore() const {
+#if defined(__linux__)
+    if (possible()) sched_setaffinity(0, sizeof home_, &home_);
+#endif
+  }
+
+ private:
+#if defined(__linux__)
+  cpu_set_t home_;
+#endif
+  std::vector<int> cpus_;
+};
+
+/// The worker threads behind tessera::cpu. Each offered job is run once by every worker that sees
+/// it; a worker that is late may see only a later job (parallel_tasks does not depend on any
+/// worker showing up: the caller claims every task nobody else has).
+///
 /// After a job a worker polls for the next one for `spin` before it blocks. Between the parallel
 /// kernels of a training step there is serial work of tens to hundreds of microseconds; a worker
 /// that blocked there had to be woken for the next kernel, and on the 2-core VM waking a halted
 /// vCPU took long enough that the first MLP step after a pause ran at half speed. (LibTorch's
 /// OpenMP threads poll too.) Polling pauses the core and yields now and then, so other threads of
 /// the process (a DataLoader's) still get it.
+///
+/// Blocked workers are woken where WakeSteering puts them once a worker has been seen to wake on
+/// the CPU of the thread that woke it; until then (on most machines, always) waking costs no
+/// system call more.
 class WorkerPool {
  public:
   static constexpr std::chrono::microseconds spin{1000};
 
-  explicit WorkerPool(int workers) {
-    threads_.reserve(static_cast<std::size_t>(std::max(workers, 0)));
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
+  explicit WorkerPool(int workers)
+      : tids_(static_cast<std::size_t>(std::max(workers, 0))), state_(tids_.size(), running) {
+    threads_.reserve(tids_.size());
+    for (std::size_t i = 0; i < tids_.size(); ++i) threads_.emplace_back([this, i] { loop(i); });
   }
   ~WorkerPool() {
     {
@@ -92,6 +185,19 @@ class WorkerPool {
       job_ = std::move(job);
       generation_.fetch_add(1, std::memory_order_release);
       sleepers = sleeping_ > 0;
+      if (sleepers) {
+        waker_cpu_ = WakeSteering::current_cpu();
+        const bool steer = steer_.load(std::memory_order_relaxed);
+        std::size_t index = 0;
+        for (std::size_t w = 0; w < state_.size(); ++w) {
+          if (state_[w] != blocked) continue;
+          if (steer &&
+              WakeSteering::pin(tids_[w].load(std::memory_order_acquire), steering_.target(index++, waker_cpu_))) {
+            ++steered_;
+          }
+          state_[w] = woken;
+        }
+      }
     }
     if (sleepers) wake_.notify_all();
   }
@@ -105,14 +211,26 @@ class WorkerPool {
     std::this_thread::yield();
 #endif
   }
+  /// Steers every later wake, as if packing had been seen (for tests: packing depends on the machine).
+  void steer_wakes() {
+    if (steering_.possible()) steer_.store(true, std::memory_order_relaxed);
+  }
+  /// Whether wakes are steered (see WakeSteering).
+  bool steers_wakes() const { return steer_.load(std::memory_order_relaxed); }
+  /// How many times a blocked worker was pinned away from its waker's CPU.
+  std::size_t steered() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return steered_;
+  }
 
  private:
   static bool& is_worker() {
     thread_local bool worker = false;
     return worker;
   }
-  void loop() {
+  void loop(std::size_t index) {
     is_worker() = true;
+    tids_[index].store(WakeSteering::thread_id(), std::memory_order_release);
     std::uint64_t seen = 0;
     for (;;) {
       const auto until = std::chrono::steady_clock::now() + spin;
@@ -125,28 +243,50 @@ class WorkerPool {
         }
       }
       std::shared_ptr<const std::function<void()>> job;
+      int waker_cpu = -1;
+      bool was_woken = false;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         ++sleeping_;
+        state_[index] = blocked;
         wake_.wait(lock, [&] {
           return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_relaxed) != seen;
         });
         --sleeping_;
+        was_woken = state_[index] == woken;
+        state_[index] = running;
         if (stop_.load(std::memory_order_relaxed)) return;
         seen = generation_.load(std::memory_order_relaxed);
         job = job_;
+        waker_cpu = waker_cpu_;
       }
+      if (was_woken) after_wake(waker_cpu);
       (*job)();
     }
   }
+  /// A worker that blocked runs again: undo a steering pin, or look for packing (see WakeSteering).
+  void after_wake(int waker_cpu) {
+    if (steer_.load(std::memory_order_relaxed)) {
+      steering_.restore();
+    } else if (steering_.possible() && waker_cpu >= 0 && WakeSteering::current_cpu() == waker_cpu) {
+      steer_.store(true, std::memory_order_relaxed);
+    }
+  }
 
+  enum State : char { running, blocked, woken };  // woken: by an offer, and pinned if steering
+  WakeSteering steering_;
+  std::vector<std::atomic<long>> tids_;  // each worker's thread id, for WakeSteering::pin
+  std::vector<State> state_;             // guarded by mutex_
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> steer_{false};
   std::shared_ptr<const std::function<void()>> job_;  // guarded by mutex_
   int sleeping_ = 0;                                   // guarded by mutex_
+  int waker_cpu_ = -1;                                 // guarded by mutex_: the CPU of the last offer that woke workers
+  std::size_t steered_ = 0;                            // guarded by mutex_
 };
 
 /// The process-wide pool behind tessera::cpu; rebuilt when the thread count changes.
