@@ -9,14 +9,16 @@ which waits until the process is idle (at most --settle-ms), runs once untimed, 
 times back to back, timed; the value printed is the median of the timed runs (every call ends in
 block_until_ready), in ms or, for GEMM, in GFLOP/s (2n^3 per run).
 
-  bench/jax_workloads.py [--binary PATH] [--threads N] [--reps N] [--warmup N] [--burst N]
-                         [--settle-ms N] [workload...]
+  bench/jax_workloads.py [--binary PATH] [--rounds N] [--threads N] [--reps N] [--warmup N]
+                         [--burst N] [--settle-ms N] [workload...]
 
-With --binary (a built tessera_vs_libtorch, e.g. build-bench/bench/tessera_vs_libtorch) it first
-runs that program with the same thread count, protocol and workload names, then prints one table:
-workload, tessera, libtorch, jax, unit, and tessera's time over JAX's. The two programs run one
-after the other, not in alternating rounds, so drift of a shared machine between them is not
-cancelled out: run it more than once.
+With --binary (a built tessera_vs_libtorch, e.g. build-bench/bench/tessera_vs_libtorch) it runs
+that program with the same thread count, protocol and workload names, and prints one table:
+workload, tessera, libtorch, jax, unit, and tessera's time over JAX's. With --rounds 1 (the
+default) the program runs once for every workload, then JAX's side. On a shared machine whose
+speed drifts, --rounds N alternates the two N times, one workload at a time (the program for that
+workload, then JAX's), and prints the medians over the rounds, the median of the rounds' ratios
+and their range, so that a slow spell falls on both sides.
 
 --threads N (default 2) limits XLA to N cores: the process is pinned to N of its CPUs (XLA sizes
 its thread pool from the CPUs it may run on) and XLA_FLAGS gets --xla_cpu_multi_thread_eigen and
@@ -34,6 +36,7 @@ programs'; they show that each step trains (the second loss is the first update'
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -62,7 +65,8 @@ WORKLOADS = {
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("workloads", nargs="*", help=f"a subset of: {' '.join(WORKLOADS)} (default: all)")
-    p.add_argument("--binary", help="tessera_vs_libtorch to run first and compare with")
+    p.add_argument("--binary", help="tessera_vs_libtorch to run and compare with")
+    p.add_argument("--rounds", type=int, default=1, help="with --binary: alternate the two this many times")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=11)
     p.add_argument("--warmup", type=int, default=2)
@@ -72,8 +76,8 @@ def parse_args(argv):
     unknown = [w for w in a.workloads if w not in WORKLOADS]
     if unknown:
         p.error(f"unknown workload(s) {' '.join(unknown)}; known: {' '.join(WORKLOADS)}")
-    if a.threads < 1 or a.reps < 1 or a.warmup < 0 or a.burst < 0 or a.settle_ms < 0:
-        p.error("--threads and --reps must be positive, --warmup, --burst and --settle-ms not negative")
+    if a.threads < 1 or a.reps < 1 or a.rounds < 1 or a.warmup < 0 or a.burst < 0 or a.settle_ms < 0:
+        p.error("--threads, --reps and --rounds must be positive, --warmup, --burst and --settle-ms not negative")
     return a
 
 
@@ -510,10 +514,11 @@ def fmt(unit, value):
 # ---- tessera_vs_libtorch ---------------------------------------------------------------------------
 
 
-def run_binary(o):
-    """Runs tessera_vs_libtorch; returns {name: (tessera, libtorch, unit)} from its stdout lines."""
+def run_binary(o, workloads):
+    """Runs tessera_vs_libtorch on `workloads` (all where empty); returns {row: (tessera, libtorch,
+    unit)} from its stdout lines."""
     cmd = [o.binary, "--threads", str(o.threads), "--reps", str(o.reps), "--warmup", str(o.warmup),
-           "--burst", str(o.burst), "--settle-ms", str(o.settle_ms)] + o.workloads
+           "--burst", str(o.burst), "--settle-ms", str(o.settle_ms)] + workloads
     print("# running " + " ".join(cmd), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sys.stderr.write(proc.stderr)
@@ -542,7 +547,11 @@ def main(argv):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the CPU even where JAX could find an accelerator
     cpus = sorted(os.sched_getaffinity(0))
 
-    theirs = run_binary(o) if o.binary else {}
+    rounds = o.rounds if o.binary else 1
+    alternate = rounds > 1
+    # One dict per round: tessera_vs_libtorch's rows, and JAX's value per workload.
+    theirs = [run_binary(o, o.workloads)] if o.binary and not alternate else [{} for _ in range(rounds)]
+    ours = [{} for _ in range(rounds)]
 
     try:
         import jax
@@ -555,42 +564,73 @@ def main(argv):
 
     print(f"# jax {jax.__version__} on {jax.devices()[0].platform}, CPUs {cpus}, XLA_FLAGS={os.environ['XLA_FLAGS']!r}; "
           f"medians of {o.reps} rounds after {o.warmup} warm-up rounds, settling <= {o.settle_ms} ms, then per turn "
-          f"{max(o.burst, 1)} timed run(s){' after an untimed one' if o.burst > 0 else ''}", file=sys.stderr, flush=True)
+          f"{max(o.burst, 1)} timed run(s){' after an untimed one' if o.burst > 0 else ''}"
+          f"{f'; {rounds} rounds alternating with tessera_vs_libtorch' if alternate else ''}", file=sys.stderr, flush=True)
 
     factories = make_workloads(jax, jnp, np)
-    ours = {}
-    for name in selected:
-        run, note = factories[name]()
-        median, fastest = time_rounds(run, o.warmup, o.reps, o.settle_ms, o.burst)
-        ours[name] = report_value(name, median)
-        print(f"# {name}: {note()}; fastest run {fastest:.2f} ms", file=sys.stderr, flush=True)
-        if not o.binary:
-            print(f"{name} {fmt(WORKLOADS[name], ours[name])} {WORKLOADS[name]}", flush=True)
-        del run, note
+    kept = {}  # alternating: each workload's jitted step, compiled once for every round
+    for round_ in range(rounds):
+        for name in selected:
+            if alternate:
+                theirs[round_].update(run_binary(o, [name]))
+                if name not in kept:
+                    kept[name] = factories[name]()
+                run, note = kept[name]
+            else:
+                run, note = factories[name]()
+            median, fastest = time_rounds(run, o.warmup, o.reps, o.settle_ms, o.burst)
+            ours[round_][name] = report_value(name, median)
+            print(f"# {name}: {note()}; fastest run {fastest:.2f} ms", file=sys.stderr, flush=True)
+            if not o.binary:
+                print(f"{name} {fmt(WORKLOADS[name], ours[round_][name])} {WORKLOADS[name]}", flush=True)
+            del run, note
 
     if not o.binary:
         return
-    header = f"{'workload':<28} {'tessera':>9} {'libtorch':>9} {'jax':>9} {'unit':<8} {'tessera/jax':>11}"
-    print(header)
-    for name, (tessera, libtorch, unit) in theirs.items():
-        jax_value = ours.get(name)
+
+    def jax_value(round_, name):
+        """JAX's value for a row of tessera_vs_libtorch in one round (None where it has none)."""
         if name.endswith("_vs_floor"):
-            # JAX's time over the memory floor tessera_vs_libtorch measured (same machine, earlier
-            # run); the floor's row is "triad_floor" for elementwise_chain, "<name>_triad_floor" else.
+            # JAX's time over the memory floor tessera_vs_libtorch measured (same machine, same
+            # round); the floor's row is "triad_floor" for elementwise_chain, "<name>_triad_floor" else.
             workload = name[: -len("_vs_floor")]
-            floor = theirs.get("triad_floor" if workload == "elementwise_chain" else f"{workload}_triad_floor")
-            if workload in ours and floor and floor[0]:
-                jax_value = ours[workload] / floor[0]
-        ratio = "-"
-        if tessera is not None and jax_value:
-            # Time ratios throughout (below 1: tessera is faster); for GFLOP/s the values invert.
-            ratio = f"{(jax_value / tessera if unit == 'GFLOP/s' else tessera / jax_value):.2f}"
-        print(f"{name:<28} {fmt(unit, tessera):>9} {fmt(unit, libtorch):>9} {fmt(unit, jax_value):>9} {unit:<8} {ratio:>11}")
+            floor = theirs[round_].get("triad_floor" if workload == "elementwise_chain" else f"{workload}_triad_floor")
+            if workload in ours[round_] and floor and floor[0]:
+                return ours[round_][workload] / floor[0]
+            return None
+        return ours[round_].get(name)
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    spread = f" {'range':>11}" if alternate else ""
+    print(f"{'workload':<28} {'tessera':>9} {'libtorch':>9} {'jax':>9} {'unit':<8} {'tessera/jax':>11}{spread}")
+    rows = list(dict.fromkeys(row for round_rows in theirs for row in round_rows))
+    for name in rows:
+        unit = next(r[name][2] for r in theirs if name in r)
+        tessera = median(r[name][0] if name in r else None for r in theirs)
+        libtorch = median(r[name][1] if name in r else None for r in theirs)
+        ratios = []
+        for round_ in range(rounds):
+            t, j = theirs[round_].get(name, (None,))[0], jax_value(round_, name)
+            if t is not None and j:
+                # Time ratios throughout (below 1: tessera is faster); for GFLOP/s the values invert.
+                ratios.append(j / t if unit == "GFLOP/s" else t / j)
+        ratio = median(ratios)
+        line = (f"{name:<28} {fmt(unit, tessera):>9} {fmt(unit, libtorch):>9} "
+                f"{fmt(unit, median(jax_value(r, name) for r in range(rounds))):>9} {unit:<8} "
+                f"{(f'{ratio:.2f}' if ratio is not None else '-'):>11}")
+        if alternate:
+            line += f" {(f'{min(ratios):.2f}-{max(ratios):.2f}' if ratios else '-'):>11}"
+        print(line)
     for name in selected:
-        if name not in theirs:  # not in this build of tessera_vs_libtorch
-            unit = WORKLOADS[name]
-            print(f"{name:<28} {'-':>9} {'-':>9} {fmt(unit, ours[name]):>9} {unit:<8} {'-':>11}")
-    print("# tessera/jax: tessera's time over JAX's (for GFLOP/s, JAX's rate over tessera's); below 1: tessera is faster")
+        if name not in rows:  # not in this build of tessera_vs_libtorch
+            unit, none = WORKLOADS[name], "-"
+            print(f"{name:<28} {none:>9} {none:>9} {fmt(unit, median(ours[r][name] for r in range(rounds))):>9} {unit:<8} "
+                  f"{none:>11}" + (f" {none:>11}" if alternate else ""))
+    print("# tessera/jax: tessera's time over JAX's (for GFLOP/s, JAX's rate over tessera's); below 1: tessera is faster"
+          + ("; with --rounds, the median of the rounds' ratios and their range" if alternate else ""))
 
 
 if __name__ == "__main__":
