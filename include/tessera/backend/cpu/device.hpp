@@ -62,17 +62,12 @@ struct cpu {
 
 namespace detail {
 
-/// The worker threads behind tessera::cpu. Each offered job is run once by every worker that sees
-/// it; a worker that is late may see only a later job (parallel_tasks does not depend on any
-/// worker showing up: the caller claims every task nobody else has).
-///
 /// Where the workers woken after a pause run. Some virtual machines' guest schedulers pack a
 /// woken thread onto a busy vCPU, the one of the thread that woke it, so that idle vCPUs stay
-/// halted (on the 2-core development VMs, a kernel booted with `sched_vcpu_pack`). A worker
-/// woken there waits behind the caller, which then runs every task itself, and the two share one
-/// vCPU for milliseconds until the load balancer moves one. Half the calls of a convolution that
-/// followed a pause ran at one core's speed (docs/cpu-performance.md, "Small kernels and the
-/// thread pool"). Steering pins each sleeping worker, just before it is woken, to a CPU of its
+/// halted (the 2-core development VMs boot with `sched_vcpu_pack`). A worker woken there waits
+/// behind the caller, which then runs every task itself, and the two share one vCPU, call after
+/// call, until the load balancer moves one (docs/cpu-performance.md, "Waking workers on a VM that
+/// packs vCPUs"). Steering pins each sleeping worker, just before it is woken, to a CPU of its
 /// own other than the waker's, and the worker restores its affinity as soon as it runs, so the
 /// scheduler stays free to move it later. Linux only; elsewhere, and with one allowed CPU, it
 /// does nothing.
