@@ -217,6 +217,11 @@ class WorkerPool {
     std::lock_guard<std::mutex> lock(mutex_);
     return steered_;
   }
+  /// How many workers are blocked, waiting to be woken.
+  int blocked_workers() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return sleeping_;
+  }
 
  private:
   static bool& is_worker() {
