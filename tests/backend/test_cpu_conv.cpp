@@ -1,8 +1,8 @@
 // The CPU convolution and pooling kernels (backend/cpu/conv.hpp, conv_direct.hpp, pool.hpp) called directly, against
 // naive loops in double: every path (direct at stride 1, tiled with GEMM, tiled with few taps,
-// pointwise, several tiles per image, batched for small images) in float and double, with stride, padding, dilation,
-// groups and a bias and the relu epilogue; 2x2 max pooling's fast path against the general rule (ties, NaN, odd sizes);
-// and the pooling epilogue (conv2d_pool_forward) against the convolution followed by the pooling.
+// pointwise, several tiles per image, batched for small images, Winograd) in float and double, with stride, padding,
+// dilation, groups and a bias and the relu epilogue; 2x2 max pooling's fast path against the general rule (ties, NaN,
+// odd sizes); and the pooling epilogue (conv2d_pool_forward) against the convolution followed by the pooling.
 #include <doctest/doctest.h>
 #include <tessera/tessera.hpp>
 
@@ -153,6 +153,13 @@ std::vector<Case> cases() {
       {"batch of one, one tile (direct; batched filter gradient)", 1, 8, 10, 10, 4, 3, 3, plain},
       {"small images (direct; batched filter gradient)", 4, 3, 6, 6, 5, 3, 3, plain},
       {"small images, strided groups (batched)", 3, 4, 7, 6, 6, 3, 2, geometry(2, 1, 1, 0, 1, 2, 2)},
+      {"Winograd: odd output extents, output channels not a multiple of the kernel's rows", 4, 32, 23, 21, 40, 3, 3,
+       plain},
+      {"Winograd: no padding (the data gradient's padding is 2)", 3, 48, 30, 26, 32, 3, 3,
+       geometry(1, 1, 0, 0, 1, 1, 1)},
+      {"Winograd: unequal padding of 2 and 1, an odd output width", 2, 32, 20, 33, 64, 3, 3,
+       geometry(1, 1, 2, 1, 1, 1, 1)},
+      {"Winograd: batch of one, rows of tiles split between units", 1, 64, 34, 30, 64, 3, 3, plain},
   };
 }
 
@@ -161,6 +168,36 @@ std::vector<Case> cases() {
 TEST_CASE_TEMPLATE("conv2d's three passes match the definition on every path", T, float, double) {
   const double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-12;
   for (const auto& c : cases()) check_case<T>(c, tolerance);
+}
+
+TEST_CASE("the Winograd cases take the Winograd path, and the rule leaves few channels or little work to the others") {
+  index_t winograd = 0;
+  for (const auto& c : cases()) {
+    CAPTURE(c.name);
+    const index_t Ho = Conv2dGeometry::out_extent(c.H, c.kh, c.g.stride_h, c.g.pad_h, c.g.dilation_h, "test");
+    const index_t Wo = Conv2dGeometry::out_extent(c.W, c.kw, c.g.stride_w, c.g.pad_w, c.g.dilation_w, "test");
+    const auto d = tessera::detail::conv_dims(Shape<4>{c.N, c.C, c.H, c.W}, Shape<4>{c.O, c.C / c.g.groups, c.kh, c.kw},
+                                              c.g, Ho, Wo);
+    const bool named = c.name.rfind("Winograd", 0) == 0;
+    CHECK(tessera::detail::winograd_conv_forward(d, c.g) == named);
+    CHECK(tessera::detail::winograd_conv_backward_data(d, c.g) == named);
+    winograd += named ? 1 : 0;
+  }
+  CHECK(winograd == 4);
+  const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
+  auto takes = [](index_t N, index_t C, index_t H, index_t O, const Conv2dGeometry& g) {
+    const index_t Ho = Conv2dGeometry::out_extent(H, 3, g.stride_h, g.pad_h, g.dilation_h, "test");
+    return tessera::detail::winograd_conv_forward(
+        tessera::detail::conv_dims(Shape<4>{N, C, H, H}, Shape<4>{O, C / g.groups, 3, 3}, g, Ho, Ho), g);
+  };
+  CHECK(takes(1, 64, 56, 64, plain));                                // the serving benchmark's convolution
+  CHECK_FALSE(takes(64, 16, 14, 32, plain));                         // 16 input channels
+  CHECK_FALSE(takes(1, 64, 14, 64, plain));                          // 7M multiply-adds
+  CHECK_FALSE(takes(1, 256, 28, 256, plain));                        // 256 channels
+  CHECK_FALSE(takes(8, 64, 56, 64, geometry(2, 2, 1, 1, 1, 1, 1)));  // stride 2
+  CHECK_FALSE(takes(8, 64, 56, 64, geometry(1, 1, 1, 1, 2, 2, 1)));  // dilation 2
+  CHECK_FALSE(takes(8, 64, 56, 64, geometry(1, 1, 1, 1, 1, 1, 2)));  // 2 groups
+  CHECK_FALSE(takes(8, 64, 56, 64, geometry(1, 1, 3, 3, 1, 1, 1)));  // padding 3
 }
 
 TEST_CASE("conv2d's paths give the same results at 1 and 2 threads") {
@@ -198,6 +235,7 @@ TEST_CASE("the relu epilogue maps NaN to +0, as relu does, on every path") {
       {"tiled, few taps", 2, 1, 14, 14, 6, 3, 3, plain},
       {"tiled, GEMM", 2, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
       {"batched", 4, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+      {"Winograd", 2, 32, 26, 26, 48, 3, 3, plain},
   };
   for (const auto& c : paths) {
     CAPTURE(c.name);
@@ -331,6 +369,7 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
       {"few taps, batch of one (plain: tiled; pooled: direct)", 1, 1, 28, 28, 6, 3, 3, plain},
       {"tiled, GEMM, strided", 5, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
       {"batched (small images)", 5, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
+      {"Winograd (pooled after)", 2, 32, 26, 26, 48, 3, 3, plain},
   };
   struct Pool {
     const char* name;

@@ -1,6 +1,9 @@
 // 2-D convolution (NCHW) on the CPU, and its two backward passes (data, filter). Groups, stride,
 // padding and dilation. docs/cpu-performance.md explains the choice of paths; in short:
 //
+// - Winograd (conv_winograd.hpp): F(2x2, 3x3) for the forward pass and the data gradient of a 3x3
+//   convolution at stride 1 with enough channels and work: 16 products per tile of 2x2 outputs
+//   and input channel instead of 36, on the direct path's kernel.
 // - Direct (conv_direct.hpp): at stride 1 with enough products per output, the forward pass,
 //   the data gradient and (for large enough images) the filter gradient, from padded copies of
 //   the planes with no column matrix.
@@ -28,6 +31,7 @@
 
 #include "tessera/backend/cpu/conv_common.hpp"
 #include "tessera/backend/cpu/conv_direct.hpp"
+#include "tessera/backend/cpu/conv_winograd.hpp"
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/cpu/gemm.hpp"
 #include "tessera/backend/op_args.hpp"
@@ -514,6 +518,10 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
     }
     return;
   }
+  if (detail::winograd_conv_forward(d, g)) {
+    detail::conv2d_forward_winograd(x.data(), w.data(), y.data(), d, g, bias, relu);
+    return;
+  }
   if (detail::direct_conv_forward(d, g)) {
     detail::conv2d_forward_direct(x.data(), w.data(), y.data(), d, g, bias, relu);
     return;
@@ -566,7 +574,8 @@ void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, conv_shape[2], conv_shape[3]);
   const detail::InlineRegions small(detail::conv_forward_on_one_thread(d, g, true));
   const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
-  const bool some = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0;
+  // The Winograd path writes whole output planes; it pools after, as for few images.
+  const bool some = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0 && !detail::winograd_conv_forward(d, g);
   if (some && detail::direct_conv_forward(d, g, true)) {
     detail::conv2d_forward_direct(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
   } else if (some && detail::tiled_conv(d)) {
@@ -583,6 +592,10 @@ template <class T>
 void conv2d_backward_data(cpu, const Tensor<T, 4, cpu>& w, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dx,
                           const Conv2dGeometry& g) {
   const auto d = detail::conv_dims(dx.shape(), w.shape(), g, dy.shape()[2], dy.shape()[3]);
+  if (d.N != 0 && d.O != 0 && d.K != 0 && d.P != 0 && detail::winograd_conv_backward_data(d, g)) {
+    detail::conv2d_backward_data_winograd(w.data(), dy.data(), dx.data(), d, g);
+    return;
+  }
   if (d.N != 0 && d.O != 0 && d.K != 0 && d.P != 0 && detail::direct_conv_backward_data(d, g)) {
     detail::conv2d_backward_data_direct(w.data(), dy.data(), dx.data(), d, g);
     return;
