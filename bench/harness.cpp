@@ -65,6 +65,7 @@ std::vector<Timing> time_rounds(const std::vector<Runner*>& runners, int warmup,
   for (int round = 0; round < warmup + reps; ++round) {
     for (std::size_t r = 0; r < runners.size(); ++r) {
       if (settle_ms > 0) wait_until_idle(settle_ms);
+      runners[r]->before_turn();
       if (burst > 0) runners[r]->run();  // the wake-up run (see the header)
       for (int b = 0; b < std::max(burst, 1); ++b) {
         const auto t0 = clock::now();

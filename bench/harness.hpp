@@ -30,6 +30,8 @@ class Runner {
   virtual void run() = 0;
   /// The output of the last run(), flattened (not timed).
   virtual std::vector<float> result() const = 0;
+  /// Called before each turn of run()s, untimed (time_rounds).
+  virtual void before_turn() {}
 };
 using RunnerFactory = std::function<std::unique_ptr<Runner>(const Inputs&)>;
 
@@ -73,6 +75,12 @@ int parse_threads(int& argc, char** argv);
 int set_threads(int n);
 /// The thread count every library and the triad use.
 int threads();
+/// OpenBLAS's thread count in LibTorch's turns (default 1). LibTorch parallelizes its ops with its
+/// own threads and uses the same OpenBLAS: at 1 its GEMMs run on one core, at the thread count
+/// they run on all of them but its small products slow down several times (OpenBLAS's threads and
+/// LibTorch's compete; docs/cpu-performance.md, "Measuring").
+void set_libtorch_blas_threads(int n);
+int libtorch_blas_threads();
 /// {library, one line on its build and threading} for each library, for the benchmark context.
 std::vector<std::pair<std::string, std::string>> library_info();
 

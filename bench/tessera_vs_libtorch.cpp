@@ -17,8 +17,10 @@
 // Details (library builds, max |difference| per workload) go to stderr. Exits 1 when a workload's
 // results differ by more than its tolerance, 2 on an error.
 //
-//   tessera_vs_libtorch [--threads N] [--reps N] [--warmup N] [--settle-ms N] [--burst N] [workload...]
-//   (TESSERA_THREADS in the environment works as --threads; workload names select a subset)
+//   tessera_vs_libtorch [--threads N] [--reps N] [--warmup N] [--settle-ms N] [--burst N]
+//                       [--libtorch-blas-threads N] [workload...]
+//   (TESSERA_THREADS in the environment works as --threads; workload names select a subset;
+//   --libtorch-blas-threads: OpenBLAS's threads in LibTorch's turns, default 1, see harness.hpp)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -62,9 +64,12 @@ Options parse_options(int argc, char** argv) {
       o.settle_ms = std::max(0, std::atoi(v));
     } else if (const char* v = value("--burst")) {
       o.burst = std::max(0, std::atoi(v));
+    } else if (const char* v = value("--libtorch-blas-threads")) {
+      tb::set_libtorch_blas_threads(std::atoi(v));
     } else if (arg.rfind("--", 0) == 0) {
       throw std::invalid_argument("unknown option '" + arg +
-                                  "' (use --threads N, --reps N, --warmup N, --settle-ms N, --burst N, workload names)");
+                                  "' (use --threads N, --reps N, --warmup N, --settle-ms N, --burst N, "
+                                  "--libtorch-blas-threads N, workload names)");
     } else {
       o.only.push_back(arg);
     }

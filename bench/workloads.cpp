@@ -22,12 +22,39 @@ char* openblas_get_config() __attribute__((weak));
 }
 
 #ifdef TESSERA_BENCH_HAS_LIBTORCH
-#define TESSERA_BENCH_LIBTORCH_FACTORY(factory) RunnerFactory(libtorch_impl::factory)
+#define TESSERA_BENCH_LIBTORCH_FACTORY(factory) with_blas_threads(libtorch_impl::factory)
 #else
 #define TESSERA_BENCH_LIBTORCH_FACTORY(factory) RunnerFactory()
 #endif
 
 namespace tessera_bench {
+
+namespace {
+int libtorch_blas_thread_count = 1;
+
+/// A LibTorch runner whose turns start with OpenBLAS at libtorch_blas_threads(). OpenBLAS's thread
+/// count is process-wide, and tessera sets it to one before each of its own products (its pool
+/// shares them out instead; docs/core.md): without this, LibTorch's turns ran with whatever the
+/// previous turn left.
+class WithBlasThreads final : public Runner {
+ public:
+  explicit WithBlasThreads(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
+  void before_turn() override {
+    if (openblas_set_num_threads) openblas_set_num_threads(libtorch_blas_thread_count);
+    inner_->before_turn();
+  }
+  void run() override { inner_->run(); }
+  std::vector<float> result() const override { return inner_->result(); }
+
+ private:
+  std::unique_ptr<Runner> inner_;
+};
+
+[[maybe_unused]] RunnerFactory with_blas_threads(RunnerFactory factory) {
+  return
+      [factory](const Inputs& in) -> std::unique_ptr<Runner> { return std::make_unique<WithBlasThreads>(factory(in)); };
+}
+}  // namespace
 
 namespace {
 
@@ -330,6 +357,9 @@ int set_threads(int n) {
 
 int threads() { return tessera::cpu::num_threads(); }
 
+void set_libtorch_blas_threads(int n) { libtorch_blas_thread_count = std::max(1, n); }
+int libtorch_blas_threads() { return libtorch_blas_thread_count; }
+
 std::vector<std::pair<std::string, std::string>> library_info() {
   std::string tessera_line = std::string(tessera::version) + ", threads " +
                              std::to_string(tessera::cpu::num_threads()) + ", Eigen SIMD " +
@@ -345,7 +375,8 @@ std::vector<std::pair<std::string, std::string>> library_info() {
                                      std::to_string(openblas_get_num_threads ? openblas_get_num_threads() : -1)});
   }
 #ifdef TESSERA_BENCH_HAS_LIBTORCH
-  lines.push_back({"libtorch", libtorch_impl::info()});
+  lines.push_back({"libtorch", libtorch_impl::info() + "; OpenBLAS threads in its turns " +
+                                   std::to_string(libtorch_blas_thread_count)});
 #endif
   return lines;
 }
