@@ -61,6 +61,7 @@ tb::Runner& prepared(const tb::Workload& w, const std::string& label, const tb::
 void run_workload(benchmark::State& state, const tb::Workload& w, const std::string& label,
                   const tb::RunnerFactory& make) {
   tb::Runner& runner = prepared(w, label, make);
+  runner.before_turn();
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) runner.run();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

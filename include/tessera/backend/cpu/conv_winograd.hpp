@@ -11,12 +11,15 @@
 // are additions. (F(4x4, 3x3) saves more products but its transforms scale values by up to 10 and
 // lose about two more decimal digits in float.)
 //
-// A non-finite input spreads to the whole 2x2 tile that reads it (V mixes the patch), as in every
-// Winograd implementation; finite inputs give the convolution's values up to rounding. Every output
-// is the same sums in the same order whatever the thread count.
+// A non-finite input spreads to every tile whose 4x4 patch holds it (V mixes the patch; up to 4
+// tiles, 4x4 outputs, where the direct path reaches the 3x3 whose windows hold it), as in every
+// Winograd implementation; finite inputs give the convolution's values up to rounding, unless the
+// transforms' sums overflow (inputs near the type's largest values). Every output is the same sums
+// in the same order whatever the thread count.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include <Eigen/Core>
@@ -31,14 +34,15 @@ namespace tessera::detail {
 /// 3x3 at stride 1 with no dilation or groups and a padding of at most 2 (wider, whole tiles read
 /// only zeros); at least 32 channels on each side (the transforms' cost per tile grows with C + O,
 /// the products' with C * O: 16 -> 32 channels ran at the direct path's speed forward and slower
-/// for the data gradient), at most 128 input channels (a unit's transformed inputs then stay in
-/// L2), and at least 2^24 multiply-adds (below, the filter transform and the units' fixed costs
-/// took what the products saved).
+/// for the data gradient), at most 128 on each side (the data gradient's input channels are the
+/// forward's output channels, and a unit's transformed inputs must stay in L2), and at least 2^24
+/// multiply-adds (below, the filter transform and the units' fixed costs took what the products
+/// saved).
 inline bool winograd_conv_forward(const ConvDims& d, const Conv2dGeometry& g) {
   const double macs = double(d.N) * double(d.O) * double(d.P) * double(d.K);
   return d.kh == 3 && d.kw == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
-         g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && d.Ho >= 2 && d.Wo >= 2 && std::min(d.C, d.O) >= 32 &&
-         std::max(d.C, d.O) <= 128 && macs >= double(1 << 24);
+         g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && std::min(d.C, d.O) >= 32 && std::max(d.C, d.O) <= 128 &&
+         macs >= double(1 << 24);
 }
 
 /// The problem as the Winograd path sees it: tiles of 2x2 outputs, th x tw per image.
@@ -102,6 +106,13 @@ void winograd_pack_filters(Weight weight, const WinogradConv& p, T* packed, inde
 }
 
 #if defined(__AVX512F__)
+/// row + a0 for a masked load or store whose lanes outside the row are masked off: computed as an
+/// address, since a pointer before or past the row's array is not one C++ may form.
+template <class T>
+T* winograd_lanes_at(T* row, index_t a0) {
+  return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(a0) * sizeof(T));
+}
+
 /// The lanes [max(0, -a0), min(16, W - a0)) of a packet of columns from a0: those within [0, W).
 inline __mmask16 winograd_columns_mask(index_t a0, index_t W) {
   const index_t first = std::clamp<index_t>(-a0, 0, 16), last = std::clamp<index_t>(W - a0, 0, 16);
@@ -123,8 +134,8 @@ void winograd_split_columns(const T* row, index_t W, index_t w0, index_t n, T* e
     const __m512i odd_lanes = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (; k < n; k += 16) {
       const index_t a0 = 2 * k + w0;
-      const __m512 lo = _mm512_maskz_loadu_ps(winograd_columns_mask(a0, W), row + a0);
-      const __m512 hi = _mm512_maskz_loadu_ps(winograd_columns_mask(a0 + 16, W), row + a0 + 16);
+      const __m512 lo = _mm512_maskz_loadu_ps(winograd_columns_mask(a0, W), winograd_lanes_at(row, a0));
+      const __m512 hi = _mm512_maskz_loadu_ps(winograd_columns_mask(a0 + 16, W), winograd_lanes_at(row, a0 + 16));
       _mm512_storeu_ps(even + k, _mm512_permutex2var_ps(lo, even_lanes, hi));
       _mm512_storeu_ps(odd + k, _mm512_permutex2var_ps(lo, odd_lanes, hi));
     }
@@ -151,8 +162,10 @@ void winograd_merge_columns(const T* even, const T* odd, index_t n, index_t W, i
     for (; k < n; k += 16) {
       const index_t a0 = 2 * k + w0;
       const __m512 e = _mm512_loadu_ps(even + k), o = _mm512_loadu_ps(odd + k);
-      _mm512_mask_storeu_ps(row + a0, winograd_columns_mask(a0, end), _mm512_permutex2var_ps(e, lo_lanes, o));
-      _mm512_mask_storeu_ps(row + a0 + 16, winograd_columns_mask(a0 + 16, end), _mm512_permutex2var_ps(e, hi_lanes, o));
+      _mm512_mask_storeu_ps(winograd_lanes_at(row, a0), winograd_columns_mask(a0, end),
+                            _mm512_permutex2var_ps(e, lo_lanes, o));
+      _mm512_mask_storeu_ps(winograd_lanes_at(row, a0 + 16), winograd_columns_mask(a0 + 16, end),
+                            _mm512_permutex2var_ps(e, hi_lanes, o));
     }
     return;
   }
@@ -282,7 +295,8 @@ void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const
   // (64 channels of 64 columns) the transforms' 16 streams fell into one set of L1 and evicted
   // each other.
   constexpr index_t line = index_t(64 / sizeof(T));
-  const index_t ld_v = U + S;  // a packet of slack: the input transform writes whole packets
+  static_assert(U % S == 0, "the transforms work in whole packets of a unit's tiles");
+  const index_t ld_v = U;
   const index_t es_u = blocks * C * R + line, es_v = C * ld_v + line, es_m = rows * U + line;
   auto packed = conv_scratch<T>(16 * es_u);
   winograd_pack_filters(weight, p, packed.data(), es_u);
@@ -299,8 +313,7 @@ void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const
   const index_t runs = units >= 8 * threads ? 4 * threads : std::clamp<index_t>(tiles / S, 1, threads);
   parallel_tasks(runs, [&](index_t run) {
     const index_t r0 = tiles * run / runs, r1 = tiles * (run + 1) / runs;
-    // The output transform reads up to a packet past the last element's last row.
-    auto v = conv_scratch<T>(16 * es_v), m = conv_scratch<T>(16 * es_m + S);
+    auto v = conv_scratch<T>(16 * es_v), m = conv_scratch<T>(16 * es_m);
     for (index_t t0 = r0; t0 < r1; t0 += U) {
       const index_t t1 = std::min(r1, t0 + U), n = t1 - t0;
       winograd_transform_inputs(x, p, t0, t1, v.data(), ld_v, es_v);
@@ -334,7 +347,7 @@ void conv2d_forward_winograd(const T* x, const T* w, T* y, const ConvDims& d, co
 /// convolution of dy, padded by 2 - pad, with the filter flipped in both axes and its channels
 /// swapped (O input and C output channels).
 inline bool winograd_conv_backward_data(const ConvDims& d, const Conv2dGeometry& g) {
-  return winograd_conv_forward(d, g) && d.H >= 2 && d.W >= 2;
+  return winograd_conv_forward(d, g);
 }
 template <class T>
 void conv2d_backward_data_winograd(const T* w, const T* dy, T* dx, const ConvDims& d, const Conv2dGeometry& g) {
