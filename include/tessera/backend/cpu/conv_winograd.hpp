@@ -1,5 +1,6 @@
-// Winograd convolution F(2x2, 3x3) on the CPU: the forward pass of a 3x3 convolution at stride 1
-// (docs/cpu-performance.md, "Winograd for 3x3 at stride 1", has the rule and the measurements).
+// Winograd convolution F(2x2, 3x3) on the CPU: the forward pass and the data gradient of a 3x3
+// convolution at stride 1 (docs/cpu-performance.md, "Convolutions: five paths, chosen by shape",
+// has the rule and the measurements).
 //
 // The output is cut into 2x2 tiles; tile t reads a 4x4 patch d of each input channel (its 2x2
 // outputs' 3x3 windows together). With the transforms
@@ -8,8 +9,8 @@
 // the tile's four outputs are exactly the cross-correlation's sums, with 16 products per channel
 // instead of 36: the 16 sums over channels are 16 matrix products [O, C] x [C, tiles], which run on
 // the direct convolution's register-tiled kernel (direct_tile) at its speed, and the transforms
-// are additions. (F(4x4, 3x3) saves more products but its transforms scale values by up to 10 and
-// lose about two more decimal digits in float.)
+// are additions. (F(4x4, 3x3) saves more products but its transforms scale values by up to 10, and
+// its rounding errors in float with them.)
 //
 // A non-finite input spreads to every tile whose 4x4 patch holds it (V mixes the patch; up to 4
 // tiles, 4x4 outputs, where the direct path reaches the 3x3 whose windows hold it), as in every
