@@ -54,9 +54,6 @@ class WithBlasThreads final : public Runner {
   return
       [factory](const Inputs& in) -> std::unique_ptr<Runner> { return std::make_unique<WithBlasThreads>(factory(in)); };
 }
-}  // namespace
-
-namespace {
 
 /// `shape`-sized array of uniform values in [low, high), the same for a given seed on any thread count.
 HostArray uniform_array(std::vector<std::int64_t> shape, float low, float high, std::uint64_t seed) {
