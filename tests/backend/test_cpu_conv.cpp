@@ -160,6 +160,8 @@ std::vector<Case> cases() {
       {"Winograd: unequal padding of 2 and 1, an odd output width", 2, 32, 20, 33, 64, 3, 3,
        geometry(1, 1, 2, 1, 1, 1, 1)},
       {"Winograd: batch of one, rows of tiles split between units", 1, 64, 34, 30, 64, 3, 3, plain},
+      {"Winograd: 16 -> 20 channels at 14x14 (the main job's second layer; tiles of rows from several images in a unit)",
+       64, 16, 14, 14, 20, 3, 3, plain},
       {"Winograd: 1x1 images, padding 2, 128 channels (a 3x3 output; the data gradient's one tile)", 16, 128, 1, 1, 128,
        3, 3, geometry(1, 1, 2, 2, 1, 1, 1)},
   };
@@ -185,7 +187,7 @@ TEST_CASE("the Winograd cases take the Winograd path, and the rule leaves few ch
     CHECK(tessera::detail::winograd_conv_backward_data(d, c.g) == named);
     winograd += named ? 1 : 0;
   }
-  CHECK(winograd == 5);
+  CHECK(winograd == 6);
   const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
   auto takes = [](index_t N, index_t C, index_t H, index_t O, const Conv2dGeometry& g) {
     const index_t Ho = Conv2dGeometry::out_extent(H, 3, g.stride_h, g.pad_h, g.dilation_h, "test");
@@ -193,7 +195,9 @@ TEST_CASE("the Winograd cases take the Winograd path, and the rule leaves few ch
         tessera::detail::conv_dims(Shape<4>{N, C, H, H}, Shape<4>{O, C / g.groups, 3, 3}, g, Ho, Ho), g);
   };
   CHECK(takes(1, 64, 56, 64, plain));                                // the serving benchmark's convolution
-  CHECK_FALSE(takes(64, 16, 14, 32, plain));                         // 16 input channels
+  CHECK(takes(64, 16, 14, 32, plain));                               // the main job's second layer
+  CHECK_FALSE(takes(64, 8, 28, 16, plain));                          // 8 input channels
+  CHECK_FALSE(takes(64, 16, 28, 8, plain));                          // 8 output channels
   CHECK_FALSE(takes(1, 64, 14, 64, plain));                          // 7M multiply-adds
   CHECK_FALSE(takes(1, 256, 28, 256, plain));                        // 256 channels
   CHECK_FALSE(takes(8, 64, 56, 64, geometry(2, 2, 1, 1, 1, 1, 1)));  // stride 2
@@ -371,7 +375,10 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
       {"few taps, batch of one (plain: tiled; pooled: direct)", 1, 1, 28, 28, 6, 3, 3, plain},
       {"tiled, GEMM, strided", 5, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
       {"batched (small images)", 5, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
-      {"Winograd (pooled after)", 2, 32, 26, 26, 48, 3, 3, plain},
+      {"Winograd (max 2x2: pooled as the tiles are written; else after)", 2, 32, 26, 26, 48, 3, 3, plain},
+      {"Winograd, odd output extents (the last row and column of tiles make no whole 2x2 window)", 8, 32, 15, 13, 48,
+       3, 3, plain},
+      {"Winograd, 16 -> 32 channels at 14x14 (the main job's second layer)", 64, 16, 14, 14, 32, 3, 3, plain},
   };
   struct Pool {
     const char* name;
@@ -388,6 +395,9 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
     const index_t Wo = Conv2dGeometry::out_extent(c.W, c.kw, c.g.stride_w, c.g.pad_w, c.g.dilation_w, "test");
     auto x = random_tensor<float>(Shape<4>{c.N, c.C, c.H, c.W}, 15);
     x.data()[c.H * c.W / 2 + 1] = std::numeric_limits<float>::quiet_NaN();  // image 0, channel 0
+    // And at row 2, column 2: on the Winograd path, the last of the four outputs of tile (0, 0) only
+    // (the last element of a window must win for being NaN).
+    x.data()[2 * c.W + 2] = std::numeric_limits<float>::quiet_NaN();
     const auto w = random_tensor<float>(Shape<4>{c.O, c.C / c.g.groups, c.kh, c.kw}, 16);
     const auto bias = random_tensor<float>(Shape<1>{c.O}, 17);
     for (const auto& pool : pools) {

@@ -574,9 +574,14 @@ void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, conv_shape[2], conv_shape[3]);
   const detail::InlineRegions small(detail::conv_forward_on_one_thread(d, g, true));
   const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
-  // The Winograd path writes whole output planes; it pools after, as for few images.
-  const bool some = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0 && !detail::winograd_conv_forward(d, g);
-  if (some && detail::direct_conv_forward(d, g, true)) {
+  const bool nonempty = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0;
+  const bool winograd = nonempty && detail::winograd_conv_forward(d, g);
+  // The Winograd path pools a 2x2 max pooling as it writes (its tiles are the windows); another
+  // pooling after the whole output, as for few images.
+  const bool some = nonempty && !winograd;
+  if (winograd && detail::winograd_pools(pooled)) {
+    detail::conv2d_forward_winograd(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
+  } else if (some && detail::direct_conv_forward(d, g, true)) {
     detail::conv2d_forward_direct(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
   } else if (some && detail::tiled_conv(d)) {
     detail::conv2d_forward_tiled(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);

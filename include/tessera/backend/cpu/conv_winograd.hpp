@@ -33,16 +33,15 @@
 namespace tessera::detail {
 
 /// 3x3 at stride 1 with no dilation or groups and a padding of at most 2 (wider, whole tiles read
-/// only zeros); at least 32 channels on each side (the transforms' cost per tile grows with C + O,
-/// the products' with C * O: 16 -> 32 channels ran at the direct path's speed forward and slower
-/// for the data gradient), at most 128 on each side (the data gradient's input channels are the
-/// forward's output channels, and a unit's transformed inputs must stay in L2), and at least 2^24
-/// multiply-adds (below, the filter transform and the units' fixed costs took what the products
-/// saved).
+/// only zeros); at least 16 channels on each side (the transforms' cost per tile grows with C + O,
+/// the products' with C * O: at 8 channels they took most of what the products saved), at most 128
+/// on each side (the data gradient's input channels are the forward's output channels, and a
+/// unit's transformed inputs must stay in L2), and at least 2^24 multiply-adds (below, the filter
+/// transform and the units' fixed costs took what the products saved on a batch of one).
 inline bool winograd_conv_forward(const ConvDims& d, const Conv2dGeometry& g) {
   const double macs = double(d.N) * double(d.O) * double(d.P) * double(d.K);
   return d.kh == 3 && d.kw == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 &&
-         g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && std::min(d.C, d.O) >= 32 && std::max(d.C, d.O) <= 128 &&
+         g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && std::min(d.C, d.O) >= 16 && std::max(d.C, d.O) <= 128 &&
          macs >= double(1 << 24);
 }
 
@@ -106,157 +105,231 @@ void winograd_pack_filters(Weight weight, const WinogradConv& p, T* packed, inde
   });
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 /// row + a0 for a masked load or store whose lanes outside the row are masked off: computed as an
 /// address, since a pointer before or past the row's array is not one C++ may form.
 template <class T>
 T* winograd_lanes_at(T* row, index_t a0) {
   return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(row) + static_cast<std::uintptr_t>(a0) * sizeof(T));
 }
+#endif
 
+#if defined(__AVX512F__)
 /// The lanes [max(0, -a0), min(16, W - a0)) of a packet of columns from a0: those within [0, W).
 inline __mmask16 winograd_columns_mask(index_t a0, index_t W) {
   const index_t first = std::clamp<index_t>(-a0, 0, 16), last = std::clamp<index_t>(W - a0, 0, 16);
   if (first >= last) return 0;
   return __mmask16(((1u << last) - 1) & ~((1u << first) - 1));
 }
-#endif
-
-/// even[k] = row[2k + w0], odd[k] = row[2k + 1 + w0] for k in [0, n), zero outside [0, W): the
-/// input's columns as the tiles of a row read them (tile k's patch starts at column 2k + w0).
-template <class T>
-void winograd_split_columns(const T* row, index_t W, index_t w0, index_t n, T* even, T* odd) {
-  index_t k = 0;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    // 32 columns at a time, loaded where they are within the row (the padding's lanes are masked
-    // off, and read as zeros), then split.
-    const __m512i even_lanes = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd_lanes = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    for (; k < n; k += 16) {
-      const index_t a0 = 2 * k + w0;
-      const __m512 lo = _mm512_maskz_loadu_ps(winograd_columns_mask(a0, W), winograd_lanes_at(row, a0));
-      const __m512 hi = _mm512_maskz_loadu_ps(winograd_columns_mask(a0 + 16, W), winograd_lanes_at(row, a0 + 16));
-      _mm512_storeu_ps(even + k, _mm512_permutex2var_ps(lo, even_lanes, hi));
-      _mm512_storeu_ps(odd + k, _mm512_permutex2var_ps(lo, odd_lanes, hi));
-    }
+#elif defined(__AVX2__)
+/// The lanes of a packet of columns from a0 that lie within [0, W), as a maskload's mask.
+inline __m256i winograd_columns_mask(index_t a0, index_t W) {
+  const __m256i column = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(a0)));
+  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), column),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32(int(W)), column));
+}
+/// v's first n lanes (n <= 8) to dst.
+inline void winograd_store_lanes(float* dst, __m256 v, index_t n) {
+  if (n == 8) {
+    _mm256_storeu_ps(dst, v);
     return;
   }
-#endif
-  for (; k < n; ++k) {
-    const index_t a = 2 * k + w0;
-    even[k] = a >= 0 && a < W ? row[a] : T(0);
-    odd[k] = a + 1 >= 0 && a + 1 < W ? row[a + 1] : T(0);
-  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  for (index_t k = 0; k < n; ++k) dst[k] = lanes[k];
 }
+#endif
 
-/// row[2k + w0] = even[k], row[2k + 1 + w0] = odd[k] for k in [0, n), where within [0, W)
-/// (w0 >= 0).
-template <class T>
-void winograd_merge_columns(const T* even, const T* odd, index_t n, index_t W, index_t w0, T* row) {
-  index_t k = 0;
+/// A run of tiles within one row of tiles: image n, tile row ty, tiles [tx0, tx0 + count) of it,
+/// the first of them the l-th of its unit. A unit's pieces are found once (winograd_pieces), and
+/// the transforms then run over them for every channel with no division.
+struct WinogradPiece {
+  index_t n, ty, tx0, count, l;
+};
+/// The most tiles in a piece: with AVX-512, 15 (their 4x4 patches span 2 * 15 + 2 = 32 columns of
+/// the input, two packets; their outputs 30); else 8, a packet of float with AVX2.
 #if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512i lo_lanes = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi_lanes = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-    const index_t end = std::min(W, 2 * n + w0);  // the columns written
-    for (; k < n; k += 16) {
-      const index_t a0 = 2 * k + w0;
-      const __m512 e = _mm512_loadu_ps(even + k), o = _mm512_loadu_ps(odd + k);
-      _mm512_mask_storeu_ps(winograd_lanes_at(row, a0), winograd_columns_mask(a0, end),
-                            _mm512_permutex2var_ps(e, lo_lanes, o));
-      _mm512_mask_storeu_ps(winograd_lanes_at(row, a0 + 16), winograd_columns_mask(a0 + 16, end),
-                            _mm512_permutex2var_ps(e, hi_lanes, o));
-    }
-    return;
-  }
+inline constexpr index_t winograd_piece_tiles = 15;
+#else
+inline constexpr index_t winograd_piece_tiles = 8;
 #endif
-  for (; k < n; ++k) {
-    const index_t a = 2 * k + w0;
-    if (a < W) row[a] = even[k];
-    if (a + 1 < W) row[a + 1] = odd[k];
-  }
-}
 
-/// Calls f(n, ty, tx0, tx1, l) for each row of tiles that [t0, t1) covers: image n, tile row ty,
-/// tiles [tx0, tx1) of it, the first of them the l-th of the range.
-template <class F>
-void for_each_tile_row(const WinogradConv& p, index_t t0, index_t t1, F&& f) {
+/// The pieces that the tiles [t0, t1) make, in order, into `pieces` (room for t1 - t0); returns
+/// how many.
+inline index_t winograd_pieces(const WinogradConv& p, index_t t0, index_t t1, WinogradPiece* pieces) {
   const index_t tw = p.tw(), per_image = p.th() * tw;
+  index_t count = 0;
   for (index_t t = t0; t < t1;) {
     const index_t n = t / per_image, ty = t % per_image / tw, tx0 = t % tw;
-    const index_t tx1 = std::min(tw, tx0 + (t1 - t));
-    f(n, ty, tx0, tx1, t - t0);
+    const index_t tx1 = std::min({tw, tx0 + (t1 - t), tx0 + winograd_piece_tiles});
+    pieces[count++] = {n, ty, tx0, tx1 - tx0, t - t0};
     t += tx1 - tx0;
   }
+  return count;
 }
 
-/// V = B^T d B for the tiles [t0, t1) (at most a unit) and every input channel, into v: element
-/// e's [C][ld] at v + e * es, tile t at column t - t0. Columns past t1 - t0 (up to a packet) get
-/// junk.
+/// V = B^T d B for a unit's tiles (`tiles` of them, in `pieces`) and every input channel, into v:
+/// element e's [C][ld] at v + e * es, tile l at column l; ld leaves a packet of room past the
+/// unit's last tile. The columns from `tiles` to the end of its packet are zeros.
 template <class T>
-void winograd_transform_inputs(const T* x, const WinogradConv& p, index_t t0, index_t t1, T* v, index_t ld,
-                               index_t es) {
+TESSERA_NOINLINE void winograd_transform_inputs(const T* x, const WinogradConv& p, const WinogradPiece* pieces,
+                                                index_t count, index_t tiles, T* v, index_t ld, index_t es) {
   namespace pk = Eigen::internal;
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>, U = winograd_unit_tiles<T>();
-  // The patches' rows a and columns b, the tiles side by side: d[a][b][t - t0]. Gathered a row of
-  // tiles at a time (winograd_split_columns writes up to 16 past a row's last tile, which the next
-  // row overwrites), then transformed in whole packets across rows: a 14-wide image's 7 tiles per
-  // row would otherwise fill half a packet.
-  constexpr index_t width = U + 16;
-  alignas(64) T d[4][4][width] = {};
-  const index_t C = p.C, plane = p.H * p.W, tiles = t1 - t0;
-  for (index_t c = 0; c < C; ++c) {
-    for_each_tile_row(p, t0, t1, [&](index_t n, index_t ty, index_t tx0, index_t tx1, index_t l) {
-      const index_t count = tx1 - tx0, w0 = 2 * tx0 - p.pad_w;
-      const T* in = x + (n * C + c) * plane;
-      for (int a = 0; a < 4; ++a) {
-        const index_t h = 2 * ty + a - p.pad_h;
-        if (h < 0 || h >= p.H) {
-          for (int b = 0; b < 4; ++b) std::fill_n(d[a][b] + l, count, T(0));
-        } else {
-          winograd_split_columns(in + h * p.W, p.W, w0, count, d[a][0] + l, d[a][1] + l);
-          winograd_split_columns(in + h * p.W, p.W, w0 + 2, count, d[a][2] + l, d[a][3] + l);
+  const index_t C = p.C, plane = p.H * p.W;
+  // The tail of the last packet: a piece's stores below may write junk up to a packet past its
+  // last tile, which the next piece overwrites and this replaces.
+  auto zero_tail = [&] {
+    const index_t padded = (tiles + S - 1) / S * S;
+    if (padded == tiles) return;
+    for (int e = 0; e < 16; ++e)
+      for (index_t c = 0; c < C; ++c) std::fill(v + e * es + c * ld + tiles, v + e * es + c * ld + padded, T(0));
+  };
+  // z = d B, across the four columns d0..d3 of a patch row, and V = B^T z, down its four rows.
+  auto across = [](const P& d0, const P& d1, const P& d2, const P& d3, P* z) {
+    z[0] = pk::psub(d0, d2);
+    z[1] = pk::padd(d1, d2);
+    z[2] = pk::psub(d2, d1);
+    z[3] = pk::psub(d1, d3);
+  };
+  auto store_down = [](P (*z)[4], T* at, index_t es) {
+    for (int b = 0; b < 4; ++b) {
+      pk::pstoreu(at + (0 * 4 + b) * es, pk::psub(z[0][b], z[2][b]));
+      pk::pstoreu(at + (1 * 4 + b) * es, pk::padd(z[1][b], z[2][b]));
+      pk::pstoreu(at + (2 * 4 + b) * es, pk::psub(z[2][b], z[1][b]));
+      pk::pstoreu(at + (3 * 4 + b) * es, pk::psub(z[1][b], z[3][b]));
+    }
+  };
+#if defined(__AVX512F__) || defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    // A piece's tile k reads columns a0 + 2k + j (j < 4) of four rows; per row, its columns from a0
+    // (the padding's lanes masked off, read as zeros) give d_j, the patch's column j across the
+    // piece's tiles. (Channel by channel, each piece in turn: the stores then run along v's rows.)
+#if defined(__AVX512F__)
+    // Two packets of columns; four permutes pick d0..d3.
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i column[4] = {even, _mm512_add_epi32(even, _mm512_set1_epi32(1)),
+                               _mm512_add_epi32(even, _mm512_set1_epi32(2)), _mm512_add_epi32(even, _mm512_set1_epi32(3))};
+    for (index_t c = 0; c < C; ++c) {
+      for (index_t i = 0; i < count; ++i) {
+        const WinogradPiece& piece = pieces[i];
+        const T* in = x + (piece.n * C + c) * plane;
+        const index_t a0 = 2 * piece.tx0 - p.pad_w;
+        const __mmask16 lo_lanes = winograd_columns_mask(a0, p.W), hi_lanes = winograd_columns_mask(a0 + 16, p.W);
+        __m512 z[4][4];
+        TESSERA_UNROLL
+        for (int a = 0; a < 4; ++a) {
+          const index_t h = 2 * piece.ty + a - p.pad_h;
+          __m512 lo = _mm512_setzero_ps(), hi = lo;
+          if (h >= 0 && h < p.H) {
+            lo = _mm512_maskz_loadu_ps(lo_lanes, winograd_lanes_at(in + h * p.W, a0));
+            hi = _mm512_maskz_loadu_ps(hi_lanes, winograd_lanes_at(in + h * p.W, a0 + 16));
+          }
+          across(_mm512_permutex2var_ps(lo, column[0], hi), _mm512_permutex2var_ps(lo, column[1], hi),
+                 _mm512_permutex2var_ps(lo, column[2], hi), _mm512_permutex2var_ps(lo, column[3], hi), z[a]);
+        }
+        const __mmask16 lanes = __mmask16((1u << piece.count) - 1);
+        T* at = v + c * ld + piece.l;
+        TESSERA_UNROLL
+        for (int b = 0; b < 4; ++b) {
+          _mm512_mask_storeu_ps(at + (0 * 4 + b) * es, lanes, _mm512_sub_ps(z[0][b], z[2][b]));
+          _mm512_mask_storeu_ps(at + (1 * 4 + b) * es, lanes, _mm512_add_ps(z[1][b], z[2][b]));
+          _mm512_mask_storeu_ps(at + (2 * 4 + b) * es, lanes, _mm512_sub_ps(z[2][b], z[1][b]));
+          _mm512_mask_storeu_ps(at + (3 * 4 + b) * es, lanes, _mm512_sub_ps(z[1][b], z[3][b]));
         }
       }
-    });
-    T* dst = v + c * ld;
-    for (index_t k = 0; k < tiles; k += S) {
-      // Across a row (d B): z[a][b] for the four columns b of each row a of the patch.
-      P z[4][4];
-      for (int a = 0; a < 4; ++a) {
-        const P d0 = pk::ploadu<P>(d[a][0] + k), d1 = pk::ploadu<P>(d[a][1] + k);
-        const P d2 = pk::ploadu<P>(d[a][2] + k), d3 = pk::ploadu<P>(d[a][3] + k);
-        z[a][0] = pk::psub(d0, d2);
-        z[a][1] = pk::padd(d1, d2);
-        z[a][2] = pk::psub(d2, d1);
-        z[a][3] = pk::psub(d1, d3);
-      }
-      // Down the rows (B^T z).
-      for (int b = 0; b < 4; ++b) {
-        pk::pstoreu(dst + (0 * 4 + b) * es + k, pk::psub(z[0][b], z[2][b]));
-        pk::pstoreu(dst + (1 * 4 + b) * es + k, pk::padd(z[1][b], z[2][b]));
-        pk::pstoreu(dst + (2 * 4 + b) * es + k, pk::psub(z[2][b], z[1][b]));
-        pk::pstoreu(dst + (3 * 4 + b) * es + k, pk::psub(z[1][b], z[3][b]));
+    }
+#else
+    // Two pairs of packets, of the columns from a0 and from a0 + 2: the even and odd columns of
+    // the first are d0 and d1, of the second d2 and d3.
+    auto split = [](__m256 a, __m256 b, P& even, P& odd) {
+      // shuffle_ps works within 128-bit halves; permute4x64 puts the halves' pairs in order.
+      even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+      odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+    };
+    for (index_t c = 0; c < C; ++c) {
+      for (index_t i = 0; i < count; ++i) {
+        const WinogradPiece& piece = pieces[i];
+        const T* in = x + (piece.n * C + c) * plane;
+        const index_t a0 = 2 * piece.tx0 - p.pad_w;
+        const __m256i masks[4] = {winograd_columns_mask(a0, p.W), winograd_columns_mask(a0 + 8, p.W),
+                                  winograd_columns_mask(a0 + 2, p.W), winograd_columns_mask(a0 + 10, p.W)};
+        P z[4][4];
+        TESSERA_UNROLL
+        for (int a = 0; a < 4; ++a) {
+          const index_t h = 2 * piece.ty + a - p.pad_h;
+          P d[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+          if (h >= 0 && h < p.H) {
+            const T* row = in + h * p.W;
+            split(_mm256_maskload_ps(winograd_lanes_at(row, a0), masks[0]),
+                  _mm256_maskload_ps(winograd_lanes_at(row, a0 + 8), masks[1]), d[0], d[1]);
+            split(_mm256_maskload_ps(winograd_lanes_at(row, a0 + 2), masks[2]),
+                  _mm256_maskload_ps(winograd_lanes_at(row, a0 + 10), masks[3]), d[2], d[3]);
+          }
+          across(d[0], d[1], d[2], d[3], z[a]);
+        }
+        store_down(z, v + c * ld + piece.l, es);  // whole packets: the next piece overwrites the rest
       }
     }
+#endif
+    return zero_tail();
   }
+#endif
+  // The patches' rows a and columns b, the tiles side by side: d[a][b][l]. Gathered a piece at a
+  // time, then transformed in whole packets across pieces: a 14-wide image's 7 tiles per row
+  // would otherwise fill half a packet.
+  alignas(64) T d[4][4][U + S] = {};
+  for (index_t c = 0; c < C; ++c) {
+    for (index_t i = 0; i < count; ++i) {
+      const WinogradPiece& piece = pieces[i];
+      const T* in = x + (piece.n * C + c) * plane;
+      for (int a = 0; a < 4; ++a) {
+        const index_t h = 2 * piece.ty + a - p.pad_h;
+        for (index_t k = 0; k < piece.count; ++k) {
+          for (int b = 0; b < 4; ++b) {
+            const index_t w = 2 * (piece.tx0 + k) + b - p.pad_w;
+            d[a][b][piece.l + k] = h >= 0 && h < p.H && w >= 0 && w < p.W ? in[h * p.W + w] : T(0);
+          }
+        }
+      }
+    }
+    for (index_t k = 0; k < tiles; k += S) {
+      P z[4][4];
+      for (int a = 0; a < 4; ++a) {
+        across(pk::ploadu<P>(d[a][0] + k), pk::ploadu<P>(d[a][1] + k), pk::ploadu<P>(d[a][2] + k),
+               pk::ploadu<P>(d[a][3] + k), z[a]);
+      }
+      store_down(z, v + c * ld + k, es);
+    }
+  }
+  zero_tail();
 }
 
-/// y = A^T M A (+ bias, then relu) for the tiles [t0, t1) (at most a unit): m holds element e's
-/// [O][ld] at m + e * es, tile t at column t - t0.
+/// Whether a pooling epilogue is one the Winograd path applies as it writes: a 2x2 max pooling at
+/// stride 2 with no padding, whose windows are exactly the 2x2 tiles (the tiles past the last
+/// whole window, of an odd output extent, are dropped).
 template <class T>
-void winograd_transform_outputs(const T* m, index_t ld, index_t es, const WinogradConv& p, index_t t0, index_t t1, T* y,
-                                const T* bias, bool relu) {
+bool winograd_pools(const PooledOutput<T>& pooled) {
+  const PoolEpilogue& e = pooled.epilogue;
+  return e.max && is_plain_2x2_pool(e.kh, e.kw, e.geometry) && pooled.Hq == pooled.Ho / 2 && pooled.Wq == pooled.Wo / 2;
+}
+
+/// y = A^T M A (+ bias, then relu) for a unit's tiles (`tiles` of them, in `pieces`): m holds
+/// element e's [O][ld] at m + e * es, tile l at column l. With `pooled` (winograd_pools), each
+/// tile's maximum goes to the pooled output instead, chosen as pool_planes chooses it
+/// (first_max_2x2: the same comparisons in the same order), so the result equals pooling y.
+template <class T>
+TESSERA_NOINLINE void winograd_transform_outputs(const T* m, index_t ld, index_t es, const WinogradConv& p,
+                                                 const WinogradPiece* pieces, index_t count, index_t tiles, T* y,
+                                                 const T* bias, bool relu, const PooledOutput<T>* pooled) {
   namespace pk = Eigen::internal;
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>, U = winograd_unit_tiles<T>();
-  // y00, y01, y10, y11 of each tile, in whole packets across rows of tiles, then written a row of
-  // tiles at a time (winograd_merge_columns reads up to 16 past a row's last tile).
-  constexpr index_t width = U + 16;
-  alignas(64) T out[4][width] = {};
-  const index_t plane = p.Ho * p.Wo, tiles = t1 - t0;
+  // y00, y01, y10, y11 of each tile, in whole packets across pieces, then written a piece at a
+  // time (an output row's even and odd columns).
+  alignas(64) T out[4][U + S] = {};
+  const index_t plane = p.Ho * p.Wo;
   for (index_t o = 0; o < p.O; ++o) {
     const T* src = m + o * ld;
     const P b = pk::pset1<P>(bias ? bias[o] : T(0));
@@ -269,27 +342,81 @@ void winograd_transform_outputs(const T* m, index_t ld, index_t es, const Winogr
         s[0][c] = pk::padd(pk::padd(m0, m1), m2);
         s[1][c] = pk::psub(pk::psub(m1, m2), m3);
       }
-      // Across (s A), then the bias and relu.
+      // Across (s A), then the bias and relu: y[2 * row + column].
+      P t[4];
       for (int i = 0; i < 2; ++i) {
-        P y0 = pk::padd(pk::padd(pk::padd(s[i][0], s[i][1]), s[i][2]), b);
-        P y1 = pk::padd(pk::psub(pk::psub(s[i][1], s[i][2]), s[i][3]), b);
-        if (relu) y0 = relu_packet(y0), y1 = relu_packet(y1);
-        pk::pstoreu(out[2 * i] + k, y0);
-        pk::pstoreu(out[2 * i + 1] + k, y1);
+        t[2 * i] = pk::padd(pk::padd(pk::padd(s[i][0], s[i][1]), s[i][2]), b);
+        t[2 * i + 1] = pk::padd(pk::psub(pk::psub(s[i][1], s[i][2]), s[i][3]), b);
+        if (relu) t[2 * i] = relu_packet(t[2 * i]), t[2 * i + 1] = relu_packet(t[2 * i + 1]);
+      }
+      if (pooled) {
+        // A later element wins when greater, or when NaN and the best so far is not.
+        auto wins = [](const P& later, const P& best) {
+          return pk::por(pk::pcmp_lt(best, later), pk::pandnot(pk::pcmp_eq(best, best), pk::pcmp_eq(later, later)));
+        };
+        P best = t[0];
+        for (int j = 1; j < 4; ++j) best = pk::pselect(wins(t[j], best), t[j], best);
+        pk::pstoreu(out[0] + k, best);
+      } else {
+        for (int j = 0; j < 4; ++j) pk::pstoreu(out[j] + k, t[j]);
       }
     }
-    for_each_tile_row(p, t0, t1, [&](index_t n, index_t ty, index_t tx0, index_t tx1, index_t l) {
-      T* dst = y + (n * p.O + o) * plane + 2 * ty * p.Wo;
-      winograd_merge_columns(out[0] + l, out[1] + l, tx1 - tx0, p.Wo, 2 * tx0, dst);
-      if (2 * ty + 1 < p.Ho) winograd_merge_columns(out[2] + l, out[3] + l, tx1 - tx0, p.Wo, 2 * tx0, dst + p.Wo);
-    });
+    if (pooled) {
+      // Window (ty, tx) of the pooled plane is tile (ty, tx).
+      const index_t Hq = pooled->Hq, Wq = pooled->Wq;
+      for (index_t i = 0; i < count; ++i) {
+        const WinogradPiece& piece = pieces[i];
+        const index_t windows = std::min(piece.count, Wq - piece.tx0);
+        if (piece.ty < Hq && windows > 0) {
+          copy_run(out[0] + piece.l, pooled->y + ((piece.n * p.O + o) * Hq + piece.ty) * Wq + piece.tx0, windows);
+        }
+      }
+      continue;
+    }
+    for (index_t i = 0; i < count; ++i) {
+      const WinogradPiece& piece = pieces[i];
+      T* dst = y + (piece.n * p.O + o) * plane + 2 * piece.ty * p.Wo;
+      const index_t a0 = 2 * piece.tx0, columns = std::min(p.Wo - a0, 2 * piece.count);
+      const int rows = 2 * piece.ty + 1 < p.Ho ? 2 : 1;
+      // Tile k's outputs go to columns a0 + 2k and a0 + 2k + 1 of its two rows: a row's even and
+      // odd columns interleaved, stored with the lanes past the row's end left out.
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        const __mmask16 lo_lanes = __mmask16((1u << std::min<index_t>(16, columns)) - 1);
+        const __mmask16 hi_lanes = __mmask16((1u << std::max<index_t>(0, columns - 16)) - 1);
+        for (int r = 0; r < rows; ++r) {
+          const __m512 e = _mm512_loadu_ps(out[2 * r] + piece.l), od = _mm512_loadu_ps(out[2 * r + 1] + piece.l);
+          _mm512_mask_storeu_ps(dst + r * p.Wo + a0, lo_lanes, _mm512_permutex2var_ps(e, lo, od));
+          if (hi_lanes) _mm512_mask_storeu_ps(dst + r * p.Wo + a0 + 16, hi_lanes, _mm512_permutex2var_ps(e, hi, od));
+        }
+        continue;
+      }
+#elif defined(__AVX2__)
+      if constexpr (std::is_same_v<T, float>) {
+        for (int r = 0; r < rows; ++r) {
+          const __m256 e = _mm256_loadu_ps(out[2 * r] + piece.l), od = _mm256_loadu_ps(out[2 * r + 1] + piece.l);
+          const __m256 lo = _mm256_unpacklo_ps(e, od), hi = _mm256_unpackhi_ps(e, od);  // within 128-bit halves
+          winograd_store_lanes(dst + r * p.Wo + a0, _mm256_permute2f128_ps(lo, hi, 0x20), std::min<index_t>(8, columns));
+          if (columns > 8) winograd_store_lanes(dst + r * p.Wo + a0 + 8, _mm256_permute2f128_ps(lo, hi, 0x31), columns - 8);
+        }
+        continue;
+      }
+#endif
+      for (int r = 0; r < rows; ++r) {
+        for (index_t k = 0; k < columns; ++k) dst[r * p.Wo + a0 + k] = out[2 * r + k % 2][piece.l + k / 2];
+      }
+    }
   }
 }
 
 /// y = the convolution of x with the filter that weight(o, k) gives (w[o][k], k = c * 9 + tap), +
-/// bias[o] when `bias` is not null, then relu when `relu`: x [N, C, H, W], y [N, O, Ho, Wo].
+/// bias[o] when `bias` is not null, then relu when `relu`: x [N, C, H, W], y [N, O, Ho, Wo]; or,
+/// with `pooled` (winograd_pools), that pooled into pooled->y (y is not used).
 template <class T, class Weight>
-void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const T* bias, bool relu) {
+void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const T* bias, bool relu,
+                   const PooledOutput<T>* pooled = nullptr) {
   constexpr index_t R = direct_rows, S = packet_size_v<T>, span = direct_packets * S, U = winograd_unit_tiles<T>();
   const index_t C = p.C, blocks = p.blocks(), rows = blocks * R, tiles = p.tiles();
   // The 16 elements' matrices are a cache line more than their size apart: at a multiple of 4 KiB
@@ -297,7 +424,7 @@ void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const
   // each other.
   constexpr index_t line = index_t(64 / sizeof(T));
   static_assert(U % S == 0, "the transforms work in whole packets of a unit's tiles");
-  const index_t ld_v = U;
+  const index_t ld_v = U + S;  // room for a piece's junk past the unit's last tile
   const index_t es_u = blocks * C * R + line, es_v = C * ld_v + line, es_m = rows * U + line;
   auto packed = conv_scratch<T>(16 * es_u);
   winograd_pack_filters(weight, p, packed.data(), es_u);
@@ -317,7 +444,9 @@ void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const
     auto v = conv_scratch<T>(16 * es_v), m = conv_scratch<T>(16 * es_m);
     for (index_t t0 = r0; t0 < r1; t0 += U) {
       const index_t t1 = std::min(r1, t0 + U), n = t1 - t0;
-      winograd_transform_inputs(x, p, t0, t1, v.data(), ld_v, es_v);
+      WinogradPiece pieces[U];
+      const index_t count = winograd_pieces(p, t0, t1, pieces);
+      winograd_transform_inputs(x, p, pieces, count, n, v.data(), ld_v, es_v);
       for (int e = 0; e < 16; ++e) {
         const T* ve = v.data() + e * es_v;
         for (index_t b = 0; b < blocks; ++b) {
@@ -330,18 +459,19 @@ void winograd_conv(const T* x, Weight weight, T* y, const WinogradConv& p, const
           }
         }
       }
-      winograd_transform_outputs(m.data(), U, es_m, p, t0, t1, y, bias, relu);
+      winograd_transform_outputs(m.data(), U, es_m, p, pieces, count, n, y, bias, relu, pooled);
     }
   });
 }
 
-/// The forward pass (winograd_conv_forward): y = conv2d(x, w) (+ bias, relu).
+/// The forward pass (winograd_conv_forward): y = conv2d(x, w) (+ bias, relu), or that pooled
+/// (winograd_pools).
 template <class T>
 void conv2d_forward_winograd(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
-                             bool relu) {
+                             bool relu, const PooledOutput<T>* pooled = nullptr) {
   const WinogradConv p{d.N, d.C, d.O, d.H, d.W, d.Ho, d.Wo, g.pad_h, g.pad_w};
   winograd_conv(
-      x, [&](index_t o, index_t k) { return w[o * d.K + k]; }, y, p, bias, relu);
+      x, [&](index_t o, index_t k) { return w[o * d.K + k]; }, y, p, bias, relu, pooled);
 }
 
 /// The data gradient, when the forward pass qualifies (winograd_conv_forward): dx = the
