@@ -564,9 +564,10 @@ struct has_conv_pool_epilogue<cpu> : std::true_type {};
 
 /// y = pool(conv2d(x, w) (+ bias[o]; then relu when asked)) for inference: y [N, O, Hq, Wq] is the
 /// pooling's output of the convolution's [N, O, Ho, Wo] (`conv_shape`). The direct and tiled
-/// paths compute an image at a time into scratch memory and pool it while it is in cache, so the
-/// convolution's output is not written to memory and read back; otherwise (and for few images) it
-/// is stored in scratch and pooled after. Results equal conv2d_forward's then pool2d_forward's.
+/// paths compute an image at a time into scratch memory and pool it while it is in cache, and the
+/// Winograd path pools a 2x2 max pooling tile by tile, so the convolution's output is not written
+/// to memory and read back; otherwise (and for few images) it is stored in scratch and pooled
+/// after. Results equal conv2d_forward's then pool2d_forward's.
 template <class T>
 void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w, Tensor<T, 4, cpu>& y,
                          const Shape<4>& conv_shape, const Conv2dGeometry& g, const T* bias, bool relu,
@@ -576,8 +577,8 @@ void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu
   const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
   const bool nonempty = d.N != 0 && d.O != 0 && d.P != 0 && d.K != 0;
   const bool winograd = nonempty && detail::winograd_conv_forward(d, g);
-  // The Winograd path pools a 2x2 max pooling as it writes (its tiles are the windows); another
-  // pooling after the whole output, as for few images.
+  // The Winograd path pools a 2x2 max pooling as it writes (its tiles are the windows), and any
+  // other pooling after the whole output, as for few images.
   const bool some = nonempty && !winograd;
   if (winograd && detail::winograd_pools(pooled)) {
     detail::conv2d_forward_winograd(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
