@@ -160,8 +160,8 @@ std::vector<Case> cases() {
       {"Winograd: unequal padding of 2 and 1, an odd output width", 2, 32, 20, 33, 64, 3, 3,
        geometry(1, 1, 2, 1, 1, 1, 1)},
       {"Winograd: batch of one, rows of tiles split between units", 1, 64, 34, 30, 64, 3, 3, plain},
-      {"Winograd: 16 -> 20 channels at 14x14 (the main job's second layer; tiles of rows from several images in a unit)",
-       64, 16, 14, 14, 20, 3, 3, plain},
+      {"Winograd: 16 -> 20 channels at 14x14 (tiles of rows from several images in a unit)", 64, 16, 14, 14, 20, 3, 3,
+       plain},
       {"Winograd: 1x1 images, padding 2, 128 channels (a 3x3 output; the data gradient's one tile)", 16, 128, 1, 1, 128,
        3, 3, geometry(1, 1, 2, 2, 1, 1, 1)},
   };
@@ -376,8 +376,8 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
       {"tiled, GEMM, strided", 5, 16, 20, 20, 8, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
       {"batched (small images)", 5, 3, 6, 6, 5, 3, 3, geometry(2, 2, 1, 1, 1, 1, 1)},
       {"Winograd (max 2x2: pooled as the tiles are written; else after)", 2, 32, 26, 26, 48, 3, 3, plain},
-      {"Winograd, odd output extents (the last row and column of tiles make no whole 2x2 window)", 8, 32, 15, 13, 48,
-       3, 3, plain},
+      {"Winograd, odd output extents (the last row and column of tiles make no whole 2x2 window)", 8, 32, 15, 13, 48, 3,
+       3, plain},
       {"Winograd, 16 -> 32 channels at 14x14 (the main job's second layer)", 64, 16, 14, 14, 32, 3, 3, plain},
   };
   struct Pool {

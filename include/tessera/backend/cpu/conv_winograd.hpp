@@ -193,7 +193,7 @@ TESSERA_NOINLINE void winograd_transform_inputs(const T* x, const WinogradConv& 
     z[2] = pk::psub(d2, d1);
     z[3] = pk::psub(d1, d3);
   };
-  auto store_down = [](P (*z)[4], T* at, index_t es) {
+  auto store_down = [](P(*z)[4], T* at, index_t es) {
     for (int b = 0; b < 4; ++b) {
       pk::pstoreu(at + (0 * 4 + b) * es, pk::psub(z[0][b], z[2][b]));
       pk::pstoreu(at + (1 * 4 + b) * es, pk::padd(z[1][b], z[2][b]));
@@ -210,7 +210,8 @@ TESSERA_NOINLINE void winograd_transform_inputs(const T* x, const WinogradConv& 
     // Two packets of columns; four permutes pick d0..d3.
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i column[4] = {even, _mm512_add_epi32(even, _mm512_set1_epi32(1)),
-                               _mm512_add_epi32(even, _mm512_set1_epi32(2)), _mm512_add_epi32(even, _mm512_set1_epi32(3))};
+                               _mm512_add_epi32(even, _mm512_set1_epi32(2)),
+                               _mm512_add_epi32(even, _mm512_set1_epi32(3))};
     for (index_t c = 0; c < C; ++c) {
       for (index_t i = 0; i < count; ++i) {
         const WinogradPiece& piece = pieces[i];
@@ -398,8 +399,10 @@ TESSERA_NOINLINE void winograd_transform_outputs(const T* m, index_t ld, index_t
         for (int r = 0; r < rows; ++r) {
           const __m256 e = _mm256_loadu_ps(out[2 * r] + piece.l), od = _mm256_loadu_ps(out[2 * r + 1] + piece.l);
           const __m256 lo = _mm256_unpacklo_ps(e, od), hi = _mm256_unpackhi_ps(e, od);  // within 128-bit halves
-          winograd_store_lanes(dst + r * p.Wo + a0, _mm256_permute2f128_ps(lo, hi, 0x20), std::min<index_t>(8, columns));
-          if (columns > 8) winograd_store_lanes(dst + r * p.Wo + a0 + 8, _mm256_permute2f128_ps(lo, hi, 0x31), columns - 8);
+          winograd_store_lanes(dst + r * p.Wo + a0, _mm256_permute2f128_ps(lo, hi, 0x20),
+                               std::min<index_t>(8, columns));
+          if (columns > 8)
+            winograd_store_lanes(dst + r * p.Wo + a0 + 8, _mm256_permute2f128_ps(lo, hi, 0x31), columns - 8);
         }
         continue;
       }
