@@ -185,6 +185,7 @@ TEST_CASE("the Winograd cases take the Winograd path, and the rule leaves few ch
     const bool named = c.name.rfind("Winograd", 0) == 0;
     CHECK(tessera::detail::winograd_conv_forward(d, c.g) == named);
     CHECK(tessera::detail::winograd_conv_backward_data(d, c.g) == named);
+    CHECK(tessera::detail::winograd_conv_backward_filter(d, c.g) == (named && c.N >= 4));
     winograd += named ? 1 : 0;
   }
   CHECK(winograd == 6);

@@ -1,9 +1,9 @@
 // 2-D convolution (NCHW) on the CPU, and its two backward passes (data, filter). Groups, stride,
 // padding and dilation. docs/cpu-performance.md explains the choice of paths; in short:
 //
-// - Winograd (conv_winograd.hpp): F(2x2, 3x3) for the forward pass and the data gradient of a 3x3
-//   convolution at stride 1 with enough channels and work: 16 products per tile of 2x2 outputs
-//   and input channel instead of 36, on the direct path's kernel.
+// - Winograd (conv_winograd.hpp): F(2x2, 3x3) for the forward pass, the data gradient and (from 4
+//   images) the filter gradient of a 3x3 convolution at stride 1 with enough channels and work: 16
+//   products per tile of 2x2 outputs and input channel instead of 36.
 // - Direct (conv_direct.hpp): at stride 1 with enough products per output, the forward pass,
 //   the data gradient and (for large enough images) the filter gradient, from padded copies of
 //   the planes with no column matrix.
@@ -631,6 +631,10 @@ template <class T>
 void conv2d_backward_filter(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& dy, Tensor<T, 4, cpu>& dw,
                             const Conv2dGeometry& g) {
   const auto d = detail::conv_dims(x.shape(), dw.shape(), g, dy.shape()[2], dy.shape()[3]);
+  if (d.N != 0 && d.O != 0 && d.K != 0 && d.P != 0 && detail::winograd_conv_backward_filter(d, g)) {
+    detail::conv2d_backward_filter_winograd(x.data(), dy.data(), dw.data(), d, g);
+    return;
+  }
   if (d.N != 0 && d.O != 0 && d.K != 0 && d.P != 0 && detail::direct_conv_backward_filter(d, g)) {
     detail::conv2d_backward_filter_direct(x.data(), dy.data(), dw.data(), d, g);
     return;

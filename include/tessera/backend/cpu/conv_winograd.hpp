@@ -28,6 +28,7 @@
 #include "tessera/backend/cpu/conv_common.hpp"
 #include "tessera/backend/cpu/conv_direct.hpp"
 #include "tessera/backend/cpu/device.hpp"
+#include "tessera/backend/cpu/gemm.hpp"
 #include "tessera/backend/op_args.hpp"
 
 namespace tessera::detail {
@@ -127,6 +128,12 @@ inline __m256i winograd_columns_mask(index_t a0, index_t W) {
   const __m256i column = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(a0)));
   return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), column),
                              _mm256_cmpgt_epi32(_mm256_set1_epi32(int(W)), column));
+}
+/// The even and odd elements of the 16 in a, b (in order): shuffle_ps works within 128-bit
+/// halves, and permute4x64 puts the halves' pairs in order.
+inline void winograd_split_even_odd(__m256 a, __m256 b, __m256& even, __m256& odd) {
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
 }
 /// v's first n lanes (n <= 8) to dst.
 inline void winograd_store_lanes(float* dst, __m256 v, index_t n) {
@@ -244,11 +251,6 @@ TESSERA_NOINLINE void winograd_transform_inputs(const T* x, const WinogradConv& 
 #else
     // Two pairs of packets, of the columns from a0 and from a0 + 2: the even and odd columns of
     // the first are d0 and d1, of the second d2 and d3.
-    auto split = [](__m256 a, __m256 b, P& even, P& odd) {
-      // shuffle_ps works within 128-bit halves; permute4x64 puts the halves' pairs in order.
-      even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
-      odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
-    };
     for (index_t c = 0; c < C; ++c) {
       for (index_t i = 0; i < count; ++i) {
         const WinogradPiece& piece = pieces[i];
@@ -263,10 +265,10 @@ TESSERA_NOINLINE void winograd_transform_inputs(const T* x, const WinogradConv& 
           P d[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
           if (h >= 0 && h < p.H) {
             const T* row = in + h * p.W;
-            split(_mm256_maskload_ps(winograd_lanes_at(row, a0), masks[0]),
-                  _mm256_maskload_ps(winograd_lanes_at(row, a0 + 8), masks[1]), d[0], d[1]);
-            split(_mm256_maskload_ps(winograd_lanes_at(row, a0 + 2), masks[2]),
-                  _mm256_maskload_ps(winograd_lanes_at(row, a0 + 10), masks[3]), d[2], d[3]);
+            winograd_split_even_odd(_mm256_maskload_ps(winograd_lanes_at(row, a0), masks[0]),
+                                    _mm256_maskload_ps(winograd_lanes_at(row, a0 + 8), masks[1]), d[0], d[1]);
+            winograd_split_even_odd(_mm256_maskload_ps(winograd_lanes_at(row, a0 + 2), masks[2]),
+                                    _mm256_maskload_ps(winograd_lanes_at(row, a0 + 10), masks[3]), d[2], d[3]);
           }
           across(d[0], d[1], d[2], d[3], z[a]);
         }
@@ -490,6 +492,148 @@ void conv2d_backward_data_winograd(const T* w, const T* dy, T* dx, const ConvDim
   winograd_conv(
       dy, [&](index_t c, index_t k) { return w[(k / 9 * d.C + c) * 9 + 8 - k % 9]; }, dx, p,
       static_cast<const T*>(nullptr), false);
+}
+
+/// The filter gradient, when the forward pass qualifies (winograd_conv_forward) and there are at
+/// least 4 images (the products below reduce over tiles: a batch of one has too few).
+inline bool winograd_conv_backward_filter(const ConvDims& d, const Conv2dGeometry& g) {
+  return winograd_conv_forward(d, g) && d.N >= 4;
+}
+
+/// Yg = A dy A^T for a unit's tiles (`tiles` of them, in `pieces`) and every output channel, into
+/// yg: element e's [O][ld] at yg + e * es, tile l at column l (columns past `tiles`, up to a
+/// packet, get junk). dy's tile is its 2x2 outputs, zeros past the output's edge.
+template <class T>
+TESSERA_NOINLINE void winograd_transform_output_gradients(const T* dy, const WinogradConv& p,
+                                                          const WinogradPiece* pieces, index_t count, index_t tiles,
+                                                          T* yg, index_t ld, index_t es) {
+  namespace pk = Eigen::internal;
+  using P = packet_t<T>;
+  constexpr index_t S = packet_size_v<T>, U = winograd_unit_tiles<T>();
+  alignas(64) T g[2][2][U + S] = {};  // g[a][b][l]: tile l's gradient at row a, column b
+  const index_t plane = p.Ho * p.Wo;
+  for (index_t o = 0; o < p.O; ++o) {
+    for (index_t i = 0; i < count; ++i) {
+      const WinogradPiece& piece = pieces[i];
+      const T* src = dy + (piece.n * p.O + o) * plane;
+#if defined(__AVX512F__) || defined(__AVX2__)
+      if constexpr (std::is_same_v<T, float>) {
+        // The piece's columns of each row (masked past the row's end), split into even and odd
+        // columns; whole packets stored, the next piece overwriting the lanes past this one.
+        const index_t a0 = 2 * piece.tx0;
+        for (int a = 0; a < 2; ++a) {
+          const index_t h = 2 * piece.ty + a;
+          P even = pk::pzero(P{}), odd = even;
+          if (h < p.Ho) {
+            const T* row = src + h * p.Wo;
+#if defined(__AVX512F__)
+            const __m512 lo = _mm512_maskz_loadu_ps(winograd_columns_mask(a0, p.Wo), row + a0);
+            const __m512 hi =
+                _mm512_maskz_loadu_ps(winograd_columns_mask(a0 + 16, p.Wo), winograd_lanes_at(row, a0 + 16));
+            even = _mm512_permutex2var_ps(
+                lo, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), hi);
+            odd = _mm512_permutex2var_ps(
+                lo, _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1), hi);
+#else
+            winograd_split_even_odd(
+                _mm256_maskload_ps(row + a0, winograd_columns_mask(a0, p.Wo)),
+                _mm256_maskload_ps(winograd_lanes_at(row, a0 + 8), winograd_columns_mask(a0 + 8, p.Wo)), even, odd);
+#endif
+          }
+          pk::pstoreu(g[a][0] + piece.l, even);
+          pk::pstoreu(g[a][1] + piece.l, odd);
+        }
+        continue;
+      }
+#endif
+      for (int a = 0; a < 2; ++a) {
+        const index_t h = 2 * piece.ty + a;
+        for (index_t k = 0; k < piece.count; ++k) {
+          const index_t w = 2 * (piece.tx0 + k);
+          g[a][0][piece.l + k] = h < p.Ho ? src[h * p.Wo + w] : T(0);
+          g[a][1][piece.l + k] = h < p.Ho && w + 1 < p.Wo ? src[h * p.Wo + w + 1] : T(0);
+        }
+      }
+    }
+    T* dst = yg + o * ld;
+    for (index_t k = 0; k < tiles; k += S) {
+      // Across (g A^T): z[a] = (g0, g0 + g1, g0 - g1, -g1) of row a; then down (A z) alike.
+      P z[2][4];
+      for (int a = 0; a < 2; ++a) {
+        const P g0 = pk::ploadu<P>(g[a][0] + k), g1 = pk::ploadu<P>(g[a][1] + k);
+        z[a][0] = g0;
+        z[a][1] = pk::padd(g0, g1);
+        z[a][2] = pk::psub(g0, g1);
+        z[a][3] = pk::pnegate(g1);
+      }
+      for (int j = 0; j < 4; ++j) {
+        pk::pstoreu(dst + (0 * 4 + j) * es + k, z[0][j]);
+        pk::pstoreu(dst + (1 * 4 + j) * es + k, pk::padd(z[0][j], z[1][j]));
+        pk::pstoreu(dst + (2 * 4 + j) * es + k, pk::psub(z[0][j], z[1][j]));
+        pk::pstoreu(dst + (3 * 4 + j) * es + k, pk::pnegate(z[1][j]));
+      }
+    }
+  }
+}
+
+/// The filter gradient (winograd_conv_backward_filter): for every (o, c),
+///   dw[o][c] = G^T (the sum over tiles t of Yg_t * V_t, element by element) G,
+/// with V_t = B^T d_t B the forward's input transform of tile t's patch of input channel c and
+/// Yg_t = A dy_t A^T of its output gradient (the forward's output transform, transposed). The 16
+/// sums over tiles are 16 products [O, tiles] x [tiles, C], a unit of tiles at a time on BLAS. The
+/// tiles are cut into a number of runs that depends on the shape alone, each summing its own
+/// partial gradient; the partials are added in a fixed order, so the result does not depend on the
+/// thread count.
+template <class T>
+void conv2d_backward_filter_winograd(const T* x, const T* dy, T* dw, const ConvDims& d, const Conv2dGeometry& g) {
+  constexpr index_t S = packet_size_v<T>, U = winograd_unit_tiles<T>(), line = index_t(64 / sizeof(T));
+  const WinogradConv p{d.N, d.C, d.O, d.H, d.W, d.Ho, d.Wo, g.pad_h, g.pad_w};
+  const index_t C = p.C, O = p.O, tiles = p.tiles(), units = (tiles + U - 1) / U, size = O * C * 9;
+  // Up to 16 runs, fewer when their partial gradients would pass 4M elements.
+  const index_t runs = std::clamp<index_t>((index_t(1) << 22) / size, 1, std::min<index_t>(units, 16));
+  const index_t ld = U + S, es_v = C * ld + line, es_y = O * ld + line;
+  auto partials = conv_scratch<T>(runs * size);
+  parallel_tasks(runs, [&](index_t run) {
+    auto v = conv_scratch<T>(16 * es_v), yg = conv_scratch<T>(16 * es_y), m = conv_scratch<T>(16 * O * C);
+    const index_t u0 = units * run / runs, u1 = units * (run + 1) / runs;
+    for (index_t u = u0; u < u1; ++u) {
+      const index_t t0 = u * U, t1 = std::min(tiles, t0 + U), n = t1 - t0;
+      WinogradPiece pieces[U];
+      const index_t count = winograd_pieces(p, t0, t1, pieces);
+      winograd_transform_inputs(x, p, pieces, count, n, v.data(), ld, es_v);
+      winograd_transform_output_gradients(dy, p, pieces, count, n, yg.data(), ld, es_y);
+      for (int e = 0; e < 16; ++e) {
+        // m_e [O, C] (+)= Yg_e [O, n] . V_e [C, n]^T
+        gemm_on_this_thread(false, true, O, C, n, T(1), yg.data() + e * es_y, ld, v.data() + e * es_v, ld,
+                            u > u0 ? T(1) : T(0), m.data() + e * O * C, C);
+      }
+    }
+    // G^T M G for every (o, c): the 4x4 sums to the 3x3 filter's gradient.
+    T* part = partials.data() + run * size;
+    const T half(0.5);
+    for (index_t oc = 0; oc < O * C; ++oc) {
+      T z[4][3];
+      for (int i = 0; i < 4; ++i) {
+        const T m0 = m.data()[(i * 4 + 0) * O * C + oc], m1 = m.data()[(i * 4 + 1) * O * C + oc];
+        const T m2 = m.data()[(i * 4 + 2) * O * C + oc], m3 = m.data()[(i * 4 + 3) * O * C + oc];
+        z[i][0] = m0 + half * (m1 + m2);
+        z[i][1] = half * (m1 - m2);
+        z[i][2] = half * (m1 + m2) + m3;
+      }
+      for (int j = 0; j < 3; ++j) {
+        part[oc * 9 + 0 * 3 + j] = z[0][j] + half * (z[1][j] + z[2][j]);
+        part[oc * 9 + 1 * 3 + j] = half * (z[1][j] - z[2][j]);
+        part[oc * 9 + 2 * 3 + j] = half * (z[1][j] + z[2][j]) + z[3][j];
+      }
+    }
+  });
+  parallel_for(size, 1024, 4096, [&](index_t e0, index_t e1) {
+    for (index_t e = e0; e < e1; ++e) {
+      T s = partials.data()[e];
+      for (index_t r = 1; r < runs; ++r) s += partials.data()[r * size + e];
+      dw[e] = s;
+    }
+  });
 }
 
 }  // namespace tessera::detail
