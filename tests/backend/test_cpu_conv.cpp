@@ -150,6 +150,7 @@ std::vector<Case> cases() {
       {"batch of one, large input, unequal padding: each plane padded in one pass (direct)", 1, 32, 20, 30, 8, 5, 3,
        geometry(1, 1, 2, 1, 1, 1, 1)},
       {"batch of one, large input, no padding (direct)", 1, 40, 20, 24, 8, 3, 3, geometry(1, 1, 0, 0, 1, 1, 1)},
+      {"6 input channels: 54 products, not a multiple of the kernel's rows (direct)", 2, 6, 14, 14, 16, 3, 3, plain},
       {"batch of one, one tile (direct; batched filter gradient)", 1, 8, 10, 10, 4, 3, 3, plain},
       {"small images (direct; batched filter gradient)", 4, 3, 6, 6, 5, 3, 3, plain},
       {"small images, strided groups (batched)", 3, 4, 7, 6, 6, 3, 2, geometry(2, 1, 1, 0, 1, 2, 2)},
@@ -162,6 +163,8 @@ std::vector<Case> cases() {
       {"Winograd: batch of one, rows of tiles split between units", 1, 64, 34, 30, 64, 3, 3, plain},
       {"Winograd: 16 -> 20 channels at 14x14 (tiles of rows from several images in a unit)", 64, 16, 14, 14, 20, 3, 3,
        plain},
+      {"Winograd: 29 columns (one piece of 15 tiles per row, the last tile's second column past the edge)", 4, 16, 29,
+       29, 40, 3, 3, plain},
       {"Winograd: 1x1 images, padding 2, 128 channels (a 3x3 output; the data gradient's one tile)", 16, 128, 1, 1, 128,
        3, 3, geometry(1, 1, 2, 2, 1, 1, 1)},
   };
@@ -188,7 +191,7 @@ TEST_CASE("the Winograd cases take the Winograd path, and the rule leaves few ch
     CHECK(tessera::detail::winograd_conv_backward_filter(d, c.g) == (named && c.N >= 4));
     winograd += named ? 1 : 0;
   }
-  CHECK(winograd == 6);
+  CHECK(winograd == 7);
   const auto plain = geometry(1, 1, 1, 1, 1, 1, 1);
   auto takes = [](index_t N, index_t C, index_t H, index_t O, const Conv2dGeometry& g) {
     const index_t Ho = Conv2dGeometry::out_extent(H, 3, g.stride_h, g.pad_h, g.dilation_h, "test");
@@ -432,6 +435,13 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
             }
             CHECK(mismatches == 0);
             CHECK((nans > 0) == !relu);  // the NaN is pooled (a window that reads it) unless relu maps it to +0
+            // The Winograd cases' max 2x2 pooling takes the fused path (the tiles are its windows).
+            const auto d = tessera::detail::conv_dims(x.shape(), w.shape(), c.g, Ho, Wo);
+            const bool fused =
+                tessera::detail::winograd_conv_forward(d, c.g) &&
+                tessera::detail::winograd_pools(tessera::detail::PooledOutput<float>{
+                    tessera::PoolEpilogue{pool.max, pool.k, pool.k, pool.g}, got.data(), Ho, Wo, Hq, Wq, relu});
+            CHECK(fused == (c.name.rfind("Winograd", 0) == 0 && pool.max && pool.k == 2));
           }
         }
       }

@@ -154,7 +154,8 @@ struct WinogradPiece {
   index_t n, ty, tx0, count, l;
 };
 /// The most tiles in a piece: with AVX-512, 15 (their 4x4 patches span 2 * 15 + 2 = 32 columns of
-/// the input, two packets; their outputs 30); else 8, a packet of float with AVX2.
+/// the input, two packets; their outputs 30); else 8, a packet of float with AVX2 (the generic
+/// path, for double and other targets, takes any length and uses the same).
 #if defined(__AVX512F__)
 inline constexpr index_t winograd_piece_tiles = 15;
 #else
@@ -185,8 +186,9 @@ TESSERA_NOINLINE void winograd_transform_inputs(const T* x, const WinogradConv& 
   using P = packet_t<T>;
   constexpr index_t S = packet_size_v<T>, U = winograd_unit_tiles<T>();
   const index_t C = p.C, plane = p.H * p.W;
-  // The tail of the last packet: a piece's stores below may write junk up to a packet past its
-  // last tile, which the next piece overwrites and this replaces.
+  // The tail of the last packet: zeros in place of stale scratch (AVX-512's stores are masked to
+  // the piece) or of the junk that a piece's whole-packet stores write past its last tile (AVX2,
+  // generic: the next piece overwrites it, and this replaces the last piece's).
   auto zero_tail = [&] {
     const index_t padded = (tiles + S - 1) / S * S;
     if (padded == tiles) return;
@@ -580,7 +582,8 @@ TESSERA_NOINLINE void winograd_transform_output_gradients(const T* dy, const Win
 ///   dw[o][c] = G^T (the sum over tiles t of Yg_t * V_t, element by element) G,
 /// with V_t = B^T d_t B the forward's input transform of tile t's patch of input channel c and
 /// Yg_t = A dy_t A^T of its output gradient (the forward's output transform, transposed). The 16
-/// sums over tiles are 16 products [O, tiles] x [tiles, C], a unit of tiles at a time on BLAS. The
+/// sums over tiles are 16 products [O, tiles] x [tiles, C], a unit of tiles at a time on BLAS (or
+/// Eigen's product where there is no BLAS). The
 /// tiles are cut into a number of runs that depends on the shape alone, each summing its own
 /// partial gradient; the partials are added in a fixed order, so the result does not depend on the
 /// thread count.
@@ -589,7 +592,8 @@ void conv2d_backward_filter_winograd(const T* x, const T* dy, T* dw, const ConvD
   constexpr index_t S = packet_size_v<T>, U = winograd_unit_tiles<T>(), line = index_t(64 / sizeof(T));
   const WinogradConv p{d.N, d.C, d.O, d.H, d.W, d.Ho, d.Wo, g.pad_h, g.pad_w};
   const index_t C = p.C, O = p.O, tiles = p.tiles(), units = (tiles + U - 1) / U, size = O * C * 9;
-  // Up to 16 runs, fewer when their partial gradients would pass 4M elements.
+  // Up to 16 runs (and at most one per unit), fewer when their partial gradients would pass 4M
+  // elements. (More than 16 threads would leave some idle here.)
   const index_t runs = std::clamp<index_t>((index_t(1) << 22) / size, 1, std::min<index_t>(units, 16));
   const index_t ld = U + S, es_v = C * ld + line, es_y = O * ld + line;
   auto partials = conv_scratch<T>(runs * size);
