@@ -475,13 +475,7 @@ void conv2d_backward_filter_tiled(const T* x, const T* dy, T* dw, const ConvDims
       }
     }
   });
-  parallel_for(size, 1024, 4096, [&](index_t e0, index_t e1) {
-    for (index_t e = e0; e < e1; ++e) {
-      T s = partials.data()[e];
-      for (index_t p = 1; p < parts; ++p) s += partials.data()[p * size + e];
-      dw[e] = s;
-    }
-  });
+  add_partials(partials.data(), parts, size, dw);
 }
 
 /// Whether a forward pass runs on the calling thread alone: when there are fewer images than

@@ -76,6 +76,20 @@ void add_bias_relu(T* dst, const T* src, index_t n, T b, bool relu) {
   add_bias_relu_packets(packet_t<T>{}, dst, src, n, b, relu);
 }
 
+/// out[e] = the sum of parts[p * size + e] over p = 0, 1, ..., count - 1, in that order: the filter
+/// gradients' partial sums (one per run of images or tiles) added the same way whatever the
+/// thread count.
+template <class T>
+void add_partials(const T* parts, index_t count, index_t size, T* out) {
+  parallel_for(size, 1024, 4096, [&](index_t e0, index_t e1) {
+    for (index_t e = e0; e < e1; ++e) {
+      T s = parts[e];
+      for (index_t p = 1; p < count; ++p) s += parts[p * size + e];
+      out[e] = s;
+    }
+  });
+}
+
 /// Where a convolution that pools its output (conv2d_pool_forward) puts it: a path computes the
 /// output planes of one image (or of one group of an image) into scratch memory, which stays in
 /// cache, and `pool` writes them pooled into y. The whole output is then never stored, nor read

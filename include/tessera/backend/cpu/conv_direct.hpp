@@ -583,13 +583,7 @@ void conv2d_backward_filter_direct(const T* x, const T* dy, T* dw, const ConvDim
       }
     }
   });
-  parallel_for(size, 1024, 4096, [&](index_t e0, index_t e1) {
-    for (index_t e = e0; e < e1; ++e) {
-      T s = partials.data()[e];
-      for (index_t r = 1; r < runs; ++r) s += partials.data()[r * size + e];
-      dw[e] = s;
-    }
-  });
+  add_partials(partials.data(), runs, size, dw);
 }
 
 }  // namespace tessera::detail
