@@ -220,10 +220,14 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
       throw value_error(detail::batch_norm_where(s) + ": training needs more than one value per channel (got " +
                         std::to_string(count) + ")");
     }
-    state->mean = Tensor<value_type, 1, backend_type>(Shape<1>{C});
-    state->invstd = Tensor<value_type, 1, backend_type>(Shape<1>{C});
-    state->var = Tensor<value_type, 1, backend_type>(Shape<1>{C});
-    state->centring = Tensor<value_type, 0, backend_type>(o.training ? value_type(1) / value_type(count) : value_type(0));
+    // Evaluation's statistics are made when a sweep first needs them (use_running_statistics): the
+    // node is built on every call, and outside a sweep (inference) they are never read.
+    if (o.training) {
+      state->mean = Tensor<value_type, 1, backend_type>(Shape<1>{C});
+      state->invstd = Tensor<value_type, 1, backend_type>(Shape<1>{C});
+      state->var = Tensor<value_type, 1, backend_type>(Shape<1>{C});
+      state->centring = Tensor<value_type, 0, backend_type>(value_type(1) / value_type(count));
+    }
     state->running = running;
     state->options = o;
   }
@@ -293,6 +297,12 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   /// if the running state changes before it runs.
   void use_running_statistics() const {
     State& st = *state;
+    if (st.mean.size() == 0) {
+      const Shape<1> channels{input.shape()[1]};
+      st.mean = Tensor<value_type, 1, backend_type>::uninitialized(channels);
+      st.invstd = Tensor<value_type, 1, backend_type>::uninitialized(channels);
+      st.centring = Tensor<value_type, 0, backend_type>(value_type(0));
+    }
     st.mean.assign(st.running.mean);
     st.invstd.assign(rsqrt(st.running.var + value_type(st.options.eps)));
   }

@@ -6,6 +6,8 @@
 #include <string>
 #include <type_traits>
 
+#include <Eigen/Core>
+
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
@@ -65,14 +67,14 @@ template <class T>
 void batch_norm_fold(cpu, const T* w, index_t O, index_t K, const T* gamma, const T* beta, const T* mean, const T* var,
                      double eps, const T* conv_bias, T* folded, T* shift) {
   const index_t serial_below = O * K < (index_t(1) << 15) ? O + 1 : 2;  // small: no threads
+  using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
   detail::parallel_for(O, 1, serial_below, [&](index_t o0, index_t o1) {
     for (index_t o = o0; o < o1; ++o) {
       const T s = gamma[o] * (T(1) / std::sqrt(var[o] + T(eps)));
       const T affine = beta[o] - mean[o] * s;
       shift[o] = conv_bias ? conv_bias[o] * s + affine : affine;
-      const T* src = w + o * K;
-      T* dst = folded + o * K;
-      for (index_t k = 0; k < K; ++k) dst[k] = src[k] * s;
+      // Through Eigen's packets: GCC's -O2 leaves a plain loop scalar (w and folded might overlap).
+      Eigen::Map<Row>(folded + o * K, K) = Eigen::Map<const Row>(w + o * K, K) * s;
     }
   });
 }
