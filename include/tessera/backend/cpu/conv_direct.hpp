@@ -43,7 +43,7 @@ inline constexpr index_t direct_max_blocks = 16;
 /// direct_inline_macs. docs/cpu-performance.md, "Small kernels and the thread pool", has the
 /// measurements.
 inline constexpr index_t direct_small_input = index_t(1) << 14;
-inline constexpr double direct_shared_macs = double(1 << 18);
+inline constexpr double direct_shared_macs = double(1 << 16);
 inline constexpr double direct_inline_macs = double(1 << 20);
 
 /// The direct path serves the forward pass of a convolution at stride 1 with at least 48 products
@@ -110,12 +110,14 @@ struct DirectConv {
 inline index_t direct_blocks(index_t channels) { return (channels + direct_rows - 1) / direct_rows; }
 
 /// The weights in the order the kernel reads them: per group, per block of R output channels,
-/// [K][R]. weight(grp, o, k) gives w[grp][o][k], k = input channel * taps + tap.
+/// [K][R]. weight(grp, o, k) gives w[grp][o][k], k = input channel * taps + tap. Only blocks
+/// [b0, b1) of each group are written (all of them by default).
 template <class T, class Weight>
-void pack_direct_weights(const DirectConv& p, Weight weight, T* packed) {
+void pack_direct_weights(const DirectConv& p, Weight weight, T* packed, index_t b0 = 0, index_t b1 = -1) {
   const index_t K = p.K(), blocks = direct_blocks(p.Cout);
+  if (b1 < 0) b1 = blocks;
   for (index_t grp = 0; grp < p.groups; ++grp) {
-    for (index_t b = 0; b < blocks; ++b) {
+    for (index_t b = b0; b < b1; ++b) {
       T* dst = packed + (grp * blocks + b) * direct_rows * K;
       // Row by row: the forward's weights are then read in order (the pass over k, then r, with
       // a bounds test per element took a sixth of a batch of one's second convolution).
@@ -130,37 +132,38 @@ void pack_direct_weights(const DirectConv& p, Weight weight, T* packed) {
   }
 }
 
-/// pack_direct_weights for weights stored row by row, [groups * Cout][K] (the forward pass's): a
-/// block of R rows is transposed a square of R x R at a time in registers, where the element by
-/// element copy (R stores apart) took about 1.3 us for 32 x 144 weights, 4% of a batch of one's
-/// forward through the main job's CNN.
+/// pack_direct_weights (blocks [b0, b1) of each group) for weights stored row by row,
+/// [groups * Cout][K] (the forward pass's): a block of R rows is transposed a square of R x R at a
+/// time in registers, where the element by element copy (R stores apart) took about 1.3 us for
+/// 32 x 144 weights, 4% of a batch of one's forward through the main job's CNN.
 template <class T>
-void pack_direct_weight_rows(const DirectConv& p, const T* w, T* packed) {
+void pack_direct_weight_rows(const DirectConv& p, const T* w, T* packed, index_t b0, index_t b1) {
   namespace pk = Eigen::internal;
   constexpr index_t R = direct_rows;
-  const index_t K = p.K();
+  const index_t K = p.K(), blocks = direct_blocks(p.Cout);
   auto weight = [&](index_t grp, index_t o, index_t k) { return w[(grp * p.Cout + o) * K + k]; };
   using Rows = typename pk::find_best_packet<T, R>::type;
   if constexpr (std::is_same_v<T, float> && pk::unpacket_traits<Rows>::size == R) {
-    const index_t blocks = direct_blocks(p.Cout);
     if (p.Cout % R == 0) {
-      for (index_t i = 0; i < p.groups * blocks; ++i) {  // i = grp * blocks + b: rows i * R on
-        const T* src = w + i * R * K;
-        T* dst = packed + i * R * K;
-        index_t k = 0;
-        for (; k + R <= K; k += R) {
-          pk::PacketBlock<Rows, R> square;
-          for (int r = 0; r < R; ++r) square.packet[r] = pk::ploadu<Rows>(src + r * K + k);
-          pk::ptranspose(square);
-          for (int j = 0; j < R; ++j) pk::pstoreu(dst + (k + j) * R, square.packet[j]);
+      for (index_t grp = 0; grp < p.groups; ++grp) {
+        for (index_t i = grp * blocks + b0; i < grp * blocks + b1; ++i) {  // rows i * R on
+          const T* src = w + i * R * K;
+          T* dst = packed + i * R * K;
+          index_t k = 0;
+          for (; k + R <= K; k += R) {
+            pk::PacketBlock<Rows, R> square;
+            for (int r = 0; r < R; ++r) square.packet[r] = pk::ploadu<Rows>(src + r * K + k);
+            pk::ptranspose(square);
+            for (int j = 0; j < R; ++j) pk::pstoreu(dst + (k + j) * R, square.packet[j]);
+          }
+          for (; k < K; ++k)
+            for (index_t r = 0; r < R; ++r) dst[k * R + r] = src[r * K + k];
         }
-        for (; k < K; ++k)
-          for (index_t r = 0; r < R; ++r) dst[k * R + r] = src[r * K + k];
       }
       return;
     }
   }
-  pack_direct_weights(p, weight, packed);
+  pack_direct_weights(p, weight, packed, b0, b1);
 }
 
 /// dst[0, n) = src[0, n) in packets, then half packets, then elements: inline, where memcpy is a
@@ -302,11 +305,13 @@ void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, in
   }
 }
 
-/// out = the convolution of `in` with the packed weights (pack_direct_weights), + bias[o] when
-/// `bias` is not null, then relu when `relu`. With `pooled`, that output goes to scratch memory
-/// and `pooled` writes it pooled instead (`out` is not used).
-template <class T>
-void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, const T* bias, bool relu,
+/// out = the convolution of `in` with the packed weights, + bias[o] when `bias` is not null, then
+/// relu when `relu`. With `pooled`, that output goes to scratch memory and `pooled` writes it
+/// pooled instead (`out` is not used). pack(b0, b1) writes blocks [b0, b1) of each group of the
+/// packed weights (pack_direct_weights) into `packed`: all of them before the work is shared out,
+/// or, where the work is split by blocks (a batch of one), each task its own.
+template <class T, class Pack>
+void direct_conv(const T* in, const Pack& pack, T* packed, T* out, const DirectConv& p, const T* bias, bool relu,
                  const PooledOutput<T>* pooled = nullptr) {
   constexpr index_t S = packet_size_v<T>, R = direct_rows, V = direct_packets, span = V * S;
   const index_t plane = p.Hp() * p.Wp(), flat = p.flat(), tiles = (flat + span - 1) / span, K = p.K();
@@ -364,6 +369,7 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
     // that a thread slowed by another process does not hold the others up at the end of the call.
     // Pooled, an item's planes are computed into scratch (in cache) and pooled from there.
     const index_t runs = std::min<index_t>(items, 4 * CpuPool::instance().threads());
+    pack(0, blocks);
     parallel_tasks(runs, [&](index_t run) {
       const index_t i0 = items * run / runs, i1 = items * (run + 1) / runs;
       auto padded = conv_scratch<T>(p.Cin * plane + span);
@@ -393,6 +399,7 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
     const index_t shares = macs < direct_shared_macs ? 1 : std::min<index_t>(blocks, threads);
     parallel_tasks(shares, [&](index_t s) {
       const index_t b0 = blocks * s / shares, b1 = blocks * (s + 1) / shares;
+      pack(b0, b1);  // a task reads only its own blocks
       auto padded = conv_scratch<T>(items * p.Cin * plane + span);
       std::fill(padded.data(), padded.data() + items * p.Cin * plane + span, T(0));
       for (index_t c = 0; c < items * p.Cin; ++c) copy_into_padded(in + c * in_plane, p, padded.data() + c * plane);
@@ -417,6 +424,7 @@ void direct_conv(const T* in, const T* packed, T* out, const DirectConv& p, cons
   // units (tiles x chunks of blocks) are shared out; an image under direct_inline_macs stays on
   // the calling thread (the parts would spend about as long fetching each other's data).
   const InlineRegions small(macs < direct_inline_macs);
+  pack(0, blocks);
   auto padded = conv_scratch<T>(items * p.Cin * plane + span);
   std::fill(padded.data() + items * p.Cin * plane, padded.data() + items * p.Cin * plane + span, T(0));
   parallel_for(items * p.Cin, 1, 8, [&](index_t c0, index_t c1) {
@@ -444,8 +452,8 @@ void conv2d_forward_direct(const T* x, const T* w, T* y, const ConvDims& d, cons
                            bool relu, const PooledOutput<T>* pooled = nullptr) {
   const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
   auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Og) * direct_rows * d.K);
-  pack_direct_weight_rows(p, w, packed.data());
-  direct_conv(x, packed.data(), y, p, bias, relu, pooled);
+  auto pack = [&](index_t b0, index_t b1) { pack_direct_weight_rows(p, w, packed.data(), b0, b1); };
+  direct_conv(x, pack, packed.data(), y, p, bias, relu, pooled);
 }
 
 /// The data gradient (direct_conv_backward_data): dx = the stride-1 convolution of dy, padded by
@@ -467,14 +475,12 @@ void conv2d_backward_data_direct(const T* w, const T* dy, T* dx, const ConvDims&
   const index_t taps = d.kh * d.kw;
   auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Cg) * direct_rows * d.Og * taps);
   // Output c of the flipped convolution, input o, tap t reads w[o][c][taps - 1 - t].
-  pack_direct_weights(
-      p,
-      [&](index_t grp, index_t c, index_t k) {
-        const index_t o = k / taps, t = k % taps;
-        return w[((grp * d.Og + o) * d.Cg + c) * taps + taps - 1 - t];
-      },
-      packed.data());
-  direct_conv(dy, packed.data(), dx, p, static_cast<const T*>(nullptr), false);
+  auto flipped = [&](index_t grp, index_t c, index_t k) {
+    const index_t o = k / taps, t = k % taps;
+    return w[((grp * d.Og + o) * d.Cg + c) * taps + taps - 1 - t];
+  };
+  auto pack = [&](index_t b0, index_t b1) { pack_direct_weights(p, flipped, packed.data(), b0, b1); };
+  direct_conv(dy, pack, packed.data(), dx, p, static_cast<const T*>(nullptr), false);
 }
 
 /// The filter gradient's register tile: R output channels x up to Tn taps of one input channel,
