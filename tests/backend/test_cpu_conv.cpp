@@ -112,6 +112,15 @@ void check_case(const Case& c, double tolerance) {
   bool relu_exact = true;
   for (index_t i = 0; i < y.size(); ++i) relu_exact = relu_exact && y_relu.data()[i] == (y.data()[i] > T(0) ? y.data()[i] : T(0));
   CHECK(relu_exact);
+  // A weight_scale (a batch norm folded in) gives what a scaled copy of the weights gives, bit for
+  // bit: on the direct path the products w * scale are made while the weights are packed.
+  const auto scale = random_tensor<T>(Shape<1>{c.O}, 5);
+  auto w_scaled = garbage<T>(w.shape());
+  for (index_t i = 0; i < w.size(); ++i) w_scaled.data()[i] = w.data()[i] * scale.data()[i / (w.size() / c.O)];
+  auto y_scaled = garbage<T>(y.shape()), y_scale = garbage<T>(y.shape());
+  tessera::conv2d_forward(cpu{}, x, w_scaled, y_scaled, c.g, bias.data(), true);
+  tessera::conv2d_forward(cpu{}, x, w, y_scale, c.g, bias.data(), true, scale.data());
+  CHECK(std::memcmp(y_scaled.data(), y_scale.data(), sizeof(T) * std::size_t(y.size())) == 0);
   check("data gradient", dx, dx_ref);
   check("filter gradient", dw, dw_ref);
 }
@@ -406,6 +415,9 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
     x.data()[2 * c.W + 2] = std::numeric_limits<float>::quiet_NaN();
     const auto w = random_tensor<float>(Shape<4>{c.O, c.C / c.g.groups, c.kh, c.kw}, 16);
     const auto bias = random_tensor<float>(Shape<1>{c.O}, 17);
+    const auto scale = random_tensor<float>(Shape<1>{c.O}, 18);
+    auto w_scaled = garbage<float>(w.shape());
+    for (index_t i = 0; i < w.size(); ++i) w_scaled.data()[i] = w.data()[i] * scale.data()[i / (w.size() / c.O)];
     for (const auto& pool : pools) {
       const index_t Hq = Conv2dGeometry::out_extent(Ho, pool.k, pool.g.stride_h, pool.g.pad_h, 1, "test");
       const index_t Wq = Conv2dGeometry::out_extent(Wo, pool.k, pool.g.stride_w, pool.g.pad_w, 1, "test");
@@ -430,6 +442,13 @@ TEST_CASE("conv2d_pool_forward equals conv2d_forward then pool2d_forward, bit fo
             auto got = garbage<float>(want.shape());
             tessera::conv2d_pool_forward(cpu{}, x, w, got, conv.shape(), c.g, b, relu,
                                          tessera::PoolEpilogue{pool.max, pool.k, pool.k, pool.g});
+            // With a weight_scale: what the scaled copy of the weights gives (see check_case).
+            auto got_scale = garbage<float>(want.shape()), want_scale = garbage<float>(want.shape());
+            tessera::conv2d_pool_forward(cpu{}, x, w, got_scale, conv.shape(), c.g, b, relu,
+                                         tessera::PoolEpilogue{pool.max, pool.k, pool.k, pool.g}, scale.data());
+            tessera::conv2d_pool_forward(cpu{}, x, w_scaled, want_scale, conv.shape(), c.g, b, relu,
+                                         tessera::PoolEpilogue{pool.max, pool.k, pool.k, pool.g});
+            CHECK(std::memcmp(got_scale.data(), want_scale.data(), sizeof(float) * std::size_t(want.size())) == 0);
             index_t mismatches = 0, nans = 0;
             for (index_t i = 0; i < want.size(); ++i) {
               mismatches += std::memcmp(&want.data()[i], &got.data()[i], sizeof(float)) != 0 ? 1 : 0;

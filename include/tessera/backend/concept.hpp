@@ -41,15 +41,16 @@
 //     has_conv_pool_epilogue<B> true: inference's pooling in the convolution's epilogue
 //     (else the convolution's output is stored, then pooled)                    backend/cpu/conv.hpp
 //   batch_norm_forward(B, x, gamma, beta, y, mean, invstd, var, args)           backend/cpu/normalization.hpp
-//   batch_norm_fold(B, w, O, K, gamma, beta, mean, var, eps, conv_bias, folded, shift) with
-//     has_batch_norm_fold<B> true: inference's batch norm folded into the convolution
-//     before it in one pass (else a few expressions per call)                  backend/cpu/normalization.hpp
+//   batch_norm_scale_shift(B, O, gamma, beta, mean, var, eps, conv_bias, scale, shift), with
+//     has_batch_norm_fold<B> true: inference's batch norm folded into the convolution before
+//     it, whose conv2d_forward / conv2d_pool_forward then take a weight_scale (else the scaled
+//     weights are made with a few expressions per call)                         backend/cpu/normalization.hpp
 //   batch_norm_backward(B, x, dy, gamma, mean, invstd, dx, dgamma, dbeta, args) with
 //     has_batch_norm_backward<B> true (else autodiff's closed form)             backend/cuda/conv.hpp
 //   embedding_forward / embedding_backward(B, ...)                              backend/cpu/embedding.hpp
 //   prod_adjoint_into(B, out, x, reduced mask, g, p)   prod's gradient          backend/cpu/reduce.hpp
 // The CUDA backend (backend/cuda/*.hpp) provides all of them but conv2d_pool_forward and
-// batch_norm_fold.
+// batch_norm_scale_shift.
 #pragma once
 
 #include <cstddef>

@@ -80,11 +80,13 @@ struct has_relu_epilogue : std::false_type {};
 template <class B>
 struct has_conv_pool_epilogue : std::false_type {};
 
-/// Whether backend B has `batch_norm_fold(B, w, O, K, gamma, beta, mean, var, eps, conv_bias,
-/// folded, shift)`: an evaluation-mode batch norm folded into the convolution before it, in one
-/// pass. With s[o] = gamma[o] / sqrt(var[o] + eps): folded [O, K] = w [O, K] * s[o], and shift[o]
-/// = beta[o] - mean[o] * s[o] (+ conv_bias[o] * s[o] when conv_bias is not null). Without it
-/// expr/normalization.hpp computes the same with expressions (a few small passes per call).
+/// Whether an evaluation-mode batch norm folds into the convolution before it on backend B:
+/// `batch_norm_scale_shift(B, O, gamma, beta, mean, var, eps, conv_bias, scale, shift)` gives
+/// scale[o] = gamma[o] / sqrt(var[o] + eps) and shift[o] = beta[o] - mean[o] * scale[o]
+/// (+ conv_bias[o] * scale[o] when conv_bias is not null), and conv2d_forward and
+/// conv2d_pool_forward take a last argument `weight_scale` (null: none): the convolution of x with
+/// w[o] * weight_scale[o], those products rounded as a scaled copy of w would be. Without it
+/// expr/normalization.hpp makes the scaled weights with expressions (a few small passes per call).
 template <class B>
 struct has_batch_norm_fold : std::false_type {};
 

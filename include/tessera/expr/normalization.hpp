@@ -307,64 +307,58 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
     st.invstd.assign(rsqrt(st.running.var + value_type(st.options.eps)));
   }
 
-  /// The weights and bias of `conv` with this (evaluation-mode) batch norm folded in: w * s[o] and
-  /// shift = beta - mean * s (+ the convolution's bias * s), s = gamma / sqrt(running var + eps).
-  /// From the running statistics directly: outside a sweep no backward reads State's mean and
-  /// invstd, so they are not copied (use_running_statistics) for each call.
-  template <class Conv>
-  std::pair<Tensor<value_type, 4, backend_type>, Tensor<value_type, 1, backend_type>> folded_weights(
-      const Conv& conv) const {
-    const State& st = *state;
-    const auto w = detail::contiguous_value<value_type, backend_type>(conv.weight);
-    const index_t O = w.shape()[0], K = w.size() / std::max<index_t>(O, 1);
-    if constexpr (has_batch_norm_fold<backend_type>::value) {
-      auto folded = Tensor<value_type, 4, backend_type>::uninitialized(w.shape());
-      auto shift = Tensor<value_type, 1, backend_type>::uninitialized(Shape<1>{O});
-      const Tensor<value_type, 1, backend_type> g = detail::value_of(gamma).contiguous(),
-                                                b = detail::value_of(beta).contiguous();
-      const auto mean = st.running.mean.contiguous(), var = st.running.var.contiguous();
-      Tensor<value_type, 1, backend_type> conv_bias;
-      batch_norm_fold(backend_type{}, w.data(), O, K, g.data(), b.data(), mean.data(), var.data(), st.options.eps,
-                      conv.bias_data(conv_bias), folded.data(), shift.data());
-      return {folded, shift};
-    } else {
-      const Tensor<value_type, 1, backend_type> scale(detail::value_of(gamma) *
-                                                      rsqrt(st.running.var + value_type(st.options.eps)));
-      Tensor<value_type, 1, backend_type> shift(detail::value_of(beta) - st.running.mean * scale);
-      if constexpr (Conv::has_bias_input) {
-        if (conv.use_bias) shift = Tensor<value_type, 1, backend_type>(detail::value_of(conv.bias) * scale + shift);
-      }
-      // Each output channel's weights as one row: the product's inner loop runs over a row, not
-      // over one kh x kw filter (9 elements, too few for a SIMD packet).
-      const Tensor<value_type, 2, backend_type> folded_rows(w.reshape(Shape<2>{O, K}) * reshape(scale, Shape<2>{O, 1}));
-      return {folded_rows.reshape(w.shape()), shift};
-    }
-  }
-
   /// Evaluation mode after a convolution, outside a sweep (inference): the batch norm is an affine
-  /// map per output channel, y = conv * scale + shift, so it folds into the convolution: weights
-  /// w * scale[o], bias b * scale + shift, relu (when fused) in the convolution's epilogue. One
-  /// pass writes y, where the convolution wrote it and the batch norm read and wrote it again.
-  /// (Inside a sweep the backward reads the convolution's output, so it is computed as usual.)
-  /// Results differ from the unfolded ones by rounding only. With `pool`, `out` is the value
-  /// pooled (evaluate_pooled).
+  /// map per output channel, y = conv * s + shift, so it folds into the convolution: weights
+  /// w * s[o] and bias shift = beta - mean * s (+ the convolution's bias * s), s = gamma /
+  /// sqrt(running var + eps); relu (when fused) in the convolution's epilogue. One pass writes y,
+  /// where the convolution wrote it and the batch norm read and wrote it again. (Inside a sweep the
+  /// backward reads the convolution's output, so it is computed as usual.) From the running
+  /// statistics directly: outside a sweep no backward reads State's mean and invstd, so they are
+  /// not copied (use_running_statistics) for each call. Results differ from the unfolded ones by
+  /// rounding only. With `pool`, `out` is the value pooled (evaluate_pooled).
   template <class Conv>
   void folded_into_convolution(const Conv& conv, Tensor<value_type, 4, backend_type>& out,
                                const PoolEpilogue* pool = nullptr) const {
-    const auto [folded, shift] = folded_weights(conv);
+    using Vector = Tensor<value_type, 1, backend_type>;
+    const State& st = *state;
     const auto x = detail::contiguous_value<value_type, backend_type>(conv.input);
-    if constexpr (has_conv_pool_epilogue<backend_type>::value) {
-      if (pool) {
-        conv2d_pool_forward(backend_type{}, x, folded, out, conv.shape(), conv.geometry, shift.data(), FusedRelu,
-                            *pool);
-        return;
+    const auto w = detail::contiguous_value<value_type, backend_type>(conv.weight);
+    const index_t O = w.shape()[0];
+    // The convolution of x with `weights` (times a weight_scale, for a backend that takes one).
+    auto convolve = [&](const Tensor<value_type, 4, backend_type>& weights, const Vector& shift, auto... weight_scale) {
+      if constexpr (has_conv_pool_epilogue<backend_type>::value) {
+        if (pool) {
+          conv2d_pool_forward(backend_type{}, x, weights, out, conv.shape(), conv.geometry, shift.data(), FusedRelu,
+                              *pool, weight_scale...);
+          return;
+        }
       }
-    }
-    if constexpr (FusedRelu && has_relu_epilogue<backend_type>::value) {
-      conv2d_forward(backend_type{}, x, folded, out, conv.geometry, shift.data(), true);
+      if constexpr (has_relu_epilogue<backend_type>::value) {
+        conv2d_forward(backend_type{}, x, weights, out, conv.geometry, shift.data(), FusedRelu, weight_scale...);
+      } else {
+        conv2d_forward(backend_type{}, x, weights, out, conv.geometry, shift.data(), weight_scale...);
+        if constexpr (FusedRelu) detail::assign_expression(out, tessera::relu(out));
+      }
+    };
+    if constexpr (has_batch_norm_fold<backend_type>::value) {
+      auto scale = Vector::uninitialized(Shape<1>{O}), shift = Vector::uninitialized(Shape<1>{O});
+      const Vector g = detail::value_of(gamma).contiguous(), b = detail::value_of(beta).contiguous();
+      const auto mean = st.running.mean.contiguous(), var = st.running.var.contiguous();
+      Vector conv_bias;
+      batch_norm_scale_shift(backend_type{}, O, g.data(), b.data(), mean.data(), var.data(), st.options.eps,
+                             conv.bias_data(conv_bias), scale.data(), shift.data());
+      convolve(w, shift, static_cast<const value_type*>(scale.data()));
     } else {
-      conv2d_forward(backend_type{}, x, folded, out, conv.geometry, shift.data());
-      if constexpr (FusedRelu) detail::assign_expression(out, tessera::relu(out));
+      const Vector scale(detail::value_of(gamma) * rsqrt(st.running.var + value_type(st.options.eps)));
+      Vector shift(detail::value_of(beta) - st.running.mean * scale);
+      if constexpr (Conv::has_bias_input) {
+        if (conv.use_bias) shift = Vector(detail::value_of(conv.bias) * scale + shift);
+      }
+      // Each output channel's weights as one row: the product's inner loop runs over a row, not
+      // over one kh x kw filter (9 elements, too few for a SIMD packet).
+      const index_t K = w.size() / std::max<index_t>(O, 1);
+      const Tensor<value_type, 2, backend_type> folded_rows(w.reshape(Shape<2>{O, K}) * reshape(scale, Shape<2>{O, 1}));
+      convolve(folded_rows.reshape(w.shape()), shift);
     }
   }
 

@@ -494,14 +494,36 @@ inline bool conv_forward_on_one_thread(const ConvDims& d, const Conv2dGeometry& 
 template <>
 struct has_relu_epilogue<cpu> : std::true_type {};  // conv2d_forward here, batch_norm_forward in normalization.hpp
 
+namespace detail {
+/// w [O, ...] with each output channel's weights times scale[o] (conv2d_forward's weight_scale,
+/// for the paths that do not apply it while packing the weights).
+template <class T>
+Tensor<T, 4, cpu> scaled_weights(const Tensor<T, 4, cpu>& w, const T* scale) {
+  auto scaled = Tensor<T, 4, cpu>::uninitialized(w.shape());
+  const index_t O = w.shape()[0], K = O == 0 ? 0 : w.size() / O;
+  using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
+  for (index_t o = 0; o < O; ++o)
+    Eigen::Map<Row>(scaled.data() + o * K, K) = Eigen::Map<const Row>(w.data() + o * K, K) * scale[o];
+  return scaled;
+}
+}  // namespace detail
+
 /// y = conv2d(x, w) (+ bias[o] when `bias` is not null; then relu(y) when `relu`): x [N, C, H, W],
 /// w [O, C / groups, kh, kw], y [N, O, Ho, Wo], bias [O]; all contiguous. The bias and relu are
-/// applied while the output is written, not in passes of their own.
+/// applied while the output is written, not in passes of their own. With `weight_scale` ([O]),
+/// the weights are w[o] * weight_scale[o] (has_batch_norm_fold): the direct path scales them as it
+/// packs them, the others take a scaled copy.
 template <class T>
 void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w, Tensor<T, 4, cpu>& y,
-                    const Conv2dGeometry& g, const T* bias = nullptr, bool relu = false) {
+                    const Conv2dGeometry& g, const T* bias = nullptr, bool relu = false,
+                    const T* weight_scale = nullptr) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, y.shape()[2], y.shape()[3]);
   if (d.N == 0 || d.O == 0 || d.P == 0) return;
+  const bool direct = d.K != 0 && !detail::winograd_conv_forward(d, g) && detail::direct_conv_forward(d, g);
+  if (weight_scale && !direct && d.K != 0) {
+    conv2d_forward(cpu{}, x, detail::scaled_weights(w, weight_scale), y, g, bias, relu);
+    return;
+  }
   const detail::InlineRegions small(detail::conv_forward_on_one_thread(d, g, false));
   if (d.K == 0) {  // no input channels: the bias alone
     for (index_t n = 0; n < d.N; ++n) {
@@ -516,8 +538,9 @@ void conv2d_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w,
     detail::conv2d_forward_winograd(x.data(), w.data(), y.data(), d, g, bias, relu);
     return;
   }
-  if (detail::direct_conv_forward(d, g)) {
-    detail::conv2d_forward_direct(x.data(), w.data(), y.data(), d, g, bias, relu);
+  if (direct) {
+    detail::conv2d_forward_direct(x.data(), w.data(), y.data(), d, g, bias, relu,
+                                  static_cast<const detail::PooledOutput<T>*>(nullptr), weight_scale);
     return;
   }
   if (detail::tiled_conv(d)) {
@@ -561,11 +584,11 @@ struct has_conv_pool_epilogue<cpu> : std::true_type {};
 /// paths compute an image at a time into scratch memory and pool it while it is in cache, and the
 /// Winograd path pools a 2x2 max pooling tile by tile, so the convolution's output is not written
 /// to memory and read back; otherwise (and for few images) it is stored in scratch and pooled
-/// after. Results equal conv2d_forward's then pool2d_forward's.
+/// after. Results equal conv2d_forward's then pool2d_forward's (weight_scale as there).
 template <class T>
 void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu>& w, Tensor<T, 4, cpu>& y,
                          const Shape<4>& conv_shape, const Conv2dGeometry& g, const T* bias, bool relu,
-                         const PoolEpilogue& pool) {
+                         const PoolEpilogue& pool, const T* weight_scale = nullptr) {
   const auto d = detail::conv_dims(x.shape(), w.shape(), g, conv_shape[2], conv_shape[3]);
   const detail::InlineRegions small(detail::conv_forward_on_one_thread(d, g, true));
   const detail::PooledOutput<T> pooled{pool, y.data(), d.Ho, d.Wo, y.shape()[2], y.shape()[3], relu};
@@ -574,10 +597,16 @@ void conv2d_pool_forward(cpu, const Tensor<T, 4, cpu>& x, const Tensor<T, 4, cpu
   // The Winograd path pools a 2x2 max pooling as it writes (its tiles are the windows), and any
   // other pooling after the whole output, as for few images.
   const bool some = nonempty && !winograd;
+  const bool direct = some && detail::direct_conv_forward(d, g, true);
+  if (weight_scale && !direct && nonempty) {
+    conv2d_pool_forward(cpu{}, x, detail::scaled_weights(w, weight_scale), y, conv_shape, g, bias, relu, pool);
+    return;
+  }
   if (winograd && detail::winograd_pools(pooled)) {
     detail::conv2d_forward_winograd(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
-  } else if (some && detail::direct_conv_forward(d, g, true)) {
-    detail::conv2d_forward_direct(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
+  } else if (direct) {
+    detail::conv2d_forward_direct(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled,
+                                  weight_scale);
   } else if (some && detail::tiled_conv(d)) {
     detail::conv2d_forward_tiled(x.data(), w.data(), static_cast<T*>(nullptr), d, g, bias, relu, &pooled);
   } else {

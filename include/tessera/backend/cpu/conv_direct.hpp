@@ -133,15 +133,20 @@ void pack_direct_weights(const DirectConv& p, Weight weight, T* packed, index_t 
 }
 
 /// pack_direct_weights (blocks [b0, b1) of each group) for weights stored row by row,
-/// [groups * Cout][K] (the forward pass's): a block of R rows is transposed a square of R x R at a
-/// time in registers, where the element by element copy (R stores apart) took about 1.3 us for
-/// 32 x 144 weights, 4% of a batch of one's forward through the main job's CNN.
+/// [groups * Cout][K] (the forward pass's), each row times scale[row] when `scale` is not null: a
+/// block of R rows is transposed a square of R x R at a time in registers, where the element by
+/// element copy (R stores apart) took about 1.3 us for 32 x 144 weights, 4% of a batch of one's
+/// forward through the main job's CNN.
 template <class T>
-void pack_direct_weight_rows(const DirectConv& p, const T* w, T* packed, index_t b0, index_t b1) {
+void pack_direct_weight_rows(const DirectConv& p, const T* w, T* packed, index_t b0, index_t b1,
+                             const T* scale = nullptr) {
   namespace pk = Eigen::internal;
   constexpr index_t R = direct_rows;
   const index_t K = p.K(), blocks = direct_blocks(p.Cout);
-  auto weight = [&](index_t grp, index_t o, index_t k) { return w[(grp * p.Cout + o) * K + k]; };
+  auto weight = [&](index_t grp, index_t o, index_t k) {
+    const index_t row = grp * p.Cout + o;
+    return scale ? w[row * K + k] * scale[row] : w[row * K + k];
+  };
   using Rows = typename pk::find_best_packet<T, R>::type;
   if constexpr (std::is_same_v<T, float> && pk::unpacket_traits<Rows>::size == R) {
     if (p.Cout % R == 0) {
@@ -150,14 +155,18 @@ void pack_direct_weight_rows(const DirectConv& p, const T* w, T* packed, index_t
           const T* src = w + i * R * K;
           T* dst = packed + i * R * K;
           index_t k = 0;
+          // After the transpose a packet holds one k of the block's R rows: times their R scales.
+          const Rows scales = scale ? pk::ploadu<Rows>(scale + i * R) : pk::pset1<Rows>(T(1));
           for (; k + R <= K; k += R) {
             pk::PacketBlock<Rows, R> square;
             for (int r = 0; r < R; ++r) square.packet[r] = pk::ploadu<Rows>(src + r * K + k);
             pk::ptranspose(square);
-            for (int j = 0; j < R; ++j) pk::pstoreu(dst + (k + j) * R, square.packet[j]);
+            for (int j = 0; j < R; ++j) {
+              pk::pstoreu(dst + (k + j) * R, scale ? pk::pmul(square.packet[j], scales) : square.packet[j]);
+            }
           }
           for (; k < K; ++k)
-            for (index_t r = 0; r < R; ++r) dst[k * R + r] = src[r * K + k];
+            for (index_t r = 0; r < R; ++r) dst[k * R + r] = scale ? src[r * K + k] * scale[i * R + r] : src[r * K + k];
         }
       }
       return;
@@ -446,13 +455,14 @@ void direct_conv(const T* in, const Pack& pack, T* packed, T* out, const DirectC
   }
 }
 
-/// The forward pass (direct_conv_forward): y = conv2d(x, w) (+ bias, relu), or that pooled.
+/// The forward pass (direct_conv_forward): y = conv2d(x, w) (+ bias, relu), or that pooled; the
+/// weights times weight_scale[o] when it is not null (conv2d_forward's).
 template <class T>
 void conv2d_forward_direct(const T* x, const T* w, T* y, const ConvDims& d, const Conv2dGeometry& g, const T* bias,
-                           bool relu, const PooledOutput<T>* pooled = nullptr) {
+                           bool relu, const PooledOutput<T>* pooled = nullptr, const T* weight_scale = nullptr) {
   const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
   auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Og) * direct_rows * d.K);
-  auto pack = [&](index_t b0, index_t b1) { pack_direct_weight_rows(p, w, packed.data(), b0, b1); };
+  auto pack = [&](index_t b0, index_t b1) { pack_direct_weight_rows(p, w, packed.data(), b0, b1, weight_scale); };
   direct_conv(x, pack, packed.data(), y, p, bias, relu, pooled);
 }
 

@@ -6,8 +6,6 @@
 #include <string>
 #include <type_traits>
 
-#include <Eigen/Core>
-
 #include "tessera/backend/cpu/device.hpp"
 #include "tessera/backend/op_args.hpp"
 #include "tessera/core/error.hpp"
@@ -60,23 +58,19 @@ void batch_norm_forward(cpu, const T* x, const T* gamma, const T* beta, T* y, T*
 template <>
 struct has_batch_norm_fold<cpu> : std::true_type {};
 
-/// has_batch_norm_fold's one pass (op_args.hpp): w and folded [O, K], the rest [O], contiguous;
-/// conv_bias may be null. At a batch of one the expressions it replaces (scale, shift, the scaled
-/// weights) cost a tenth of a small CNN's forward.
+/// has_batch_norm_fold's statistics (op_args.hpp): scale[o] = gamma[o] / sqrt(var[o] + eps) and
+/// shift[o] = beta[o] - mean[o] * scale[o] (+ conv_bias[o] * scale[o]), all [O] and contiguous;
+/// conv_bias may be null. The convolution then takes the weights with `scale` (conv2d_forward's
+/// weight_scale), so no scaled copy of them is made per call.
 template <class T>
-void batch_norm_fold(cpu, const T* w, index_t O, index_t K, const T* gamma, const T* beta, const T* mean, const T* var,
-                     double eps, const T* conv_bias, T* folded, T* shift) {
-  const index_t serial_below = O * K < (index_t(1) << 15) ? O + 1 : 2;  // small: no threads
-  using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
-  detail::parallel_for(O, 1, serial_below, [&](index_t o0, index_t o1) {
-    for (index_t o = o0; o < o1; ++o) {
-      const T s = gamma[o] * (T(1) / std::sqrt(var[o] + T(eps)));
-      const T affine = beta[o] - mean[o] * s;
-      shift[o] = conv_bias ? conv_bias[o] * s + affine : affine;
-      // Through Eigen's packets: GCC's -O2 leaves a plain loop scalar (w and folded might overlap).
-      Eigen::Map<Row>(folded + o * K, K) = Eigen::Map<const Row>(w + o * K, K) * s;
-    }
-  });
+void batch_norm_scale_shift(cpu, index_t O, const T* gamma, const T* beta, const T* mean, const T* var, double eps,
+                            const T* conv_bias, T* scale, T* shift) {
+  for (index_t o = 0; o < O; ++o) {
+    const T s = gamma[o] * (T(1) / std::sqrt(var[o] + T(eps)));
+    const T affine = beta[o] - mean[o] * s;
+    scale[o] = s;
+    shift[o] = conv_bias ? conv_bias[o] * s + affine : affine;
+  }
 }
 
 }  // namespace tessera
