@@ -314,13 +314,29 @@ void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, in
   }
 }
 
+/// A non-owning reference to a callable pack(b0, b1) that writes blocks [b0, b1) of each group of
+/// the packed weights: direct_conv takes it (as the pool takes a TaskRef) so that it is compiled
+/// once per element type, not once for the forward's packing and again for the data gradient's.
+class PackBlocks {
+ public:
+  template <class F>
+  explicit PackBlocks(F& f) noexcept
+      : object_(static_cast<void*>(&f)),
+        call_([](void* o, index_t b0, index_t b1) { (*static_cast<F*>(o))(b0, b1); }) {}
+  void operator()(index_t b0, index_t b1) const { call_(object_, b0, b1); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, index_t, index_t);
+};
+
 /// out = the convolution of `in` with the packed weights, + bias[o] when `bias` is not null, then
 /// relu when `relu`. With `pooled`, that output goes to scratch memory and `pooled` writes it
 /// pooled instead (`out` is not used). pack(b0, b1) writes blocks [b0, b1) of each group of the
 /// packed weights (pack_direct_weights) into `packed`: all of them before the work is shared out,
 /// or, where the work is split by blocks (a batch of one), each task its own.
-template <class T, class Pack>
-void direct_conv(const T* in, const Pack& pack, T* packed, T* out, const DirectConv& p, const T* bias, bool relu,
+template <class T>
+void direct_conv(const T* in, PackBlocks pack, T* packed, T* out, const DirectConv& p, const T* bias, bool relu,
                  const PooledOutput<T>* pooled = nullptr) {
   constexpr index_t S = packet_size_v<T>, R = direct_rows, V = direct_packets, span = V * S;
   const index_t plane = p.Hp() * p.Wp(), flat = p.flat(), tiles = (flat + span - 1) / span, K = p.K();
@@ -463,7 +479,7 @@ void conv2d_forward_direct(const T* x, const T* w, T* y, const ConvDims& d, cons
   const DirectConv p{d.N, g.groups, d.Cg, d.Og, d.H, d.W, d.kh, d.kw, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
   auto packed = conv_scratch<T>(g.groups * direct_blocks(d.Og) * direct_rows * d.K);
   auto pack = [&](index_t b0, index_t b1) { pack_direct_weight_rows(p, w, packed.data(), b0, b1, weight_scale); };
-  direct_conv(x, pack, packed.data(), y, p, bias, relu, pooled);
+  direct_conv(x, PackBlocks(pack), packed.data(), y, p, bias, relu, pooled);
 }
 
 /// The data gradient (direct_conv_backward_data): dx = the stride-1 convolution of dy, padded by
@@ -490,7 +506,7 @@ void conv2d_backward_data_direct(const T* w, const T* dy, T* dx, const ConvDims&
     return w[((grp * d.Og + o) * d.Cg + c) * taps + taps - 1 - t];
   };
   auto pack = [&](index_t b0, index_t b1) { pack_direct_weights(p, flipped, packed.data(), b0, b1); };
-  direct_conv(dy, pack, packed.data(), dx, p, static_cast<const T*>(nullptr), false);
+  direct_conv(dy, PackBlocks(pack), packed.data(), dx, p, static_cast<const T*>(nullptr), false);
 }
 
 /// The filter gradient's register tile: R output channels x up to Tn taps of one input channel,
