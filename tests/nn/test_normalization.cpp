@@ -89,6 +89,48 @@ TEST_CASE("batch norm gradients by finite differences: training, evaluation, ran
   GRAD_CHECK([&](const auto& m) { return sum(square(m(xm))); }, model, grad_test::tight());
 }
 
+TEST_CASE("a second derivative through an evaluation-mode batch norm, whose backward is built before its value") {
+  // f(a) = sum(square(bn(a))) with bn(a) = (a - mean) * s + beta per channel (s = gamma / sqrt(var
+  // + eps)): its Hessian is 2 s^2 on the diagonal, so a Hessian-vector product is 2 s_c^2 v. A
+  // nested grad builds the inner backward on the unevaluated batch norm; relu(batch_norm) (one
+  // node) as well, where the product is 2 s_c^2 v wherever the output is positive.
+  Generator gen(3);
+  const auto x = normal<double>(gen, {3, 2, 2, 3});
+  const auto v = normal<double>(gen, {3, 2, 2, 3});
+  const Tensor<double, 1> gamma{1.5, -0.7}, beta{0.1, 0.2};
+  const RunningStats<double> running{Tensor<double, 1>{0.3, -0.2}, Tensor<double, 1>{1.2, 0.8}, {}};
+  BatchNormOptions options;
+  options.training = false;
+  auto check = [&](auto relu_tag) {
+    constexpr bool with_relu = decltype(relu_tag)::value;
+    CAPTURE(with_relu);
+    auto f = [&](const auto& a) {
+      if constexpr (with_relu) {
+        return sum(square(relu(batch_norm(a, gamma, beta, running, options)) + 0.0));
+      } else {
+        return sum(square(batch_norm(a, gamma, beta, running, options) + 0.0));
+      }
+    };
+    const auto [hv] = grad(
+        [&](const auto& a) {
+          const auto [g] = grad(f, a);
+          return sum(g * v);
+        },
+        x);
+    double worst = 0;
+    for (index_t i = 0; i < x.size(); ++i) {
+      const index_t c = i / 6 % 2;
+      const double s = gamma.data()[c] / std::sqrt(running.var.data()[c] + options.eps);
+      const double y = (x.data()[i] - running.mean.data()[c]) * s + beta.data()[c];
+      const double want = with_relu && y <= 0 ? 0.0 : 2 * s * s * v.data()[i];
+      worst = std::max(worst, std::abs(hv.data()[i] - want));
+    }
+    CHECK(worst < 1e-12);
+  };
+  check(std::false_type{});
+  check(std::true_type{});
+}
+
 TEST_CASE("relu(batch_norm(...)) is one node: the same values, gradients and running statistics as unfused") {
   Generator gen(12);
   const auto x = normal<double>(gen, {4, 3, 5, 6});
@@ -151,6 +193,40 @@ TEST_CASE("in evaluation a batch norm after a convolution folds into it outside 
       CHECK_TENSOR_NEAR(std::get<2>(g).weight, std::get<2>(g0).weight, 1e-12);
     }
   }
+}
+
+TEST_CASE("a batch norm folded into a convolution on the CPU's direct path: plain, with relu, pooled, 1 to 3 threads") {
+  // 16 -> 32 channels at 14x14 (144 products per output) takes the direct path, which applies the
+  // batch norm's scale while it packs the weights: at a batch of one each thread packs its own
+  // blocks. Against the unfolded batch norm of the stored convolution (rounding apart), and the
+  // fused relu and pooling against those applied to the folded output (bit for bit).
+  Generator gen(14);
+  nn::Conv2d<float> conv(16, 32, 3, {.padding = 1, .bias = false, .generator = &gen});
+  nn::BatchNorm2d<float> bn(32);
+  bn.weight.assign(normal<float>(gen, {32}));
+  bn.bias.assign(normal<float>(gen, {32}));
+  bn.running_mean.assign(normal<float>(gen, {32}));
+  bn.running_var.assign(uniform<float>(gen, {32}, 0.5f, 2.0f));
+  bn.eval();
+  for (const index_t batch : {1, 4}) {
+    const auto x = normal<float>(gen, {batch, 16, 14, 14});
+    const Tensor<float, 4> c = conv(x);
+    const Tensor<float, 4> want = bn(c);
+    for (const int threads : {1, 2, 3}) {
+      CAPTURE(batch);
+      CAPTURE(threads);
+      cpu::set_num_threads(threads);
+      const Tensor<float, 4> got = bn(conv(x));
+      CHECK(eval(max(abs(got - want))).item() < 1e-4f * std::max(1.0f, eval(max(abs(want))).item()));
+      const Tensor<float, 4> got_relu = relu(bn(conv(x)));
+      const Tensor<float, 4> relu_of_got = relu(got);
+      CHECK_TENSOR_EQ(got_relu, relu_of_got);
+      const Tensor<float, 4> got_pooled = max_pool2d(relu(bn(conv(x))), 2);
+      const Tensor<float, 4> pooled_of_got = max_pool2d(relu_of_got, 2);
+      CHECK_TENSOR_EQ(got_pooled, pooled_of_got);
+    }
+  }
+  cpu::set_num_threads(0);
 }
 
 TEST_CASE("BatchNorm1d matches PyTorch on [N, C] and [N, C, L]") {

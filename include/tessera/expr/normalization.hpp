@@ -3,8 +3,9 @@
 //
 // The forward is a materialization node computed by the backend in one kernel, which also updates
 // the running statistics: as in PyTorch, every evaluation of a training-mode forward updates them
-// once (an autodiff sweep evaluates each node once). The node allocates the per-channel mean and
-// 1/std it saves when it is built and fills them when it is evaluated; its grad rule is the
+// once (an autodiff sweep evaluates each node once). The node saves a per-channel mean and 1/std
+// (allocated when it is built in training; in evaluation when its value or its backward is first
+// built inside a sweep, then filled from the running statistics); its grad rule is the
 // closed-form batch-norm backward written with ordinary ops over those buffers:
 //
 //   xhat = (x - mean) * invstd
@@ -220,7 +221,7 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
       throw value_error(detail::batch_norm_where(s) + ": training needs more than one value per channel (got " +
                         std::to_string(count) + ")");
     }
-    // Evaluation's statistics are made when a sweep first needs them (use_running_statistics): the
+    // Evaluation's statistics are made when a sweep first needs them (evaluation_statistics): the
     // node is built on every call, and outside a sweep (inference) they are never read.
     if (o.training) {
       state->mean = Tensor<value_type, 1, backend_type>(Shape<1>{C});
@@ -293,16 +294,24 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   template <class CX, class CW, class CB>
   struct is_plain_conv2d<Conv2d<CX, CW, CB, false>> : std::true_type {};
 
+  /// Evaluation: makes the mean, invstd and centring (0) that the forward fills and the backward
+  /// reads, once per node (its copies share them), where training's constructor has not. Both the
+  /// forward (use_running_statistics) and the backward (input_adjoints, which may be built before
+  /// the forward runs: a nested grad) call it, and the forward fills these same tensors in place.
+  void evaluation_statistics() const {
+    State& st = *state;
+    if (st.options.training || st.mean.size() != 0) return;
+    const Shape<1> channels{input.shape()[1]};
+    st.mean = Tensor<value_type, 1, backend_type>::uninitialized(channels);
+    st.invstd = Tensor<value_type, 1, backend_type>::uninitialized(channels);
+    st.centring = Tensor<value_type, 0, backend_type>(value_type(0));
+  }
+
   /// Evaluation: the statistics are the running ones, copied so that the backward sees these even
   /// if the running state changes before it runs.
   void use_running_statistics() const {
     State& st = *state;
-    if (st.mean.size() == 0) {
-      const Shape<1> channels{input.shape()[1]};
-      st.mean = Tensor<value_type, 1, backend_type>::uninitialized(channels);
-      st.invstd = Tensor<value_type, 1, backend_type>::uninitialized(channels);
-      st.centring = Tensor<value_type, 0, backend_type>(value_type(0));
-    }
+    evaluation_statistics();
     st.mean.assign(st.running.mean);
     st.invstd.assign(rsqrt(st.running.var + value_type(st.options.eps)));
   }
@@ -376,6 +385,7 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
     const index_t C = input.shape()[1];
     const auto cs = detail::channel_shape<rank>(C);
     const auto mask = detail::all_but_channel_axis<rank>();
+    evaluation_statistics();
     const auto invstd = reshape(state->invstd, cs);
     const auto xhat = (input - reshape(state->mean, cs)) * invstd;
     // Built once: every copy of a reduction node shares its buffer, so dx, dgamma and dbeta read

@@ -319,7 +319,8 @@ void direct_unit(const T* in, const index_t* offsets, const T* w, index_t q0, in
 /// once per element type, not once for the forward's packing and again for the data gradient's.
 class PackBlocks {
  public:
-  template <class F>
+  // Not for PackBlocks itself: copying one must copy it, not make a reference to it.
+  template <class F, std::enable_if_t<!std::is_same_v<std::remove_const_t<F>, PackBlocks>, int> = 0>
   explicit PackBlocks(F& f) noexcept
       : object_(static_cast<void*>(&f)),
         call_([](void* o, index_t b0, index_t b1) { (*static_cast<F*>(o))(b0, b1); }) {}
