@@ -23,6 +23,10 @@
 #include "tessera/backend/cpu/embedding.hpp"
 #include "tessera/backend/cpu/normalization.hpp"
 
+// After every kernel: with TESSERA_PRECOMPILED_KERNELS, their float and double instantiations come
+// from tessera::cpu_kernels.
+#include "tessera/backend/cpu/precompiled.hpp"
+
 #include "tessera/expr/elementwise.hpp"
 #include "tessera/expr/unary_ops.hpp"
 #include "tessera/expr/binary_ops.hpp"

@@ -1,0 +1,6 @@
+// tessera::cpu_kernels: the CPU kernels' instantiations for double (backend/cpu/precompiled.hpp).
+#include <tessera/tessera.hpp>
+
+namespace tessera {
+TESSERA_CPU_KERNEL_INSTANCES(, double)
+}  // namespace tessera
