@@ -490,6 +490,51 @@ TEST_CASE_TEMPLATE("gemm()'s dot-product path: taken where its rule says, the sa
   CHECK(runs[0] == runs[2]);
 }
 
+TEST_CASE("gemm() of a product large both ways: tiles of C, right, and the same at every thread count") {
+  ThreadGuard guard;
+  using tessera::detail::gemm_tile_cols;
+  using tessera::detail::gemm_tile_rows;
+  using tessera::detail::gemm_tiled;
+  CHECK(gemm_tiled(2048, 2048));
+  CHECK_FALSE(gemm_tiled(2047, 4096));  // strips
+  CHECK_FALSE(gemm_tiled(4096, 1024));
+  CHECK(gemm_tile_rows(2048) == 512);
+  CHECK(gemm_tile_cols(2048) == 1024);
+  CHECK(gemm_tile_rows(2100) == 528);   // 4 tiles, rounded up to 16 rows: the last one 516
+  CHECK(gemm_tile_cols(5000) == 1264);  // 4 tiles
+  // 2100 x 2200 with k = 24: 4 x 2 tiles, the last row and column of them smaller; all four
+  // transpose cases; random values, so sums round and agreement across thread counts is the tiling's doing.
+  const index_t m = 2100, n = 2200, k = 24;
+  const auto a = random_tensor<float>(Shape<2>{m, k}, 41);
+  const auto at = random_tensor<float>(Shape<2>{k, m}, 42);
+  const auto b = random_tensor<float>(Shape<2>{k, n}, 43);
+  const auto bt = random_tensor<float>(Shape<2>{n, k}, 44);
+  for (const bool trans_a : {false, true}) {
+    for (const bool trans_b : {false, true}) {
+      CAPTURE(trans_a);
+      CAPTURE(trans_b);
+      const float* pa = trans_a ? at.data() : a.data();
+      const float* pb = trans_b ? bt.data() : b.data();
+      const index_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
+      std::vector<float> want(std::size_t(m * n));
+      naive_gemm(trans_a, trans_b, m, n, k, 1.0f, pa, lda, pb, ldb, 0.0f, want.data(), n);
+      std::vector<std::vector<float>> runs;
+      for (const int threads : {1, 2, 3}) {
+        CAPTURE(threads);
+        tessera::cpu::set_num_threads(threads);
+        std::vector<float> c(std::size_t(m * n), std::numeric_limits<float>::quiet_NaN());
+        tessera::gemm(tessera::cpu{}, trans_a, trans_b, m, n, k, 1.0f, pa, lda, pb, ldb, 0.0f, c.data(), n);
+        double worst = 0;
+        for (std::size_t i = 0; i < c.size(); ++i) worst = std::max(worst, std::abs(double(c[i]) - double(want[i])));
+        CHECK(worst <= 1e-4);
+        runs.push_back(std::move(c));
+      }
+      CHECK(runs[0] == runs[1]);
+      CHECK(runs[0] == runs[2]);
+    }
+  }
+}
+
 TEST_CASE("gemm() of one row with beta = 0 ignores what C held (NaN), at every thread count") {
   ThreadGuard guard;
   const index_t n = 300, k = 400;

@@ -41,16 +41,25 @@ namespace detail {
 ///
 /// Each block is one BLAS call, and each call packs all of the other operand again, so a block
 /// needs enough rows to pay for that (64-row blocks lost a fifth of the throughput;
-/// docs/cpu-performance.md, "Matrix products"). So: the largest power of two from 2 to 16 blocks
-/// (a power of two, so that 2, 4 or 8 threads share them evenly) that leaves at least 256 rows
-/// each, rounded up to a multiple of 16 (the kernels' panel sizes divide it; a coarser rounding
-/// would load threads unevenly: 784 rows in 448 + 336).
-inline index_t gemm_block(index_t extent) {
-  index_t blocks = 2;
-  while (blocks < 16 && extent / (2 * blocks) >= 256) blocks *= 2;
+/// docs/cpu-performance.md, "Matrix products"). So: the largest power of two from 2 (or
+/// `fewest_blocks`) to 16 blocks (a power of two, so that 2, 4 or 8 threads share them evenly)
+/// that leaves at least 256 (`least`) rows each, rounded up to a multiple of 16 (the kernels'
+/// panel sizes divide it; a coarser rounding would load threads unevenly: 784 rows in 448 + 336).
+inline index_t gemm_block(index_t extent, index_t least = 256, index_t fewest_blocks = 2) {
+  index_t blocks = fewest_blocks;
+  while (blocks < 16 && extent / (2 * blocks) >= least) blocks *= 2;
   const index_t block = (extent + blocks - 1) / blocks;
   return (block + 15) / 16 * 16;
 }
+
+/// When C is large both ways (at least 2048 x 2048), it is cut into tiles of at least 512 rows by
+/// 1024 columns instead of strips: every call packs the rows of op(A) and the columns of op(B) it
+/// reads, and a strip reads all of op(B). For 2048 x 2048 x k, 8 strips of 256 rows pack
+/// 18 x 1024 x k elements in all, 8 tiles of 512 x 1024 pack 12 x 1024 x k. Like strips, tiles
+/// depend on the shape alone.
+inline bool gemm_tiled(index_t m, index_t n) { return m >= 2048 && n >= 2048; }
+inline index_t gemm_tile_rows(index_t m) { return gemm_block(m, 512, 1); }
+inline index_t gemm_tile_cols(index_t n) { return gemm_block(n, 1024, 1); }
 
 /// A matrix-vector product's column blocks: reading the matrix is all the work, so blocks can be
 /// small (up to 16 of a multiple of 64) and each core keeps its own in cache call after call.
@@ -127,6 +136,20 @@ void parallel_cblas_gemm(bool trans_a, bool trans_b, index_t m, index_t n, index
   // Small products, or too few rows/columns to share: one call.
   if (double(m) * double(n) * double(k) < double(1 << 21) || extent < 128) {
     cblas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  if (gemm_tiled(m, n)) {
+    const index_t rows = gemm_tile_rows(m), cols = gemm_tile_cols(n);
+    const index_t row_tiles = (m + rows - 1) / rows, col_tiles = (n + cols - 1) / cols;
+    parallel_tasks(row_tiles * col_tiles, [&](index_t t) {
+      // Tile (r, c) of C from rows [r0, r1) of op(A) and columns [c0, c1) of op(B).
+      const index_t r0 = t / col_tiles * rows, c0 = t % col_tiles * cols;
+      const index_t r1 = std::min(m, r0 + rows), c1 = std::min(n, c0 + cols);
+      const T* a_block = trans_a ? a + r0 : a + r0 * lda;
+      const T* b_block = trans_b ? b + c0 * ldb : b + c0;
+      cblas_gemm(trans_a, trans_b, r1 - r0, c1 - c0, k, alpha, a_block, lda, b_block, ldb, beta, c + r0 * ldc + c0,
+                 ldc);
+    });
     return;
   }
   const index_t chunk = gemm_block(extent);
