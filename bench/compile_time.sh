@@ -5,9 +5,9 @@
 #   main_job       examples/fashion_mnist.cpp, the full main job (fit, checkpoints, TensorBoard)
 # each compiled and linked by one `g++ -std=c++17 -O2 -march=native` command, as a user would;
 # wall time (best of REPEAT) and the compiler's peak memory are printed as a table. The two
-# tessera programs are compiled twice: header-only, and with the CPU kernels precompiled (what
-# linking tessera::cpu_kernels does: -DTESSERA_PRECOMPILED_KERNELS and its library, built here
-# once beforehand by the same compiler; its own build time is printed as cpu_kernels).
+# tessera programs are compiled twice: header-only, and with tessera::precompiled (what linking it
+# does: -DTESSERA_PRECOMPILED and the library of kernels and out-of-line functions, built here once
+# beforehand by the same compiler; its own build time is printed as precompiled).
 #
 #   bench/compile_time.sh                    # the three programs
 #   bench/compile_time.sh --suite REF...     # also configure + build + ctest (scripts/test.sh, as
@@ -47,20 +47,21 @@ measure() {
 
 printf '%-16s %10s %10s\n' program "seconds" "peak MiB"
 row() { printf '%-16s %10s %10s\n' "$1" "$2" "$3"; }
-# The precompiled kernels' library: tessera::cpu_kernels's two objects in one archive, compiled at
-# the programs' -O2 (CMake uses the build type's level).
-kernels_start=$(date +%s.%N)
+# tessera::precompiled: its three objects in one archive, compiled at the programs' -O2 (CMake uses
+# the build type's level).
+library_start=$(date +%s.%N)
 compile_flags="-Iinclude ${eigen} -pthread"
 [ -n "${blas}" ] && compile_flags="${compile_flags} -DTESSERA_HAS_CBLAS=1"
-for type in float double; do
+for part in float double functions; do
   # shellcheck disable=SC2086
-  "${CXX}" -std=c++17 -O2 -march=native -DTESSERA_PRECOMPILED_KERNELS ${compile_flags} -c "src/cpu_kernels_${type}.cpp" \
-    -o "${work}/cpu_kernels_${type}.o"
+  "${CXX}" -std=c++17 -O2 -march=native -DTESSERA_PRECOMPILED ${compile_flags} -c "src/precompiled_${part}.cpp" \
+    -o "${work}/precompiled_${part}.o"
 done
-ar rcs "${work}/libtessera_cpu_kernels.a" "${work}/cpu_kernels_float.o" "${work}/cpu_kernels_double.o"
-kernels_seconds=$(awk -v a="${kernels_start}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+ar rcs "${work}/libtessera_precompiled.a" "${work}/precompiled_float.o" "${work}/precompiled_double.o" \
+  "${work}/precompiled_functions.o"
+library_seconds=$(awk -v a="${library_start}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 # The library before the ones it needs (OpenBLAS), as the linker reads them in order.
-precompiled_flags="-DTESSERA_PRECOMPILED_KERNELS -L${work} -ltessera_cpu_kernels ${tessera_flags}"
+precompiled_flags="-DTESSERA_PRECOMPILED -L${work} -ltessera_precompiled ${tessera_flags}"
 
 read -r s m < <(measure bench/compile_time/tessera_loop.cpp "${work}/tessera_loop" "${tessera_flags}")
 row tessera_loop "${s}" "${m}"
@@ -76,7 +77,7 @@ read -r s m < <(measure examples/fashion_mnist.cpp "${work}/fashion_mnist" "${te
 row main_job "${s}" "${m}"
 read -r s m < <(measure examples/fashion_mnist.cpp "${work}/fashion_mnist" "${precompiled_flags}")
 row "  precompiled" "${s}" "${m}"
-row cpu_kernels "${kernels_seconds}" "(once)"
+row precompiled "${library_seconds}" "(once)"
 
 if [ "${1:-}" = "--suite" ]; then
   shift

@@ -1,7 +1,8 @@
 # cmake -DNM=<nm> -DOBJECT=<object file> -P check_precompiled.cmake
-# Fails unless the object (tests/precompiled/kernels_probe.cpp, compiled with
-# TESSERA_PRECOMPILED_KERNELS) refers to every kernel backend/cpu/precompiled.hpp lists, for
-# float and double, and defines none of them: the `extern template` declarations took effect.
+# Fails unless the object (tests/precompiled/probe.cpp, compiled with TESSERA_PRECOMPILED) refers to
+# every kernel backend/cpu/precompiled.hpp lists, for float and double, and to the out-of-line
+# functions the probe calls (core/config.hpp), and defines none of them: the `extern template`
+# declarations and TESSERA_OUT_OF_LINE took effect.
 execute_process(COMMAND ${NM} -C ${OBJECT} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${NM} ${OBJECT} failed (${rc})")
@@ -27,7 +28,16 @@ foreach(type float double)
     endif()
   endforeach()
 endforeach()
+# Non-template functions: nm prints no return type.
+foreach(function io::SafetensorsFile::parse io::SafetensorsFile::write io::SafetensorsFile::checked io::read_file)
+  if(NOT symbols MATCHES "\n +U ([^\n]* )?tessera::${function}\\(")
+    string(APPEND problems "  never referred to: tessera::${function}\n")
+  endif()
+  if(symbols MATCHES "\n[0-9a-f]+ [TtWw] ([^\n]* )?tessera::${function}\\(")
+    string(APPEND problems "  defined in the program, not taken from the library: tessera::${function}\n")
+  endif()
+endforeach()
 if(problems)
-  message(FATAL_ERROR "precompiled kernels: ${OBJECT}\n${problems}")
+  message(FATAL_ERROR "tessera::precompiled: ${OBJECT}\n${problems}")
 endif()
-message(STATUS "precompiled kernels: the probe refers to every listed kernel and defines none")
+message(STATUS "tessera::precompiled: the probe refers to every listed kernel and function and defines none")

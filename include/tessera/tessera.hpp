@@ -23,8 +23,8 @@
 #include "tessera/backend/cpu/embedding.hpp"
 #include "tessera/backend/cpu/normalization.hpp"
 
-// After every kernel: with TESSERA_PRECOMPILED_KERNELS, their float and double instantiations come
-// from tessera::cpu_kernels.
+// After every kernel: with TESSERA_PRECOMPILED, their float and double instantiations come
+// from tessera::precompiled.
 #include "tessera/backend/cpu/precompiled.hpp"
 
 #include "tessera/expr/elementwise.hpp"

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "autodiff/grad_test_support.hpp"
 
 using namespace tessera;

@@ -39,6 +39,25 @@ inline constexpr std::size_t max_rank = 8;
 #define TESSERA_UNROLL
 #endif
 
+// Functions compiled once into tessera::precompiled (docs/architecture.md, "Build time"): the
+// non-template code of files, checkpoints, summaries, model export and training callbacks, which
+// is the same in every program. Each is declared with TESSERA_OUT_OF_LINE and defined under
+// `#if TESSERA_OUT_OF_LINE_DEFINITIONS`, in the same header. Header-only (the default) they are
+// inline functions like any other. A program that links tessera::precompiled (which defines
+// TESSERA_PRECOMPILED) sees the declarations only and calls the library's copies; the library's
+// src/precompiled_functions.cpp defines TESSERA_PRECOMPILED_DEFINITIONS to compile them.
+#if !defined(TESSERA_PRECOMPILED)
+#define TESSERA_OUT_OF_LINE inline
+#define TESSERA_OUT_OF_LINE_DEFINITIONS 1
+#else
+#define TESSERA_OUT_OF_LINE
+#if defined(TESSERA_PRECOMPILED_DEFINITIONS)
+#define TESSERA_OUT_OF_LINE_DEFINITIONS 1
+#else
+#define TESSERA_OUT_OF_LINE_DEFINITIONS 0
+#endif
+#endif
+
 // Functions that run on the host and, under nvcc, in CUDA kernels too: the scalar form of every
 // elementwise op and reducer, and the device evaluators (backend/cuda/device_eval.hpp).
 #if defined(__CUDACC__)

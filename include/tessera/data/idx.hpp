@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 
@@ -32,10 +33,7 @@ namespace detail {
 /// A gzip (or plain: zlib reads those transparently) input file; closes itself.
 class GzReader {
  public:
-  explicit GzReader(const std::string& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
-    if (!file_) throw io_error(path + ": cannot open for reading");
-    gzbuffer(file_, 1 << 17);
-  }
+  TESSERA_OUT_OF_LINE explicit GzReader(const std::string& path);
   ~GzReader() {
     if (file_) gzclose(file_);
   }
@@ -43,29 +41,9 @@ class GzReader {
   GzReader& operator=(const GzReader&) = delete;
 
   /// Reads up to n bytes; returns how many were read (fewer only at the end of the data).
-  std::size_t read(void* dst, std::size_t n) {
-    std::size_t done = 0;
-    auto* out = static_cast<unsigned char*>(dst);
-    while (done < n) {
-      const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
-      const int got = gzread(file_, out + done, chunk);
-      if (got < 0) {
-        int code = 0;
-        const char* msg = gzerror(file_, &code);
-        throw io_error(path_ + ": corrupt compressed data (" + std::string(msg ? msg : "zlib error") + ")");
-      }
-      if (got == 0) break;
-      done += static_cast<std::size_t>(got);
-    }
-    return done;
-  }
+  TESSERA_OUT_OF_LINE std::size_t read(void* dst, std::size_t n);
   /// Reads exactly n bytes or throws naming `what`.
-  void read_exact(void* dst, std::size_t n, const std::string& what) {
-    const std::size_t got = read(dst, n);
-    if (got != n) {
-      throw io_error(path_ + ": truncated " + what + ": expected " + std::to_string(n) + " bytes, got " + std::to_string(got));
-    }
-  }
+  TESSERA_OUT_OF_LINE void read_exact(void* dst, std::size_t n, const std::string& what);
   const std::string& path() const { return path_; }
 
  private:
@@ -128,6 +106,17 @@ T idx_element(const unsigned char* p, unsigned code) {
   }
 }
 
+/// An IDX file's header: element type code and size, extents, element count.
+struct IdxHeader {
+  unsigned code = 0;
+  std::size_t element_size = 0;
+  std::vector<index_t> extents;
+  std::uint64_t count = 0;
+};
+/// Reads and checks the header of the IDX file `in` reads (`path`): `rank` dimensions, a known
+/// element type, and extents the file can hold. io_error naming the path otherwise.
+TESSERA_OUT_OF_LINE IdxHeader read_idx_header(GzReader& in, const std::string& path, std::size_t rank);
+
 }  // namespace detail
 
 /// The header of an IDX file.
@@ -142,43 +131,15 @@ template <class T, std::size_t R>
 Tensor<T, R> read_idx(const std::string& path, IdxInfo* info = nullptr) {
   static_assert(R >= 1, "tessera::data::read_idx: an IDX file has at least one dimension");
   detail::GzReader in(path);
-  unsigned char magic[4];
-  in.read_exact(magic, 4, "header");
-  if (magic[0] != 0 || magic[1] != 0) throw io_error(path + ": not an IDX file (the magic number must start with two zero bytes)");
-  const unsigned code = magic[2];
-  const std::size_t element_size = detail::idx_element_size(code);
-  if (element_size == 0) {
-    const char* hex = "0123456789ABCDEF";
-    throw io_error(path + ": unknown IDX element type 0x" + std::string{hex[code >> 4], hex[code & 15]});
-  }
-  if (magic[3] != R) {
-    throw io_error(path + ": has " + std::to_string(magic[3]) + " dimensions, expected " + std::to_string(R));
-  }
+  const detail::IdxHeader h = detail::read_idx_header(in, path, R);
+  const unsigned code = h.code;
+  const std::size_t element_size = h.element_size;
+  const std::uint64_t count = h.count;
   Shape<R> shape{};
-  std::uint64_t count = 1, nonzero = 1;
-  for (std::size_t d = 0; d < R; ++d) {
-    unsigned char b[4];
-    in.read_exact(b, 4, "header");
-    const std::uint32_t e = detail::big_endian_u32(b);
-    shape[d] = static_cast<index_t>(e);
-    // Refuse sizes that cannot be real before allocating anything (hostile headers). The nonzero
-    // extents are bounded too: with a zero among them the file is empty, but the tensor's
-    // element count and strides are still products of them (found by fuzzing: [0, 2^32-1, ...]
-    // overflowed those products).
-    if (e != 0 && nonzero > (std::uint64_t{1} << 40) / e) throw io_error(path + ": extents are implausibly large");
-    if (e != 0) nonzero *= e;
-    count *= e;
-  }
-  // Nor allocate more than the file can hold: deflate compresses at most ~1032:1, so a header
-  // claiming more data than that is a lie (found by fuzzing: a 28-byte file asking for 277 GB).
-  struct ::stat st {};
-  if (::stat(path.c_str(), &st) == 0 && count * element_size > std::uint64_t(st.st_size) * 1040u + 1024u) {
-    throw io_error(path + ": the header claims " + std::to_string(count) + " elements but the file has only " +
-                   std::to_string(st.st_size) + " bytes");
-  }
+  for (std::size_t d = 0; d < R; ++d) shape[d] = h.extents[d];
   if (info) {
     info->type_code = code;
-    info->extents.assign(shape.begin(), shape.end());
+    info->extents = h.extents;
   }
   Tensor<T, R> out(shape);
   T* dst = out.data();
@@ -231,5 +192,82 @@ void write_idx_u8(const std::string& path, const Tensor<T, R>& t) {
   const bool ok = gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size());
   if (gzclose(f) != Z_OK || !ok) throw io_error(path + ": write failed");
 }
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE detail::GzReader::GzReader(const std::string& path)
+    : path_(path), file_(gzopen(path.c_str(), "rb")) {
+  if (!file_) throw io_error(path + ": cannot open for reading");
+  gzbuffer(file_, 1 << 17);
+}
+
+TESSERA_OUT_OF_LINE std::size_t detail::GzReader::read(void* dst, std::size_t n) {
+  std::size_t done = 0;
+  auto* out = static_cast<unsigned char*>(dst);
+  while (done < n) {
+    const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
+    const int got = gzread(file_, out + done, chunk);
+    if (got < 0) {
+      int code = 0;
+      const char* msg = gzerror(file_, &code);
+      throw io_error(path_ + ": corrupt compressed data (" + std::string(msg ? msg : "zlib error") + ")");
+    }
+    if (got == 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  return done;
+}
+
+TESSERA_OUT_OF_LINE void detail::GzReader::read_exact(void* dst, std::size_t n, const std::string& what) {
+  const std::size_t got = read(dst, n);
+  if (got != n) {
+    throw io_error(path_ + ": truncated " + what + ": expected " + std::to_string(n) + " bytes, got " +
+                   std::to_string(got));
+  }
+}
+
+TESSERA_OUT_OF_LINE detail::IdxHeader detail::read_idx_header(GzReader& in, const std::string& path, std::size_t rank) {
+  unsigned char magic[4];
+  in.read_exact(magic, 4, "header");
+  if (magic[0] != 0 || magic[1] != 0)
+    throw io_error(path + ": not an IDX file (the magic number must start with two zero bytes)");
+  const unsigned code = magic[2];
+  const std::size_t element_size = detail::idx_element_size(code);
+  if (element_size == 0) {
+    const char* hex = "0123456789ABCDEF";
+    throw io_error(path + ": unknown IDX element type 0x" + std::string{hex[code >> 4], hex[code & 15]});
+  }
+  if (magic[3] != rank) {
+    throw io_error(path + ": has " + std::to_string(magic[3]) + " dimensions, expected " + std::to_string(rank));
+  }
+  IdxHeader h;
+  h.code = code;
+  h.element_size = element_size;
+  std::uint64_t count = 1, nonzero = 1;
+  for (std::size_t d = 0; d < rank; ++d) {
+    unsigned char b[4];
+    in.read_exact(b, 4, "header");
+    const std::uint32_t e = detail::big_endian_u32(b);
+    h.extents.push_back(static_cast<index_t>(e));
+    // Refuse sizes that cannot be real before allocating anything (hostile headers). The nonzero
+    // extents are bounded too: with a zero among them the file is empty, but the tensor's
+    // element count and strides are still products of them (found by fuzzing: [0, 2^32-1, ...]
+    // overflowed those products).
+    if (e != 0 && nonzero > (std::uint64_t{1} << 40) / e) throw io_error(path + ": extents are implausibly large");
+    if (e != 0) nonzero *= e;
+    count *= e;
+  }
+  // Nor allocate more than the file can hold: deflate compresses at most ~1032:1, so a header
+  // claiming more data than that is a lie (found by fuzzing: a 28-byte file asking for 277 GB).
+  struct ::stat st {};
+  if (::stat(path.c_str(), &st) == 0 && count * element_size > std::uint64_t(st.st_size) * 1040u + 1024u) {
+    throw io_error(path + ": the header claims " + std::to_string(count) + " elements but the file has only " +
+                   std::to_string(st.st_size) + " bytes");
+  }
+  h.count = count;
+  return h;
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::data

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/random.hpp"
 #include "tessera/core/tensor.hpp"
@@ -31,12 +32,7 @@ inline index_t below(std::uint32_t word, index_t n) { return static_cast<index_t
 /// (x - mean[c]) / std[c] per channel (one value each: the same for every channel).
 struct Normalize {
   std::vector<double> mean, stddev;
-  Normalize(std::vector<double> m, std::vector<double> s) : mean(std::move(m)), stddev(std::move(s)) {
-    if (mean.empty() || mean.size() != stddev.size()) throw value_error("Normalize: give as many means as standard deviations");
-    for (double v : stddev) {
-      if (!(v > 0)) throw value_error("Normalize: standard deviations must be positive");
-    }
-  }
+  TESSERA_OUT_OF_LINE Normalize(std::vector<double> m, std::vector<double> s);
   template <class Batch>
   void operator()(Batch& batch, Generator&) const {
     auto& x = detail::images_of(batch);
@@ -126,5 +122,18 @@ template <class... T>
 Compose<std::decay_t<T>...> compose(T&&... t) {
   return {std::tuple<std::decay_t<T>...>(std::forward<T>(t)...)};
 }
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE Normalize::Normalize(std::vector<double> m, std::vector<double> s)
+    : mean(std::move(m)), stddev(std::move(s)) {
+  if (mean.empty() || mean.size() != stddev.size())
+    throw value_error("Normalize: give as many means as standard deviations");
+  for (double v : stddev) {
+    if (!(v > 0)) throw value_error("Normalize: standard deviations must be positive");
+  }
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::data

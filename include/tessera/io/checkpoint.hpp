@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/random.hpp"
 #include "tessera/io/safetensors.hpp"
@@ -41,31 +42,12 @@ namespace detail {
 
 inline bool is_optimizer_entry(const std::string& name) { return name.rfind(optimizer_prefix, 0) == 0; }
 
-inline std::string name_list(const std::vector<std::string>& names) {
-  std::string out;
-  for (std::size_t i = 0; i < names.size() && i < 8; ++i) out += (i ? ", " : "") + names[i];
-  if (names.size() > 8) out += ", ... (" + std::to_string(names.size()) + " in all)";
-  return out;
-}
+TESSERA_OUT_OF_LINE std::string name_list(const std::vector<std::string>& names);
 
 /// Throws io_error when tensors of `wanted` are missing from f or (strict) when f's section (model
 /// or optimizer) holds tensors not in `wanted`; the message lists them.
-inline void check_same_names(const SafetensorsFile& f, const std::vector<std::string>& wanted, bool optimizer_section,
-                             const char* what, bool strict = true) {
-  const std::set<std::string> want(wanted.begin(), wanted.end());
-  std::vector<std::string> missing, unexpected;
-  for (const auto& w : wanted) {
-    if (!f.find(w)) missing.push_back(w);
-  }
-  for (const auto& e : f.entries()) {
-    if (is_optimizer_entry(e.name) == optimizer_section && !want.count(e.name)) unexpected.push_back(e.name);
-  }
-  const std::string file = f.source().empty() ? "checkpoint" : f.source();
-  if (!missing.empty()) throw io_error(file + ": " + what + " tensors missing from the file: " + name_list(missing));
-  if (strict && !unexpected.empty()) {
-    throw io_error(file + ": unexpected " + std::string(what) + " tensors in the file: " + name_list(unexpected));
-  }
-}
+TESSERA_OUT_OF_LINE void check_same_names(const SafetensorsFile& f, const std::vector<std::string>& wanted,
+                                          bool optimizer_section, const char* what, bool strict = true);
 
 /// Metadata `key` of f parsed completely as an I (std::int64_t, std::uint64_t or double).
 template <class I>
@@ -223,5 +205,33 @@ TrainingProgress load_checkpoint(const std::string& path, M& model, Opt& opt) {
   default_generator().set_offset(offset);
   return p;
 }
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE std::string detail::name_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < 8; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 8) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  return out;
+}
+
+TESSERA_OUT_OF_LINE void detail::check_same_names(const SafetensorsFile& f, const std::vector<std::string>& wanted,
+                                                  bool optimizer_section, const char* what, bool strict) {
+  const std::set<std::string> want(wanted.begin(), wanted.end());
+  std::vector<std::string> missing, unexpected;
+  for (const auto& w : wanted) {
+    if (!f.find(w)) missing.push_back(w);
+  }
+  for (const auto& e : f.entries()) {
+    if (is_optimizer_entry(e.name) == optimizer_section && !want.count(e.name)) unexpected.push_back(e.name);
+  }
+  const std::string file = f.source().empty() ? "checkpoint" : f.source();
+  if (!missing.empty()) throw io_error(file + ": " + what + " tensors missing from the file: " + name_list(missing));
+  if (strict && !unexpected.empty()) {
+    throw io_error(file + ": unexpected " + std::string(what) + " tensors in the file: " + name_list(unexpected));
+  }
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::io

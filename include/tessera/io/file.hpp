@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 
 namespace tessera::io {
@@ -46,17 +47,7 @@ class FileDescriptor {
   int fd_;
 };
 
-inline void write_all(int fd, const unsigned char* data, std::size_t n, const std::string& path) {
-  while (n > 0) {
-    const ::ssize_t w = ::write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw io_error(path + ": write failed: " + errno_text(errno));
-    }
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
+TESSERA_OUT_OF_LINE void write_all(int fd, const unsigned char* data, std::size_t n, const std::string& path);
 
 inline std::string parent_directory(const std::string& path) {
   const auto slash = path.find_last_of('/');
@@ -68,7 +59,31 @@ inline std::string parent_directory(const std::string& path) {
 }  // namespace detail
 
 /// The bytes of the file at `path`; io_error naming the path when it cannot be opened or read.
-inline std::vector<unsigned char> read_file(const std::string& path) {
+TESSERA_OUT_OF_LINE std::vector<unsigned char> read_file(const std::string& path);
+
+/// Replaces the file at `path` with the concatenation of `parts`, atomically and durably
+/// (temporary file, fsync, rename, fsync of the directory). The previous file, if any, stays
+/// intact until the new one is complete. io_error names the path and the failing step.
+TESSERA_OUT_OF_LINE void write_file_atomically(const std::string& path, const std::vector<std::string_view>& parts);
+
+/// Creates `dir` and its missing parents (mkdir -p); io_error naming the path on failure.
+TESSERA_OUT_OF_LINE void create_directories(const std::string& dir);
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE void detail::write_all(int fd, const unsigned char* data, std::size_t n, const std::string& path) {
+  while (n > 0) {
+    const ::ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(path + ": write failed: " + errno_text(errno));
+    }
+    data += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+TESSERA_OUT_OF_LINE std::vector<unsigned char> read_file(const std::string& path) {
   detail::FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) throw io_error(path + ": cannot open: " + detail::errno_text(errno));
   struct ::stat st {};
@@ -89,10 +104,7 @@ inline std::vector<unsigned char> read_file(const std::string& path) {
   return bytes;
 }
 
-/// Replaces the file at `path` with the concatenation of `parts`, atomically and durably
-/// (temporary file, fsync, rename, fsync of the directory). The previous file, if any, stays
-/// intact until the new one is complete. io_error names the path and the failing step.
-inline void write_file_atomically(const std::string& path, const std::vector<std::string_view>& parts) {
+TESSERA_OUT_OF_LINE void write_file_atomically(const std::string& path, const std::vector<std::string_view>& parts) {
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   try {
@@ -116,8 +128,7 @@ inline void write_file_atomically(const std::string& path, const std::vector<std
   if (dir.get() >= 0) (void)::fsync(dir.get());
 }
 
-/// Creates `dir` and its missing parents (mkdir -p); io_error naming the path on failure.
-inline void create_directories(const std::string& dir) {
+TESSERA_OUT_OF_LINE void create_directories(const std::string& dir) {
   if (dir.empty()) return;
   std::string partial;
   std::size_t pos = 0;
@@ -132,5 +143,7 @@ inline void create_directories(const std::string& dir) {
   struct ::stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw io_error(dir + ": not a directory");
 }
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::io

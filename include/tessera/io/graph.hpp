@@ -81,9 +81,9 @@ struct Graph {
   }
   /// GraphViz source: boxes labelled name, op and shape; edges labelled with the shape they carry;
   /// a cluster per top-level scope. Render with `dot -Tsvg graph.dot -o graph.svg`.
-  std::string to_dot() const;
+  TESSERA_OUT_OF_LINE std::string to_dot() const;
   /// The serialized tensorflow.GraphDef (what Event.graph_def holds).
-  std::string to_graph_def() const;
+  TESSERA_OUT_OF_LINE std::string to_graph_def() const;
 };
 
 namespace detail {
@@ -133,10 +133,8 @@ class Tracer {
  public:
   /// Names the leaf whose data() is `data`, "conv1.weight" as "conv1/weight". Without `shape`, the
   /// leaf's shape is that of the first view met.
-  void name_tensor(const void* data, std::string name, Role role, std::optional<std::vector<index_t>> shape = {}) {
-    std::replace(name.begin(), name.end(), '.', '/');
-    names_[data] = {sanitize_name(name), role, std::move(shape)};
-  }
+  TESSERA_OUT_OF_LINE void name_tensor(const void* data, std::string name, Role role,
+                                       std::optional<std::vector<index_t>> shape = {});
   /// Starts a walk within `scope`; unnamed tensors met then are inputs (Placeholder) or constants.
   void begin(std::string scope, bool unnamed_are_inputs) {
     scope_ = std::move(scope);
@@ -199,7 +197,7 @@ class Tracer {
   }
 
   /// Names every node ("<scope>/<op>", unique) and returns the graph.
-  Graph finish() const;
+  TESSERA_OUT_OF_LINE Graph finish() const;
 
  private:
   struct Named {
@@ -223,33 +221,8 @@ class Tracer {
     return {s.begin(), s.end()};
   }
 
-  std::size_t add(std::string op, Role role, std::string fixed_name, std::vector<std::size_t> ins,
-                  std::vector<index_t> shape, std::string dtype) {
-    // The scoping rule of the header comment (leaves: the walk's scope; constants: their reader's).
-    std::vector<std::string> weight_scopes, input_scopes;
-    bool all_weight = true;
-    for (std::size_t i : ins) {
-      const Node& c = nodes_[i];
-      if (c.role == Role::constant) continue;
-      const bool ours = c.role == Role::op && c.generation == generation_;
-      const bool weight = c.role == Role::variable || (ours && c.weight_side);
-      const std::string scope = c.role == Role::variable ? parent_scope(c.fixed_name) : c.scope;
-      if (weight) weight_scopes.push_back(scope);
-      all_weight = all_weight && weight;
-      input_scopes.push_back(ours ? scope : scope_);
-    }
-    const auto& basis = !weight_scopes.empty() ? weight_scopes : input_scopes;
-    std::string scope = basis.empty() ? scope_ : basis[0];
-    for (const auto& s : basis) scope = common_scope(scope, s);
-    if (common_scope(scope, scope_) != scope_) scope = scope_;  // not within the walk's scope
-    for (std::size_t i : ins) {
-      if (std::exchange(nodes_[i].pending, false)) nodes_[i].scope = scope;
-    }
-    const bool weight_side = role == Role::variable || (role == Role::op && !weight_scopes.empty() && all_weight);
-    nodes_.push_back({std::move(op), std::move(scope), std::move(fixed_name), role, std::move(ins), std::move(shape),
-                      std::move(dtype), generation_, weight_side, role == Role::constant});
-    return nodes_.size() - 1;
-  }
+  TESSERA_OUT_OF_LINE std::size_t add(std::string op, Role role, std::string fixed_name, std::vector<std::size_t> ins,
+                                      std::vector<index_t> shape, std::string dtype);
 
   std::vector<Node> nodes_;
   std::map<const void*, Named> names_;
@@ -260,7 +233,44 @@ class Tracer {
   int generation_ = 0;
 };
 
-inline Graph Tracer::finish() const {
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE void Tracer::name_tensor(const void* data, std::string name, Role role,
+                                             std::optional<std::vector<index_t>> shape) {
+  std::replace(name.begin(), name.end(), '.', '/');
+  names_[data] = {sanitize_name(name), role, std::move(shape)};
+}
+
+TESSERA_OUT_OF_LINE std::size_t Tracer::add(std::string op, Role role, std::string fixed_name,
+                                            std::vector<std::size_t> ins, std::vector<index_t> shape,
+                                            std::string dtype) {
+  // The scoping rule of the header comment (leaves: the walk's scope; constants: their reader's).
+  std::vector<std::string> weight_scopes, input_scopes;
+  bool all_weight = true;
+  for (std::size_t i : ins) {
+    const Node& c = nodes_[i];
+    if (c.role == Role::constant) continue;
+    const bool ours = c.role == Role::op && c.generation == generation_;
+    const bool weight = c.role == Role::variable || (ours && c.weight_side);
+    const std::string scope = c.role == Role::variable ? parent_scope(c.fixed_name) : c.scope;
+    if (weight) weight_scopes.push_back(scope);
+    all_weight = all_weight && weight;
+    input_scopes.push_back(ours ? scope : scope_);
+  }
+  const auto& basis = !weight_scopes.empty() ? weight_scopes : input_scopes;
+  std::string scope = basis.empty() ? scope_ : basis[0];
+  for (const auto& s : basis) scope = common_scope(scope, s);
+  if (common_scope(scope, scope_) != scope_) scope = scope_;  // not within the walk's scope
+  for (std::size_t i : ins) {
+    if (std::exchange(nodes_[i].pending, false)) nodes_[i].scope = scope;
+  }
+  const bool weight_side = role == Role::variable || (role == Role::op && !weight_scopes.empty() && all_weight);
+  nodes_.push_back({std::move(op), std::move(scope), std::move(fixed_name), role, std::move(ins), std::move(shape),
+                    std::move(dtype), generation_, weight_side, role == Role::constant});
+  return nodes_.size() - 1;
+}
+
+TESSERA_OUT_OF_LINE Graph Tracer::finish() const {
   std::vector<std::string> wanted(nodes_.size()), names(nodes_.size());
   std::set<std::string> prefixes, used;  // no node may be called like a scope ("fc" beside "fc/weight")
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
@@ -288,6 +298,8 @@ inline Graph Tracer::finish() const {
   }
   return g;
 }
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 /// DOT's double-quoted string: quotes and backslashes escaped, newlines as \n.
 inline std::string dot_quote(std::string_view s) {
@@ -366,7 +378,9 @@ Graph model_graph(M& model, const X& input) {
   return model_graph(model, input, nullptr);
 }
 
-inline std::string Graph::to_graph_def() const {
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE std::string Graph::to_graph_def() const {
   proto::Message graph;
   for (const auto& n : nodes) {
     proto::Message node;
@@ -387,7 +401,7 @@ inline std::string Graph::to_graph_def() const {
   return graph.data();
 }
 
-inline std::string Graph::to_dot() const {
+TESSERA_OUT_OF_LINE std::string Graph::to_dot() const {
   using detail::dot_quote;
   std::map<std::string, std::string> shapes, clusters;
   std::vector<std::string> order;  // top-level scopes, in order of appearance
@@ -413,5 +427,7 @@ inline std::string Graph::to_dot() const {
   }
   return out + top_level + edges + "}\n";
 }
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::io

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "tessera/backend/cpu/device.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/io/file.hpp"
@@ -135,119 +136,158 @@ class Builder {
   }
   /// Adds a node with one output; returns its name: `output` when given, else a fresh name from
   /// the scope and the op.
-  std::string node(const std::string& op, const std::vector<std::string>& inputs, const std::string& scope,
-                   const std::vector<Attribute>& attributes = {}, const std::string& output = "") {
-    const std::string out = !output.empty() ? output : unique(scope.empty() ? op : scope + "/" + op);
-    add(op, inputs, {out}, out, attributes);
-    return out;
-  }
+  TESSERA_OUT_OF_LINE std::string node(const std::string& op, const std::vector<std::string>& inputs,
+                                       const std::string& scope, const std::vector<Attribute>& attributes = {},
+                                       const std::string& output = "");
   /// Adds a node with `count` outputs (<name>, <name>_1, ...); returns their names.
-  std::vector<std::string> node_outputs(const std::string& op, const std::vector<std::string>& inputs, const std::string& scope,
-                                        const std::vector<Attribute>& attributes, int count) {
-    const std::string name = unique(scope.empty() ? op : scope + "/" + op);
-    std::vector<std::string> outputs{name};
-    for (int k = 1; k < count; ++k) outputs.push_back(unique(name + "_" + std::to_string(k)));
-    add(op, inputs, outputs, name, attributes);
-    return outputs;
-  }
+  TESSERA_OUT_OF_LINE std::vector<std::string> node_outputs(const std::string& op,
+                                                            const std::vector<std::string>& inputs,
+                                                            const std::string& scope,
+                                                            const std::vector<Attribute>& attributes, int count);
 
   /// A ValueInfoProto: name, element type and shape (-1: the symbolic batch).
-  static proto::Message value_info(const std::string& name, int elem, const std::vector<std::int64_t>& shape) {
-    proto::Message dims;
-    for (auto d : shape) {
-      proto::Message dim;
-      if (d < 0) dim.bytes(2, "batch");
-      else dim.int64(1, d);
-      dims.message(1, dim);
-    }
-    proto::Message tensor_type;
-    tensor_type.uint(1, std::uint64_t(elem));
-    tensor_type.message(2, dims);
-    proto::Message type;
-    type.message(1, tensor_type);
-    proto::Message info;
-    info.bytes(1, name);
-    info.message(2, type);
-    return info;
-  }
+  TESSERA_OUT_OF_LINE static proto::Message value_info(const std::string& name, int elem,
+                                                       const std::vector<std::int64_t>& shape);
 
-  std::string model(const OnnxOptions& o, const proto::Message& input, const proto::Message& output) const {
-    proto::Message graph;
-    for (const auto& n : nodes_) graph.message(1, n);
-    graph.bytes(2, o.graph_name);
-    for (const auto& t : initializers_) graph.message(5, t);
-    graph.message(11, input);
-    graph.message(12, output);
-    proto::Message opset_id;
-    opset_id.bytes(1, "");
-    opset_id.int64(2, opset);
-    proto::Message model;
-    model.int64(1, ir_version);
-    model.bytes(2, "tessera");
-    model.bytes(3, "0.1.0");
-    model.message(7, graph);
-    model.message(8, opset_id);
-    return model.data();
-  }
+  TESSERA_OUT_OF_LINE std::string model(const OnnxOptions& o, const proto::Message& input,
+                                        const proto::Message& output) const;
 
   /// `base`, or base_1, base_2, ... when taken: a name no value, node or initializer has yet.
-  std::string unique(const std::string& base) {
-    std::string name = base;
-    for (int& n = next_[base]; !taken_.insert(name).second;) name = base + "_" + std::to_string(++n);
-    return name;
-  }
+  TESSERA_OUT_OF_LINE std::string unique(const std::string& base);
 
  private:
-  void add(const std::string& op, const std::vector<std::string>& inputs, const std::vector<std::string>& outputs,
-           const std::string& name, const std::vector<Attribute>& attributes) {
-    proto::Message n;
-    for (const auto& in : inputs) n.bytes(1, in);
-    for (const auto& out : outputs) n.bytes(2, out);
-    n.bytes(3, name);
-    n.bytes(4, op);
-    for (const auto& a : attributes) {
-      proto::Message m;
-      m.bytes(1, a.name);
-      switch (a.kind) {
-        case Attribute::Kind::integer:
-          m.int64(3, a.i);
-          m.uint(20, 2);  // INT
-          break;
-        case Attribute::Kind::real:
-          m.float32(2, a.f);
-          m.uint(20, 1);  // FLOAT
-          break;
-        case Attribute::Kind::integers:
-          for (auto v : a.ints) m.int64(8, v);
-          m.uint(20, 7);  // INTS
-          break;
-        case Attribute::Kind::text:
-          m.bytes(4, a.s);
-          m.uint(20, 3);  // STRING
-          break;
-      }
-      n.message(5, m);
-    }
-    nodes_.push_back(std::move(n));
-  }
-  std::string raw_initializer(const std::string& name, int elem, const std::vector<std::int64_t>& dims, const char* data,
-                              std::size_t bytes) {
-    proto::Message t;
-    for (auto d : dims) t.int64(1, d);
-    t.int64(2, elem);
-    t.bytes(8, name);
-    t.bytes(9, std::string_view(data, bytes));
-    initializers_.push_back(std::move(t));
-    initialized_.insert(name);
-    taken_.insert(name);
-    return name;
-  }
+  TESSERA_OUT_OF_LINE void add(const std::string& op, const std::vector<std::string>& inputs,
+                               const std::vector<std::string>& outputs, const std::string& name,
+                               const std::vector<Attribute>& attributes);
+  TESSERA_OUT_OF_LINE std::string raw_initializer(const std::string& name, int elem,
+                                                  const std::vector<std::int64_t>& dims, const char* data,
+                                                  std::size_t bytes);
   std::vector<proto::Message> nodes_;
   std::vector<proto::Message> initializers_;
   std::set<std::string> initialized_;
   std::set<std::string> taken_;
   std::map<std::string, int> next_;
 };
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE std::string Builder::node(const std::string& op, const std::vector<std::string>& inputs,
+                                              const std::string& scope, const std::vector<Attribute>& attributes,
+                                              const std::string& output) {
+  const std::string out = !output.empty() ? output : unique(scope.empty() ? op : scope + "/" + op);
+  add(op, inputs, {out}, out, attributes);
+  return out;
+}
+
+TESSERA_OUT_OF_LINE std::vector<std::string> Builder::node_outputs(const std::string& op,
+                                                                   const std::vector<std::string>& inputs,
+                                                                   const std::string& scope,
+                                                                   const std::vector<Attribute>& attributes,
+                                                                   int count) {
+  const std::string name = unique(scope.empty() ? op : scope + "/" + op);
+  std::vector<std::string> outputs{name};
+  for (int k = 1; k < count; ++k) outputs.push_back(unique(name + "_" + std::to_string(k)));
+  add(op, inputs, outputs, name, attributes);
+  return outputs;
+}
+
+TESSERA_OUT_OF_LINE proto::Message Builder::value_info(const std::string& name, int elem,
+                                                       const std::vector<std::int64_t>& shape) {
+  proto::Message dims;
+  for (auto d : shape) {
+    proto::Message dim;
+    if (d < 0)
+      dim.bytes(2, "batch");
+    else
+      dim.int64(1, d);
+    dims.message(1, dim);
+  }
+  proto::Message tensor_type;
+  tensor_type.uint(1, std::uint64_t(elem));
+  tensor_type.message(2, dims);
+  proto::Message type;
+  type.message(1, tensor_type);
+  proto::Message info;
+  info.bytes(1, name);
+  info.message(2, type);
+  return info;
+}
+
+TESSERA_OUT_OF_LINE std::string Builder::model(const OnnxOptions& o, const proto::Message& input,
+                                               const proto::Message& output) const {
+  proto::Message graph;
+  for (const auto& n : nodes_) graph.message(1, n);
+  graph.bytes(2, o.graph_name);
+  for (const auto& t : initializers_) graph.message(5, t);
+  graph.message(11, input);
+  graph.message(12, output);
+  proto::Message opset_id;
+  opset_id.bytes(1, "");
+  opset_id.int64(2, opset);
+  proto::Message model;
+  model.int64(1, ir_version);
+  model.bytes(2, "tessera");
+  model.bytes(3, "0.1.0");
+  model.message(7, graph);
+  model.message(8, opset_id);
+  return model.data();
+}
+
+TESSERA_OUT_OF_LINE std::string Builder::unique(const std::string& base) {
+  std::string name = base;
+  for (int& n = next_[base]; !taken_.insert(name).second;) name = base + "_" + std::to_string(++n);
+  return name;
+}
+
+TESSERA_OUT_OF_LINE void Builder::add(const std::string& op, const std::vector<std::string>& inputs,
+                                      const std::vector<std::string>& outputs, const std::string& name,
+                                      const std::vector<Attribute>& attributes) {
+  proto::Message n;
+  for (const auto& in : inputs) n.bytes(1, in);
+  for (const auto& out : outputs) n.bytes(2, out);
+  n.bytes(3, name);
+  n.bytes(4, op);
+  for (const auto& a : attributes) {
+    proto::Message m;
+    m.bytes(1, a.name);
+    switch (a.kind) {
+      case Attribute::Kind::integer:
+        m.int64(3, a.i);
+        m.uint(20, 2);  // INT
+        break;
+      case Attribute::Kind::real:
+        m.float32(2, a.f);
+        m.uint(20, 1);  // FLOAT
+        break;
+      case Attribute::Kind::integers:
+        for (auto v : a.ints) m.int64(8, v);
+        m.uint(20, 7);  // INTS
+        break;
+      case Attribute::Kind::text:
+        m.bytes(4, a.s);
+        m.uint(20, 3);  // STRING
+        break;
+    }
+    n.message(5, m);
+  }
+  nodes_.push_back(std::move(n));
+}
+
+TESSERA_OUT_OF_LINE std::string Builder::raw_initializer(const std::string& name, int elem,
+                                                         const std::vector<std::int64_t>& dims, const char* data,
+                                                         std::size_t bytes) {
+  proto::Message t;
+  for (auto d : dims) t.int64(1, d);
+  t.int64(2, elem);
+  t.bytes(8, name);
+  t.bytes(9, std::string_view(data, bytes));
+  initializers_.push_back(std::move(t));
+  initialized_.insert(name);
+  taken_.insert(name);
+  return name;
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 /// A value of the graph being built: its name there, and its example (what the layers computed
 /// from the example input, in eval mode), which carries its type and shape.

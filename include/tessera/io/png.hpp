@@ -2,18 +2,43 @@
 // 8-bit grayscale (the image classifier example).
 #pragma once
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/core/config.hpp"
+#include "tessera/core/error.hpp"
+
+// libpng is needed by the definitions only: a program that takes them from tessera::precompiled
+// does not parse it.
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
 #include <png.h>
 #include <sys/stat.h>
 
 #include <csetjmp>
 #include <cstdio>
-#include <cstdint>
-#include <string>
-#include <vector>
-
-#include "tessera/core/error.hpp"
+#endif
 
 namespace tessera::io {
+
+/// The PNG file of an 8-bit image, rows top to bottom, channels interleaved: 1 gray, 2 gray+alpha,
+/// 3 RGB, 4 RGBA. io_error if libpng fails.
+TESSERA_OUT_OF_LINE std::string encode_png(const std::vector<std::uint8_t>& pixels, std::uint32_t width,
+                                           std::uint32_t height, int channels);
+
+/// An 8-bit grayscale image, rows top to bottom.
+struct GrayImage {
+  std::uint32_t width = 0;
+  std::uint32_t height = 0;
+  std::vector<std::uint8_t> pixels;
+};
+
+/// Reads a PNG file as 8-bit grayscale (libpng converts color, alpha over black, and other bit
+/// depths). io_error naming the path when the file is missing, not a PNG, corrupt, or larger than
+/// 16384 pixels a side.
+TESSERA_OUT_OF_LINE GrayImage read_png_gray(const std::string& path);
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
 
 namespace detail {
 struct PngOutput {
@@ -59,10 +84,8 @@ inline bool png_encode_rows(PngOutput& out, std::uint32_t width, std::uint32_t h
 }
 }  // namespace detail
 
-/// The PNG file of an 8-bit image, rows top to bottom, channels interleaved: 1 gray, 2 gray+alpha,
-/// 3 RGB, 4 RGBA. io_error if libpng fails.
-inline std::string encode_png(const std::vector<std::uint8_t>& pixels, std::uint32_t width, std::uint32_t height,
-                              int channels) {
+TESSERA_OUT_OF_LINE std::string encode_png(const std::vector<std::uint8_t>& pixels, std::uint32_t width,
+                                           std::uint32_t height, int channels) {
   if (channels < 1 || channels > 4) throw value_error("encode_png: channels must be 1..4, got " + std::to_string(channels));
   if (width == 0 || height == 0 || pixels.size() != std::size_t(width) * height * std::size_t(channels)) {
     throw value_error("encode_png: " + std::to_string(pixels.size()) + " bytes do not make a " + std::to_string(width) +
@@ -81,17 +104,7 @@ inline std::string encode_png(const std::vector<std::uint8_t>& pixels, std::uint
   return bytes;
 }
 
-/// An 8-bit grayscale image, rows top to bottom.
-struct GrayImage {
-  std::uint32_t width = 0;
-  std::uint32_t height = 0;
-  std::vector<std::uint8_t> pixels;
-};
-
-/// Reads a PNG file as 8-bit grayscale (libpng converts color, alpha over black, and other bit
-/// depths). io_error naming the path when the file is missing, not a PNG, corrupt, or larger than
-/// 16384 pixels a side.
-inline GrayImage read_png_gray(const std::string& path) {
+TESSERA_OUT_OF_LINE GrayImage read_png_gray(const std::string& path) {
   png_image image{};
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_file(&image, path.c_str())) {
@@ -124,5 +137,7 @@ inline GrayImage read_png_gray(const std::string& path) {
   }
   return g;
 }
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::io

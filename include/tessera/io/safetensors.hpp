@@ -22,12 +22,17 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "tessera/core/config.hpp"
 #include "tessera/core/dtype.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/io/file.hpp"
+
+// Only the definitions read and write the JSON header: a program that takes them from
+// tessera::precompiled does not parse nlohmann-json for this header.
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+#include <nlohmann/json.hpp>
+#endif
 
 namespace tessera::io {
 
@@ -78,61 +83,7 @@ class SafetensorsFile {
   static SafetensorsFile read(const std::string& path) { return parse(read_file(path), path); }
 
   /// Validates `bytes` as a safetensors file; `source` names it in error messages.
-  static SafetensorsFile parse(std::vector<unsigned char> bytes, const std::string& source) {
-    SafetensorsFile f;
-    f.source_ = source;
-    auto fail = [&](const std::string& what) -> io_error { return io_error(source + ": not a valid safetensors file: " + what); };
-    if (bytes.size() < 8) throw fail("shorter than the 8-byte header length (" + std::to_string(bytes.size()) + " bytes)");
-    std::uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[static_cast<std::size_t>(i)];
-    if (n > max_header_bytes) throw fail("header length " + std::to_string(n) + " exceeds the limit of 100 MB");
-    if (n > bytes.size() - 8) {
-      throw fail("truncated: header length " + std::to_string(n) + " but only " + std::to_string(bytes.size() - 8) +
-                 " bytes follow");
-    }
-    const char* header_begin = reinterpret_cast<const char*>(bytes.data() + 8);
-    if (n == 0 || header_begin[0] != '{') throw fail("the header does not start with '{'");
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(header_begin, header_begin + n);
-    } catch (const nlohmann::json::exception& e) {
-      throw fail(std::string("header is not valid JSON (") + e.what() + ")");
-    }
-    if (!header.is_object()) throw fail("the header is not a JSON object");
-    const std::size_t data_size = bytes.size() - 8 - static_cast<std::size_t>(n);
-    for (const auto& [name, value] : header.items()) {
-      if (name == "__metadata__") {
-        if (!value.is_object()) throw fail("__metadata__ is not an object");
-        for (const auto& [k, v] : value.items()) {
-          if (!v.is_string()) throw fail("__metadata__ entry \"" + k + "\" is not a string");
-          f.metadata_[k] = v.get<std::string>();
-        }
-        continue;
-      }
-      f.entries_.push_back(parse_entry(name, value, data_size, fail));
-    }
-    // The tensors must tile the data area exactly: sorted by offset, no gaps, no overlaps.
-    std::vector<const SafetensorsEntry*> by_offset;
-    for (const auto& e : f.entries_) by_offset.push_back(&e);
-    std::sort(by_offset.begin(), by_offset.end(), [](const auto* a, const auto* b) {
-      return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-    });
-    std::size_t expected = 0;
-    for (const auto* e : by_offset) {
-      if (e->begin != expected) {
-        throw fail("tensor \"" + e->name + "\" starts at byte " + std::to_string(e->begin) + " of the data, expected " +
-                   std::to_string(expected) + " (overlap or gap)");
-      }
-      expected = e->end;
-    }
-    if (expected != data_size) {
-      throw fail("the tensors cover " + std::to_string(expected) + " bytes of data but the file has " +
-                 std::to_string(data_size) + (expected < data_size ? " (trailing bytes)" : ""));
-    }
-    bytes.erase(bytes.begin(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
-    f.data_ = std::move(bytes);
-    return f;
-  }
+  TESSERA_OUT_OF_LINE static SafetensorsFile parse(std::vector<unsigned char> bytes, const std::string& source);
 
   /// Adds a tensor (copied; any layout) under `name`.
   template <class T, std::size_t R, class B>
@@ -163,25 +114,7 @@ class SafetensorsFile {
   }
 
   /// Writes the file atomically (see write_file_atomically).
-  void write(const std::string& path) const {
-    nlohmann::json header = nlohmann::json::object();
-    for (const auto& e : entries_) {
-      header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
-    }
-    if (!metadata_.empty()) header["__metadata__"] = metadata_;
-    std::string text;
-    try {
-      text = header.dump();
-    } catch (const nlohmann::json::exception&) {
-      throw value_error("safetensors: " + path + ": a tensor name or metadata string is not valid UTF-8");
-    }
-    // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
-    text.append((8 - text.size() % 8) % 8, ' ');
-    std::string length(8, '\0');
-    std::uint64_t n = text.size();
-    for (int i = 0; i < 8; ++i, n >>= 8) length[static_cast<std::size_t>(i)] = static_cast<char>(n & 0xFF);
-    write_file_atomically(path, {length, text, std::string_view(reinterpret_cast<const char*>(data_.data()), data_.size())});
-  }
+  TESSERA_OUT_OF_LINE void write(const std::string& path) const;
 
   const std::vector<SafetensorsEntry>& entries() const noexcept { return entries_; }
   const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
@@ -257,80 +190,174 @@ class SafetensorsFile {
     }
   }
 
-  template <class Fail>
-  static SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& value, std::size_t data_size,
-                                      const Fail& fail) {
-    const std::string which = "tensor \"" + name + "\": ";
-    if (name.empty()) throw fail("a tensor has an empty name");
-    if (!value.is_object()) throw fail(which + "entry is not an object");
-    for (const auto& [key, unused] : value.items()) {
-      (void)unused;
-      if (key != "dtype" && key != "shape" && key != "data_offsets") throw fail(which + "unknown field \"" + key + "\"");
-    }
-    SafetensorsEntry e;
-    e.name = name;
-    const auto dtype = value.find("dtype");
-    if (dtype == value.end() || !dtype->is_string()) throw fail(which + "missing or non-string \"dtype\"");
-    e.dtype = dtype->get<std::string>();
-    const std::size_t element_size = safetensors_dtype_size(e.dtype);
-    if (element_size == 0) throw fail(which + "unknown dtype \"" + e.dtype + "\"");
-    const auto shape = value.find("shape");
-    if (shape == value.end() || !shape->is_array()) throw fail(which + "missing or non-array \"shape\"");
-    // The product of the nonzero extents is bounded too: beside a zero the tensor is empty, but its
-    // element count and strides are still products of the others.
-    std::uint64_t elements = 1, nonzero = 1;
-    for (const auto& extent : *shape) {
-      if (!extent.is_number_unsigned()) throw fail(which + "shape " + shape->dump() + " has an entry that is not a non-negative integer");
-      const auto x = extent.get<std::uint64_t>();
-      if (x != 0 && nonzero > (std::uint64_t{1} << 62) / x) throw fail(which + "shape " + shape->dump() + " is too large");
-      if (x != 0) nonzero *= x;
-      elements *= x;
-      e.shape.push_back(static_cast<std::int64_t>(x));
-    }
-    const auto offsets = value.find("data_offsets");
-    if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
-        !(*offsets)[1].is_number_unsigned()) {
-      throw fail(which + "\"data_offsets\" is not a pair of non-negative integers");
-    }
-    const auto begin = (*offsets)[0].get<std::uint64_t>(), end = (*offsets)[1].get<std::uint64_t>();
-    if (begin > end || end > data_size) {
-      throw fail(which + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                 "] do not lie within the " + std::to_string(data_size) + " bytes of data (truncated file?)");
-    }
-    if (elements > std::numeric_limits<std::uint64_t>::max() / element_size || end - begin != elements * element_size) {
-      throw fail(which + "data_offsets span " + std::to_string(end - begin) + " bytes but dtype " + e.dtype + " and shape " +
-                 shape->dump() + " need " + std::to_string(elements * element_size));
-    }
-    e.begin = static_cast<std::size_t>(begin);
-    e.end = static_cast<std::size_t>(end);
-    return e;
-  }
-
   std::string where() const { return source_.empty() ? std::string("safetensors: ") : source_ + ": "; }
 
-  static std::string shape_text(const std::vector<std::int64_t>& s) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-    return out + "]";
-  }
+  TESSERA_OUT_OF_LINE static std::string shape_text(const std::vector<std::int64_t>& s);
 
-  const SafetensorsEntry& checked(std::string_view name, const char* dtype, std::size_t rank) const {
-    const SafetensorsEntry* e = find(name);
-    if (!e) throw io_error(where() + "no tensor \"" + std::string(name) + "\"");
-    if (e->dtype != dtype) {
-      throw io_error(where() + "tensor \"" + e->name + "\" has dtype " + e->dtype + ", expected " + dtype);
-    }
-    if (e->shape.size() != rank) {
-      throw io_error(where() + "tensor \"" + e->name + "\" has shape " + shape_text(e->shape) + " (rank " +
-                     std::to_string(e->shape.size()) + "), expected rank " + std::to_string(rank));
-    }
-    return *e;
-  }
+  TESSERA_OUT_OF_LINE const SafetensorsEntry& checked(std::string_view name, const char* dtype, std::size_t rank) const;
 
   std::vector<SafetensorsEntry> entries_;
   std::map<std::string, std::string> metadata_;
   std::vector<unsigned char> data_;
   std::string source_;
 };
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+namespace detail {
+/// One entry of a safetensors header, checked against the data area's size.
+template <class Fail>
+SafetensorsEntry parse_safetensors_entry(const std::string& name, const nlohmann::json& value, std::size_t data_size,
+                                         const Fail& fail) {
+  const std::string which = "tensor \"" + name + "\": ";
+  if (name.empty()) throw fail("a tensor has an empty name");
+  if (!value.is_object()) throw fail(which + "entry is not an object");
+  for (const auto& [key, unused] : value.items()) {
+    (void)unused;
+    if (key != "dtype" && key != "shape" && key != "data_offsets") throw fail(which + "unknown field \"" + key + "\"");
+  }
+  SafetensorsEntry e;
+  e.name = name;
+  const auto dtype = value.find("dtype");
+  if (dtype == value.end() || !dtype->is_string()) throw fail(which + "missing or non-string \"dtype\"");
+  e.dtype = dtype->get<std::string>();
+  const std::size_t element_size = safetensors_dtype_size(e.dtype);
+  if (element_size == 0) throw fail(which + "unknown dtype \"" + e.dtype + "\"");
+  const auto shape = value.find("shape");
+  if (shape == value.end() || !shape->is_array()) throw fail(which + "missing or non-array \"shape\"");
+  // The product of the nonzero extents is bounded too: beside a zero the tensor is empty, but its
+  // element count and strides are still products of the others.
+  std::uint64_t elements = 1, nonzero = 1;
+  for (const auto& extent : *shape) {
+    if (!extent.is_number_unsigned())
+      throw fail(which + "shape " + shape->dump() + " has an entry that is not a non-negative integer");
+    const auto x = extent.get<std::uint64_t>();
+    if (x != 0 && nonzero > (std::uint64_t{1} << 62) / x)
+      throw fail(which + "shape " + shape->dump() + " is too large");
+    if (x != 0) nonzero *= x;
+    elements *= x;
+    e.shape.push_back(static_cast<std::int64_t>(x));
+  }
+  const auto offsets = value.find("data_offsets");
+  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
+      !(*offsets)[1].is_number_unsigned()) {
+    throw fail(which + "\"data_offsets\" is not a pair of non-negative integers");
+  }
+  const auto begin = (*offsets)[0].get<std::uint64_t>(), end = (*offsets)[1].get<std::uint64_t>();
+  if (begin > end || end > data_size) {
+    throw fail(which + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+               "] do not lie within the " + std::to_string(data_size) + " bytes of data (truncated file?)");
+  }
+  if (elements > std::numeric_limits<std::uint64_t>::max() / element_size || end - begin != elements * element_size) {
+    throw fail(which + "data_offsets span " + std::to_string(end - begin) + " bytes but dtype " + e.dtype +
+               " and shape " + shape->dump() + " need " + std::to_string(elements * element_size));
+  }
+  e.begin = static_cast<std::size_t>(begin);
+  e.end = static_cast<std::size_t>(end);
+  return e;
+}
+}  // namespace detail
+
+TESSERA_OUT_OF_LINE SafetensorsFile SafetensorsFile::parse(std::vector<unsigned char> bytes,
+                                                           const std::string& source) {
+  SafetensorsFile f;
+  f.source_ = source;
+  auto fail = [&](const std::string& what) -> io_error {
+    return io_error(source + ": not a valid safetensors file: " + what);
+  };
+  if (bytes.size() < 8)
+    throw fail("shorter than the 8-byte header length (" + std::to_string(bytes.size()) + " bytes)");
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[static_cast<std::size_t>(i)];
+  if (n > max_header_bytes) throw fail("header length " + std::to_string(n) + " exceeds the limit of 100 MB");
+  if (n > bytes.size() - 8) {
+    throw fail("truncated: header length " + std::to_string(n) + " but only " + std::to_string(bytes.size() - 8) +
+               " bytes follow");
+  }
+  const char* header_begin = reinterpret_cast<const char*>(bytes.data() + 8);
+  if (n == 0 || header_begin[0] != '{') throw fail("the header does not start with '{'");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(header_begin, header_begin + n);
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(std::string("header is not valid JSON (") + e.what() + ")");
+  }
+  if (!header.is_object()) throw fail("the header is not a JSON object");
+  const std::size_t data_size = bytes.size() - 8 - static_cast<std::size_t>(n);
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") {
+      if (!value.is_object()) throw fail("__metadata__ is not an object");
+      for (const auto& [k, v] : value.items()) {
+        if (!v.is_string()) throw fail("__metadata__ entry \"" + k + "\" is not a string");
+        f.metadata_[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    f.entries_.push_back(detail::parse_safetensors_entry(name, value, data_size, fail));
+  }
+  // The tensors must tile the data area exactly: sorted by offset, no gaps, no overlaps.
+  std::vector<const SafetensorsEntry*> by_offset;
+  for (const auto& e : f.entries_) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const auto* a, const auto* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  std::size_t expected = 0;
+  for (const auto* e : by_offset) {
+    if (e->begin != expected) {
+      throw fail("tensor \"" + e->name + "\" starts at byte " + std::to_string(e->begin) + " of the data, expected " +
+                 std::to_string(expected) + " (overlap or gap)");
+    }
+    expected = e->end;
+  }
+  if (expected != data_size) {
+    throw fail("the tensors cover " + std::to_string(expected) + " bytes of data but the file has " +
+               std::to_string(data_size) + (expected < data_size ? " (trailing bytes)" : ""));
+  }
+  bytes.erase(bytes.begin(), bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+  f.data_ = std::move(bytes);
+  return f;
+}
+
+TESSERA_OUT_OF_LINE void SafetensorsFile::write(const std::string& path) const {
+  nlohmann::json header = nlohmann::json::object();
+  for (const auto& e : entries_) {
+    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+  }
+  if (!metadata_.empty()) header["__metadata__"] = metadata_;
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception&) {
+    throw value_error("safetensors: " + path + ": a tensor name or metadata string is not valid UTF-8");
+  }
+  // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string length(8, '\0');
+  std::uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i, n >>= 8) length[static_cast<std::size_t>(i)] = static_cast<char>(n & 0xFF);
+  write_file_atomically(path,
+                        {length, text, std::string_view(reinterpret_cast<const char*>(data_.data()), data_.size())});
+}
+
+TESSERA_OUT_OF_LINE std::string SafetensorsFile::shape_text(const std::vector<std::int64_t>& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+TESSERA_OUT_OF_LINE const SafetensorsEntry& SafetensorsFile::checked(std::string_view name, const char* dtype,
+                                                                     std::size_t rank) const {
+  const SafetensorsEntry* e = find(name);
+  if (!e) throw io_error(where() + "no tensor \"" + std::string(name) + "\"");
+  if (e->dtype != dtype) {
+    throw io_error(where() + "tensor \"" + e->name + "\" has dtype " + e->dtype + ", expected " + dtype);
+  }
+  if (e->shape.size() != rank) {
+    throw io_error(where() + "tensor \"" + e->name + "\" has shape " + shape_text(e->shape) + " (rank " +
+                   std::to_string(e->shape.size()) + "), expected rank " + std::to_string(rank));
+  }
+  return *e;
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::io

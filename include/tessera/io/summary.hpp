@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/expr/shape_ops.hpp"
 #include "tessera/io/event_writer.hpp"
@@ -83,47 +84,10 @@ inline const std::vector<double>& default_bucket_limits() {
 
 /// HistogramProto of the finite values (NaN and infinities are left out), with TensorFlow's
 /// encoding: runs of empty buckets merged into the last of the run.
-inline Message histogram_proto(const std::vector<double>& values) {
-  const auto& limits = default_bucket_limits();
-  std::vector<double> counts(limits.size(), 0.0);
-  double lo = DBL_MAX, hi = -DBL_MAX, num = 0, sum = 0, sum_squares = 0;
-  for (double v : values) {
-    if (!std::isfinite(v)) continue;
-    const auto b = std::upper_bound(limits.begin(), limits.end(), v) - limits.begin();
-    counts[std::size_t(std::min<std::ptrdiff_t>(b, std::ptrdiff_t(limits.size()) - 1))] += 1;
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-    num += 1;
-    sum += v;
-    sum_squares += v * v;
-  }
-  if (num == 0) lo = hi = 0;
-  std::vector<double> out_limits, out_counts;
-  for (std::size_t i = 0; i < limits.size();) {
-    double end = limits[i], count = counts[i];
-    ++i;
-    if (count <= 0) {
-      while (i < limits.size() && counts[i] <= 0) end = limits[i++];
-    }
-    out_limits.push_back(end);
-    out_counts.push_back(count);
-  }
-  Message h;
-  h.float64(1, lo).float64(2, hi).float64(3, num).float64(4, sum).float64(5, sum_squares);
-  h.packed_float64(6, out_limits).packed_float64(7, out_counts);
-  return h;
-}
+TESSERA_OUT_OF_LINE Message histogram_proto(const std::vector<double>& values);
 
 /// SummaryMetadata naming a plugin (plugin_data {plugin_name, content}) and the data class.
-inline Message plugin_metadata(const std::string& plugin, const std::string& content, int data_class) {
-  Message plugin_data;
-  plugin_data.bytes(1, plugin);
-  if (!content.empty()) plugin_data.bytes(2, content);
-  Message meta;
-  meta.message(1, plugin_data);
-  if (data_class != 0) meta.uint(4, std::uint64_t(data_class));
-  return meta;
-}
+TESSERA_OUT_OF_LINE Message plugin_metadata(const std::string& plugin, const std::string& content, int data_class);
 
 /// The elements of any expression as doubles, in row-major order.
 template <class E>
@@ -151,19 +115,15 @@ std::uint8_t to_pixel(T v) {
 class Writer {
  public:
   /// A new event file in `log_dir` (created with its parents).
-  explicit Writer(const std::string& log_dir, WriterOptions options = {})
-      : log_dir_(log_dir), file_(std::make_unique<io::EventFileWriter>(log_dir, std::move(options))) {}
+  TESSERA_OUT_OF_LINE explicit Writer(const std::string& log_dir, WriterOptions options = {});
 
   const std::string& log_dir() const noexcept { return log_dir_; }
   /// The event file's path.
   const std::string& file_path() const { return file_->path(); }
 
   /// A scalar (TensorBoard's Scalars tab).
-  void scalar(const std::string& tag, double value, std::int64_t step, double wall_time = io::wall_time_now()) {
-    detail::Message v;
-    v.bytes(1, tag).float32(2, static_cast<float>(value));
-    write_value(v, step, wall_time);
-  }
+  TESSERA_OUT_OF_LINE void scalar(const std::string& tag, double value, std::int64_t step,
+                                  double wall_time = io::wall_time_now());
 
   /// A histogram of the values (Histograms and Distributions tabs), in TensorFlow's default
   /// buckets; NaN and infinite values are left out. `values`: any tensor or expression.
@@ -171,12 +131,8 @@ class Writer {
   void histogram(const std::string& tag, const E& values, std::int64_t step, double wall_time = io::wall_time_now()) {
     histogram(tag, detail::to_doubles(values), step, wall_time);
   }
-  void histogram(const std::string& tag, const std::vector<double>& values, std::int64_t step,
-                 double wall_time = io::wall_time_now()) {
-    detail::Message v;
-    v.bytes(1, tag).message(5, detail::histogram_proto(values));
-    write_value(v, step, wall_time);
-  }
+  TESSERA_OUT_OF_LINE void histogram(const std::string& tag, const std::vector<double>& values, std::int64_t step,
+                                     double wall_time = io::wall_time_now());
 
   /// An image (Images tab): [H, W] gray, [H, W, C] or [C, H, W] with C = 1 (gray), 2 (gray+alpha),
   /// 3 (RGB) or 4 (RGBA), or a batch [N, ...] laid out as a grid of up to 8 columns. Floating-point
@@ -248,13 +204,8 @@ class Writer {
   }
 
   /// Markdown text (Text tab): a rank-0 string tensor under the "text" plugin.
-  void text(const std::string& tag, const std::string& markdown, std::int64_t step, double wall_time = io::wall_time_now()) {
-    detail::Message shape, tensor;
-    tensor.uint(1, 7).message(2, shape).bytes(8, markdown);  // DT_STRING, shape []
-    detail::Message v;
-    v.bytes(1, tag).message(9, detail::plugin_metadata("text", "", 2)).message(8, tensor);
-    write_value(v, step, wall_time);
-  }
+  TESSERA_OUT_OF_LINE void text(const std::string& tag, const std::string& markdown, std::int64_t step,
+                                double wall_time = io::wall_time_now());
 
   /// A graph for the Graphs tab: anything with `to_graph_def()` (io::Graph from io/graph.hpp), or
   /// the bytes of a serialized GraphDef.
@@ -262,76 +213,26 @@ class Writer {
   void graph(const G& g, double wall_time = io::wall_time_now()) {
     graph_def(g.to_graph_def(), wall_time);
   }
-  void graph_def(const std::string& serialized, double wall_time = io::wall_time_now()) {
-    detail::Message event;
-    event.float64(1, wall_time).bytes(4, serialized);
-    file_->write_event(event.data());
-  }
+  TESSERA_OUT_OF_LINE void graph_def(const std::string& serialized, double wall_time = io::wall_time_now());
 
   /// Starts a hyperparameter session (HParams tab): this run's hyperparameters, and the metric
   /// tags to show beside them (scalars this run writes, e.g. "val_accuracy"). `group` names a
   /// session group (runs of one configuration); empty: the run itself.
-  void hparams_start(const HParams& hparams, const std::vector<std::string>& metric_tags = {},
-                     const std::string& group = "", double wall_time = io::wall_time_now()) {
-    // The experiment lists the hyperparameters and metrics, so the dashboard need not guess them
-    // from the scalars.
-    detail::Message experiment;
-    for (const auto& [name, value] : hparams) {
-      detail::Message info;
-      info.bytes(1, name).uint(4, value.kind() == HParamValue::Kind::string ? 1 : value.kind() == HParamValue::Kind::boolean ? 2 : 3);
-      experiment.message(4, info);
-    }
-    for (const auto& tag : metric_tags) {
-      detail::Message metric_name, info;
-      metric_name.bytes(2, tag);
-      info.message(1, metric_name);
-      experiment.message(5, info);
-    }
-    write_hparams("_hparams_/experiment", detail::Message().message(2, experiment), wall_time);
-
-    detail::Message start;
-    for (const auto& [name, value] : hparams) {
-      detail::Message proto_value;
-      switch (value.kind()) {
-        case HParamValue::Kind::number: proto_value.float64(2, value.number()); break;
-        case HParamValue::Kind::string: proto_value.bytes(3, value.string()); break;
-        case HParamValue::Kind::boolean: proto_value.boolean(4, value.boolean()); break;
-      }
-      detail::Message entry;
-      entry.bytes(1, name).message(2, proto_value);
-      start.message(1, entry);
-    }
-    if (!group.empty()) start.bytes(4, group);
-    start.float64(5, wall_time);
-    write_hparams("_hparams_/session_start_info", detail::Message().message(3, start), wall_time);
-  }
+  TESSERA_OUT_OF_LINE void hparams_start(const HParams& hparams, const std::vector<std::string>& metric_tags = {},
+                                         const std::string& group = "", double wall_time = io::wall_time_now());
 
   /// Ends the session started by hparams_start.
-  void hparams_end(SessionStatus status = SessionStatus::success, double wall_time = io::wall_time_now()) {
-    detail::Message end;
-    end.uint(1, std::uint64_t(status)).float64(2, wall_time);
-    write_hparams("_hparams_/session_end_info", detail::Message().message(4, end), wall_time);
-  }
+  TESSERA_OUT_OF_LINE void hparams_end(SessionStatus status = SessionStatus::success,
+                                       double wall_time = io::wall_time_now());
 
   /// A whole session at once, as torch's add_hparams: the hyperparameters, each metric as a
   /// scalar at step 0, and a successful end. Grid search: one Writer (run directory) per configuration.
-  void hparams(const HParams& hparams, const std::map<std::string, double>& metrics) {
-    std::vector<std::string> tags;
-    for (const auto& m : metrics) tags.push_back(m.first);
-    hparams_start(hparams, tags);
-    for (const auto& [tag, value] : metrics) scalar(tag, value, 0);
-    hparams_end(SessionStatus::success);
-  }
+  TESSERA_OUT_OF_LINE void hparams(const HParams& hparams, const std::map<std::string, double>& metrics);
 
   /// Marks a restart at `step` (training resumed from a checkpoint): TensorBoard then discards this
   /// run's events at steps >= `step` written before the mark, as for TensorFlow's SessionLog START
   /// (torch's `purge_step`), so a resumed run shows no doubled curves.
-  void restart_at(std::int64_t step, double wall_time = io::wall_time_now()) {
-    detail::Message session_log, event;
-    session_log.uint(1, 1);  // SessionLog.START
-    event.float64(1, wall_time).int64(2, step).message(7, session_log);
-    file_->write_event(event.data());
-  }
+  TESSERA_OUT_OF_LINE void restart_at(std::int64_t step, double wall_time = io::wall_time_now());
 
   /// Writes what is buffered and syncs it to disk.
   void flush() { file_->flush(); }
@@ -339,20 +240,166 @@ class Writer {
   void close() { file_->close(); }
 
  private:
-  void write_value(const detail::Message& value, std::int64_t step, double wall_time) {
-    detail::Message summary, event;
-    summary.message(1, value);
-    event.float64(1, wall_time).int64(2, step).message(5, summary);
-    file_->write_event(event.data());
-  }
-  void write_hparams(const std::string& tag, const detail::Message& plugin_data, double wall_time) {
-    detail::Message v;
-    v.bytes(1, tag).message(9, detail::plugin_metadata("hparams", plugin_data.data(), 0));
-    write_value(v, 0, wall_time);
-  }
+  TESSERA_OUT_OF_LINE void write_value(const detail::Message& value, std::int64_t step, double wall_time);
+  TESSERA_OUT_OF_LINE void write_hparams(const std::string& tag, const detail::Message& plugin_data, double wall_time);
 
   std::string log_dir_;
   std::unique_ptr<io::EventFileWriter> file_;
 };
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE detail::Message detail::histogram_proto(const std::vector<double>& values) {
+  const auto& limits = default_bucket_limits();
+  std::vector<double> counts(limits.size(), 0.0);
+  double lo = DBL_MAX, hi = -DBL_MAX, num = 0, sum = 0, sum_squares = 0;
+  for (double v : values) {
+    if (!std::isfinite(v)) continue;
+    const auto b = std::upper_bound(limits.begin(), limits.end(), v) - limits.begin();
+    counts[std::size_t(std::min<std::ptrdiff_t>(b, std::ptrdiff_t(limits.size()) - 1))] += 1;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    num += 1;
+    sum += v;
+    sum_squares += v * v;
+  }
+  if (num == 0) lo = hi = 0;
+  std::vector<double> out_limits, out_counts;
+  for (std::size_t i = 0; i < limits.size();) {
+    double end = limits[i], count = counts[i];
+    ++i;
+    if (count <= 0) {
+      while (i < limits.size() && counts[i] <= 0) end = limits[i++];
+    }
+    out_limits.push_back(end);
+    out_counts.push_back(count);
+  }
+  Message h;
+  h.float64(1, lo).float64(2, hi).float64(3, num).float64(4, sum).float64(5, sum_squares);
+  h.packed_float64(6, out_limits).packed_float64(7, out_counts);
+  return h;
+}
+
+TESSERA_OUT_OF_LINE detail::Message detail::plugin_metadata(const std::string& plugin, const std::string& content,
+                                                            int data_class) {
+  Message plugin_data;
+  plugin_data.bytes(1, plugin);
+  if (!content.empty()) plugin_data.bytes(2, content);
+  Message meta;
+  meta.message(1, plugin_data);
+  if (data_class != 0) meta.uint(4, std::uint64_t(data_class));
+  return meta;
+}
+
+TESSERA_OUT_OF_LINE Writer::Writer(const std::string& log_dir, WriterOptions options)
+    : log_dir_(log_dir), file_(std::make_unique<io::EventFileWriter>(log_dir, std::move(options))) {}
+
+TESSERA_OUT_OF_LINE void Writer::scalar(const std::string& tag, double value, std::int64_t step, double wall_time) {
+  detail::Message v;
+  v.bytes(1, tag).float32(2, static_cast<float>(value));
+  write_value(v, step, wall_time);
+}
+
+TESSERA_OUT_OF_LINE void Writer::histogram(const std::string& tag, const std::vector<double>& values, std::int64_t step,
+                                           double wall_time) {
+  detail::Message v;
+  v.bytes(1, tag).message(5, detail::histogram_proto(values));
+  write_value(v, step, wall_time);
+}
+
+TESSERA_OUT_OF_LINE void Writer::text(const std::string& tag, const std::string& markdown, std::int64_t step,
+                                      double wall_time) {
+  detail::Message shape, tensor;
+  tensor.uint(1, 7).message(2, shape).bytes(8, markdown);  // DT_STRING, shape []
+  detail::Message v;
+  v.bytes(1, tag).message(9, detail::plugin_metadata("text", "", 2)).message(8, tensor);
+  write_value(v, step, wall_time);
+}
+
+TESSERA_OUT_OF_LINE void Writer::graph_def(const std::string& serialized, double wall_time) {
+  detail::Message event;
+  event.float64(1, wall_time).bytes(4, serialized);
+  file_->write_event(event.data());
+}
+
+TESSERA_OUT_OF_LINE void Writer::hparams_start(const HParams& hparams, const std::vector<std::string>& metric_tags,
+                                               const std::string& group, double wall_time) {
+  // The experiment lists the hyperparameters and metrics, so the dashboard need not guess them
+  // from the scalars.
+  detail::Message experiment;
+  for (const auto& [name, value] : hparams) {
+    detail::Message info;
+    info.bytes(1, name).uint(4, value.kind() == HParamValue::Kind::string    ? 1
+                                : value.kind() == HParamValue::Kind::boolean ? 2
+                                                                             : 3);
+    experiment.message(4, info);
+  }
+  for (const auto& tag : metric_tags) {
+    detail::Message metric_name, info;
+    metric_name.bytes(2, tag);
+    info.message(1, metric_name);
+    experiment.message(5, info);
+  }
+  write_hparams("_hparams_/experiment", detail::Message().message(2, experiment), wall_time);
+
+  detail::Message start;
+  for (const auto& [name, value] : hparams) {
+    detail::Message proto_value;
+    switch (value.kind()) {
+      case HParamValue::Kind::number:
+        proto_value.float64(2, value.number());
+        break;
+      case HParamValue::Kind::string:
+        proto_value.bytes(3, value.string());
+        break;
+      case HParamValue::Kind::boolean:
+        proto_value.boolean(4, value.boolean());
+        break;
+    }
+    detail::Message entry;
+    entry.bytes(1, name).message(2, proto_value);
+    start.message(1, entry);
+  }
+  if (!group.empty()) start.bytes(4, group);
+  start.float64(5, wall_time);
+  write_hparams("_hparams_/session_start_info", detail::Message().message(3, start), wall_time);
+}
+
+TESSERA_OUT_OF_LINE void Writer::hparams_end(SessionStatus status, double wall_time) {
+  detail::Message end;
+  end.uint(1, std::uint64_t(status)).float64(2, wall_time);
+  write_hparams("_hparams_/session_end_info", detail::Message().message(4, end), wall_time);
+}
+
+TESSERA_OUT_OF_LINE void Writer::hparams(const HParams& hparams, const std::map<std::string, double>& metrics) {
+  std::vector<std::string> tags;
+  for (const auto& m : metrics) tags.push_back(m.first);
+  hparams_start(hparams, tags);
+  for (const auto& [tag, value] : metrics) scalar(tag, value, 0);
+  hparams_end(SessionStatus::success);
+}
+
+TESSERA_OUT_OF_LINE void Writer::restart_at(std::int64_t step, double wall_time) {
+  detail::Message session_log, event;
+  session_log.uint(1, 1);  // SessionLog.START
+  event.float64(1, wall_time).int64(2, step).message(7, session_log);
+  file_->write_event(event.data());
+}
+
+TESSERA_OUT_OF_LINE void Writer::write_value(const detail::Message& value, std::int64_t step, double wall_time) {
+  detail::Message summary, event;
+  summary.message(1, value);
+  event.float64(1, wall_time).int64(2, step).message(5, summary);
+  file_->write_event(event.data());
+}
+
+TESSERA_OUT_OF_LINE void Writer::write_hparams(const std::string& tag, const detail::Message& plugin_data,
+                                               double wall_time) {
+  detail::Message v;
+  v.bytes(1, tag).message(9, detail::plugin_metadata("hparams", plugin_data.data(), 0));
+  write_value(v, 0, wall_time);
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::summary

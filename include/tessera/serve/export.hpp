@@ -22,11 +22,13 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/io/checkpoint.hpp"
 #include "tessera/io/file.hpp"
@@ -57,7 +59,51 @@ inline bool is_directory(const std::string& path) {
   struct ::stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
-inline void remove_tree_quietly(const std::string& dir) {
+TESSERA_OUT_OF_LINE void remove_tree_quietly(const std::string& dir);
+inline void fsync_directory(const std::string& dir) {
+  io::detail::FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() >= 0) (void)::fsync(fd.get());
+}
+}  // namespace detail
+
+/// The versions under `base_path` (subdirectories named by an integer), ascending; empty when the
+/// base path does not exist. io_error when it exists but cannot be read.
+TESSERA_OUT_OF_LINE std::vector<std::int64_t> list_versions(const std::string& base_path);
+
+/// One more than the newest version under `base_path`; 1 when there is none.
+inline std::int64_t next_version(const std::string& base_path) {
+  const auto versions = list_versions(base_path);
+  return versions.empty() ? 1 : versions.back() + 1;
+}
+
+namespace detail {
+/// The text of manifest.json for a model whose structural hash is `structural_hash`, read back as a
+/// server will read it; value_error for a malformed signature or architecture.
+TESSERA_OUT_OF_LINE std::string manifest_text(const std::string& structural_hash, const Signature& signature,
+                                              const Architecture& architecture);
+/// Publishes `<base_path>/<version>/`: writes manifest.json and, by calling `write_weights` with
+/// its path, weights.safetensors under a temporary name, then renames the directory into place.
+/// Returns its path; io_error when the version exists or a write fails, leaving nothing behind.
+TESSERA_OUT_OF_LINE std::string publish_version(const std::string& base_path, std::int64_t version,
+                                                const std::string& manifest,
+                                                const std::function<void(const std::string&)>& write_weights);
+}  // namespace detail
+
+/// Writes `<base_path>/<version>/` (manifest.json and weights.safetensors) and returns its path.
+/// Creates base_path if needed. io_error when the version exists (it is never overwritten) or a
+/// write fails; nothing is left behind then. value_error for a malformed signature or name.
+template <class M>
+std::string export_model(M& model, const std::string& base_path, std::int64_t version, const Signature& signature,
+                         const Architecture& architecture) {
+  if (version < 0) throw value_error("export_model: version must be >= 0, got " + std::to_string(version));
+  const std::string manifest = detail::manifest_text(hash_string(structural_hash<M>()), signature, architecture);
+  return detail::publish_version(base_path, version, manifest,
+                                 [&model](const std::string& weights_path) { io::save_weights(weights_path, model); });
+}
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE void detail::remove_tree_quietly(const std::string& dir) {
   if (DIR* d = ::opendir(dir.c_str())) {
     while (const dirent* e = ::readdir(d)) {
       const std::string name = e->d_name;
@@ -67,15 +113,8 @@ inline void remove_tree_quietly(const std::string& dir) {
   }
   ::rmdir(dir.c_str());
 }
-inline void fsync_directory(const std::string& dir) {
-  io::detail::FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() >= 0) (void)::fsync(fd.get());
-}
-}  // namespace detail
 
-/// The versions under `base_path` (subdirectories named by an integer), ascending; empty when the
-/// base path does not exist. io_error when it exists but cannot be read.
-inline std::vector<std::int64_t> list_versions(const std::string& base_path) {
+TESSERA_OUT_OF_LINE std::vector<std::int64_t> list_versions(const std::string& base_path) {
   std::vector<std::int64_t> versions;
   DIR* d = ::opendir(base_path.c_str());
   if (d == nullptr) {
@@ -91,19 +130,8 @@ inline std::vector<std::int64_t> list_versions(const std::string& base_path) {
   return versions;
 }
 
-/// One more than the newest version under `base_path`; 1 when there is none.
-inline std::int64_t next_version(const std::string& base_path) {
-  const auto versions = list_versions(base_path);
-  return versions.empty() ? 1 : versions.back() + 1;
-}
-
-/// Writes `<base_path>/<version>/` (manifest.json and weights.safetensors) and returns its path.
-/// Creates base_path if needed. io_error when the version exists (it is never overwritten) or a
-/// write fails; nothing is left behind then. value_error for a malformed signature or name.
-template <class M>
-std::string export_model(M& model, const std::string& base_path, std::int64_t version, const Signature& signature,
-                         const Architecture& architecture) {
-  if (version < 0) throw value_error("export_model: version must be >= 0, got " + std::to_string(version));
+TESSERA_OUT_OF_LINE std::string detail::manifest_text(const std::string& structural_hash, const Signature& signature,
+                                                      const Architecture& architecture) {
   if (architecture.name.empty()) throw value_error("export_model: the architecture needs a name");
   // `{}` in a brace-initialized Architecture is JSON null: no hyperparameters.
   if (!architecture.hyperparameters.is_object() && !architecture.hyperparameters.is_null()) {
@@ -114,24 +142,29 @@ std::string export_model(M& model, const std::string& base_path, std::int64_t ve
   }
   Manifest manifest;
   manifest.architecture = architecture.name;
-  manifest.structural_hash = hash_string(structural_hash<M>());
+  manifest.structural_hash = structural_hash;
   if (architecture.hyperparameters.is_object()) manifest.hyperparameters = architecture.hyperparameters;
   manifest.signature = signature;
-  const std::string manifest_text = to_json(manifest).dump(2) + "\n";
-  (void)manifest_from_json(nlohmann::json::parse(manifest_text), "export_model");  // what a server will read
+  std::string text = to_json(manifest).dump(2) + "\n";
+  (void)manifest_from_json(nlohmann::json::parse(text), "export_model");  // what a server will read
+  return text;
+}
 
+TESSERA_OUT_OF_LINE std::string detail::publish_version(const std::string& base_path, std::int64_t version,
+                                                        const std::string& manifest,
+                                                        const std::function<void(const std::string&)>& write_weights) {
   io::create_directories(base_path);
   const std::string target = base_path + "/" + std::to_string(version);
-  if (detail::is_directory(target)) throw io_error(target + ": version " + std::to_string(version) + " exists already");
+  if (is_directory(target)) throw io_error(target + ": version " + std::to_string(version) + " exists already");
   static std::atomic<unsigned> counter{0};
   // Not an integer, so a polling server never takes it for a version.
   const std::string tmp = base_path + "/.tmp-" + std::to_string(version) + "-" + std::to_string(::getpid()) + "-" +
                           std::to_string(counter++);
   if (::mkdir(tmp.c_str(), 0755) != 0) throw io_error(tmp + ": cannot create: " + io::detail::errno_text(errno));
   try {
-    io::save_weights(tmp + "/" + Manifest::weights_file, model);
-    io::write_file_atomically(tmp + "/manifest.json", {manifest_text});
-    detail::fsync_directory(tmp);
+    write_weights(tmp + "/" + Manifest::weights_file);
+    io::write_file_atomically(tmp + "/manifest.json", {manifest});
+    fsync_directory(tmp);
     int renamed = -1;
 #if defined(RENAME_NOREPLACE)
     renamed = ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE);
@@ -142,17 +175,19 @@ std::string export_model(M& model, const std::string& base_path, std::int64_t ve
     }
 #endif
     if (renamed != 0) {  // no renameat2 here: rename() still refuses a non-empty target
-      if (detail::is_directory(target)) throw io_error(target + ": version " + std::to_string(version) + " exists already");
+      if (is_directory(target)) throw io_error(target + ": version " + std::to_string(version) + " exists already");
       if (::rename(tmp.c_str(), target.c_str()) != 0) {
         throw io_error(target + ": cannot rename " + tmp + " to it: " + io::detail::errno_text(errno));
       }
     }
   } catch (...) {
-    detail::remove_tree_quietly(tmp);
+    remove_tree_quietly(tmp);
     throw;
   }
-  detail::fsync_directory(base_path);
+  fsync_directory(base_path);
   return target;
 }
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::serve

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/backend/cpu/device.hpp"
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/io/checkpoint.hpp"
@@ -43,23 +44,7 @@ inline constexpr std::uint64_t max_tensor_bytes = std::uint64_t(1) << 34;
 
 /// The element count of `shape`; value_error for a negative extent, an overflow, or more than
 /// max_tensor_bytes of `element_size`-byte elements.
-inline std::int64_t checked_elements(const std::vector<std::int64_t>& shape, std::size_t element_size) {
-  // The nonzero extents are bounded even beside a zero (an empty tensor): the tensor's element
-  // count and strides are still products of them.
-  std::uint64_t nonzero = 1;
-  bool empty = false;
-  for (auto d : shape) {
-    if (d < 0) throw value_error("shape " + shape_string(shape) + " has a negative extent");
-    if (d == 0) empty = true;
-    else if (nonzero > max_tensor_bytes / std::uint64_t(d)) nonzero = max_tensor_bytes + 1;
-    else nonzero *= std::uint64_t(d);
-  }
-  if (nonzero * element_size > max_tensor_bytes || nonzero > max_tensor_bytes) {
-    throw value_error("shape " + shape_string(shape) + " is too large (more than " +
-                      std::to_string(max_tensor_bytes >> 30) + " GiB)");
-  }
-  return empty ? 0 : std::int64_t(nonzero);
-}
+TESSERA_OUT_OF_LINE std::int64_t checked_elements(const std::vector<std::int64_t>& shape, std::size_t element_size);
 
 /// A tensor on the host in transit between the protocols and a model: dtype, shape and the
 /// elements as little-endian bytes in row-major order.
@@ -246,7 +231,56 @@ class ModelRegistry {
 
 namespace detail {
 /// Checks a manifest against its registered architecture; value_error saying what differs.
-inline void check_manifest(const Manifest& m, const RegisteredArchitecture& a) {
+TESSERA_OUT_OF_LINE void check_manifest(const Manifest& m, const RegisteredArchitecture& a);
+
+/// The signature's shape with each -1 made `fill`.
+inline std::vector<std::int64_t> concrete_shape(const std::vector<std::int64_t>& s, std::int64_t fill) {
+  std::vector<std::int64_t> out = s;
+  for (auto& d : out) {
+    if (d < 0) d = fill;
+  }
+  return out;
+}
+
+/// True when `shape` fits `spec` (-1 matches any extent).
+inline bool fits(const std::vector<std::int64_t>& spec, const std::vector<std::int64_t>& shape) {
+  if (spec.size() != shape.size()) return false;
+  for (std::size_t i = 0; i < spec.size(); ++i) {
+    if (spec[i] >= 0 && spec[i] != shape[i]) return false;
+  }
+  return true;
+}
+
+/// Loads the version in `dir`: manifest, checks, model, weights, and one run on a single zero
+/// example whose outputs must fit the signature. Throws with the reason.
+TESSERA_OUT_OF_LINE std::unique_ptr<Servable> load_servable(const ModelRegistry& registry, const std::string& dir,
+                                                            Manifest& manifest);
+}  // namespace detail
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE std::int64_t checked_elements(const std::vector<std::int64_t>& shape, std::size_t element_size) {
+  // The nonzero extents are bounded even beside a zero (an empty tensor): the tensor's element
+  // count and strides are still products of them.
+  std::uint64_t nonzero = 1;
+  bool empty = false;
+  for (auto d : shape) {
+    if (d < 0) throw value_error("shape " + shape_string(shape) + " has a negative extent");
+    if (d == 0)
+      empty = true;
+    else if (nonzero > max_tensor_bytes / std::uint64_t(d))
+      nonzero = max_tensor_bytes + 1;
+    else
+      nonzero *= std::uint64_t(d);
+  }
+  if (nonzero * element_size > max_tensor_bytes || nonzero > max_tensor_bytes) {
+    throw value_error("shape " + shape_string(shape) + " is too large (more than " +
+                      std::to_string(max_tensor_bytes >> 30) + " GiB)");
+  }
+  return empty ? 0 : std::int64_t(nonzero);
+}
+
+TESSERA_OUT_OF_LINE void detail::check_manifest(const Manifest& m, const RegisteredArchitecture& a) {
   if (m.structural_hash != hash_string(a.structural_hash)) {
     throw value_error("structural hash " + m.structural_hash + " differs from architecture '" + a.name +
                       "' as this server has it (" + hash_string(a.structural_hash) +
@@ -270,27 +304,8 @@ inline void check_manifest(const Manifest& m, const RegisteredArchitecture& a) {
   check(m.signature.outputs, a.outputs, "outputs");
 }
 
-/// The signature's shape with each -1 made `fill`.
-inline std::vector<std::int64_t> concrete_shape(const std::vector<std::int64_t>& s, std::int64_t fill) {
-  std::vector<std::int64_t> out = s;
-  for (auto& d : out) {
-    if (d < 0) d = fill;
-  }
-  return out;
-}
-
-/// True when `shape` fits `spec` (-1 matches any extent).
-inline bool fits(const std::vector<std::int64_t>& spec, const std::vector<std::int64_t>& shape) {
-  if (spec.size() != shape.size()) return false;
-  for (std::size_t i = 0; i < spec.size(); ++i) {
-    if (spec[i] >= 0 && spec[i] != shape[i]) return false;
-  }
-  return true;
-}
-
-/// Loads the version in `dir`: manifest, checks, model, weights, and one run on a single zero
-/// example whose outputs must fit the signature. Throws with the reason.
-inline std::unique_ptr<Servable> load_servable(const ModelRegistry& registry, const std::string& dir, Manifest& manifest) {
+TESSERA_OUT_OF_LINE std::unique_ptr<Servable> detail::load_servable(const ModelRegistry& registry,
+                                                                    const std::string& dir, Manifest& manifest) {
   const auto bytes = io::read_file(dir + "/manifest.json");
   nlohmann::json j;
   try {
@@ -325,6 +340,7 @@ inline std::unique_ptr<Servable> load_servable(const ModelRegistry& registry, co
   }
   return servable;
 }
-}  // namespace detail
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::serve

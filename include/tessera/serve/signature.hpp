@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
 #include "tessera/nn/module.hpp"
@@ -48,19 +49,9 @@ inline const char* v2_dtype_name(DataType t) { return detail::data_type_info(t).
 inline std::size_t dtype_size(DataType t) { return detail::data_type_info(t).size; }
 
 /// Parses a manifest's dtype name; value_error naming the accepted ones otherwise.
-inline DataType parse_dtype(std::string_view name) {
-  for (const auto& d : detail::data_types) {
-    if (name == d.name) return d.type;
-  }
-  throw value_error("unknown dtype '" + std::string(name) + "' (expected float32, float64, int32, int64 or bool)");
-}
+TESSERA_OUT_OF_LINE DataType parse_dtype(std::string_view name);
 /// Parses an open-inference-protocol datatype ("FP32"); value_error for the ones tessera has not.
-inline DataType parse_v2_dtype(std::string_view name) {
-  for (const auto& d : detail::data_types) {
-    if (name == d.v2_name) return d.type;
-  }
-  throw value_error("datatype '" + std::string(name) + "' is not supported (expected FP32, FP64, INT32, INT64 or BOOL)");
-}
+TESSERA_OUT_OF_LINE DataType parse_v2_dtype(std::string_view name);
 
 template <class T>
 constexpr DataType dtype_of() {
@@ -87,11 +78,7 @@ struct Signature {
   std::string name = "serving_default";
 };
 
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
+TESSERA_OUT_OF_LINE std::string shape_string(const std::vector<std::int64_t>& shape);
 
 // ---- the structural hash --------------------------------------------------------------------------
 namespace detail {
@@ -197,10 +184,43 @@ struct Manifest {
 };
 
 namespace detail {
-inline nlohmann::json spec_json(const TensorSpec& s) {
+TESSERA_OUT_OF_LINE nlohmann::json spec_json(const TensorSpec& s);
+TESSERA_OUT_OF_LINE TensorSpec spec_from_json(const nlohmann::json& j, const std::string& where);
+}  // namespace detail
+
+TESSERA_OUT_OF_LINE nlohmann::json to_json(const Manifest& m);
+
+/// Reads a manifest; value_error saying which field is missing or wrong. `where` prefixes messages.
+TESSERA_OUT_OF_LINE Manifest manifest_from_json(const nlohmann::json& j, const std::string& where);
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE DataType parse_dtype(std::string_view name) {
+  for (const auto& d : detail::data_types) {
+    if (name == d.name) return d.type;
+  }
+  throw value_error("unknown dtype '" + std::string(name) + "' (expected float32, float64, int32, int64 or bool)");
+}
+
+TESSERA_OUT_OF_LINE DataType parse_v2_dtype(std::string_view name) {
+  for (const auto& d : detail::data_types) {
+    if (name == d.v2_name) return d.type;
+  }
+  throw value_error("datatype '" + std::string(name) +
+                    "' is not supported (expected FP32, FP64, INT32, INT64 or BOOL)");
+}
+
+TESSERA_OUT_OF_LINE std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+TESSERA_OUT_OF_LINE nlohmann::json detail::spec_json(const TensorSpec& s) {
   return {{"name", s.name}, {"dtype", dtype_name(s.dtype)}, {"shape", s.shape}};
 }
-inline TensorSpec spec_from_json(const nlohmann::json& j, const std::string& where) {
+
+TESSERA_OUT_OF_LINE TensorSpec detail::spec_from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) throw value_error(where + " must be an object");
   TensorSpec s;
   if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty()) {
@@ -218,9 +238,8 @@ inline TensorSpec spec_from_json(const nlohmann::json& j, const std::string& whe
   }
   return s;
 }
-}  // namespace detail
 
-inline nlohmann::json to_json(const Manifest& m) {
+TESSERA_OUT_OF_LINE nlohmann::json to_json(const Manifest& m) {
   nlohmann::json inputs = nlohmann::json::array(), outputs = nlohmann::json::array();
   for (const auto& s : m.signature.inputs) inputs.push_back(detail::spec_json(s));
   for (const auto& s : m.signature.outputs) outputs.push_back(detail::spec_json(s));
@@ -235,8 +254,7 @@ inline nlohmann::json to_json(const Manifest& m) {
           {"weights", Manifest::weights_file}};
 }
 
-/// Reads a manifest; value_error saying which field is missing or wrong. `where` prefixes messages.
-inline Manifest manifest_from_json(const nlohmann::json& j, const std::string& where) {
+TESSERA_OUT_OF_LINE Manifest manifest_from_json(const nlohmann::json& j, const std::string& where) {
   auto fail = [&](const std::string& what) { throw value_error(where + ": " + what); };
   if (!j.is_object()) fail("the manifest is not a JSON object");
   auto text = [&](const char* key) { return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : ""; };
@@ -276,5 +294,7 @@ inline Manifest manifest_from_json(const nlohmann::json& j, const std::string& w
   }
   return m;
 }
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::serve

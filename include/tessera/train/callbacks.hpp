@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/io/checkpoint.hpp"
 
@@ -68,15 +69,7 @@ namespace detail {
 inline bool metric_grows(const std::string& name) {
   return name.find("acc") != std::string::npos || name.find("auc") != std::string::npos;
 }
-inline double metric_of(const Logs& logs, const std::string& name, const char* who) {
-  const auto it = logs.find(name);
-  if (it == logs.end()) {
-    std::string known;
-    for (const auto& [k, v] : logs) known += (known.empty() ? "" : ", ") + k;
-    throw value_error(std::string(who) + ": no metric \"" + name + "\" in this epoch's logs (have: " + known + ")");
-  }
-  return it->second;
-}
+TESSERA_OUT_OF_LINE double metric_of(const Logs& logs, const std::string& name, const char* who);
 
 /// Tracks the best value of a metric.
 class BestTracker {
@@ -235,38 +228,8 @@ class PlateauScheduler : public Callback {
 class CSVLogger : public Callback {
  public:
   explicit CSVLogger(std::string path, bool append = false) : path_(std::move(path)), append_(append) {}
-  void on_train_begin(TrainingContext&) override {
-    out_.open(path_, append_ ? std::ios::app : std::ios::trunc);
-    if (!out_) throw io_error(path_ + ": cannot open for writing");
-    columns_.clear();
-    out_.seekp(0, std::ios::end);
-    header_written_ = append_ && out_.tellp() > 0;
-  }
-  void on_epoch_end(TrainingContext& ctx, Logs& logs) override {
-    if (columns_.empty()) {
-      for (const auto& [k, v] : logs) columns_.push_back(k);
-    }
-    if (!header_written_) {
-      out_ << "epoch";
-      for (const auto& c : columns_) out_ << ',' << c;
-      out_ << '\n';
-      header_written_ = true;
-    }
-    out_ << ctx.epoch + 1;
-    char buf[32];
-    for (const auto& c : columns_) {
-      const auto it = logs.find(c);
-      if (it == logs.end()) {
-        out_ << ',';
-      } else {
-        std::snprintf(buf, sizeof buf, "%.9g", it->second);
-        out_ << ',' << buf;
-      }
-    }
-    out_ << '\n';
-    out_.flush();
-    if (!out_) throw io_error(path_ + ": write failed");
-  }
+  TESSERA_OUT_OF_LINE void on_train_begin(TrainingContext&) override;
+  TESSERA_OUT_OF_LINE void on_epoch_end(TrainingContext& ctx, Logs& logs) override;
   void on_train_end(TrainingContext&) override { out_.close(); }
 
  private:
@@ -308,49 +271,103 @@ class ProgressBar : public Callback {
       : out_(out), terminal_(terminal >= 0 ? terminal != 0 : (&out == &std::cout && ::isatty(STDOUT_FILENO))) {}
 
   void on_epoch_begin(TrainingContext&) override { last_draw_ = -1; }
-  void on_batch_end(TrainingContext& ctx, const Logs& logs) override {
-    if (!terminal_) return;
-    // Redraw at most ten times a second (and at the last batch).
-    if (ctx.batch != ctx.steps_per_epoch && ctx.epoch_seconds - last_draw_ < 0.1) return;
-    last_draw_ = ctx.epoch_seconds;
-    out_ << '\r' << line(ctx, logs, true) << std::flush;
-  }
+  TESSERA_OUT_OF_LINE void on_batch_end(TrainingContext& ctx, const Logs& logs) override;
   void on_epoch_end(TrainingContext& ctx, Logs& logs) override {
     out_ << (terminal_ ? "\r" : "") << line(ctx, logs, false) << (terminal_ ? "\033[K\n" : "\n") << std::flush;
   }
 
  private:
-  static std::string line(const TrainingContext& ctx, const Logs& logs, bool running) {
-    char buf[160];
-    std::string s;
-    std::snprintf(buf, sizeof buf, "epoch %d/%d  %ld/%ld", ctx.epoch + 1, ctx.epochs, long(ctx.batch), long(ctx.steps_per_epoch));
-    s += buf;
-    if (running) {
-      const int width = 20;
-      const int filled = ctx.steps_per_epoch > 0 ? int(width * ctx.batch / ctx.steps_per_epoch) : width;
-      s += " [" + std::string(std::size_t(filled), '=') + (filled < width ? ">" : "") +
-           std::string(std::size_t(std::max(0, width - filled - 1)), ' ') + "]";
-    }
-    const double rate = ctx.epoch_seconds > 0 ? double(ctx.samples) / ctx.epoch_seconds : 0;
-    std::snprintf(buf, sizeof buf, "  %.1fs", ctx.epoch_seconds);
-    s += buf;
-    if (running && ctx.batch > 0) {
-      std::snprintf(buf, sizeof buf, "  ETA %.1fs", ctx.epoch_seconds / double(ctx.batch) * double(ctx.steps_per_epoch - ctx.batch));
-      s += buf;
-    }
-    std::snprintf(buf, sizeof buf, "  %.0f samples/s", rate);
-    s += buf;
-    for (const auto& [k, v] : logs) {
-      if (k == "seconds") continue;
-      std::snprintf(buf, sizeof buf, (k == "lr" ? "  %s %.3g" : "  %s %.4f"), k.c_str(), v);
-      s += buf;
-    }
-    return s;
-  }
+  TESSERA_OUT_OF_LINE static std::string line(const TrainingContext& ctx, const Logs& logs, bool running);
 
   std::ostream& out_;
   bool terminal_;
   double last_draw_ = -1;
 };
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE double detail::metric_of(const Logs& logs, const std::string& name, const char* who) {
+  const auto it = logs.find(name);
+  if (it == logs.end()) {
+    std::string known;
+    for (const auto& [k, v] : logs) known += (known.empty() ? "" : ", ") + k;
+    throw value_error(std::string(who) + ": no metric \"" + name + "\" in this epoch's logs (have: " + known + ")");
+  }
+  return it->second;
+}
+
+TESSERA_OUT_OF_LINE void CSVLogger::on_train_begin(TrainingContext&) {
+  out_.open(path_, append_ ? std::ios::app : std::ios::trunc);
+  if (!out_) throw io_error(path_ + ": cannot open for writing");
+  columns_.clear();
+  out_.seekp(0, std::ios::end);
+  header_written_ = append_ && out_.tellp() > 0;
+}
+
+TESSERA_OUT_OF_LINE void CSVLogger::on_epoch_end(TrainingContext& ctx, Logs& logs) {
+  if (columns_.empty()) {
+    for (const auto& [k, v] : logs) columns_.push_back(k);
+  }
+  if (!header_written_) {
+    out_ << "epoch";
+    for (const auto& c : columns_) out_ << ',' << c;
+    out_ << '\n';
+    header_written_ = true;
+  }
+  out_ << ctx.epoch + 1;
+  char buf[32];
+  for (const auto& c : columns_) {
+    const auto it = logs.find(c);
+    if (it == logs.end()) {
+      out_ << ',';
+    } else {
+      std::snprintf(buf, sizeof buf, "%.9g", it->second);
+      out_ << ',' << buf;
+    }
+  }
+  out_ << '\n';
+  out_.flush();
+  if (!out_) throw io_error(path_ + ": write failed");
+}
+
+TESSERA_OUT_OF_LINE void ProgressBar::on_batch_end(TrainingContext& ctx, const Logs& logs) {
+  if (!terminal_) return;
+  // Redraw at most ten times a second (and at the last batch).
+  if (ctx.batch != ctx.steps_per_epoch && ctx.epoch_seconds - last_draw_ < 0.1) return;
+  last_draw_ = ctx.epoch_seconds;
+  out_ << '\r' << line(ctx, logs, true) << std::flush;
+}
+
+TESSERA_OUT_OF_LINE std::string ProgressBar::line(const TrainingContext& ctx, const Logs& logs, bool running) {
+  char buf[160];
+  std::string s;
+  std::snprintf(buf, sizeof buf, "epoch %d/%d  %ld/%ld", ctx.epoch + 1, ctx.epochs, long(ctx.batch),
+                long(ctx.steps_per_epoch));
+  s += buf;
+  if (running) {
+    const int width = 20;
+    const int filled = ctx.steps_per_epoch > 0 ? int(width * ctx.batch / ctx.steps_per_epoch) : width;
+    s += " [" + std::string(std::size_t(filled), '=') + (filled < width ? ">" : "") +
+         std::string(std::size_t(std::max(0, width - filled - 1)), ' ') + "]";
+  }
+  const double rate = ctx.epoch_seconds > 0 ? double(ctx.samples) / ctx.epoch_seconds : 0;
+  std::snprintf(buf, sizeof buf, "  %.1fs", ctx.epoch_seconds);
+  s += buf;
+  if (running && ctx.batch > 0) {
+    std::snprintf(buf, sizeof buf, "  ETA %.1fs",
+                  ctx.epoch_seconds / double(ctx.batch) * double(ctx.steps_per_epoch - ctx.batch));
+    s += buf;
+  }
+  std::snprintf(buf, sizeof buf, "  %.0f samples/s", rate);
+  s += buf;
+  for (const auto& [k, v] : logs) {
+    if (k == "seconds") continue;
+    std::snprintf(buf, sizeof buf, (k == "lr" ? "  %s %.3g" : "  %s %.4f"), k.c_str(), v);
+    s += buf;
+  }
+  return s;
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::train

@@ -24,6 +24,7 @@
 #include <string>
 #include <utility>
 
+#include "tessera/core/config.hpp"
 #include "tessera/core/factories.hpp"
 #include "tessera/io/summary.hpp"
 #include "tessera/nn/module.hpp"
@@ -40,44 +41,10 @@ struct TensorBoardOptions {
 
 /// An RGB image [rows * cell, cols * cell, 3] of a confusion matrix (rows: true class, columns:
 /// predicted), each row normalized by its count: white for 0, dark blue for 1.
-inline Tensor<float, 3> confusion_matrix_image(const Tensor<std::int64_t, 2>& counts, index_t cell = 16) {
-  const index_t rows = counts.shape()[0], cols = counts.shape()[1];
-  if (rows < 1 || cols < 1 || cell < 1) throw value_error("confusion_matrix_image: needs a non-empty matrix");
-  Tensor<float, 3> img(Shape<3>{rows * cell, cols * cell, 3});
-  static constexpr float dark[3] = {0.03f, 0.19f, 0.42f};
-  for (index_t r = 0; r < rows; ++r) {
-    double total = 0;
-    for (index_t c = 0; c < cols; ++c) total += double(counts(r, c));
-    for (index_t c = 0; c < cols; ++c) {
-      const float share = total > 0 ? float(double(counts(r, c)) / total) : 0.0f;
-      for (index_t y = 0; y < cell; ++y)
-        for (index_t x = 0; x < cell; ++x) {
-          const bool border = y == cell - 1 || x == cell - 1;  // thin grid lines between cells
-          for (int ch = 0; ch < 3; ++ch) {
-            const float v = 1.0f + share * (dark[ch] - 1.0f);
-            img(r * cell + y, c * cell + x, ch) = border ? 0.8f * v : v;
-          }
-        }
-    }
-  }
-  return img;
-}
+TESSERA_OUT_OF_LINE Tensor<float, 3> confusion_matrix_image(const Tensor<std::int64_t, 2>& counts, index_t cell = 16);
 
 /// The confusion matrix as a Markdown table (for the Text tab: the exact counts).
-inline std::string confusion_matrix_markdown(const Tensor<std::int64_t, 2>& counts) {
-  std::ostringstream md;
-  md << "| true \\ predicted |";
-  for (index_t c = 0; c < counts.shape()[1]; ++c) md << " " << c << " |";
-  md << "\n|---|";
-  for (index_t c = 0; c < counts.shape()[1]; ++c) md << "---|";
-  md << "\n";
-  for (index_t r = 0; r < counts.shape()[0]; ++r) {
-    md << "| **" << r << "** |";
-    for (index_t c = 0; c < counts.shape()[1]; ++c) md << " " << counts(r, c) << " |";
-    md << "\n";
-  }
-  return md.str();
-}
+TESSERA_OUT_OF_LINE std::string confusion_matrix_markdown(const Tensor<std::int64_t, 2>& counts);
 
 /// Writes a fit run's summaries to a summary::Writer (see the top of this file).
 template <class Model>
@@ -155,5 +122,47 @@ class TensorBoard : public Callback {
   std::function<void(std::int64_t)> write_images_;
   std::function<Tensor<std::int64_t, 2>()> confusion_;
 };
+
+#if TESSERA_OUT_OF_LINE_DEFINITIONS
+
+TESSERA_OUT_OF_LINE Tensor<float, 3> confusion_matrix_image(const Tensor<std::int64_t, 2>& counts, index_t cell) {
+  const index_t rows = counts.shape()[0], cols = counts.shape()[1];
+  if (rows < 1 || cols < 1 || cell < 1) throw value_error("confusion_matrix_image: needs a non-empty matrix");
+  Tensor<float, 3> img(Shape<3>{rows * cell, cols * cell, 3});
+  static constexpr float dark[3] = {0.03f, 0.19f, 0.42f};
+  for (index_t r = 0; r < rows; ++r) {
+    double total = 0;
+    for (index_t c = 0; c < cols; ++c) total += double(counts(r, c));
+    for (index_t c = 0; c < cols; ++c) {
+      const float share = total > 0 ? float(double(counts(r, c)) / total) : 0.0f;
+      for (index_t y = 0; y < cell; ++y)
+        for (index_t x = 0; x < cell; ++x) {
+          const bool border = y == cell - 1 || x == cell - 1;  // thin grid lines between cells
+          for (int ch = 0; ch < 3; ++ch) {
+            const float v = 1.0f + share * (dark[ch] - 1.0f);
+            img(r * cell + y, c * cell + x, ch) = border ? 0.8f * v : v;
+          }
+        }
+    }
+  }
+  return img;
+}
+
+TESSERA_OUT_OF_LINE std::string confusion_matrix_markdown(const Tensor<std::int64_t, 2>& counts) {
+  std::ostringstream md;
+  md << "| true \\ predicted |";
+  for (index_t c = 0; c < counts.shape()[1]; ++c) md << " " << c << " |";
+  md << "\n|---|";
+  for (index_t c = 0; c < counts.shape()[1]; ++c) md << "---|";
+  md << "\n";
+  for (index_t r = 0; r < counts.shape()[0]; ++r) {
+    md << "| **" << r << "** |";
+    for (index_t c = 0; c < counts.shape()[1]; ++c) md << " " << counts(r, c) << " |";
+    md << "\n";
+  }
+  return md.str();
+}
+
+#endif  // TESSERA_OUT_OF_LINE_DEFINITIONS
 
 }  // namespace tessera::train

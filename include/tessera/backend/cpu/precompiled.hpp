@@ -1,9 +1,9 @@
-// The CPU kernels compiled once, into the tessera::cpu_kernels library, instead of in every program.
+// The CPU kernels compiled once, into the tessera::precompiled library, instead of in every program.
 //
 // tessera is header-only: a program instantiates the kernels it calls. The convolution, pooling,
 // GEMM, softmax and batch-norm kernels take the same time to compile in every program that uses
 // them (a few seconds of optimization each at -O2) and do not depend on the program's
-// expressions. With TESSERA_PRECOMPILED_KERNELS defined (linking tessera::cpu_kernels defines it),
+// expressions. With TESSERA_PRECOMPILED defined (linking tessera::precompiled defines it),
 // the list below becomes explicit instantiation declarations (`extern template`): programs call
 // the library's copies, for float and double, and compile none of them. Other element types and
 // every expression-dependent function are still instantiated in the program.
@@ -12,7 +12,7 @@
 // instructions (__AVX512F__, __AVX2__), TESSERA_HAS_CBLAS and TESSERA_INSTRUMENT. Every program
 // refers to a symbol whose name spells its own settings, and the library defines the one of its
 // build, so a program built otherwise fails to link with "undefined reference to
-// tessera_cpu_kernels_for_<settings>" instead of running kernels compiled for another CPU. See
+// tessera_precompiled_for_<settings>" instead of running kernels compiled for another CPU. See
 // docs/architecture.md, "Build time".
 #pragma once
 
@@ -23,7 +23,7 @@
 #include "tessera/backend/cpu/softmax.hpp"
 
 // TESSERA_CPU_KERNEL_INSTANCES(PREFIX, T): the kernels' instantiations for element type T, each
-// preceded by PREFIX (`extern` declares them; empty defines them, in src/cpu_kernels_*.cpp).
+// preceded by PREFIX (`extern` declares them; empty defines them, in src/precompiled_*.cpp).
 #define TESSERA_CPU_KERNEL_INSTANCES(PREFIX, T)                                                                        \
   PREFIX template void conv2d_forward<T>(cpu, const Tensor<T, 4, cpu>&, const Tensor<T, 4, cpu>&, Tensor<T, 4, cpu>&,  \
                                          const Conv2dGeometry&, const T*, bool, const T*);                             \
@@ -58,7 +58,7 @@
   PREFIX template void gemm_batched<T>(cpu, bool, bool, index_t, index_t, index_t, T, const T*, index_t, index_t,      \
                                        const T*, index_t, index_t, T, T*, index_t, index_t, index_t);
 
-// TESSERA_CPU_KERNELS_SETTINGS: tessera_cpu_kernels_for_<avx512f|avx2|baseline>_<cblas|eigen>[_instrumented],
+// TESSERA_PRECOMPILED_SETTINGS: tessera_precompiled_for_<avx512f|avx2|baseline>_<cblas|eigen>[_instrumented],
 // the settings of the translation unit that expands it.
 #if defined(__AVX512F__)
 #define TESSERA_DETAIL_KERNELS_ISA avx512f
@@ -79,18 +79,18 @@
 #endif
 #define TESSERA_DETAIL_PASTE4(a, b, c, d) a##b##c##d
 #define TESSERA_DETAIL_EXPAND_PASTE4(a, b, c, d) TESSERA_DETAIL_PASTE4(a, b, c, d)
-#define TESSERA_CPU_KERNELS_SETTINGS                                                                              \
-  TESSERA_DETAIL_EXPAND_PASTE4(tessera_cpu_kernels_for_, TESSERA_DETAIL_KERNELS_ISA, TESSERA_DETAIL_KERNELS_GEMM, \
+#define TESSERA_PRECOMPILED_SETTINGS                                                                              \
+  TESSERA_DETAIL_EXPAND_PASTE4(tessera_precompiled_for_, TESSERA_DETAIL_KERNELS_ISA, TESSERA_DETAIL_KERNELS_GEMM, \
                                TESSERA_DETAIL_KERNELS_COUNTERS)
 
-#if defined(TESSERA_PRECOMPILED_KERNELS)
-// Defined by the library (src/cpu_kernels_float.cpp) for the settings it was built with.
-extern "C" const char TESSERA_CPU_KERNELS_SETTINGS;
+#if defined(TESSERA_PRECOMPILED)
+// Defined by the library (src/precompiled_float.cpp) for the settings it was built with.
+extern "C" const char TESSERA_PRECOMPILED_SETTINGS;
 #if defined(__GNUC__)
 namespace tessera::detail {
 namespace {
 // Kept even though nothing reads it (`used`), so that every program refers to the symbol.
-[[gnu::used]] const char* const cpu_kernels_settings = &TESSERA_CPU_KERNELS_SETTINGS;
+[[gnu::used]] const char* const precompiled_settings = &TESSERA_PRECOMPILED_SETTINGS;
 }  // namespace
 }  // namespace tessera::detail
 #endif

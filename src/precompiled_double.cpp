@@ -1,4 +1,4 @@
-// tessera::cpu_kernels: the CPU kernels' instantiations for double (backend/cpu/precompiled.hpp).
+// tessera::precompiled: the CPU kernels' instantiations for double (backend/cpu/precompiled.hpp).
 #include <tessera/tessera.hpp>
 
 namespace tessera {

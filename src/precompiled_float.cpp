@@ -1,9 +1,9 @@
-// tessera::cpu_kernels: the CPU kernels' instantiations for float (backend/cpu/precompiled.hpp).
+// tessera::precompiled: the CPU kernels' instantiations for float (backend/cpu/precompiled.hpp).
 #include <tessera/tessera.hpp>
 
 // The settings this library was built with (backend/cpu/precompiled.hpp): programs built with
 // others find no definition for theirs.
-extern "C" const char TESSERA_CPU_KERNELS_SETTINGS = 0;
+extern "C" const char TESSERA_PRECOMPILED_SETTINGS = 0;
 
 namespace tessera {
 TESSERA_CPU_KERNEL_INSTANCES(, float)

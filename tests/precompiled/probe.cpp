@@ -1,14 +1,16 @@
-// Calls every kernel that backend/cpu/precompiled.hpp lists, for float and double, with
-// TESSERA_PRECOMPILED_KERNELS defined (it links tessera::cpu_kernels). The precompiled_kernels
-// test checks that this program's object file defines none of them (it only refers to them) and
-// that the program, linked against the library, computes them.
+// Calls every kernel that backend/cpu/precompiled.hpp lists, for float and double, and some of the
+// functions declared TESSERA_OUT_OF_LINE (core/config.hpp), with TESSERA_PRECOMPILED defined (it
+// links tessera::precompiled). The precompiled_symbols test checks that this program's object file
+// defines none of them (it only refers to them); precompiled_probe, that the program, linked
+// against the library, computes them.
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 #include <tessera/tessera.hpp>
 
-#ifndef TESSERA_PRECOMPILED_KERNELS
-#error "kernels_probe must be compiled with TESSERA_PRECOMPILED_KERNELS (link tessera::cpu_kernels)"
+#ifndef TESSERA_PRECOMPILED
+#error "precompiled_probe must be compiled with TESSERA_PRECOMPILED (link tessera::precompiled)"
 #endif
 
 namespace {
@@ -21,7 +23,7 @@ int failures = 0;
 
 void expect(bool ok, const char* what, const char* type) {
   if (!ok) {
-    std::fprintf(stderr, "kernels_probe: %s (%s) is wrong\n", what, type);
+    std::fprintf(stderr, "precompiled_probe: %s (%s) is wrong\n", what, type);
     ++failures;
   }
 }
@@ -109,11 +111,23 @@ void probe(const char* type) {
   expect(c(1, 0, 1) == T(3), "gemm_batched", type);
 }
 
+// Out-of-line functions: a safetensors file written, read back and checked.
+void probe_functions() {
+  const std::string path = "precompiled_probe.safetensors";  // in the test's working directory
+  tessera::io::SafetensorsFile file;
+  file.add("w", tessera::full<float>({2, 3}, 1.5f));
+  file.write(path);
+  const auto read = tessera::io::SafetensorsFile::read(path);
+  expect(read.tensor<float, 2>("w")(1, 2) == 1.5f, "SafetensorsFile::write and read", "float");
+  std::remove(path.c_str());
+}
+
 }  // namespace
 
 int main() {
   probe<float>("float");
   probe<double>("double");
-  if (failures == 0) std::printf("kernels_probe: ok\n");
+  probe_functions();
+  if (failures == 0) std::printf("precompiled_probe: ok\n");
   return failures == 0 ? 0 : 1;
 }
