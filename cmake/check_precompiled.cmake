@@ -12,29 +12,25 @@ set(kernels conv2d_forward<T> conv2d_pool_forward<T> conv2d_backward_data<T> con
             "pool2d_backward<false, T>" "softmax_into<T, 1ul>" "softmax_into<T, 2ul>" "softmax_into<T, 3ul>"
             "softmax_into<T, 4ul>" batch_norm_forward<T> batch_norm_scale_shift<T>
             gemm<T> gemm_batched<T>)
-# nm's lines: "<address> W void tessera::gemm<float>(...)" defines it, as does any line for a lambda
-# inside it ("<address> W tessera::gemm<float>(...)::{lambda...}"); "                 U void
-# tessera::gemm<float>(...)" refers to it.
-set(symbols "\n${symbols}")
-set(problems "")
+# The names to check: every kernel for float and double, and the non-template functions.
+set(names io::SafetensorsFile::parse io::SafetensorsFile::write io::SafetensorsFile::checked io::read_file)
 foreach(type float double)
   foreach(pattern IN LISTS kernels)
     string(REPLACE "T" "${type}" kernel "${pattern}")
-    if(NOT symbols MATCHES "\n +U [^\n]* tessera::${kernel}\\(")
-      string(APPEND problems "  never referred to: tessera::${kernel}\n")
-    endif()
-    if(symbols MATCHES "\n[0-9a-f]+ [TtWw] ([^\n]* )?tessera::${kernel}\\(")
-      string(APPEND problems "  defined in the program, not taken from the library: tessera::${kernel}\n")
-    endif()
+    list(APPEND names "${kernel}")
   endforeach()
 endforeach()
-# Non-template functions: nm prints no return type.
-foreach(function io::SafetensorsFile::parse io::SafetensorsFile::write io::SafetensorsFile::checked io::read_file)
-  if(NOT symbols MATCHES "\n +U ([^\n]* )?tessera::${function}\\(")
-    string(APPEND problems "  never referred to: tessera::${function}\n")
+# nm's lines: "<address> W void tessera::gemm<float>(...)" defines it, as does any line for a lambda
+# inside it ("<address> W tessera::gemm<float>(...)::{lambda...}"); "                 U void
+# tessera::gemm<float>(...)" refers to it (without a return type for a non-template function).
+set(symbols "\n${symbols}")
+set(problems "")
+foreach(name IN LISTS names)
+  if(NOT symbols MATCHES "\n +U ([^\n]* )?tessera::${name}\\(")
+    string(APPEND problems "  never referred to: tessera::${name}\n")
   endif()
-  if(symbols MATCHES "\n[0-9a-f]+ [TtWw] ([^\n]* )?tessera::${function}\\(")
-    string(APPEND problems "  defined in the program, not taken from the library: tessera::${function}\n")
+  if(symbols MATCHES "\n[0-9a-f]+ [TtWw] ([^\n]* )?tessera::${name}\\(")
+    string(APPEND problems "  defined in the program, not taken from the library: tessera::${name}\n")
   endif()
 endforeach()
 if(problems)
