@@ -47,18 +47,18 @@ measure() {
 
 printf '%-16s %10s %10s\n' program "seconds" "peak MiB"
 row() { printf '%-16s %10s %10s\n' "$1" "$2" "$3"; }
-# tessera::precompiled: its three objects in one archive, compiled at the programs' -O2 (CMake uses
+# tessera::precompiled: its four objects in one archive, compiled at the programs' -O2 (CMake uses
 # the build type's level).
 library_start=$(date +%s.%N)
 compile_flags="-Iinclude ${eigen} -pthread"
 [ -n "${blas}" ] && compile_flags="${compile_flags} -DTESSERA_HAS_CBLAS=1"
-for part in float double functions; do
+for part in float double core functions; do
   # shellcheck disable=SC2086
   "${CXX}" -std=c++17 -O2 -march=native -DTESSERA_PRECOMPILED ${compile_flags} -c "src/precompiled_${part}.cpp" \
     -o "${work}/precompiled_${part}.o"
 done
 ar rcs "${work}/libtessera_precompiled.a" "${work}/precompiled_float.o" "${work}/precompiled_double.o" \
-  "${work}/precompiled_functions.o"
+  "${work}/precompiled_core.o" "${work}/precompiled_functions.o"
 library_seconds=$(awk -v a="${library_start}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 # The library before the ones it needs (OpenBLAS), as the linker reads them in order.
 precompiled_flags="-DTESSERA_PRECOMPILED -L${work} -ltessera_precompiled ${tessera_flags}"

@@ -13,7 +13,8 @@ set(kernels conv2d_forward<T> conv2d_pool_forward<T> conv2d_backward_data<T> con
             "softmax_into<T, 4ul>" batch_norm_forward<T> batch_norm_scale_shift<T>
             gemm<T> gemm_batched<T>)
 # The names to check: every kernel for float and double, and the non-template functions.
-set(names io::SafetensorsFile::parse io::SafetensorsFile::write io::SafetensorsFile::checked io::read_file)
+set(names io::SafetensorsFile::parse io::SafetensorsFile::write io::SafetensorsFile::checked io::read_file
+          detail::resolve_reshape detail::conv2d_output_shape)
 foreach(type float double)
   foreach(pattern IN LISTS kernels)
     string(REPLACE "T" "${type}" kernel "${pattern}")

@@ -111,7 +111,7 @@ void probe(const char* type) {
   expect(c(1, 0, 1) == T(3), "gemm_batched", type);
 }
 
-// Out-of-line functions: a safetensors file written, read back and checked.
+// Out-of-line functions: a safetensors file written, read back and checked; shape rules.
 void probe_functions() {
   const std::string path = "precompiled_probe.safetensors";  // in the test's working directory
   tessera::io::SafetensorsFile file;
@@ -120,6 +120,20 @@ void probe_functions() {
   const auto read = tessera::io::SafetensorsFile::read(path);
   expect(read.tensor<float, 2>("w")(1, 2) == 1.5f, "SafetensorsFile::write and read", "float");
   std::remove(path.c_str());
+
+  // Shape rules (src/precompiled_core.cpp): a reshape that infers an extent, one that cannot be
+  // done, and a convolution node's output shape.
+  const auto m = tessera::full<float>({2, 3}, 1.0f);
+  expect(m.reshape(tessera::Shape<2>{3, -1}).shape() == tessera::Shape<2>{3, 2}, "resolve_reshape", "float");
+  try {
+    (void)m.reshape(tessera::Shape<1>{4});
+    expect(false, "resolve_reshape's error", "float");
+  } catch (const tessera::shape_error& e) {
+    expect(std::string(e.what()) == "reshape: cannot reshape [2, 3] (6 elements) into [4] (4 elements)",
+           "resolve_reshape's error", "float");
+  }
+  const auto y = tessera::conv2d(tessera::ones<float>(1, 3, 6, 6), tessera::ones<float>(4, 3, 3, 3));
+  expect(y.shape() == tessera::Shape<4>{1, 4, 4, 4}, "conv2d_output_shape", "float");
 }
 
 }  // namespace

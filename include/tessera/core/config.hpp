@@ -40,21 +40,33 @@ inline constexpr std::size_t max_rank = 8;
 #endif
 
 // Functions compiled once into tessera::precompiled (docs/architecture.md, "Build time"): the
-// non-template code of files, checkpoints, summaries, model export and training callbacks, which
-// is the same in every program. Each is declared with TESSERA_OUT_OF_LINE and defined under
-// `#if TESSERA_OUT_OF_LINE_DEFINITIONS`, in the same header. Header-only (the default) they are
-// inline functions like any other. A program that links tessera::precompiled (which defines
-// TESSERA_PRECOMPILED) sees the declarations only and calls the library's copies; the library's
-// src/precompiled_functions.cpp defines TESSERA_PRECOMPILED_DEFINITIONS to compile them.
+// non-template code that is the same in every program. Each is declared with TESSERA_OUT_OF_LINE
+// and defined in the same header under one of two conditions, one per object of the library, so
+// that a program links only the group it calls:
+//   TESSERA_OUT_OF_LINE_CORE_DEFINITIONS  the shape rules and node checks every program calls
+//                                         (src/precompiled_core.cpp);
+//   TESSERA_OUT_OF_LINE_DEFINITIONS       files, checkpoints, summaries, model export and training
+//                                         callbacks, with the libraries they need
+//                                         (src/precompiled_functions.cpp).
+// Header-only (the default) they are inline functions like any other. A program that links
+// tessera::precompiled (which defines TESSERA_PRECOMPILED) sees the declarations only and calls the
+// library's copies; each of the two sources defines TESSERA_PRECOMPILED_CORE_DEFINITIONS or
+// TESSERA_PRECOMPILED_DEFINITIONS to compile its group.
 #if !defined(TESSERA_PRECOMPILED)
 #define TESSERA_OUT_OF_LINE inline
 #define TESSERA_OUT_OF_LINE_DEFINITIONS 1
+#define TESSERA_OUT_OF_LINE_CORE_DEFINITIONS 1
 #else
 #define TESSERA_OUT_OF_LINE
 #if defined(TESSERA_PRECOMPILED_DEFINITIONS)
 #define TESSERA_OUT_OF_LINE_DEFINITIONS 1
 #else
 #define TESSERA_OUT_OF_LINE_DEFINITIONS 0
+#endif
+#if defined(TESSERA_PRECOMPILED_CORE_DEFINITIONS)
+#define TESSERA_OUT_OF_LINE_CORE_DEFINITIONS 1
+#else
+#define TESSERA_OUT_OF_LINE_CORE_DEFINITIONS 0
 #endif
 #endif
 

@@ -103,6 +103,13 @@ class CheckNumerics {
   CheckNumerics& operator=(const CheckNumerics&) = delete;
 };
 
+namespace detail {
+/// check_numerics' error for the non-finite value v at row-major position `flat` of a tensor of
+/// shape (rank extents at) `shape`; compiled once (TESSERA_OUT_OF_LINE).
+[[noreturn]] TESSERA_OUT_OF_LINE void throw_nonfinite(const index_t* shape, std::size_t rank, index_t flat, double v,
+                                                      std::string_view op);
+}  // namespace detail
+
 /// Throws numeric_error when t holds a NaN or an infinity: "check_numerics: <op> produced NaN at
 /// [i, j] of a [m, n] tensor". Device tensors are copied to the host to be checked. Integer
 /// tensors always pass.
@@ -121,20 +128,12 @@ void check_numerics(const Tensor<T, R, B>& t, std::string_view op) {
     }
     const index_t bad = detail::first_nonfinite(base, t.shape(), t.strides());
     if (bad < 0) return;
-    std::array<index_t, R> idx{};
     index_t rest = bad, off = 0;
     for (std::size_t k = R; k-- > 0;) {
-      idx[k] = rest % t.shape()[k];
+      off += rest % t.shape()[k] * t.strides()[k];
       rest /= t.shape()[k];
-      off += idx[k] * t.strides()[k];
     }
-    std::string where = "[";
-    for (std::size_t k = 0; k < R; ++k) where += (k ? ", " : "") + std::to_string(idx[k]);
-    where += "]";
-    const T v = base[off];
-    const char* what = std::isnan(v) ? "NaN" : (v > 0 ? "+infinity" : "-infinity");
-    throw numeric_error("check_numerics: " + std::string(op) + " produced " + what + " at " + where + " of a " +
-                        shape_to_string(t.shape()) + " tensor");
+    detail::throw_nonfinite(t.shape().data(), R, bad, static_cast<double>(base[off]), op);
   } else {
     (void)t;
     (void)op;
@@ -153,5 +152,19 @@ inline void check_numerics_hook(const Tensor<T, R, B>& t, const char* op) {
 #endif
 }
 }  // namespace detail
+
+#if TESSERA_OUT_OF_LINE_CORE_DEFINITIONS
+TESSERA_OUT_OF_LINE void detail::throw_nonfinite(const index_t* shape, std::size_t rank, index_t flat, double v,
+                                                 std::string_view op) {
+  std::vector<index_t> idx(rank);
+  for (std::size_t k = rank; k-- > 0;) {
+    idx[k] = flat % shape[k];
+    flat /= shape[k];
+  }
+  const char* what = std::isnan(v) ? "NaN" : (v > 0 ? "+infinity" : "-infinity");
+  throw numeric_error("check_numerics: " + std::string(op) + " produced " + what + " at " +
+                      extents_to_string(idx.data(), rank) + " of a " + extents_to_string(shape, rank) + " tensor");
+}
+#endif  // TESSERA_OUT_OF_LINE_CORE_DEFINITIONS
 
 }  // namespace tessera

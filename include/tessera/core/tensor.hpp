@@ -409,28 +409,7 @@ Tensor<T, R, B2> Tensor<T, R, B>::to() const {
 template <class T, std::size_t R, class B>
 template <std::size_t N>
 Tensor<T, N, B> Tensor<T, R, B>::reshape(Shape<N> s) const {
-  index_t known = 1;
-  int infer = -1;
-  for (std::size_t i = 0; i < N; ++i) {
-    if (s[i] == -1) {
-      if (infer >= 0) throw shape_error("reshape: more than one -1 in " + shape_to_string(s));
-      infer = static_cast<int>(i);
-    } else if (s[i] < 0) {
-      throw shape_error("reshape: negative extent in " + shape_to_string(s));
-    } else {
-      known *= s[i];
-    }
-  }
-  if (infer >= 0) {
-    if (known == 0 || size() % known != 0) {
-      throw shape_error("reshape: cannot reshape " + shape_to_string(shape_) + " (" + std::to_string(size()) +
-                        " elements) into " + shape_to_string(s));
-    }
-    s[static_cast<std::size_t>(infer)] = size() / known;
-  } else if (known != size()) {
-    throw shape_error("reshape: cannot reshape " + shape_to_string(shape_) + " (" + std::to_string(size()) +
-                      " elements) into " + shape_to_string(s) + " (" + std::to_string(known) + " elements)");
-  }
+  detail::resolve_reshape(shape_.data(), R, size(), s.data(), N);
   if (!is_contiguous()) return clone().reshape(s);
   return Tensor<T, N, B>::view_of(base_, data_, s, contiguous_strides(s));
 }

@@ -62,10 +62,16 @@ template <class G>
 struct Conv2dBiasGrad;
 
 namespace detail {
-/// How conv2d's errors begin (built only when one is thrown: the node is built on every call).
-inline std::string conv2d_where(const Shape<4>& x, const Shape<4>& w) {
-  return "conv2d: input " + shape_to_string(x) + ", weight " + shape_to_string(w);
-}
+// The shape checks of the nodes below depend on shapes and geometry alone: compiled once
+// (TESSERA_OUT_OF_LINE) rather than in every node type's constructor.
+
+/// conv2d's output shape for input x [N, C, H, W] and weight w [O, C / groups, kh, kw], after
+/// checking them, the geometry and (bias_extent >= 0) a bias of that many values.
+TESSERA_OUT_OF_LINE Shape<4> conv2d_output_shape(const Shape<4>& x, const Shape<4>& w, const Conv2dGeometry& g,
+                                                 index_t bias_extent);
+/// A pooling's (`op`) output shape for input x [N, C, H, W] and a kh x kw window, after checking them.
+TESSERA_OUT_OF_LINE Shape<4> pool2d_output_shape(const Shape<4>& x, index_t kh, index_t kw, const Conv2dGeometry& g,
+                                                 const char* op);
 }  // namespace detail
 
 /// y = conv2d(x, w) [+ bias]: x [N, C, H, W], w [O, C / groups, kh, kw], bias [O] -> [N, O, Ho, Wo].
@@ -94,30 +100,18 @@ struct Conv2d : detail::MaterializedNode<Conv2d<X, W, Bias, FusedRelu>, value_ty
   bool use_bias = has_bias_input;
 
   Conv2d(X x, W w, const Conv2dGeometry& g, Bias b = {}, bool with_bias = has_bias_input)
-      : input(std::move(x)), weight(std::move(w)), bias(std::move(b)), geometry(g), use_bias(with_bias && has_bias_input) {
-    const auto s = input.shape();
-    const auto k = weight.shape();
+      : input(std::move(x)),
+        weight(std::move(w)),
+        bias(std::move(b)),
+        geometry(g),
+        use_bias(with_bias && has_bias_input) {
     if constexpr (has_bias_input) {
       static_assert(rank_v<Bias> == 1 && std::is_same_v<value_type_t<Bias>, value_type>,
                     "tessera::conv2d: the bias must be a rank-1 tensor of the input's element type");
-      if (bias.shape()[0] != k[0]) {
-        throw shape_error(detail::conv2d_where(s, k) + ": the bias " + shape_to_string(bias.shape()) +
-                          " must have one value per output channel");
-      }
+      shape_ = detail::conv2d_output_shape(input.shape(), weight.shape(), g, bias.shape()[0]);
+    } else {
+      shape_ = detail::conv2d_output_shape(input.shape(), weight.shape(), g, -1);
     }
-    if (g.groups < 1 || s[1] % g.groups != 0 || k[0] % g.groups != 0) {
-      throw shape_error(detail::conv2d_where(s, k) + ": " + std::to_string(g.groups) +
-                        " groups must divide the input and output channels");
-    }
-    if (k[1] * g.groups != s[1]) {
-      throw shape_error(detail::conv2d_where(s, k) + ": the weight expects " + std::to_string(k[1] * g.groups) +
-                        " input channels, the input has " + std::to_string(s[1]));
-    }
-    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_h < 0 || g.pad_w < 0) {
-      throw value_error(detail::conv2d_where(s, k) + ": stride and dilation must be positive and padding non-negative");
-    }
-    shape_ = {s[0], k[0], Conv2dGeometry::out_extent(s[2], k[2], g.stride_h, g.pad_h, g.dilation_h, "conv2d"),
-              Conv2dGeometry::out_extent(s[3], k[3], g.stride_w, g.pad_w, g.dilation_w, "conv2d")};
   }
   const Shape<4>& shape() const { return shape_; }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
@@ -342,17 +336,11 @@ struct Pool2d : detail::MaterializedNode<Pool2d<Max, X>, value_type_t<X>, 4, bac
   index_t kh, kw;
   Conv2dGeometry geometry;
   Pool2d(X x, index_t kernel_h, index_t kernel_w, const Conv2dGeometry& g)
-      : input(std::move(x)), kh(kernel_h), kw(kernel_w), geometry(g) {
-    const auto s = input.shape();
-    if (kh < 1 || kw < 1 || g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1) {
-      throw value_error(std::string(name) + ": kernel, stride and dilation must be positive");
-    }
-    if (g.pad_h < 0 || g.pad_w < 0 || 2 * g.pad_h > kh || 2 * g.pad_w > kw) {
-      throw value_error(std::string(name) + ": padding must be between 0 and half the kernel");
-    }
-    shape_ = {s[0], s[1], Conv2dGeometry::out_extent(s[2], kh, g.stride_h, g.pad_h, g.dilation_h, name),
-              Conv2dGeometry::out_extent(s[3], kw, g.stride_w, g.pad_w, g.dilation_w, name)};
-  }
+      : input(std::move(x)),
+        kh(kernel_h),
+        kw(kernel_w),
+        geometry(g),
+        shape_(detail::pool2d_output_shape(input.shape(), kh, kw, g, name)) {}
   const Shape<4>& shape() const { return shape_; }
   void evaluate_into(Tensor<value_type, 4, backend_type>& out) const {
     if constexpr (detail::has_pooled_evaluation<X>::value) {
@@ -424,5 +412,40 @@ Pool2d<false, X> avg_pool2d(const X& x, Size2 kernel, const Pool2dOptions& o = {
   if (o.dilation.h != 1 || o.dilation.w != 1) throw value_error("avg_pool2d: dilation is not supported");
   return Pool2d<false, X>(x, kernel.h, kernel.w, detail::pool_geometry(kernel.h, kernel.w, o));
 }
+
+#if TESSERA_OUT_OF_LINE_CORE_DEFINITIONS
+TESSERA_OUT_OF_LINE Shape<4> detail::conv2d_output_shape(const Shape<4>& x, const Shape<4>& w, const Conv2dGeometry& g,
+                                                         index_t bias_extent) {
+  const auto where = [&] { return "conv2d: input " + shape_to_string(x) + ", weight " + shape_to_string(w); };
+  if (bias_extent >= 0 && bias_extent != w[0]) {
+    throw shape_error(where() + ": the bias " + shape_to_string(Shape<1>{bias_extent}) +
+                      " must have one value per output channel");
+  }
+  if (g.groups < 1 || x[1] % g.groups != 0 || w[0] % g.groups != 0) {
+    throw shape_error(where() + ": " + std::to_string(g.groups) + " groups must divide the input and output channels");
+  }
+  if (w[1] * g.groups != x[1]) {
+    throw shape_error(where() + ": the weight expects " + std::to_string(w[1] * g.groups) +
+                      " input channels, the input has " + std::to_string(x[1]));
+  }
+  if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1 || g.pad_h < 0 || g.pad_w < 0) {
+    throw value_error(where() + ": stride and dilation must be positive and padding non-negative");
+  }
+  return {x[0], w[0], Conv2dGeometry::out_extent(x[2], w[2], g.stride_h, g.pad_h, g.dilation_h, "conv2d"),
+          Conv2dGeometry::out_extent(x[3], w[3], g.stride_w, g.pad_w, g.dilation_w, "conv2d")};
+}
+
+TESSERA_OUT_OF_LINE Shape<4> detail::pool2d_output_shape(const Shape<4>& x, index_t kh, index_t kw,
+                                                         const Conv2dGeometry& g, const char* op) {
+  if (kh < 1 || kw < 1 || g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1) {
+    throw value_error(std::string(op) + ": kernel, stride and dilation must be positive");
+  }
+  if (g.pad_h < 0 || g.pad_w < 0 || 2 * g.pad_h > kh || 2 * g.pad_w > kw) {
+    throw value_error(std::string(op) + ": padding must be between 0 and half the kernel");
+  }
+  return {x[0], x[1], Conv2dGeometry::out_extent(x[2], kh, g.stride_h, g.pad_h, g.dilation_h, op),
+          Conv2dGeometry::out_extent(x[3], kw, g.stride_w, g.pad_w, g.dilation_w, op)};
+}
+#endif  // TESSERA_OUT_OF_LINE_CORE_DEFINITIONS
 
 }  // namespace tessera

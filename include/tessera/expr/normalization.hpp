@@ -167,11 +167,12 @@ struct BatchNormAdjoint : detail::KernelOfClosedForm<BatchNormAdjoint<K, Shared,
 };
 
 namespace detail {
-/// How batch_norm's errors begin (built only when one is thrown: the node is built on every call).
-template <std::size_t R>
-std::string batch_norm_where(const Shape<R>& s) {
-  return "batch_norm: input " + shape_to_string(s);
-}
+/// Checks batch_norm's input shape (rank extents at `s`), the extents of gamma and beta and of the
+/// running mean and variance (0 and 0: not tracked), and the options; returns the number of values
+/// per channel. Compiled once (TESSERA_OUT_OF_LINE), not in every node type's constructor.
+TESSERA_OUT_OF_LINE index_t check_batch_norm(const index_t* s, std::size_t rank, index_t gamma_extent,
+                                             index_t beta_extent, index_t running_mean_extent,
+                                             index_t running_var_extent, const BatchNormOptions& o);
 }  // namespace detail
 
 /// The batch-norm node: y = (x - mean) * invstd * gamma + beta per channel (axis 1). With
@@ -199,28 +200,9 @@ struct BatchNorm : detail::MaterializedNode<BatchNorm<X, G, Bt, FusedRelu>, valu
   BatchNorm(X x, G g, Bt b, const RunningStats<value_type, backend_type>& running, const BatchNormOptions& o)
       : input(std::move(x)), gamma(std::move(g)), beta(std::move(b)), state(std::make_shared<State>()) {
     const auto s = input.shape();
+    const index_t count = detail::check_batch_norm(s.data(), rank, gamma.shape()[0], beta.shape()[0],
+                                                   running.mean.shape()[0], running.var.shape()[0], o);
     const index_t C = s[1];
-    if (gamma.shape()[0] != C || beta.shape()[0] != C) {
-      throw shape_error(detail::batch_norm_where(s) + ": gamma " + shape_to_string(gamma.shape()) + " and beta " +
-                        shape_to_string(beta.shape()) + " must have one entry per channel (" + std::to_string(C) + ")");
-    }
-    const bool tracked = running.mean.size() != 0 || running.var.size() != 0;
-    if (tracked && (running.mean.shape() != Shape<1>{C} || running.var.shape() != Shape<1>{C})) {
-      throw shape_error(detail::batch_norm_where(s) + ": running mean " + shape_to_string(running.mean.shape()) +
-                        " and variance " + shape_to_string(running.var.shape()) + " must have one entry per channel (" +
-                        std::to_string(C) + ")");
-    }
-    if (!o.training && !tracked)
-      throw value_error(detail::batch_norm_where(s) + ": evaluation mode needs running statistics");
-    if (!(o.eps > 0) || o.momentum < 0 || o.momentum > 1) {
-      throw value_error(detail::batch_norm_where(s) + ": eps must be positive and momentum in [0, 1]");
-    }
-    index_t count = s[0];
-    for (std::size_t i = 2; i < rank; ++i) count *= s[i];
-    if (o.training && count <= 1) {
-      throw value_error(detail::batch_norm_where(s) + ": training needs more than one value per channel (got " +
-                        std::to_string(count) + ")");
-    }
     // Evaluation's statistics are made when a sweep first needs them (evaluation_statistics): the
     // node is built on every call, and outside a sweep (inference) they are never read.
     if (o.training) {
@@ -421,5 +403,35 @@ template <class X, class G, class Bt, bool FusedRelu>
 BatchNorm<X, G, Bt, true> relu(const BatchNorm<X, G, Bt, FusedRelu>& b) {
   return b.with_relu();
 }
+
+#if TESSERA_OUT_OF_LINE_CORE_DEFINITIONS
+TESSERA_OUT_OF_LINE index_t detail::check_batch_norm(const index_t* s, std::size_t rank, index_t gamma_extent,
+                                                     index_t beta_extent, index_t running_mean_extent,
+                                                     index_t running_var_extent, const BatchNormOptions& o) {
+  const auto where = [&] { return "batch_norm: input " + extents_to_string(s, rank); };
+  const index_t C = s[1];
+  if (gamma_extent != C || beta_extent != C) {
+    throw shape_error(where() + ": gamma " + shape_to_string(Shape<1>{gamma_extent}) + " and beta " +
+                      shape_to_string(Shape<1>{beta_extent}) + " must have one entry per channel (" +
+                      std::to_string(C) + ")");
+  }
+  const bool tracked = running_mean_extent != 0 || running_var_extent != 0;
+  if (tracked && (running_mean_extent != C || running_var_extent != C)) {
+    throw shape_error(where() + ": running mean " + shape_to_string(Shape<1>{running_mean_extent}) + " and variance " +
+                      shape_to_string(Shape<1>{running_var_extent}) + " must have one entry per channel (" +
+                      std::to_string(C) + ")");
+  }
+  if (!o.training && !tracked) throw value_error(where() + ": evaluation mode needs running statistics");
+  if (!(o.eps > 0) || o.momentum < 0 || o.momentum > 1) {
+    throw value_error(where() + ": eps must be positive and momentum in [0, 1]");
+  }
+  index_t count = s[0];
+  for (std::size_t i = 2; i < rank; ++i) count *= s[i];
+  if (o.training && count <= 1) {
+    throw value_error(where() + ": training needs more than one value per channel (got " + std::to_string(count) + ")");
+  }
+  return count;
+}
+#endif  // TESSERA_OUT_OF_LINE_CORE_DEFINITIONS
 
 }  // namespace tessera
