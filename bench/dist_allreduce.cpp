@@ -55,10 +55,9 @@ int main(int argc, char** argv) {
     const std::size_t bytes = mib << 20, count = bytes / sizeof(float), each = count / std::size_t(tensors);
     // separate: one vector per gradient.
     std::vector<std::vector<float>> grads(std::size_t(tensors), std::vector<float>(each, 1.0f));
-    std::vector<train::HostBuffer> separate;
+    std::vector<train::Buffer> separate;
     for (int t = 0; t < tensors; ++t) {
-      separate.push_back(
-          {grads[std::size_t(t)].data(), each, train::HostBuffer::Kind::float32, "g" + std::to_string(t)});
+      separate.push_back({grads[std::size_t(t)].data(), each, train::Buffer::Kind::float32, "g" + std::to_string(t)});
     }
     // arena: the slots of parameters of the same sizes, joined as fit joins them.
     std::vector<Tensor<float, 1>> parameters;
@@ -68,11 +67,11 @@ int main(int argc, char** argv) {
     for (const auto& p : parameters) arena.add(p);
     arena.end_layout();
     std::vector<Tensor<float, 1>> slots;
-    std::vector<train::HostBuffer> joined;
+    std::vector<train::Buffer> joined;
     for (int t = 0; t < tensors; ++t) {
       slots.push_back(*arena.slot_of(parameters[std::size_t(t)]));
       slots.back().fill(1.0f);
-      joined.push_back({slots.back().data(), each, train::HostBuffer::Kind::float32, "g" + std::to_string(t)});
+      joined.push_back({slots.back().data(), each, train::Buffer::Kind::float32, "g" + std::to_string(t)});
     }
     for (int t = 0; t + 1 < tensors; ++t)
       joined[std::size_t(t)].joined_with_next =

@@ -10,7 +10,9 @@
 # A header may include headers of its own row or earlier rows, and besides:
 #   - one backend never includes another's folder;
 #   - outside a backend's folder and the umbrella headers, the only backend file named is
-#     backend/cpu/device.hpp (the host's tensors, for code that builds or reads them on the host);
+#     backend/cpu/device.hpp (the host's tensors, for code that builds or reads them on the host),
+#     and besides it dist/ may name backend/<name>/device.hpp: a transport of one backend's memory
+#     (dist/nccl.hpp, on CUDA's stream) needs that backend's policy, never its kernels;
 #   - data/ knows nothing of models (nn/, optim/); serve/ and dist/ know nothing of each other.
 
 if(NOT DEFINED INCLUDE_DIR)
@@ -72,7 +74,8 @@ foreach(header IN LISTS headers)
     elseif(folder MATCHES "^backend/" AND target_folder MATCHES "^backend/" AND NOT folder STREQUAL target_folder)
       set(why "another backend's folder")
     elseif(target_folder MATCHES "^backend/" AND NOT folder STREQUAL target_folder AND NOT folder STREQUAL "umbrella"
-           AND NOT target STREQUAL "tessera/backend/cpu/device.hpp")
+           AND NOT target STREQUAL "tessera/backend/cpu/device.hpp"
+           AND NOT (folder STREQUAL "dist" AND target MATCHES "^tessera/backend/[^/]+/device\\.hpp$"))
       set(why "a backend's kernels (reach them through overloads on the backend tag)")
     elseif(folder STREQUAL "data" AND target_folder MATCHES "^(nn|optim)$")
       set(why "models (data knows nothing of nn/ and optim/)")

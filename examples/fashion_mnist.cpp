@@ -27,6 +27,7 @@
 // Each process trains a replica on its share of every global batch of --batch images; gradients
 // are averaged over the global batch after each step, so the result matches one process. Rank 0
 // alone writes the checkpoint, logs, TensorBoard summaries and exports, and prints the result line.
+// fashion_mnist_cuda under mpirun takes one GPU per process and sums gradients with NCCL.
 //   --threads T   per process; default: the cores divided among the processes on this host
 //   --watchdog S  abort the job when a rank waits S seconds for the others (default 300)
 //
@@ -40,6 +41,9 @@
 
 #if defined(TESSERA_EXAMPLE_DIST)
 #include <tessera/dist/dist.hpp>
+#endif
+#if defined(TESSERA_EXAMPLE_NCCL)
+#include <tessera/dist/nccl.hpp>
 #endif
 
 #include "fashion_models.hpp"
@@ -258,6 +262,10 @@ int main(int argc, char** argv) {
   std::optional<dist::Communicator> world;
   std::optional<dist::DataParallel> data_parallel;
 #endif
+#if defined(TESSERA_EXAMPLE_NCCL)
+  std::optional<dist::NcclCommunicator> gpus;  // after `world`, so destroyed before it
+  std::optional<dist::NcclDataParallel> nccl_data_parallel;
+#endif
   try {
     const Options o = parse(argc, argv);
     train::Distributed* dist = nullptr;
@@ -266,8 +274,17 @@ int main(int argc, char** argv) {
     if (dist::launched_by_mpi()) {
       mpi.emplace(argc, argv);
       world.emplace(*mpi, o.watchdog);
+#if defined(TESSERA_EXAMPLE_NCCL)
+      // One GPU per process, by its rank on this host; NCCL sums the gradients where they are.
+      const int devices = tessera::cuda::device_count();
+      if (devices == 0) throw std::runtime_error("--device cuda: no CUDA device is available here");
+      gpus.emplace(*world, mpi->local_rank() % devices, o.watchdog);
+      nccl_data_parallel.emplace(*gpus);
+      dist = &*nccl_data_parallel;
+#else
       data_parallel.emplace(*world);
       dist = &*data_parallel;
+#endif
       processes_here = mpi->local_size();
     }
 #else

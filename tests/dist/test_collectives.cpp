@@ -82,8 +82,23 @@ TEST_CASE("DataParallel refuses ranks whose models differ") {
   auto& w = world();
   dist::DataParallel dp(w);
   std::vector<float> g(w.rank() == 0 ? 4 : 5, 1.0f);
-  const std::vector<train::HostBuffer> grads{{g.data(), g.size(), train::HostBuffer::Kind::float32, "weight"}};
+  const std::vector<train::Buffer> grads{{g.data(), g.size(), train::Buffer::Kind::float32, "weight"}};
   CHECK_THROWS_WITH_AS(dp.sum_gradients(grads, 0), doctest::Contains("differ between ranks"), dist::dist_error);
+}
+
+TEST_CASE("DataParallel refuses buffers in device memory (MPI is given host memory)") {
+  auto& w = world();
+  dist::DataParallel dp(w);
+  CHECK_FALSE(dp.takes_device_memory());
+  std::vector<float> g(4, 1.0f);
+  const std::vector<train::Buffer> grads{
+      {g.data(), g.size(), train::Buffer::Kind::float32, "weight", false, train::Buffer::Memory::device}};
+  CHECK_THROWS_WITH_AS(dp.sum_gradients(grads, 0), doctest::Contains("weight is in device memory"), value_error);
+  CHECK_THROWS_WITH_AS(dp.broadcast(grads), doctest::Contains("use dist::NcclDataParallel"), value_error);
+  // The communicator is still usable afterwards (every rank refused before any collective).
+  Tensor<float, 1> ok = ones<float>({2});
+  w.allreduce(ok);
+  CHECK(ok(0) == float(w.size()));
 }
 
 TEST_CASE("DataParallel counts the global batch and sums gradients, packed and in place") {
@@ -94,11 +109,12 @@ TEST_CASE("DataParallel counts the global batch and sums gradients, packed and i
   // a bucket: the 10 float gradients below need both kinds, and the doubles a bucket of their own type.
   dist::DataParallel dp(w, {.bucket_bytes = 24, .pack_below_bytes = 40});
   std::vector<std::vector<float>> g;
-  std::vector<train::HostBuffer> views;
+  std::vector<train::Buffer> views;
   for (int k = 0; k < 10; ++k) g.emplace_back(std::size_t(k == 3 ? 40 : k + 1), float(r + 1) * float(k + 1));
-  for (int k = 0; k < 10; ++k) views.push_back({g[k].data(), g[k].size(), train::HostBuffer::Kind::float32, "g" + std::to_string(k)});
+  for (int k = 0; k < 10; ++k)
+    views.push_back({g[k].data(), g[k].size(), train::Buffer::Kind::float32, "g" + std::to_string(k)});
   std::vector<double> d(3, double(r));
-  views.push_back({d.data(), d.size(), train::HostBuffer::Kind::float64, "double"});
+  views.push_back({d.data(), d.size(), train::Buffer::Kind::float64, "double"});
   dp.sum_gradients(views, 7);
   CHECK(dp.packed_buckets() >= 3);
   CHECK(dp.buckets() > dp.packed_buckets());
@@ -122,16 +138,15 @@ TEST_CASE("DataParallel sums runs of joined gradients in place, one call per run
   // with zeros after each gradient, joined one to the next; then a double gradient on its own.
   const std::size_t sizes[6] = {3, 16, 5, 20, 1, 7};
   std::vector<float> arena(128, 0.0f);
-  std::vector<train::HostBuffer> views;
+  std::vector<train::Buffer> views;
   std::size_t offset = 0;
   for (int k = 0; k < 6; ++k) {
     for (std::size_t i = 0; i < sizes[k]; ++i) arena[offset + i] = float(r + 1) * float(k + 1);
-    views.push_back(
-        {arena.data() + offset, sizes[k], train::HostBuffer::Kind::float32, "g" + std::to_string(k), k < 5});
+    views.push_back({arena.data() + offset, sizes[k], train::Buffer::Kind::float32, "g" + std::to_string(k), k < 5});
     offset += (sizes[k] + 15) / 16 * 16;
   }
   std::vector<double> d(3, double(r));
-  views.push_back({d.data(), d.size(), train::HostBuffer::Kind::float64, "double"});
+  views.push_back({d.data(), d.size(), train::Buffer::Kind::float64, "double"});
   const double ranks = n * (n + 1) / 2.0;  // sum of r + 1
 
   dist::DataParallel dp(w);
@@ -158,11 +173,11 @@ TEST_CASE("DataParallel sums runs of joined gradients in place, one call per run
   // Marked joined but 96 floats apart, or of two element types: an error, on every rank alike.
   // (Closer than 64 bytes the mark cannot be checked: the caller vouches for it.)
   std::vector<float> far(104, 1.0f);
-  const std::vector<train::HostBuffer> apart{{far.data(), 4, train::HostBuffer::Kind::float32, "a", true},
-                                             {far.data() + 100, 4, train::HostBuffer::Kind::float32, "b"}};
+  const std::vector<train::Buffer> apart{{far.data(), 4, train::Buffer::Kind::float32, "a", true},
+                                         {far.data() + 100, 4, train::Buffer::Kind::float32, "b"}};
   CHECK_THROWS_WITH_AS(dp.sum_gradients(apart, 2), doctest::Contains("not adjacent"), value_error);
   std::vector<double> mixed(4, 1.0);
-  const std::vector<train::HostBuffer> types{{mixed.data(), 2, train::HostBuffer::Kind::float64, "d", true},
-                                             {mixed.data() + 2, 4, train::HostBuffer::Kind::float32, "f"}};
+  const std::vector<train::Buffer> types{{mixed.data(), 2, train::Buffer::Kind::float64, "d", true},
+                                         {mixed.data() + 2, 4, train::Buffer::Kind::float32, "f"}};
   CHECK_THROWS_WITH_AS(dp.sum_gradients(types, 3), doctest::Contains("not adjacent"), value_error);
 }

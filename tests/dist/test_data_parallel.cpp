@@ -101,9 +101,11 @@ class MeanOfMeans final : public train::Distributed {
   explicit MeanOfMeans(dist::DataParallel& inner) : inner_(inner) {}
   int rank() const override { return inner_.rank(); }
   int world_size() const override { return inner_.world_size(); }
-  void broadcast(const std::vector<train::HostBuffer>& b) override { inner_.broadcast(b); }
+  void broadcast(const std::vector<train::Buffer>& b) override { inner_.broadcast(b); }
   double global_samples(index_t local, std::int64_t) override { return double(local) * world_size(); }
-  void sum_gradients(const std::vector<train::HostBuffer>& grads, std::int64_t step) override { inner_.sum_gradients(grads, step); }
+  void sum_gradients(const std::vector<train::Buffer>& grads, std::int64_t step) override {
+    inner_.sum_gradients(grads, step);
+  }
   void sum(std::vector<double>& v) override { inner_.sum(v); }
 
  private:

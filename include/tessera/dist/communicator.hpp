@@ -15,7 +15,8 @@
 // exceptions naming the call and the rank.
 //
 // Tensors of any backend are accepted: CPU tensors are exchanged in place, others through a host
-// copy (there is no GPU transport yet, docs/distributed.md).
+// copy. CUDA tensors have their own transport, NCCL (nccl.hpp), whose communicator is set up
+// through this one.
 #pragma once
 
 #include <mpi.h>
@@ -35,15 +36,10 @@
 
 #include "tessera/core/error.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/dist/collective.hpp"
 #include "tessera/train/distributed.hpp"
 
 namespace tessera::dist {
-
-/// An MPI call failed, or the ranks disagree about what they exchange.
-class dist_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 /// True when this process was started by an MPI launcher (Open MPI's or MPICH's mpirun, Slurm's
 /// srun with PMI or PMIx): programs use it to train alone when started directly.
@@ -83,18 +79,18 @@ MPI_Datatype mpi_type() {
   else static_assert(sizeof(T) == 0, "tessera::dist: tensors of float, double, int32 or int64 only");
 }
 
-inline MPI_Datatype mpi_type(train::HostBuffer::Kind k) {
+inline MPI_Datatype mpi_type(train::Buffer::Kind k) {
   switch (k) {
-    case train::HostBuffer::Kind::float32: return MPI_FLOAT;
-    case train::HostBuffer::Kind::float64: return MPI_DOUBLE;
-    case train::HostBuffer::Kind::int32: return MPI_INT32_T;
-    case train::HostBuffer::Kind::int64: return MPI_INT64_T;
+    case train::Buffer::Kind::float32:
+      return MPI_FLOAT;
+    case train::Buffer::Kind::float64:
+      return MPI_DOUBLE;
+    case train::Buffer::Kind::int32:
+      return MPI_INT32_T;
+    case train::Buffer::Kind::int64:
+      return MPI_INT64_T;
   }
   return MPI_DATATYPE_NULL;
-}
-
-inline std::size_t kind_size(train::HostBuffer::Kind k) {
-  return k == train::HostBuffer::Kind::float64 || k == train::HostBuffer::Kind::int64 ? 8 : 4;
 }
 
 }  // namespace detail
@@ -174,16 +170,6 @@ class Environment {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };
 
-enum class ReduceOp { sum, mean, max };
-
-/// Where a collective is called from, for the watchdog's message.
-struct CallSite {
-  const char* what = "";
-  std::int64_t step = -1;  ///< the training step, or -1
-  int bucket = -1;         ///< the gradient bucket, or -1
-  int buckets = 0;
-};
-
 /// Every process of the job (a duplicate of MPI_COMM_WORLD, so tessera's messages never meet the
 /// program's own), with a watchdog timeout on every collective.
 class Communicator {
@@ -255,6 +241,11 @@ class Communicator {
     } else {
       return all.template to<B>();
     }
+  }
+  /// Every rank's `bytes` bytes at `data` become rank `root`'s (an id, a seed).
+  void broadcast_bytes(void* data, std::size_t bytes, int root = 0) {
+    check_root(root);
+    wait(ibcast(data, bytes, MPI_BYTE, root), {"MPI_Ibcast (bytes)"});
   }
   /// Returns once every rank has called it.
   void barrier() {

@@ -13,7 +13,7 @@
 // (dividing each rank's mean by the number of ranks would not be), and no pass over the gradients
 // scales them. The sums are nonblocking MPI all-reduces in buckets, in reverse parameter order
 // (the layers nearest the loss first; the same order on every rank). fit computes the gradients
-// into one GradientArena, and gradients marked joined there (HostBuffer::joined_with_next) are
+// into one GradientArena, and gradients marked joined there (Buffer::joined_with_next) are
 // summed in place by runs of up to `bucket_bytes`, one call per run. Otherwise a gradient of at
 // least `pack_below_bytes` is a bucket of its own, reduced in place, and smaller ones are packed
 // together into buckets of up to `bucket_bytes`, so that biases and norms do not cost a call each.
@@ -58,7 +58,7 @@ class DataParallel final : public train::Distributed {
   Communicator& communicator() const noexcept { return *comm_; }
   const DataParallelOptions& options() const noexcept { return options_; }
 
-  void broadcast(const std::vector<train::HostBuffer>& buffers) override {
+  void broadcast(const std::vector<train::Buffer>& buffers) override {
     check_layout(buffers, "broadcast");
     std::vector<MPI_Request> requests;
     for (const auto& b : buffers) {
@@ -76,10 +76,10 @@ class DataParallel final : public train::Distributed {
     return samples;
   }
 
-  void sum_gradients(const std::vector<train::HostBuffer>& gradients, std::int64_t step) override {
+  void sum_gradients(const std::vector<train::Buffer>& gradients, std::int64_t step) override {
     const auto start = std::chrono::steady_clock::now();
     for (const auto& g : gradients) {
-      if (g.kind != train::HostBuffer::Kind::float32 && g.kind != train::HostBuffer::Kind::float64) {
+      if (g.kind != train::Buffer::Kind::float32 && g.kind != train::Buffer::Kind::float64) {
         throw value_error("dist::DataParallel: gradient " + g.name + " is not float32 or float64");
       }
     }
@@ -117,27 +117,27 @@ class DataParallel final : public train::Distributed {
   /// gradient, or a run of joined ones from `count` elements at the lowest one's data), or several
   /// packed into `storage`.
   struct Bucket {
-    train::HostBuffer::Kind kind;
+    train::Buffer::Kind kind;
     bool pack = false;
     std::vector<std::size_t> members;
     std::size_t count = 0;
     std::vector<unsigned char> storage;
     bool packed() const { return pack; }
-    void* data(const std::vector<train::HostBuffer>& g) {
+    void* data(const std::vector<train::Buffer>& g) {
       return pack ? static_cast<void*>(storage.data()) : g[members.back()].data;
     }
   };
 
-  static void pack(Bucket& b, const std::vector<train::HostBuffer>& g) {
-    const std::size_t size = detail::kind_size(b.kind);
+  static void pack(Bucket& b, const std::vector<train::Buffer>& g) {
+    const std::size_t size = train::Buffer::element_size(b.kind);
     std::size_t offset = 0;
     for (const std::size_t m : b.members) {
       std::memcpy(b.storage.data() + offset * size, g[m].data, g[m].count * size);
       offset += g[m].count;
     }
   }
-  static void unpack(const Bucket& b, const std::vector<train::HostBuffer>& g) {
-    const std::size_t size = detail::kind_size(b.kind);
+  static void unpack(const Bucket& b, const std::vector<train::Buffer>& g) {
+    const std::size_t size = train::Buffer::element_size(b.kind);
     std::size_t offset = 0;
     for (const std::size_t m : b.members) {
       std::memcpy(g[m].data, b.storage.data() + offset * size, g[m].count * size);
@@ -147,11 +147,11 @@ class DataParallel final : public train::Distributed {
 
   /// The bytes between g[i]'s end and g[i + 1]'s start when g[i] is joined to it, else -1.
   /// Checked: the same element type, and the next buffer starts less than 64 bytes after.
-  static std::int64_t joined_gap(const std::vector<train::HostBuffer>& g, std::size_t i) {
+  static std::int64_t joined_gap(const std::vector<train::Buffer>& g, std::size_t i) {
     if (i + 1 >= g.size() || !g[i].joined_with_next) return -1;
     const auto& a = g[i];
     const auto& b = g[i + 1];
-    const auto* end = static_cast<const unsigned char*>(a.data) + a.count * detail::kind_size(a.kind);
+    const auto* end = static_cast<const unsigned char*>(a.data) + a.count * train::Buffer::element_size(a.kind);
     const auto* next = static_cast<const unsigned char*>(b.data);
     if (a.kind != b.kind || next < end || next - end >= 64) {
       throw value_error("dist::DataParallel: gradient " + a.name + " is marked joined with " + b.name +
@@ -159,20 +159,20 @@ class DataParallel final : public train::Distributed {
     }
     return next - end;
   }
-  static bool joined(const std::vector<train::HostBuffer>& g, std::size_t i) { return joined_gap(g, i) >= 0; }
+  static bool joined(const std::vector<train::Buffer>& g, std::size_t i) { return joined_gap(g, i) >= 0; }
 
   /// The elements from g[lo]'s first to g[hi]'s last (a run of joined gradients, padding included).
-  static std::size_t span(const std::vector<train::HostBuffer>& g, std::size_t lo, std::size_t hi) {
-    const std::size_t size = detail::kind_size(g[lo].kind);
+  static std::size_t span(const std::vector<train::Buffer>& g, std::size_t lo, std::size_t hi) {
+    const std::size_t size = train::Buffer::element_size(g[lo].kind);
     const auto bytes = static_cast<const unsigned char*>(g[hi].data) + g[hi].count * size -
                        static_cast<const unsigned char*>(g[lo].data);
     return static_cast<std::size_t>(bytes) / size;
   }
 
   /// Buckets for these gradients: planned once, again only when the gradients change.
-  void plan_buckets(const std::vector<train::HostBuffer>& g) {
+  void plan_buckets(const std::vector<train::Buffer>& g) {
     // The gaps too: a run's bucket spans them, so the same signature gives the same calls.
-    std::vector<std::tuple<std::size_t, train::HostBuffer::Kind, std::int64_t>> signature;
+    std::vector<std::tuple<std::size_t, train::Buffer::Kind, std::int64_t>> signature;
     for (std::size_t i = 0; i < g.size(); ++i) signature.emplace_back(g[i].count, g[i].kind, joined_gap(g, i));
     if (signature == signature_) return;
     check_layout(g, "gradients");
@@ -181,7 +181,7 @@ class DataParallel final : public train::Distributed {
     std::size_t open_f32 = SIZE_MAX, open_f64 = SIZE_MAX;  // the packed bucket being filled, per type
     for (std::size_t i = g.size(); i-- > 0;) {
       const auto& x = g[i];
-      const std::size_t size = detail::kind_size(x.kind), bytes = x.count * size;
+      const std::size_t size = train::Buffer::element_size(x.kind), bytes = x.count * size;
       if (i > 0 && joined(g, i - 1)) {
         // A run of joined gradients, taken from its end down while it fits in one bucket.
         Bucket b{x.kind, false, {i}, x.count, {}};
@@ -199,7 +199,7 @@ class DataParallel final : public train::Distributed {
         buckets_.push_back(Bucket{x.kind, false, {i}, x.count, {}});
         continue;
       }
-      std::size_t& open = x.kind == train::HostBuffer::Kind::float32 ? open_f32 : open_f64;
+      std::size_t& open = x.kind == train::Buffer::Kind::float32 ? open_f32 : open_f64;
       if (open == SIZE_MAX || (buckets_[open].count * size + bytes > options_.bucket_bytes)) {
         open = buckets_.size();
         buckets_.push_back(Bucket{x.kind, true, {}, 0, {}});
@@ -208,13 +208,20 @@ class DataParallel final : public train::Distributed {
       buckets_[open].count += x.count;
     }
     for (auto& b : buckets_) {
-      if (b.packed()) b.storage.resize(b.count * detail::kind_size(b.kind));
+      if (b.packed()) b.storage.resize(b.count * train::Buffer::element_size(b.kind));
     }
   }
 
   /// All ranks must exchange the same buffers (names, sizes, types): checked against rank 0 with
-  /// a hash, and every rank throws together when one differs.
-  void check_layout(const std::vector<train::HostBuffer>& buffers, const char* what) {
+  /// a hash, and every rank throws together when one differs. Device memory is refused: MPI is
+  /// given host memory (device tensors reach it as host copies; NcclDataParallel sums them in place).
+  void check_layout(const std::vector<train::Buffer>& buffers, const char* what) {
+    for (const auto& b : buffers) {
+      if (b.memory != train::Buffer::Memory::host) {
+        throw value_error("dist::DataParallel: buffer " + b.name +
+                          " is in device memory, which MPI is not given (use dist::NcclDataParallel)");
+      }
+    }
     std::uint64_t h = 1469598103934665603ull;
     auto mix = [&](const void* p, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
@@ -242,7 +249,7 @@ class DataParallel final : public train::Distributed {
 
   Communicator* comm_;
   DataParallelOptions options_;
-  std::vector<std::tuple<std::size_t, train::HostBuffer::Kind, std::int64_t>> signature_;
+  std::vector<std::tuple<std::size_t, train::Buffer::Kind, std::int64_t>> signature_;
   std::vector<Bucket> buckets_;
   double last_seconds_ = 0;
 };

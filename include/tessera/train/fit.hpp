@@ -167,7 +167,7 @@ inline constexpr bool has_named_state_v<O, std::void_t<decltype(std::declval<O&>
 
 /// The model's buffers (batch-norm statistics and counters) added to `b`.
 template <class M>
-void add_buffers(HostBuffers& b, M& model) {
+void add_buffers(Buffers& b, M& model) {
   nn::for_each_buffer(model, [&](const std::string& name, auto& t) {
     if constexpr (exchangeable_v<value_type_t<std::decay_t<decltype(t)>>>) b.add(name, t);
   });
@@ -180,7 +180,7 @@ void add_buffers(HostBuffers& b, M& model) {
 template <class Model, class Opt>
 void start_from_rank0(Distributed& d, Model& model, Opt& optimizer, int& initial_epoch, std::int64_t& initial_step,
                       index_t steps_per_epoch) {
-  HostBuffers b;
+  Buffers b(d);
   nn::for_each_parameter(model, [&](const std::string& name, auto& t) { b.add(name, t); });
   add_buffers(b, model);
   std::vector<double> counters{double(initial_epoch), double(initial_step), 0, optimizer.lr(), double(steps_per_epoch)};
@@ -189,8 +189,8 @@ void start_from_rank0(Distributed& d, Model& model, Opt& optimizer, int& initial
     for (auto& s : optimizer.named_state()) b.add("optimizer." + s.name, s.value);
     counters[2] = double(optimizer.step_count());
   }
-  HostBuffer c{counters.data(), counters.size(), HostBuffer::Kind::float64, "fit's counters"};
-  std::vector<HostBuffer> all = b.buffers();
+  Buffer c{counters.data(), counters.size(), Buffer::Kind::float64, "fit's counters"};
+  std::vector<Buffer> all = b.buffers();
   all.push_back(c);
   d.broadcast(all);
   b.write_back();
@@ -231,9 +231,9 @@ void lay_out_gradients(GradientArena& arena, M& model) {
 /// in consecutive slots of `arena` are marked joined, so that runs of them take one call.
 template <class Grads>
 void sum_gradients(Distributed& d, Grads& grads, std::int64_t step, const GradientArena& arena) {
-  HostBuffers b;
+  Buffers b(d);
   nn::for_each_parameter(grads, [&](const std::string& name, auto& t) { b.add(name, t); });
-  std::vector<HostBuffer> buffers = b.buffers();
+  std::vector<Buffer> buffers = b.buffers();
   for (std::size_t i = 0; i + 1 < buffers.size(); ++i) {
     buffers[i].joined_with_next =
         buffers[i].kind == buffers[i + 1].kind && arena.adjacent(buffers[i].data, buffers[i + 1].data);
@@ -460,7 +460,7 @@ History fit(Model& model, Opt& optimizer, Loss&& loss, Loader& train_loader, Val
       dist->sum(totals);
       logs["loss"] = totals[0] / totals[2];
       if (classification) logs["accuracy"] = totals[1] / totals[2];
-      HostBuffers buffers;
+      Buffers buffers(*dist);
       detail::add_buffers(buffers, model);
       dist->broadcast(buffers.buffers());
       buffers.write_back();
