@@ -104,11 +104,18 @@ struct ConvChoice {
 enum class ConvDirection { forward = 0, backward_data = 1, backward_filter = 2 };
 using ConvKey = std::array<index_t, 21>;
 
-/// The fastest successful entry of cuDNN's measured list.
+/// The fastest successful entry of cuDNN's measured list (ordered by time) among the deterministic
+/// ones, or among all when none is: some algorithms (backward filter 0 and 3, backward data 0) sum
+/// with atomics, so two runs of the same training would differ in their last bits, as CPU runs do
+/// not (docs/cuda.md).
 template <class Perf>
 ConvChoice best_of(const Perf* perf, int count, const char* what) {
-  for (int i = 0; i < count; ++i) {
-    if (perf[i].status == CUDNN_STATUS_SUCCESS) return {static_cast<int>(perf[i].algo), perf[i].memory};
+  for (const bool deterministic_only : {true, false}) {
+    for (int i = 0; i < count; ++i) {
+      if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+      if (deterministic_only && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+      return {static_cast<int>(perf[i].algo), perf[i].memory};
+    }
   }
   throw cuda_error(std::string("cuDNN found no usable algorithm for ") + what);
 }
