@@ -1,4 +1,5 @@
-// Calls every kernel that backend/cpu/precompiled.hpp lists, for float and double, and some of the
+// Calls every kernel that backend/cpu/precompiled.hpp lists and every optimizer update that
+// optim/optimizers.hpp lists, for float and double, and some of the
 // functions declared TESSERA_OUT_OF_LINE (core/config.hpp), with TESSERA_PRECOMPILED defined (it
 // links tessera::precompiled). The precompiled_symbols test checks that this program's object file
 // defines none of them (it only refers to them); precompiled_probe, that the program, linked
@@ -6,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include <tessera/tessera.hpp>
 
@@ -111,6 +114,35 @@ void probe(const char* type) {
   expect(c(1, 0, 1) == T(3), "gemm_batched", type);
 }
 
+/// A module with one parameter, for the optimizers.
+template <class T>
+struct One : tessera::nn::Module<One<T>> {
+  Tensor<T, 1> w;
+  explicit One(Tensor<T, 1> t) : w(std::move(t)) {}
+  auto members() { return std::make_tuple(tessera::nn::param("w", w)); }
+};
+
+/// One step of every optimizer whose update optim/optimizers.hpp lists, from w = 1 with gradient
+/// 1, against the closed form of its first step.
+template <class T>
+void probe_optimizers(const char* type) {
+  auto after_one_step = [](auto opt) {
+    One<T> model(tessera::ones<T>(3));
+    One<T> grads(tessera::ones<T>(3));
+    opt.step(model, grads);
+    return double(model.w(2));
+  };
+  auto near = [](double got, double want) { return std::abs(got - want) < 1e-5; };
+  expect(near(after_one_step(tessera::optim::SGD<T>({.lr = 0.5})), 0.5), "SGD::update", type);
+  // Adam's first step is lr * g / (|g| + eps); AdamW also shrinks w by lr * weight_decay first.
+  expect(near(after_one_step(tessera::optim::Adam<T>({.lr = 0.1})), 0.9), "Adam's update", type);
+  expect(near(after_one_step(tessera::optim::AdamW<T>({.lr = 0.1, .weight_decay = 0.01})), 0.999 - 0.1),
+         "AdamW's update", type);
+  // RMSprop: v = (1 - 0.99) g^2, w -= lr g / sqrt(v) = 0.01 / 0.1. Adagrad: s = g^2, w -= lr.
+  expect(near(after_one_step(tessera::optim::RMSprop<T>({.lr = 0.01})), 0.9), "RMSprop::update", type);
+  expect(near(after_one_step(tessera::optim::Adagrad<T>({.lr = 0.1})), 0.9), "Adagrad::update", type);
+}
+
 // Out-of-line functions: a safetensors file written, read back and checked; shape rules.
 void probe_functions() {
   const std::string path = "precompiled_probe.safetensors";  // in the test's working directory
@@ -141,6 +173,8 @@ void probe_functions() {
 int main() {
   probe<float>("float");
   probe<double>("double");
+  probe_optimizers<float>("float");
+  probe_optimizers<double>("double");
   probe_functions();
   if (failures == 0) std::printf("precompiled_probe: ok\n");
   return failures == 0 ? 0 : 1;

@@ -49,29 +49,11 @@ class SGD : public OptimizerBase<T, B> {
   template <class M>
   void step(M& model, M& grads) {
     auto slots = optim::detail::pair_parameters<T, B>(model, grads, "SGD");
-    const T lr = T(this->lr_), wd = T(o_.weight_decay), mu = T(o_.momentum);
-    this->ensure_state(slots);
-    if (o_.momentum == 0) {
-      for (auto& s : slots) fused_update<T, B>({&s.param}, std::make_tuple(s.param - lr * (s.grad + wd * s.param)));
-    } else {
-      const bool first = this->steps_ == 0;
-      const T keep = first ? T(0) : mu, take = first ? T(1) : T(1 - o_.dampening);
-      for (std::size_t i = 0; i < slots.size(); ++i) {
-        auto& p = slots[i].param;
-        const auto& g = slots[i].grad;
-        auto& buf = this->state(i, 0);
-        const auto new_buf = keep * buf + take * (g + wd * p);
-        if (o_.nesterov) {
-          fused_update<T, B>({&buf, &p}, std::make_tuple(new_buf, p - lr * ((g + wd * p) + mu * buf)));
-        } else {
-          fused_update<T, B>({&buf, &p}, std::make_tuple(new_buf, p - lr * buf));
-        }
-      }
-    }
-    ++this->steps_;
+    update(slots);
   }
 
  private:
+  void update(std::vector<optim::detail::ParamSlot<T, B>>& slots);
   SGDOptions o_;
 };
 
@@ -99,25 +81,11 @@ class AdamBase : public OptimizerBase<T, B> {
   template <class M>
   void step(M& model, M& grads) {
     auto slots = optim::detail::pair_parameters<T, B>(model, grads, Decoupled ? "AdamW" : "Adam");
-    this->ensure_state(slots);
-    const double t = double(this->steps_ + 1);
-    const double bc1 = 1 - std::pow(o_.beta1, t), bc2 = 1 - std::pow(o_.beta2, t);
-    const T b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.eps);
-    const T step_size = T(this->lr_ / bc1), inv_sqrt_bc2 = T(1 / std::sqrt(bc2));
-    const T l2 = Decoupled ? T(0) : T(o_.weight_decay);
-    const T shrink = Decoupled ? T(1 - this->lr_ * o_.weight_decay) : T(1);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      auto& p = slots[i].param;
-      auto& m = this->state(i, 0);
-      auto& v = this->state(i, 1);
-      const auto g = slots[i].grad + l2 * p;
-      fused_update<T, B>({&m, &v, &p}, std::make_tuple(b1 * m + (T(1) - b1) * g, b2 * v + (T(1) - b2) * square(g),
-                                                       shrink * p - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps)));
-    }
-    ++this->steps_;
+    update(slots);
   }
 
  private:
+  void update(std::vector<optim::detail::ParamSlot<T, B>>& slots);
   AdamOptions o_;
 };
 
@@ -159,32 +127,11 @@ class RMSprop : public OptimizerBase<T, B> {
   template <class M>
   void step(M& model, M& grads) {
     auto slots = optim::detail::pair_parameters<T, B>(model, grads, "RMSprop");
-    this->ensure_state(slots);
-    const T a = T(o_.alpha), eps = T(o_.eps), wd = T(o_.weight_decay), lr = T(this->lr_), mu = T(o_.momentum);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      auto& p = slots[i].param;
-      auto& v = this->state(i, 0);
-      auto& ga = this->state(i, 1);
-      auto& buf = this->state(i, 2);
-      const auto g = slots[i].grad + wd * p;
-      const auto new_v = a * v + (T(1) - a) * square(g);
-      const auto new_ga = a * ga + (T(1) - a) * g;
-      // Four variants, each one fused pass; the later outputs read the state written before them.
-      if (o_.centered && o_.momentum > 0) {
-        fused_update<T, B>({&v, &ga, &buf, &p},
-                           std::make_tuple(new_v, new_ga, mu * buf + g / (sqrt(v - square(ga)) + eps), p - lr * buf));
-      } else if (o_.centered) {
-        fused_update<T, B>({&v, &ga, &p}, std::make_tuple(new_v, new_ga, p - lr * g / (sqrt(v - square(ga)) + eps)));
-      } else if (o_.momentum > 0) {
-        fused_update<T, B>({&v, &buf, &p}, std::make_tuple(new_v, mu * buf + g / (sqrt(v) + eps), p - lr * buf));
-      } else {
-        fused_update<T, B>({&v, &p}, std::make_tuple(new_v, p - lr * g / (sqrt(v) + eps)));
-      }
-    }
-    ++this->steps_;
+    update(slots);
   }
 
  private:
+  void update(std::vector<optim::detail::ParamSlot<T, B>>& slots);
   RMSpropOptions o_;
 };
 
@@ -209,20 +156,116 @@ class Adagrad : public OptimizerBase<T, B> {
   template <class M>
   void step(M& model, M& grads) {
     auto slots = optim::detail::pair_parameters<T, B>(model, grads, "Adagrad");
-    this->ensure_state(slots);
-    const T clr = T(this->lr_ / (1 + double(this->steps_) * o_.lr_decay));
-    const T eps = T(o_.eps), wd = T(o_.weight_decay);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      auto& p = slots[i].param;
-      auto& s = this->state(i, 0);
-      const auto g = slots[i].grad + wd * p;
-      fused_update<T, B>({&s, &p}, std::make_tuple(s + square(g), p - clr * g / (sqrt(s) + eps)));
-    }
-    ++this->steps_;
+    update(slots);
   }
 
  private:
+  void update(std::vector<optim::detail::ParamSlot<T, B>>& slots);
   AdagradOptions o_;
 };
+
+// Each rule's update of every parameter (the fused passes and the state) does not depend on the
+// model: it is a non-inline member, defined here for any element type and backend, and compiled
+// once, in tessera::precompiled, for float and double on the CPU. With TESSERA_PRECOMPILED the
+// declarations below (`extern template`) make programs call the library's copies
+// (docs/architecture.md, "Build time").
+template <class T, class B>
+void SGD<T, B>::update(std::vector<optim::detail::ParamSlot<T, B>>& slots) {
+  const T lr = T(this->lr_), wd = T(o_.weight_decay), mu = T(o_.momentum);
+  this->ensure_state(slots);
+  if (o_.momentum == 0) {
+    for (auto& s : slots) fused_update<T, B>({&s.param}, std::make_tuple(s.param - lr * (s.grad + wd * s.param)));
+  } else {
+    const bool first = this->steps_ == 0;
+    const T keep = first ? T(0) : mu, take = first ? T(1) : T(1 - o_.dampening);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      auto& p = slots[i].param;
+      const auto& g = slots[i].grad;
+      auto& buf = this->state(i, 0);
+      const auto new_buf = keep * buf + take * (g + wd * p);
+      if (o_.nesterov) {
+        fused_update<T, B>({&buf, &p}, std::make_tuple(new_buf, p - lr * ((g + wd * p) + mu * buf)));
+      } else {
+        fused_update<T, B>({&buf, &p}, std::make_tuple(new_buf, p - lr * buf));
+      }
+    }
+  }
+  ++this->steps_;
+}
+
+template <class T, class B, bool Decoupled>
+void AdamBase<T, B, Decoupled>::update(std::vector<optim::detail::ParamSlot<T, B>>& slots) {
+  this->ensure_state(slots);
+  const double t = double(this->steps_ + 1);
+  const double bc1 = 1 - std::pow(o_.beta1, t), bc2 = 1 - std::pow(o_.beta2, t);
+  const T b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.eps);
+  const T step_size = T(this->lr_ / bc1), inv_sqrt_bc2 = T(1 / std::sqrt(bc2));
+  const T l2 = Decoupled ? T(0) : T(o_.weight_decay);
+  const T shrink = Decoupled ? T(1 - this->lr_ * o_.weight_decay) : T(1);
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    auto& p = slots[i].param;
+    auto& m = this->state(i, 0);
+    auto& v = this->state(i, 1);
+    const auto g = slots[i].grad + l2 * p;
+    fused_update<T, B>({&m, &v, &p}, std::make_tuple(b1 * m + (T(1) - b1) * g, b2 * v + (T(1) - b2) * square(g),
+                                                     shrink * p - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps)));
+  }
+  ++this->steps_;
+}
+
+template <class T, class B>
+void RMSprop<T, B>::update(std::vector<optim::detail::ParamSlot<T, B>>& slots) {
+  this->ensure_state(slots);
+  const T a = T(o_.alpha), eps = T(o_.eps), wd = T(o_.weight_decay), lr = T(this->lr_), mu = T(o_.momentum);
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    auto& p = slots[i].param;
+    auto& v = this->state(i, 0);
+    auto& ga = this->state(i, 1);
+    auto& buf = this->state(i, 2);
+    const auto g = slots[i].grad + wd * p;
+    const auto new_v = a * v + (T(1) - a) * square(g);
+    const auto new_ga = a * ga + (T(1) - a) * g;
+    // Four variants, each one fused pass; the later outputs read the state written before them.
+    if (o_.centered && o_.momentum > 0) {
+      fused_update<T, B>({&v, &ga, &buf, &p},
+                         std::make_tuple(new_v, new_ga, mu * buf + g / (sqrt(v - square(ga)) + eps), p - lr * buf));
+    } else if (o_.centered) {
+      fused_update<T, B>({&v, &ga, &p}, std::make_tuple(new_v, new_ga, p - lr * g / (sqrt(v - square(ga)) + eps)));
+    } else if (o_.momentum > 0) {
+      fused_update<T, B>({&v, &buf, &p}, std::make_tuple(new_v, mu * buf + g / (sqrt(v) + eps), p - lr * buf));
+    } else {
+      fused_update<T, B>({&v, &p}, std::make_tuple(new_v, p - lr * g / (sqrt(v) + eps)));
+    }
+  }
+  ++this->steps_;
+}
+
+template <class T, class B>
+void Adagrad<T, B>::update(std::vector<optim::detail::ParamSlot<T, B>>& slots) {
+  this->ensure_state(slots);
+  const T clr = T(this->lr_ / (1 + double(this->steps_) * o_.lr_decay));
+  const T eps = T(o_.eps), wd = T(o_.weight_decay);
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    auto& p = slots[i].param;
+    auto& s = this->state(i, 0);
+    const auto g = slots[i].grad + wd * p;
+    fused_update<T, B>({&s, &p}, std::make_tuple(s + square(g), p - clr * g / (sqrt(s) + eps)));
+  }
+  ++this->steps_;
+}
+
+// TESSERA_OPTIMIZER_INSTANCES(PREFIX, T): the updates' instantiations for element type T on the
+// CPU, each preceded by PREFIX (`extern` declares them; empty defines them, in src/precompiled_*.cpp).
+#define TESSERA_OPTIMIZER_INSTANCES(PREFIX, T)                                                          \
+  PREFIX template void SGD<T, cpu>::update(std::vector<optim::detail::ParamSlot<T, cpu>>&);             \
+  PREFIX template void AdamBase<T, cpu, false>::update(std::vector<optim::detail::ParamSlot<T, cpu>>&); \
+  PREFIX template void AdamBase<T, cpu, true>::update(std::vector<optim::detail::ParamSlot<T, cpu>>&);  \
+  PREFIX template void RMSprop<T, cpu>::update(std::vector<optim::detail::ParamSlot<T, cpu>>&);         \
+  PREFIX template void Adagrad<T, cpu>::update(std::vector<optim::detail::ParamSlot<T, cpu>>&);
+
+#if defined(TESSERA_PRECOMPILED)
+TESSERA_OPTIMIZER_INSTANCES(extern, float)
+TESSERA_OPTIMIZER_INSTANCES(extern, double)
+#endif
 
 }  // namespace tessera::optim
