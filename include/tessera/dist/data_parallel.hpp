@@ -222,19 +222,13 @@ class DataParallel final : public train::Distributed {
                           " is in device memory, which MPI is not given (use dist::NcclDataParallel)");
       }
     }
-    std::uint64_t h = 1469598103934665603ull;
-    auto mix = [&](const void* p, std::size_t n) {
-      for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
-    };
+    LayoutHash hash;
     for (std::size_t i = 0; i < buffers.size(); ++i) {
-      const auto& b = buffers[i];
-      mix(b.name.data(), b.name.size());
-      const std::uint64_t count = b.count, kind = static_cast<std::uint64_t>(b.kind);
+      hash.add(buffers[i]);
       const std::int64_t gap = joined_gap(buffers, i);
-      mix(&count, sizeof count);
-      mix(&kind, sizeof kind);
-      mix(&gap, sizeof gap);
+      hash.mix(&gap, sizeof gap);
     }
+    const std::uint64_t h = hash.value();
     std::uint64_t zero = h;
     comm_->wait(comm_->ibcast(&zero, 1, MPI_UINT64_T, 0), {"MPI_Ibcast (layout check)"});
     int differs = zero != h ? 1 : 0;

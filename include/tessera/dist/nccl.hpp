@@ -620,16 +620,9 @@ class NcclDataParallel final : public train::Distributed {
   /// All ranks must exchange the same buffers (names, sizes, types): checked against rank 0 with
   /// a hash, and every rank throws together when one differs.
   void check_layout(const std::vector<train::Buffer>& buffers, const char* what) {
-    std::uint64_t h = 1469598103934665603ull;
-    auto mix = [&](const void* p, std::size_t n) {
-      for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
-    };
-    for (const auto& b : buffers) {
-      mix(b.name.data(), b.name.size());
-      const std::uint64_t count = b.count, kind = static_cast<std::uint64_t>(b.kind);
-      mix(&count, sizeof count);
-      mix(&kind, sizeof kind);
-    }
+    LayoutHash hash;
+    for (const auto& b : buffers) hash.add(b);
+    const std::uint64_t h = hash.value();
     std::uint64_t zero = h;
     comm_->broadcast_host(&zero, sizeof zero, 0, {"ncclBroadcast (layout check)"});
     std::int32_t differs = zero != h ? 1 : 0;
